@@ -1,0 +1,140 @@
+//! Messages per second through the embedded bus into an echo app and back out, for:
+//! - the echo logic as native Rust (the baseline: same bus, same worker, no sandbox),
+//! - the echo plugin as a WASM component with pooled instances,
+//! - the same plugin with a fresh instance per message.
+//!
+//! Run: `cargo bench -p vumi-host --bench throughput` (builds the plugins first if needed).
+//! The figure that matters is the ratio to the native baseline measured in the same run: this
+//! machine is shared and noisy, absolute numbers drift.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+use vumi_host::bus::{Bus, EmbeddedBus, RoutingKey};
+use vumi_host::message::{Event, Message, SessionEvent, UserMessage};
+use vumi_host::names::ConnectorName;
+use vumi_host::plugins::{AppLimits, AppPlugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy};
+use vumi_host::state::{KvStore, MemoryStore, Namespaced};
+use vumi_host::workers::{AppWorker, FailureLog, Handler};
+
+/// The echo plugin's logic, natively.
+struct NativeEcho;
+
+#[async_trait]
+impl Handler for NativeEcho {
+    fn name(&self) -> &str {
+        "native-echo"
+    }
+    async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
+        Ok(vec![msg.reply(msg.content.clone(), false)])
+    }
+    async fn handle_event(&self, _event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
+        Ok(Vec::new())
+    }
+}
+
+/// Publish `n` messages from `users` distinct senders and time until `n` replies are out.
+async fn run(handler: Arc<dyn Handler>, n: usize, concurrency: usize, users: usize) -> f64 {
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
+    let connector: ConnectorName = "bench".parse().expect("name");
+    let failures = Arc::new(FailureLog::new(10, None).expect("failure log"));
+    let stop = CancellationToken::new();
+    let worker = AppWorker::new(handler, bus.clone(), connector.clone(), failures.clone(), concurrency);
+    let w = tokio::spawn(worker.run(stop.clone()));
+    let mut sink = bus.consume(&RoutingKey::outbound(&connector), 1000).await.expect("consume");
+    let inbound = RoutingKey::inbound(&connector);
+    let msgs: Vec<Message> = (0..n)
+        .map(|i| {
+            Message::User(UserMessage::inbound(
+                "bench",
+                "telnet",
+                format!("127.0.0.1:{}", 10_000 + i % users),
+                "127.0.0.1:9010",
+                Some(format!("message number {i}")),
+                Some(SessionEvent::Resume),
+            ))
+        })
+        .collect();
+    let start = Instant::now();
+    let publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            for m in msgs {
+                bus.publish(&inbound, m).await.expect("publish");
+            }
+        })
+    };
+    for _ in 0..n {
+        let d = tokio::time::timeout(Duration::from_secs(60), sink.next()).await.expect("reply in time").expect("open");
+        d.ack();
+    }
+    let elapsed = start.elapsed();
+    publisher.await.expect("publisher");
+    stop.cancel();
+    let _ = w.await;
+    assert_eq!(failures.total(), 0, "no message may fail in a benchmark run");
+    n as f64 / elapsed.as_secs_f64()
+}
+
+async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> {
+    let path = echo_path();
+    let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let settings = AppSettings {
+        name: "echo".into(),
+        policy,
+        limits: AppLimits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+        kv: Namespaced::new(store, "bench"),
+        config: Default::default(),
+        endpoints: vec!["default".into()],
+    };
+    Arc::new(AppPlugin::load(engine, &path, settings).await.expect("load echo.wasm"))
+}
+
+fn echo_path() -> std::path::PathBuf {
+    let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned();
+    let out = ws.join("target").join("bench-plugins");
+    let path = out.join("echo.wasm");
+    if !path.is_file() {
+        vumi_host::cli::build_plugins(&ws, Some(&out)).expect("build the plugins");
+    }
+    path
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let n: usize = std::env::var("VUMI_BENCH_MESSAGES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let rounds = 5;
+    let concurrency = 2;
+    let users = 1000;
+    rt.block_on(async {
+        let engine = Engine::new(&EngineSettings::default()).expect("engine");
+        let native: Arc<dyn Handler> = Arc::new(NativeEcho);
+        let pooled = load_echo(&engine, InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) }).await;
+        let fresh = load_echo(&engine, InstancePolicy::Fresh).await;
+        // Warm up each path once (allocator, instance pool, caches).
+        for h in [&native, &pooled, &fresh] {
+            run(h.clone(), 5_000, concurrency, users).await;
+        }
+        // Interleave rounds so drift on a shared machine hits every path alike.
+        let (mut rn, mut rp, mut rf) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            rn.push(run(native.clone(), n, concurrency, users).await);
+            rp.push(run(pooled.clone(), n, concurrency, users).await);
+            rf.push(run(fresh.clone(), n, concurrency, users).await);
+        }
+        let (n_, p, f) = (median(rn), median(rp), median(rf));
+        println!("messages per run: {n}, rounds: {rounds} (median), worker lanes: {concurrency}, distinct users: {users}");
+        println!("| path | messages/s | vs native |");
+        println!("|---|---:|---:|");
+        println!("| native Rust echo (baseline) | {n_:.0} | 1.00 |");
+        println!("| WASM echo, pooled instances | {p:.0} | {:.2} |", p / n_);
+        println!("| WASM echo, fresh instance per message | {f:.0} | {:.2} |", f / n_);
+    });
+}

@@ -1,0 +1,141 @@
+//! The behaviour every [`Bus`] must show, written once and run by each back end's tests against
+//! the real thing (a networked back end fails, never skips, when its broker is down).
+
+use std::time::Duration;
+
+use super::{Bus, RoutingKey};
+use crate::message::{Message, UserMessage};
+use crate::names::ConnectorName;
+
+fn key(run: &str, kind: &str) -> RoutingKey {
+    let connector: ConnectorName = format!("conf-{}-{kind}", &run[..12]).parse().expect("valid connector name");
+    RoutingKey::inbound(&connector)
+}
+
+fn msg(n: usize) -> Message {
+    Message::User(UserMessage::inbound("conformance", "telnet", "127.0.0.1:1", "127.0.0.1:2", Some(n.to_string()), None))
+}
+
+fn content(m: &Message) -> String {
+    match m {
+        Message::User(u) => u.content.clone().unwrap_or_default(),
+        other => panic!("expected a user message, got {other:?}"),
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Run every check that leaves the bus open.
+pub async fn run_all(bus: &dyn Bus) {
+    let run = crate::message::new_id();
+    delivers_in_order_and_keeps_messages_published_before_consume(bus, &run).await;
+    routing_keys_are_isolated(bus, &run).await;
+    nack_with_requeue_redelivers(bus, &run).await;
+    dropped_delivery_is_redelivered(bus, &run).await;
+    prefetch_bounds_outstanding_deliveries(bus, &run).await;
+    competing_consumers_share_without_duplicates(bus, &run).await;
+}
+
+async fn delivers_in_order_and_keeps_messages_published_before_consume(bus: &dyn Bus, run: &str) {
+    let k = key(run, "order");
+    for n in 0..50 {
+        bus.publish(&k, msg(n)).await.expect("publish");
+    }
+    let mut c = bus.consume(&k, 100).await.expect("consume");
+    for n in 0..50 {
+        let d = tokio::time::timeout(WAIT, c.next()).await.expect("delivery in time").expect("open");
+        assert_eq!(content(&d.message), n.to_string(), "messages arrive in publish order");
+        assert!(!d.redelivered);
+        d.ack();
+    }
+}
+
+async fn routing_keys_are_isolated(bus: &dyn Bus, run: &str) {
+    let a = key(run, "iso-a");
+    let b = key(run, "iso-b");
+    bus.publish(&a, msg(1)).await.expect("publish");
+    bus.publish(&b, msg(2)).await.expect("publish");
+    let mut cb = bus.consume(&b, 10).await.expect("consume");
+    let d = tokio::time::timeout(WAIT, cb.next()).await.expect("in time").expect("open");
+    assert_eq!(content(&d.message), "2");
+    d.ack();
+    assert!(tokio::time::timeout(Duration::from_millis(200), cb.next()).await.is_err(), "b must not see a's message");
+    let mut ca = bus.consume(&a, 10).await.expect("consume");
+    let d = tokio::time::timeout(WAIT, ca.next()).await.expect("in time").expect("open");
+    assert_eq!(content(&d.message), "1");
+    d.ack();
+}
+
+async fn nack_with_requeue_redelivers(bus: &dyn Bus, run: &str) {
+    let k = key(run, "requeue");
+    bus.publish(&k, msg(7)).await.expect("publish");
+    let mut c = bus.consume(&k, 10).await.expect("consume");
+    let d = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+    d.nack(true);
+    let d = tokio::time::timeout(WAIT, c.next()).await.expect("redelivered in time").expect("open");
+    assert_eq!(content(&d.message), "7");
+    assert!(d.redelivered, "a requeued message is flagged redelivered");
+    d.ack();
+}
+
+async fn dropped_delivery_is_redelivered(bus: &dyn Bus, run: &str) {
+    let k = key(run, "drop");
+    bus.publish(&k, msg(9)).await.expect("publish");
+    let mut c = bus.consume(&k, 10).await.expect("consume");
+    let d = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+    drop(d);
+    let d = tokio::time::timeout(WAIT, c.next()).await.expect("redelivered in time").expect("open");
+    assert_eq!(content(&d.message), "9", "an unsettled delivery must not be lost");
+    d.ack();
+}
+
+async fn prefetch_bounds_outstanding_deliveries(bus: &dyn Bus, run: &str) {
+    let k = key(run, "prefetch");
+    for n in 0..5 {
+        bus.publish(&k, msg(n)).await.expect("publish");
+    }
+    let mut c = bus.consume(&k, 2).await.expect("consume");
+    let d0 = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+    let d1 = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), c.next()).await.is_err(),
+        "a third delivery must wait while two are unacked with prefetch 2"
+    );
+    d0.ack();
+    let d2 = tokio::time::timeout(WAIT, c.next()).await.expect("in time after an ack").expect("open");
+    for d in [d1, d2] {
+        d.ack();
+    }
+    for _ in 3..5 {
+        tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open").ack();
+    }
+}
+
+async fn competing_consumers_share_without_duplicates(bus: &dyn Bus, run: &str) {
+    let k = key(run, "compete");
+    let mut c1 = bus.consume(&k, 5).await.expect("consume");
+    let mut c2 = bus.consume(&k, 5).await.expect("consume");
+    let total = 200;
+    for n in 0..total {
+        bus.publish(&k, msg(n)).await.expect("publish");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut from1, mut from2) = (0, 0);
+    while seen.len() < total {
+        tokio::select! {
+            Some(d) = c1.next() => { from1 += 1; assert!(seen.insert(content(&d.message)), "duplicate delivery"); d.ack(); }
+            Some(d) = c2.next() => { from2 += 1; assert!(seen.insert(content(&d.message)), "duplicate delivery"); d.ack(); }
+            () = tokio::time::sleep(WAIT) => panic!("only {} of {total} messages delivered", seen.len()),
+        }
+    }
+    assert_eq!(from1 + from2, total);
+}
+
+/// Closing the bus ends every consumer's stream.
+pub async fn close_ends_consumers(bus: &dyn Bus) {
+    let run = crate::message::new_id();
+    let mut c = bus.consume(&key(&run, "close"), 1).await.expect("consume");
+    let waiter = async { c.next().await.is_none() };
+    let (ended, ()) = tokio::join!(async { tokio::time::timeout(WAIT, waiter).await }, bus.close());
+    assert_eq!(ended.ok(), Some(true), "next() returns None after close");
+}

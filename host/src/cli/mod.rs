@@ -1,0 +1,153 @@
+//! The `vumi` command line.
+
+mod plugin_build;
+
+pub use plugin_build::build as build_plugins;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::telemetry::LogFormat;
+
+/// vumi: a messaging platform for SMS, USSD and chat campaigns.
+///
+/// Transports (telnet, HTTP, SMPP ...) turn channel traffic into Vumi messages; campaign apps are
+/// sandboxed WebAssembly components that answer them. Everything runs from one config file.
+///
+/// Quick start, from a checkout:
+///
+///   vumi run --build-plugins        build the example apps, then serve config/vumi.toml
+///
+///   telnet 127.0.0.1 9010           talk to the survey app
+#[derive(Debug, Parser)]
+#[command(name = "vumi", version, propagate_version = true)]
+pub struct Cli {
+    /// How to write logs to stderr. The filter is read from VUMI_LOG (e.g. VUMI_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the host: every transport and app in the config, until Ctrl-C or SIGTERM.
+    ///
+    /// The default config (config/vumi.toml) needs nothing installed: an in-process bus and
+    /// in-memory state. Plugin paths in the config are relative to the config file.
+    Run {
+        /// The config file.
+        #[arg(long, short, default_value = "config/vumi.toml", env = "VUMI_CONFIG")]
+        config: PathBuf,
+        /// Build the plugin crates under ./plugins first (as `vumi plugin build` does).
+        #[arg(long)]
+        build_plugins: bool,
+    },
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `vumi plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Build every plugin crate under <workspace>/plugins for wasm32-wasip2 and copy the
+    /// components to the output directory (installing the wasm32-wasip2 target with rustup if
+    /// it is missing).
+    ///
+    /// A plugin crate is any directory under plugins/ (one or two levels deep) with a
+    /// Cargo.toml; each becomes <out>/<package-name>.wasm.
+    Build {
+        /// The cargo workspace that holds plugins/.
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Where to put the .wasm files (default: <workspace>/plugins/dist).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `vumi config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate a config file, report what it would start, and exit. Exits non-zero
+    /// with the file, key and problem if it is invalid.
+    Check {
+        /// The config file.
+        #[arg(long, short, default_value = "config/vumi.toml", env = "VUMI_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { config, build_plugins } => {
+            if build_plugins {
+                plugin_build::build(&PathBuf::from("."), None)?;
+            }
+            run_host(&config).await
+        }
+        Command::Plugin(PluginCommand::Build { workspace, out }) => {
+            plugin_build::build(&workspace, out.as_deref())?;
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            let c = Config::load(&config)?;
+            println!("{}: valid", config.display());
+            for (name, t) in &c.transports {
+                println!("  transport {name}: {t:?}");
+            }
+            for (name, a) in &c.apps {
+                println!("  app {name}: {} on connector {} ({:?})", c.resolve(&a.plugin).display(), a.connector, a.instances);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_host(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let host = crate::supervisor::start(&config).await.with_context(|| format!("cannot start from `{}`", path.display()))?;
+    for (name, addr) in &host.listening {
+        // A stable line on stdout: users see where to connect, tests wait for it.
+        println!("vumi: transport `{name}` listening on {addr}");
+    }
+    println!("vumi: ready ({} apps, {} transports); Ctrl-C stops", host.apps.len(), host.listening.len());
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    host.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,63 @@
+//! Vumi's timestamp: `YYYY-MM-DD HH:MM:SS.ffffff`, UTC, no zone.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{NaiveDateTime, Utc};
+
+/// A UTC instant in Vumi's text form. Reading accepts the form with 1 to 6 fractional digits
+/// or none (older workers wrote whole seconds); writing always gives six.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub NaiveDateTime);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self(Utc::now().naive_utc())
+    }
+}
+
+/// The text is not a Vumi timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a timestamp of the form YYYY-MM-DD HH:MM:SS[.ffffff]")]
+pub struct TimestampError(pub String);
+
+impl FromStr for Timestamp {
+    type Err = TimestampError;
+    fn from_str(s: &str) -> Result<Self, TimestampError> {
+        // `%.f` accepts an optional fraction of any length; Vumi's has at most six digits.
+        let frac_ok = s.split_once('.').is_none_or(|(_, f)| (1..=6).contains(&f.len()));
+        match NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+            Ok(t) if frac_ok => Ok(Self(t)),
+            _ => Err(TimestampError(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_parse_and_write_with_microseconds() {
+        let t: Timestamp = "2014-05-06 10:11:12.123456".parse().expect("micro");
+        assert_eq!(t.to_string(), "2014-05-06 10:11:12.123456");
+        let t: Timestamp = "2014-05-06 10:11:12".parse().expect("whole seconds");
+        assert_eq!(t.to_string(), "2014-05-06 10:11:12.000000");
+        let t: Timestamp = "2014-05-06 10:11:12.5".parse().expect("one digit");
+        assert_eq!(t.to_string(), "2014-05-06 10:11:12.500000");
+    }
+
+    #[test]
+    fn other_forms_are_refused() {
+        for s in ["2014-05-06T10:11:12", "2014-05-06 10:11", "yesterday", "2014-05-06 10:11:12.1234567", ""] {
+            assert!(s.parse::<Timestamp>().is_err(), "{s}");
+        }
+    }
+}

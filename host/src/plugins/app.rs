@@ -1,0 +1,328 @@
+//! An application plugin: one compiled component, its instance policy, and the per-message call
+//! that turns a message into the messages the handler sent.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::message::{Event, UserMessage};
+use crate::state::Namespaced;
+
+use super::bindings::{Application, ApplicationPre};
+use super::engine::{Engine, TICK};
+use super::host::{AppContext, HostState};
+use super::loader::{self, LoadError};
+use super::{bindings, convert};
+
+/// How instances of an app are used. See `../shared/design.md`, "Instances": a fresh instance per
+/// message is the strongest isolation (~25 µs), a pooled instance is ~10x cheaper and still never
+/// shared across apps or versions, and is dropped after any trap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstancePolicy {
+    /// A new sandbox for every message: no memory carries over between messages.
+    Fresh,
+    /// Reuse an instance for up to `max_messages` messages or `max_age`, whichever comes first.
+    Pooled {
+        /// Messages an instance may handle before it is retired.
+        max_messages: u32,
+        /// Age at which an instance is retired.
+        max_age: Duration,
+    },
+}
+
+/// What one call may consume.
+#[derive(Debug, Clone)]
+pub struct AppLimits {
+    /// CPU time the guest may run per message (counted in epoch ticks of 1 ms).
+    pub deadline: Duration,
+    /// Linear memory an instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Messages one handler call may send.
+    pub max_sends: u32,
+}
+
+/// Everything needed to load one app.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// The app's name, for logs, failures and the kv namespace.
+    pub name: String,
+    /// Instance policy.
+    pub policy: InstancePolicy,
+    /// Per-call limits.
+    pub limits: AppLimits,
+    /// The app's view of the state store.
+    pub kv: Namespaced,
+    /// The app's own config table, as JSON.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Endpoints `send-to` may name.
+    pub endpoints: Vec<String>,
+}
+
+/// Why a handler call produced nothing to publish. [`HandlerFailure::kind`] is the label used in
+/// logs, metrics and the failure record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HandlerFailure {
+    /// The handler returned `err(reason)`.
+    #[error("handler returned an error: {0}")]
+    Handler(String),
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The guest ran past its CPU deadline.
+    #[error("plugin ran past its CPU deadline of {} ms", .0.as_millis())]
+    Deadline(Duration),
+    /// The guest tried to grow its memory past its cap.
+    #[error("plugin went over its memory cap of {} MiB", .0 >> 20)]
+    Memory(usize),
+    /// A fresh instance could not be made (e.g. the instance pool is exhausted).
+    #[error("plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl HandlerFailure {
+    /// A short machine label: `handler_error`, `trap`, `deadline`, `memory`, `instantiate`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerFailure::Handler(_) => "handler_error",
+            HandlerFailure::Trap(_) => "trap",
+            HandlerFailure::Deadline(_) => "deadline",
+            HandlerFailure::Memory(_) => "memory",
+            HandlerFailure::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// Counters an operator reads (the admin API shows them).
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Calls that returned `ok`.
+    pub handled: AtomicU64,
+    /// Calls that failed, for any reason.
+    pub failed: AtomicU64,
+    /// Instances created.
+    pub instantiated: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl PluginStats {
+    /// The most recent failure's reason.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+struct Instance {
+    store: Store<HostState>,
+    app: Application,
+    messages: u32,
+    born: Instant,
+}
+
+enum Input {
+    User(bindings::types::UserMessage),
+    Event(bindings::types::Event),
+}
+
+/// A loaded application plugin. Shared by all of an app's worker lanes.
+pub struct AppPlugin {
+    name: String,
+    engine: Engine,
+    pre: ApplicationPre<HostState>,
+    ctx: Arc<AppContext>,
+    policy: InstancePolicy,
+    limits: AppLimits,
+    idle: Mutex<Vec<Instance>>,
+    stats: PluginStats,
+}
+
+impl std::fmt::Debug for AppPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppPlugin").field("name", &self.name).field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+/// Idle instances kept per app; more concurrent calls than this instantiate and then drop.
+const MAX_IDLE: usize = 32;
+
+impl AppPlugin {
+    /// Load, compile and check `path`, then make one instance to prove it starts (a component
+    /// that traps while starting is refused here, not on the first user's message).
+    pub async fn load(engine: &Engine, path: &Path, settings: AppSettings) -> Result<Self, LoadError> {
+        let loaded = loader::load_application(engine, path).await?;
+        let ctx = Arc::new(AppContext {
+            app: settings.name.clone(),
+            kv: settings.kv,
+            config: settings.config,
+            endpoints: settings.endpoints,
+            max_sends: settings.limits.max_sends,
+        });
+        let plugin = Self {
+            name: settings.name,
+            engine: engine.clone(),
+            pre: loaded.pre,
+            ctx,
+            policy: settings.policy,
+            limits: settings.limits,
+            idle: Mutex::new(Vec::new()),
+            stats: PluginStats::default(),
+        };
+        let first = plugin.instantiate().await.map_err(|e| LoadError::WrongWorld {
+            path: path.to_owned(),
+            world: loader::World::Application,
+            reason: format!("it fails to start: {e}"),
+        })?;
+        plugin.release(first);
+        Ok(plugin)
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counters for operators.
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// Handle a user message; on success returns what the handler sent, in order.
+    pub async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
+        let input = Input::User(convert::user_message(&msg));
+        self.call(Some(msg), input).await
+    }
+
+    /// Handle an event about a message this app sent.
+    pub async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
+        self.call(None, Input::Event(convert::event(event))).await
+    }
+
+    async fn call(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Vec<UserMessage>, HandlerFailure> {
+        let result = self.call_inner(current, input).await;
+        match &result {
+            Ok(_) => {
+                self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                *self.stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn call_inner(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Vec<UserMessage>, HandlerFailure> {
+        let mut inst = match self.take_idle() {
+            Some(i) => i,
+            None => self.instantiate().await?,
+        };
+        arm(&mut inst.store, self.limits.deadline);
+        inst.store.data_mut().call.current = current;
+
+        // The epoch deadline stops guest CPU; this wall-clock bound also covers a host import
+        // (a networked kv) that hangs.
+        let wall = self.limits.deadline * 10 + Duration::from_secs(1);
+        let outcome = tokio::time::timeout(wall, async {
+            match &input {
+                Input::User(m) => inst.app.call_handle_user_message(&mut inst.store, m).await,
+                Input::Event(e) => inst.app.call_handle_event(&mut inst.store, e).await,
+            }
+        })
+        .await;
+
+        let call = std::mem::take(&mut inst.store.data_mut().call);
+        match outcome {
+            Ok(Ok(Ok(()))) => {
+                inst.messages += 1;
+                self.release(inst);
+                Ok(call.sends)
+            }
+            Ok(Ok(Err(reason))) => {
+                // The guest returned normally: the instance is sound and may be reused.
+                inst.messages += 1;
+                self.release(inst);
+                Err(HandlerFailure::Handler(reason))
+            }
+            // A trapped instance may not be re-entered: `inst` is dropped here.
+            Ok(Err(trap)) => Err(self.classify(&call, &inst.store, trap)),
+            Err(_elapsed) => Err(HandlerFailure::Deadline(wall)),
+        }
+    }
+
+    fn classify(&self, call: &super::host::CallState, store: &Store<HostState>, trap: wasmtime::Error) -> HandlerFailure {
+        if call.deadline_hit {
+            HandlerFailure::Deadline(self.limits.deadline)
+        } else if store.data().limiter.hit {
+            HandlerFailure::Memory(self.limits.max_memory_bytes)
+        } else {
+            HandlerFailure::Trap(trap_reason(&trap))
+        }
+    }
+
+    fn take_idle(&self) -> Option<Instance> {
+        if self.policy == InstancePolicy::Fresh {
+            return None;
+        }
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn release(&self, inst: Instance) {
+        let InstancePolicy::Pooled { max_messages, max_age } = &self.policy else { return };
+        if inst.messages >= *max_messages || inst.born.elapsed() >= *max_age {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(inst);
+        }
+    }
+
+    async fn instantiate(&self) -> Result<Instance, HandlerFailure> {
+        let mut store = Store::new(&self.engine.inner, HostState::new(self.ctx.clone(), self.limits.max_memory_bytes));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut cx| {
+            let call = &mut cx.data_mut().call;
+            call.ticks += 1;
+            if call.ticks >= call.deadline_ticks {
+                call.deadline_hit = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Give the executor back every tick so a busy guest cannot starve transports.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        arm(&mut store, self.limits.deadline);
+        let app = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            let call = &store.data().call;
+            if call.deadline_hit {
+                HandlerFailure::Deadline(self.limits.deadline)
+            } else if store.data().limiter.hit {
+                HandlerFailure::Memory(self.limits.max_memory_bytes)
+            } else {
+                HandlerFailure::Instantiate(format!("{e:#}"))
+            }
+        })?;
+        store.data_mut().call = Default::default();
+        self.stats.instantiated.fetch_add(1, Ordering::Relaxed);
+        Ok(Instance { store, app, messages: 0, born: Instant::now() })
+    }
+}
+
+/// Reset the per-call CPU budget.
+fn arm(store: &mut Store<HostState>, deadline: Duration) {
+    let ticks = (deadline.as_micros() / TICK.as_micros()).max(1) as u64;
+    let call = &mut store.data_mut().call;
+    call.ticks = 0;
+    call.deadline_ticks = ticks;
+    call.deadline_hit = false;
+    store.set_epoch_deadline(1);
+}
+
+fn trap_reason(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{e:#}"),
+    }
+}

@@ -1,0 +1,88 @@
+//! The wasmtime engine every plugin shares, and the ticker that gives CPU deadlines meaning.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::loader::LoadError;
+
+/// How often the epoch advances. A handler's CPU deadline is counted in these ticks, so this is
+/// the deadline's resolution; 1 ms costs one atomic increment per millisecond.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
+
+/// Engine-wide settings, taken from the host config.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The largest memory any plugin may be given: the pooling allocator's slot size.
+    pub max_memory_bytes: usize,
+    /// How many component instances may be live at once across all plugins.
+    pub max_instances: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self { max_memory_bytes: 256 << 20, max_instances: 1000 }
+    }
+}
+
+/// A shared wasmtime engine with its epoch ticker. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: wasmtime::Engine,
+    _ticker: Arc<Ticker>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Engine {
+    /// Build the engine: component model (async is always on in wasmtime 48: `kv` awaits a store),
+    /// epoch interruption (a tight guest loop cannot be stopped by a tokio timeout), and the
+    /// pooling allocator (instantiation from pre-reserved slots is what makes a fresh instance
+    /// per message affordable).
+    pub fn new(settings: &EngineSettings) -> Result<Self, LoadError> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.max_memory_size(settings.max_memory_bytes)
+            .total_component_instances(settings.max_instances)
+            .total_core_instances(settings.max_instances.saturating_mul(2))
+            .total_memories(settings.max_instances)
+            .total_tables(settings.max_instances.saturating_mul(2))
+            .total_stacks(settings.max_instances);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let inner = wasmtime::Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = inner.clone();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("vumi-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
+        Ok(Self { inner, _ticker: Arc::new(Ticker { stop }) })
+    }
+}

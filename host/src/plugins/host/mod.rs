@@ -1,0 +1,90 @@
+//! What a plugin instance's store holds, and the WIT imports implemented over it (one file per
+//! interface).
+
+mod config;
+mod kv;
+mod log;
+mod outbound;
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::message::UserMessage;
+use crate::state::Namespaced;
+
+/// Per-app facts the imports need, shared by all instances of one app version.
+pub(crate) struct AppContext {
+    pub app: String,
+    pub kv: Namespaced,
+    pub config: serde_json::Map<String, serde_json::Value>,
+    pub endpoints: Vec<String>,
+    pub max_sends: u32,
+}
+
+/// The state of one call: what the handler is answering and what it has sent so far.
+#[derive(Default)]
+pub(crate) struct CallState {
+    pub current: Option<Arc<UserMessage>>,
+    pub sends: Vec<UserMessage>,
+    /// Epoch ticks the guest has run past in this call.
+    pub ticks: u64,
+    pub deadline_ticks: u64,
+    pub deadline_hit: bool,
+}
+
+/// The data of one wasmtime `Store`: WASI (with nothing granted), limits, and the call.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub ctx: Arc<AppContext>,
+    pub call: CallState,
+}
+
+impl HostState {
+    pub fn new(ctx: Arc<AppContext>, max_memory_bytes: usize) -> Self {
+        // WASI with no preopened directories, no environment, no arguments, no sockets and
+        // stdio closed: everything a plugin may touch is one of our imports.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_memory_bytes, hit: false },
+            ctx,
+            call: CallState::default(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps linear memory per instance and remembers whether the cap was hit, so that the trap a
+/// guest raises when its allocator fails can be reported as "over its memory cap" rather than as
+/// an anonymous `unreachable`.
+pub(crate) struct MemoryLimiter {
+    pub max_memory_bytes: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables hold function references; a legitimate plugin needs a few thousand at most.
+        Ok(desired <= 100_000)
+    }
+}
+
+impl super::bindings::types::Host for HostState {}

@@ -1,0 +1,103 @@
+//! From a file on disk to a compiled, world-checked component ready to instantiate.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::ApplicationPre;
+use super::engine::Engine;
+use super::host::HostState;
+
+/// The worlds of `wit/` a plugin can be built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `vumi:plugin/application`: a campaign app.
+    Application,
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            World::Application => f.write_str("vumi:plugin/application@0.1.0"),
+        }
+    }
+}
+
+/// Why a plugin could not be loaded. Each names the file, and none is fixed by retrying with the
+/// same file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The engine itself could not be set up (a host problem, not the plugin's).
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The file could not be read.
+    #[error("cannot read plugin `{path}`: {source}")]
+    Read {
+        /// The plugin file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a WebAssembly component (corrupt, truncated, or a core module).
+    #[error(
+        "`{path}` is not a valid WebAssembly component: {reason} (build plugins for the wasm32-wasip2 target, e.g. `vumi plugin build`)"
+    )]
+    Invalid {
+        /// The plugin file.
+        path: PathBuf,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// A valid component that does not fit the world it is configured as.
+    #[error("`{path}` is not a {world} component: {reason}")]
+    WrongWorld {
+        /// The plugin file.
+        path: PathBuf,
+        /// The world it should have been built for.
+        world: World,
+        /// What does not match (a missing export, an unknown import).
+        reason: String,
+    },
+}
+
+/// A compiled application component, linked and checked against `world application`.
+pub(crate) struct LoadedApp {
+    pub pre: ApplicationPre<HostState>,
+}
+
+/// Read and compile `path` as an application. Compilation is CPU-heavy (cranelift), so it runs on
+/// the blocking pool, off the message path.
+pub(crate) async fn load_application(engine: &Engine, path: &Path) -> Result<LoadedApp, LoadError> {
+    let bytes =
+        tokio::fs::read(path).await.map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let engine = engine.clone();
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || compile_application(&engine, &path, &bytes))
+        .await
+        .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
+}
+
+fn compile_application(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<LoadedApp, LoadError> {
+    let component = Component::from_binary(&engine.inner, bytes)
+        .map_err(|e| LoadError::Invalid { path: path.to_owned(), reason: format!("{e:#}") })?;
+    let mut linker: Linker<HostState> = Linker::new(&engine.inner);
+    let linked = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| {
+            super::bindings::Application::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+                &mut linker,
+                |s| s,
+            )
+        })
+        .map_err(|e| LoadError::Engine(format!("{e:#}")));
+    linked?;
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+        path: path.to_owned(),
+        world: World::Application,
+        reason: format!("{e:#}"),
+    };
+    // Fails on imports we do not provide (another world's, or a WASI we do not grant)...
+    let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+    // ...and this on missing or mistyped exports.
+    let pre = ApplicationPre::new(instance_pre).map_err(wrong_world)?;
+    Ok(LoadedApp { pre })
+}

@@ -1,0 +1,102 @@
+//! The behaviour every [`KvStore`] back end must show, written once against `&dyn KvStore` and run
+//! by each back end's tests. A back end that needs a service (Redis) runs this against the real
+//! service; it never skips.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{KvStore, Namespaced, StateError};
+
+/// Run every check. Keys are prefixed with a random run id so that checks against a shared
+/// networked store never see each other's data.
+pub async fn run_all(store: &dyn KvStore) {
+    let run = crate::message::new_id();
+    get_of_missing_key_is_none(store, &run).await;
+    set_then_get_round_trips_bytes(store, &run).await;
+    set_replaces_value_and_expiry(store, &run).await;
+    delete_reports_existence(store, &run).await;
+    ttl_expires_keys(store, &run).await;
+    incr_counts_from_zero_and_keeps_text_form(store, &run).await;
+    incr_of_non_integer_is_a_typed_error(store, &run).await;
+    concurrent_incr_loses_no_update(store, &run).await;
+}
+
+async fn get_of_missing_key_is_none(s: &dyn KvStore, run: &str) {
+    assert_eq!(s.get(&format!("{run}:missing")).await.expect("get"), None);
+}
+
+async fn set_then_get_round_trips_bytes(s: &dyn KvStore, run: &str) {
+    let k = format!("{run}:bytes");
+    let value = [0u8, 159, 146, 150, b'\n', 255];
+    s.set(&k, &value, None).await.expect("set");
+    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&value[..]));
+}
+
+async fn set_replaces_value_and_expiry(s: &dyn KvStore, run: &str) {
+    let k = format!("{run}:replace");
+    s.set(&k, b"one", Some(Duration::from_millis(200))).await.expect("set");
+    s.set(&k, b"two", None).await.expect("set");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"two"[..]), "a plain set must clear the old TTL");
+}
+
+async fn delete_reports_existence(s: &dyn KvStore, run: &str) {
+    let k = format!("{run}:del");
+    assert!(!s.delete(&k).await.expect("delete"), "deleting a missing key reports false");
+    s.set(&k, b"x", None).await.expect("set");
+    assert!(s.delete(&k).await.expect("delete"), "deleting a present key reports true");
+    assert_eq!(s.get(&k).await.expect("get"), None);
+}
+
+async fn ttl_expires_keys(s: &dyn KvStore, run: &str) {
+    let k = format!("{run}:ttl");
+    s.set(&k, b"short-lived", Some(Duration::from_secs(1))).await.expect("set");
+    assert!(s.get(&k).await.expect("get").is_some(), "visible before its TTL");
+    // Poll rather than sleep a fixed time: Redis expiry has 1 ms resolution but is not instant.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if s.get(&k).await.expect("get").is_none() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "key with a 1 s TTL still present after 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn incr_counts_from_zero_and_keeps_text_form(s: &dyn KvStore, run: &str) {
+    let k = format!("{run}:counter");
+    assert_eq!(s.incr(&k, 1).await.expect("incr"), 1);
+    assert_eq!(s.incr(&k, 41).await.expect("incr"), 42);
+    assert_eq!(s.incr(&k, -50).await.expect("incr"), -8);
+    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"-8"[..]), "integers are stored as decimal text");
+    s.set(&k, b"100", None).await.expect("set");
+    assert_eq!(s.incr(&k, 1).await.expect("incr"), 101, "text written by set counts");
+}
+
+async fn incr_of_non_integer_is_a_typed_error(s: &dyn KvStore, run: &str) {
+    let k = format!("{run}:text");
+    s.set(&k, b"hello", None).await.expect("set");
+    let err = s.incr(&k, 1).await.expect_err("incr of text must fail");
+    assert!(matches!(err, StateError::NotAnInteger { .. }), "got {err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"hello"[..]), "a failed incr changes nothing");
+}
+
+async fn concurrent_incr_loses_no_update(s: &dyn KvStore, run: &str) {
+    let k = format!("{run}:concurrent");
+    // Polled together, so a networked back end sees truly concurrent requests.
+    for r in futures::future::join_all((0..200).map(|_| s.incr(&k, 1))).await {
+        r.expect("incr");
+    }
+    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"200"[..]));
+}
+
+/// Namespaced views of one store must not see each other's keys.
+pub async fn namespaces_are_isolated(inner: Arc<dyn KvStore>) {
+    let run = crate::message::new_id();
+    let a = Namespaced::new(inner.clone(), &format!("{run}-a"));
+    let b = Namespaced::new(inner, &format!("{run}-b"));
+    a.set("k", b"for a", None).await.expect("set");
+    assert_eq!(b.get("k").await.expect("get"), None);
+    assert_eq!(a.get("k").await.expect("get").as_deref(), Some(&b"for a"[..]));
+}

@@ -1,0 +1,131 @@
+//! The embedded state back end: a map in this process. Nothing to install; lost on restart.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{KvStore, StateError};
+
+struct Entry {
+    value: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
+}
+
+/// In-memory [`KvStore`]. Expired keys are invisible at once and reclaimed on access and by a
+/// sweep every `SWEEP_EVERY` writes, so abandoned sessions do not accumulate.
+#[derive(Default)]
+pub struct MemoryStore {
+    // A plain mutex: every operation is a short map access with no await inside.
+    map: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    writes: u64,
+}
+
+const SWEEP_EVERY: u64 = 4096;
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map half-updated (each operation is one
+        // map call), so a poisoned lock is safe to keep using.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn note_write(&mut self, now: Instant) {
+        self.writes += 1;
+        if self.writes % SWEEP_EVERY == 0 {
+            self.entries.retain(|_, e| e.live(now));
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("keys", &self.lock().entries.len()).finish()
+    }
+}
+
+#[async_trait]
+impl KvStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.entries.get(key) {
+            Some(e) if e.live(now) => Ok(Some(e.value.clone())),
+            Some(_) => {
+                inner.entries.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.entries.insert(key.to_owned(), Entry { value: value.to_vec(), expires: ttl.map(|t| now + t) });
+        inner.note_write(now);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self.lock().entries.remove(key).is_some_and(|e| e.live(now)))
+    }
+
+    async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let (current, expires) = match inner.entries.get(key) {
+            Some(e) if e.live(now) => {
+                let n = std::str::from_utf8(&e.value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| StateError::NotAnInteger { key: key.to_owned() })?;
+                (n, e.expires)
+            }
+            _ => (0, None),
+        };
+        let next = current
+            .checked_add(by)
+            .ok_or_else(|| StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer")))?;
+        inner.entries.insert(key.to_owned(), Entry { value: next.to_string().into_bytes(), expires });
+        inner.note_write(now);
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        crate::state::conformance::run_all(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn namespaced_memory_store_passes_the_conformance_suite() {
+        let inner: std::sync::Arc<dyn KvStore> = std::sync::Arc::new(MemoryStore::new());
+        crate::state::conformance::run_all(&crate::state::Namespaced::new(inner.clone(), "tenant-a:app")).await;
+        crate::state::conformance::namespaces_are_isolated(inner).await;
+    }
+}

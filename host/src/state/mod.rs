@@ -1,0 +1,109 @@
+//! Key-value state that outlives a message: dialogue progress, session maps, routing memory.
+//!
+//! [`KvStore`] is the seam between callers and back ends. The in-memory store (`memory.rs`) is the
+//! embedded default; a networked store (Redis) implements the same trait and must pass the same
+//! behaviour suite (`conformance.rs`), so callers never learn which one they hold.
+//!
+//! Keys are namespaced with [`Namespaced`]: each app sees only its own keys, whatever the back end.
+
+pub mod conformance;
+pub mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+/// Why a state operation failed. [`StateError::is_retryable`] tells callers whether trying again
+/// later can help (a Redis connection drop can; a value that is not an integer cannot).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The back end could not be reached or did not answer in time.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// `incr` met a value that is not a decimal integer.
+    #[error("value under key `{key}` is not an integer")]
+    NotAnInteger {
+        /// The key, without its namespace prefix.
+        key: String,
+    },
+    /// A key or value breaks a configured limit.
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl StateError {
+    /// Whether the same call may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Unavailable(_))
+    }
+}
+
+/// A key-value store with expiry and atomic increment: the operations Vumi's sandbox `kv` resource
+/// offered, which is what campaign apps and transports need.
+///
+/// Values are bytes; `incr` stores integers as decimal text, as Redis does, so a value written by
+/// `incr` reads back as text through `get` on every back end.
+#[async_trait]
+pub trait KvStore: Send + Sync + 'static {
+    /// The value under `key`, or `None` if absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError>;
+    /// Store `value` under `key`; with `ttl` the key expires after that long. Replaces any previous
+    /// value and any previous expiry.
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StateError>;
+    /// Remove `key`; returns whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool, StateError>;
+    /// Add `by` to the integer under `key` (absent counts as 0) and return the new value. Keeps
+    /// an existing expiry, as Redis `INCRBY` does.
+    async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError>;
+}
+
+/// A view of a store in which every key is prefixed with `<namespace>:`, so that tenants and apps
+/// sharing one back end (one Redis) never see each other's keys.
+#[derive(Clone)]
+pub struct Namespaced {
+    inner: Arc<dyn KvStore>,
+    prefix: String,
+}
+
+impl Namespaced {
+    /// Keys written through this view are stored as `<namespace>:<key>` in `inner`.
+    pub fn new(inner: Arc<dyn KvStore>, namespace: &str) -> Self {
+        Self { inner, prefix: format!("{namespace}:") }
+    }
+
+    fn key(&self, key: &str) -> String {
+        let mut k = String::with_capacity(self.prefix.len() + key.len());
+        k.push_str(&self.prefix);
+        k.push_str(key);
+        k
+    }
+}
+
+impl std::fmt::Debug for Namespaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespaced").field("prefix", &self.prefix).finish()
+    }
+}
+
+#[async_trait]
+impl KvStore for Namespaced {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.inner.get(&self.key(key)).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StateError> {
+        self.inner.set(&self.key(key), value, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, StateError> {
+        self.inner.delete(&self.key(key)).await
+    }
+    async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError> {
+        // Report the caller's key, not the prefixed one, in errors.
+        self.inner.incr(&self.key(key), by).await.map_err(|e| match e {
+            StateError::NotAnInteger { .. } => StateError::NotAnInteger { key: key.to_owned() },
+            other => other,
+        })
+    }
+}

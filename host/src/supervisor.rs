@@ -1,0 +1,192 @@
+//! Builds a running host from a [`Config`]: the one place that names concrete back ends. Starts
+//! transports and app workers, and stops them gracefully.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, EmbeddedBus};
+use crate::config::{BusConfig, Config, InstancesConfig, StateConfig, TransportConfig};
+use crate::plugins::{AppLimits, AppPlugin, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError};
+use crate::state::{KvStore, MemoryStore, Namespaced};
+use crate::transports::TransportContext;
+use crate::transports::telnet::TelnetTransport;
+use crate::workers::{AppWorker, FailureLog};
+
+/// Why the host could not start. Each names the config key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A transport could not listen.
+    #[error("`transports.{name}.bind`: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The transport.
+        name: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An app's plugin could not be loaded.
+    #[error("`apps.{name}.plugin`: {source}")]
+    Plugin {
+        /// The app.
+        name: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The engine could not be made.
+    #[error(transparent)]
+    Engine(LoadError),
+    /// The failures file could not be opened.
+    #[error("`failures.path`: cannot open `{path}`: {source}")]
+    FailuresFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A started host.
+pub struct RunningHost {
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    bus: Arc<dyn Bus>,
+    /// Where each transport listens, by transport name.
+    pub listening: BTreeMap<String, SocketAddr>,
+    /// The failure path, for inspection.
+    pub failures: Arc<FailureLog>,
+    /// Loaded apps by name.
+    pub apps: BTreeMap<String, Arc<AppPlugin>>,
+}
+
+impl std::fmt::Debug for RunningHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHost").field("listening", &self.listening).finish_non_exhaustive()
+    }
+}
+
+/// Start everything `config` names. Plugins are compiled before any transport accepts traffic, so
+/// a bad plugin stops start-up instead of failing users' messages.
+pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
+    let bus: Arc<dyn Bus> = match config.host.bus {
+        BusConfig::Embedded => Arc::new(EmbeddedBus::new()),
+    };
+    let state: Arc<dyn KvStore> = match config.host.state {
+        StateConfig::Memory => Arc::new(MemoryStore::new()),
+    };
+    let failures_path = config.failures.path.as_ref().map(|p| config.resolve(p));
+    let failures = Arc::new(FailureLog::new(config.failures.keep, failures_path.as_deref()).map_err(|source| {
+        StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source }
+    })?);
+
+    let max_memory_mb = config.apps.values().map(|a| a.memory_limit_mb).max().unwrap_or(64).max(64);
+    let engine = Engine::new(&EngineSettings { max_memory_bytes: (max_memory_mb as usize) << 20, ..Default::default() })
+        .map_err(StartError::Engine)?;
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut apps = BTreeMap::new();
+
+    for (name, app) in &config.apps {
+        let policy = match app.instances {
+            InstancesConfig::Fresh => InstancePolicy::Fresh,
+            InstancesConfig::Pooled => InstancePolicy::Pooled {
+                max_messages: app.max_messages_per_instance,
+                max_age: Duration::from_secs(app.max_instance_age_secs),
+            },
+        };
+        let mut endpoints: Vec<String> = app.endpoints.iter().map(|e| e.to_string()).collect();
+        if !endpoints.iter().any(|e| e == "default") {
+            endpoints.push("default".to_owned());
+        }
+        let settings = AppSettings {
+            name: name.to_string(),
+            policy,
+            limits: AppLimits {
+                deadline: Duration::from_millis(app.deadline_ms),
+                max_memory_bytes: (app.memory_limit_mb as usize) << 20,
+                max_sends: app.max_sends_per_message,
+            },
+            kv: Namespaced::new(state.clone(), &format!("app:{name}")),
+            config: toml_to_json(&app.config),
+            endpoints,
+        };
+        let path = config.resolve(&app.plugin);
+        let plugin = Arc::new(
+            AppPlugin::load(&engine, &path, settings)
+                .await
+                .map_err(|source| StartError::Plugin { name: name.to_string(), source })?,
+        );
+        tracing::info!(app = %name, plugin = %path.display(), connector = %app.connector, "app loaded");
+        apps.insert(name.to_string(), plugin.clone());
+        let worker =
+            AppWorker::new(plugin, bus.clone(), app.connector.clone(), failures.clone(), usize::from(app.concurrency));
+        let stop = shutdown.clone();
+        let app_name = name.to_string();
+        tasks.spawn(async move {
+            if let Err(e) = worker.run(stop).await {
+                tracing::error!(app = app_name, error = %e, "app worker stopped");
+            }
+        });
+    }
+
+    let mut listening = BTreeMap::new();
+    for (name, t) in &config.transports {
+        let ctx = TransportContext { bus: bus.clone(), connector: name.clone() };
+        match t {
+            TransportConfig::Telnet(tc) => {
+                let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
+                let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;
+                listening.insert(name.to_string(), listener.local_addr().map_err(bind_err)?);
+                let transport = TelnetTransport::new(listener, tc).map_err(bind_err)?;
+                let stop = shutdown.clone();
+                let tname = name.to_string();
+                tasks.spawn(async move {
+                    if let Err(e) = transport.run(ctx, stop).await {
+                        tracing::error!(transport = tname, error = %e, "transport stopped");
+                    }
+                });
+            }
+        }
+    }
+
+    Ok(RunningHost { shutdown, tasks, bus, listening, failures, apps })
+}
+
+impl RunningHost {
+    /// Stop accepting, let workers finish the messages they hold, then close the bus.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "tasks still running after the grace period; stopping them");
+            self.tasks.abort_all();
+        }
+        self.bus.close().await;
+    }
+}
+
+/// TOML tables become the JSON an app reads through the `config` import. TOML datetimes become
+/// their text form.
+pub fn toml_to_json(t: &toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    fn conv(v: &toml::Value) -> serde_json::Value {
+        match v {
+            toml::Value::String(s) => serde_json::Value::String(s.clone()),
+            toml::Value::Integer(i) => serde_json::Value::from(*i),
+            toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+            toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+            toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(conv).collect()),
+            toml::Value::Table(t) => serde_json::Value::Object(toml_to_json(t)),
+        }
+    }
+    t.iter().map(|(k, v)| (k.clone(), conv(v))).collect()
+}

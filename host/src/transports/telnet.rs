@@ -1,0 +1,281 @@
+//! Telnet, Vumi's development transport: each TCP connection is one user's session.
+//!
+//! Connecting publishes a `new` session message (no content); each line is a `resume` message
+//! with the line as content; `/quit` or a disconnect ends the session with `close`. Outbound
+//! messages are written to the connection whose peer address is their `to_addr`; one with session
+//! event `close` closes that connection after it is written. Each write is acked (`sent_message_id`
+//! is the message id); an outbound for a peer that is not connected is nacked `Unknown address.`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{TransportContext, TransportError};
+use crate::bus::{Delivery, RoutingKey};
+use crate::config::TelnetConfig;
+use crate::message::{Event, Message, SessionEvent, UserMessage};
+
+enum Out {
+    Line(String),
+    Close,
+}
+
+type Clients = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Out>>>>;
+
+/// A telnet server on an already bound listener (so the caller reports bind errors, and tests
+/// can bind port 0).
+pub struct TelnetTransport {
+    listener: TcpListener,
+    to_addr: String,
+    max_line_bytes: usize,
+}
+
+impl TelnetTransport {
+    /// Serve on `listener` with `config`'s settings.
+    pub fn new(listener: TcpListener, config: &TelnetConfig) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            to_addr: config.to_addr.clone().unwrap_or_else(|| local.to_string()),
+            max_line_bytes: config.max_line_bytes,
+        })
+    }
+
+    /// Accept connections and deliver outbound messages until `shutdown`.
+    pub async fn run(self, ctx: TransportContext, shutdown: CancellationToken) -> Result<(), TransportError> {
+        let clients: Clients = Arc::default();
+        let mut outbound = ctx
+            .bus
+            .consume(&RoutingKey::outbound(&ctx.connector), 64)
+            .await
+            .map_err(|source| TransportError::Bus { connector: ctx.connector.clone(), source })?;
+        let conn = Arc::new(Conn {
+            ctx: ctx.clone(),
+            to_addr: self.to_addr,
+            max_line_bytes: self.max_line_bytes,
+            clients: clients.clone(),
+        });
+        tracing::info!(connector = %ctx.connector, addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "telnet transport listening");
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(conn.clone().serve(stream, peer, shutdown.clone()));
+                    }
+                    // Per-connection errors (e.g. the peer reset before accept): keep serving.
+                    Err(e) => tracing::warn!(connector = %ctx.connector, error = %e, "telnet accept failed"),
+                },
+                d = outbound.next() => match d {
+                    Some(d) => deliver(&ctx, &clients, d).await,
+                    None => break,
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn deliver(ctx: &TransportContext, clients: &Clients, delivery: Delivery) {
+    let Message::User(msg) = &delivery.message else {
+        tracing::warn!(connector = %ctx.connector, "telnet transport got a non user message on its outbound queue; dropped");
+        delivery.ack();
+        return;
+    };
+    let sender = msg.to_addr.as_ref().and_then(|a| clients.lock().unwrap_or_else(|p| p.into_inner()).get(a).cloned());
+    let event = match sender {
+        Some(tx) => {
+            let mut ok = true;
+            if let Some(text) = &msg.content {
+                ok &= tx.send(Out::Line(text.clone())).is_ok();
+            }
+            if msg.session_event == Some(SessionEvent::Close) {
+                ok &= tx.send(Out::Close).is_ok();
+            }
+            if ok { Event::ack(&msg.message_id, &msg.message_id) } else { Event::nack(&msg.message_id, "Unknown address.") }
+        }
+        None => Event::nack(&msg.message_id, "Unknown address."),
+    };
+    let mut event = event;
+    event.transport_name = Some(ctx.connector.to_string());
+    event.routing_metadata = msg.routing_metadata.clone();
+    if let Err(e) = ctx.bus.publish(&RoutingKey::event(&ctx.connector), Message::Event(event)).await {
+        tracing::warn!(connector = %ctx.connector, error = %e, "cannot publish telnet event");
+    }
+    delivery.ack();
+}
+
+struct Conn {
+    ctx: TransportContext,
+    to_addr: String,
+    max_line_bytes: usize,
+    clients: Clients,
+}
+
+enum Line {
+    Text(String),
+    TooLong(usize),
+    NotUtf8,
+    Eof,
+}
+
+impl Conn {
+    fn inbound(&self, peer: &str, content: Option<String>, session: SessionEvent) -> Message {
+        Message::User(UserMessage::inbound(
+            self.ctx.connector.as_str(),
+            "telnet",
+            peer.to_owned(),
+            self.to_addr.clone(),
+            content,
+            Some(session),
+        ))
+    }
+
+    async fn publish(&self, m: Message) {
+        if let Err(e) = self.ctx.bus.publish(&RoutingKey::inbound(&self.ctx.connector), m).await {
+            tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot publish telnet inbound message");
+        }
+    }
+
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+        let peer = peer.to_string();
+        let (read, mut write) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(peer.clone(), tx.clone());
+        tracing::debug!(connector = %self.ctx.connector, peer, "telnet session opened");
+
+        let closing = CancellationToken::new();
+        let writer_closing = closing.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(out) = rx.recv().await {
+                match out {
+                    Out::Line(text) => {
+                        let mut bytes = text.into_bytes();
+                        bytes.extend_from_slice(b"\r\n");
+                        if write.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Out::Close => break,
+                }
+            }
+            let _ = write.shutdown().await;
+            writer_closing.cancel();
+        });
+
+        self.publish(self.inbound(&peer, None, SessionEvent::New)).await;
+        let mut reader = BufReader::new(read);
+        loop {
+            let line = tokio::select! {
+                () = closing.cancelled() => break,
+                () = shutdown.cancelled() => break,
+                l = read_line(&mut reader, self.max_line_bytes) => l,
+            };
+            match line {
+                Line::Eof => break,
+                Line::Text(t) if t == "/quit" => break,
+                Line::Text(t) => self.publish(self.inbound(&peer, Some(t), SessionEvent::Resume)).await,
+                Line::TooLong(n) => {
+                    tracing::warn!(connector = %self.ctx.connector, peer, bytes = n, limit = self.max_line_bytes, "telnet line too long; ignored");
+                    let _ = tx.send(Out::Line(format!(
+                        "error: line of {n} bytes ignored; lines may be at most {} bytes",
+                        self.max_line_bytes
+                    )));
+                }
+                Line::NotUtf8 => {
+                    tracing::warn!(connector = %self.ctx.connector, peer, "telnet line is not valid UTF-8; ignored");
+                    let _ = tx.send(Out::Line("error: line ignored: it is not valid UTF-8 text".to_owned()));
+                }
+            }
+        }
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+        let _ = tx.send(Out::Close);
+        drop(tx);
+        let _ = writer.await;
+        self.publish(self.inbound(&peer, None, SessionEvent::Close)).await;
+        tracing::debug!(connector = %self.ctx.connector, peer, "telnet session closed");
+    }
+}
+
+/// Read one line of at most `max` bytes (without its CR/LF). A longer line is consumed up to its
+/// newline and reported, so the connection stays usable and memory stays bounded.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, max: usize) -> Line {
+    let mut line = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let buf = match r.fill_buf().await {
+            Ok(b) => b,
+            Err(_) => return Line::Eof,
+        };
+        if buf.is_empty() {
+            // EOF: a final unterminated line still counts.
+            if total == 0 {
+                return Line::Eof;
+            }
+            break;
+        }
+        let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        total += chunk.len();
+        if total <= max {
+            line.extend_from_slice(chunk);
+        }
+        let used = found.unwrap_or(buf.len());
+        r.consume(used);
+        if found.is_some() {
+            break;
+        }
+    }
+    if total > max {
+        return Line::TooLong(total);
+    }
+    while line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    match String::from_utf8(line) {
+        Ok(s) => Line::Text(s),
+        Err(_) => Line::NotUtf8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<String> {
+        let mut r = BufReader::with_capacity(7, input);
+        let mut out = Vec::new();
+        loop {
+            match read_line(&mut r, max).await {
+                Line::Eof => return out,
+                Line::Text(t) => out.push(t),
+                Line::TooLong(n) => out.push(format!("<too long: {n}>")),
+                Line::NotUtf8 => out.push("<not utf-8>".into()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_stripped() {
+        assert_eq!(lines(b"one\r\ntwo\nthree", 100).await, ["one", "two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn an_overlong_line_is_reported_and_the_next_line_still_read() {
+        let mut input = vec![b'x'; 1000];
+        input.extend_from_slice(b"\nafter\n");
+        assert_eq!(lines(&input, 64).await, ["<too long: 1000>", "after"]);
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_reported_and_the_next_line_still_read() {
+        assert_eq!(lines(b"\xff\xfe\nok\n", 64).await, ["<not utf-8>", "ok"]);
+    }
+}

@@ -1,0 +1,40 @@
+//! Workers: consume a connector's queues, hand each message to a handler (a plugin), publish what
+//! it sent, then ack. The only module that sees both the bus and the plugins.
+
+mod app;
+mod failures;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::message::{Event, UserMessage};
+use crate::plugins::{AppPlugin, HandlerFailure};
+
+pub use app::{AppWorker, WorkerError};
+pub use failures::{FailureLog, FailureRecord};
+
+/// What an app worker runs messages through. A WASM [`AppPlugin`] in production; benchmarks also
+/// run native Rust handlers through the same worker to measure what the sandbox costs.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Name for logs and failure records.
+    fn name(&self) -> &str;
+    /// Handle a user message; return the messages to publish.
+    async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure>;
+    /// Handle an event; return the messages to publish.
+    async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure>;
+}
+
+#[async_trait]
+impl Handler for AppPlugin {
+    fn name(&self) -> &str {
+        AppPlugin::name(self)
+    }
+    async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
+        AppPlugin::handle_user_message(self, msg).await
+    }
+    async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
+        AppPlugin::handle_event(self, event).await
+    }
+}

@@ -1,0 +1,28 @@
+//! The command line teaches: `--help` and `config check`.
+
+use crate::common::{plugins, vumi, workspace};
+
+#[test]
+fn help_explains_the_commands() {
+    let out = vumi().arg("--help").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in ["run", "plugin", "config", "telnet 127.0.0.1 9010", "--build-plugins"] {
+        assert!(text.contains(needle), "--help mentions {needle:?}:\n{text}");
+    }
+    let out = vumi().args(["plugin", "build", "--help"]).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("wasm32-wasip2"), "{text}");
+}
+
+#[test]
+fn the_default_config_is_valid_once_plugins_are_built() {
+    // The default config points at plugins/dist; build there the way the README does.
+    plugins();
+    let status = vumi().args(["plugin", "build"]).status().expect("run");
+    assert!(status.success());
+    let out = vumi().args(["config", "check", "--config"]).arg(workspace().join("config/vumi.toml")).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("valid") && text.contains("survey"), "{text}");
+}

@@ -1,0 +1,253 @@
+//! Shared test plumbing: building plugins once, starting the host, a telnet client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long any single expected event may take. Generous: CI has two shared cores.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+}
+
+pub fn vumi() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vumi"));
+    c.current_dir(workspace()).env("VUMI_LOG", "info");
+    c
+}
+
+/// The directory holding every plugin's `.wasm`, built once per test run through the CLI.
+pub fn plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = workspace().join("target").join("test-plugins");
+        let status = vumi()
+            .args(["plugin", "build", "--out"])
+            .arg(&out)
+            .status()
+            .expect("run `vumi plugin build`");
+        assert!(status.success(), "`vumi plugin build` failed");
+        for p in ["echo", "survey", "faulty", "wrong-world"] {
+            assert!(out.join(format!("{p}.wasm")).is_file(), "{p}.wasm was not built");
+        }
+        out
+    })
+}
+
+pub fn plugin(name: &str) -> PathBuf {
+    plugins().join(format!("{name}.wasm"))
+}
+
+/// A scratch directory for one test, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("vumi-e2e-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A config with one telnet transport on a free port and one app.
+pub fn telnet_app_config(plugin: &Path, extra_app_lines: &str) -> String {
+    format!(
+        r#"
+[transports.telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+
+[apps.app]
+plugin = "{}"
+connector = "telnet"
+{extra_app_lines}
+"#,
+        plugin.display()
+    )
+}
+
+/// A running `vumi run`, killed on drop. Its stderr (the log) is collected for assertions.
+pub struct Host {
+    child: Child,
+    pub telnet: SocketAddr,
+    log: Arc<Mutex<String>>,
+    _dir: TempDir,
+}
+
+impl Host {
+    /// Write `config` to a temp dir and start the host on it; waits until it says it is ready.
+    pub fn start(config: &str) -> Host {
+        let dir = TempDir::new();
+        let path = dir.path().join("vumi.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = vumi()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vumi");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().expect("log lock");
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut telnet = None;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("vumi: transport `telnet` listening on ") {
+                        telnet = Some(rest.trim().parse().expect("address"));
+                    }
+                    if line.starts_with("vumi: ready") {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("vumi did not become ready (exit: {status:?}); log:\n{}", log.lock().expect("log"));
+                }
+            }
+        }
+        Host { child, telnet: telnet.expect("telnet address announced"), log, _dir: dir }
+    }
+
+    pub fn connect(&self) -> Telnet {
+        Telnet::connect(self.telnet)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// Wait until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "log never contained {needle:?}; log:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running (it must survive every fault).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A line-oriented TCP client, like `telnet`.
+pub struct Telnet {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Telnet {
+    pub fn connect(addr: SocketAddr) -> Telnet {
+        let s = TcpStream::connect(addr).expect("connect to telnet transport");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        Telnet { reader: BufReader::new(s.try_clone().expect("clone")), writer: s }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.writer.write_all(format!("{line}\r\n").as_bytes()).expect("write");
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    /// The next line, without its CR/LF. Panics if none arrives in time.
+    pub fn line(&mut self) -> String {
+        let mut buf = String::new();
+        match self.reader.read_line(&mut buf) {
+            Ok(0) => panic!("connection closed while waiting for a line"),
+            Ok(_) => buf.trim_end_matches(['\r', '\n']).to_owned(),
+            Err(e) => panic!("no line within {WAIT:?}: {e}"),
+        }
+    }
+
+    /// Read lines until one contains `needle`; returns everything read.
+    pub fn until(&mut self, needle: &str) -> String {
+        let mut all = String::new();
+        loop {
+            let l = self.line();
+            all.push_str(&l);
+            all.push('\n');
+            if l.contains(needle) {
+                return all;
+            }
+        }
+    }
+
+    /// Whether the server closed the connection (reads EOF in time).
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => panic!("server did not close the connection within {WAIT:?}: {e}; got {rest:?}"),
+        }
+    }
+
+    /// Nothing arrives within `d` (used after the host answered something else, never as sync).
+    pub fn silent_for(&mut self, d: Duration) -> bool {
+        self.writer.set_read_timeout(Some(d)).expect("timeout");
+        let mut buf = String::new();
+        let r = self.reader.read_line(&mut buf);
+        self.writer.set_read_timeout(Some(WAIT)).expect("timeout");
+        match r {
+            Err(_) => true,
+            Ok(_) => {
+                eprintln!("unexpected line: {buf:?}");
+                false
+            }
+        }
+    }
+}

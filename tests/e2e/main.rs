@@ -1,0 +1,11 @@
+//! End-to-end tests: they start the real `vumi` binary on free ports and talk to it over real
+//! sockets, as a user would. One test binary (wasmtime is heavy to link).
+//!
+//! The example and test-only plugins are built once per run with `vumi plugin build`.
+
+mod bad_input;
+mod cli;
+mod common;
+mod faults;
+mod harness;
+mod survey;
