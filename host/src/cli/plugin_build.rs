@@ -23,6 +23,10 @@ pub fn build(workspace: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf
         // `cargo test`), and wasm builds share nothing with it anyway.
         .arg("--target-dir")
         .arg(workspace.join("target").join("plugins"))
+        // Components ship to hosts: no debug info (the workspace profile keeps line tables for
+        // the host's backtraces), symbols stripped.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for name in &crates {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::{NaiveDateTime, Timelike, Utc};
 
 /// A UTC instant in Vumi's text form. Reading accepts the form with 1 to 6 fractional digits
 /// or none (older workers wrote whole seconds); writing always gives six.
@@ -11,9 +11,10 @@ use chrono::{NaiveDateTime, Utc};
 pub struct Timestamp(pub NaiveDateTime);
 
 impl Timestamp {
-    /// The current time.
+    /// The current time, at Vumi's microsecond precision (so a round trip through JSON is exact).
     pub fn now() -> Self {
-        Self(Utc::now().naive_utc())
+        let t = Utc::now().naive_utc();
+        Self(t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t))
     }
 }
 

@@ -207,6 +207,7 @@ impl Conn {
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, max: usize) -> Line {
     let mut line = Vec::new();
     let mut total = 0usize;
+    let mut last = None;
     loop {
         let buf = match r.fill_buf().await {
             Ok(b) => b,
@@ -224,6 +225,9 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, max: usize) ->
             None => (buf, None),
         };
         total += chunk.len();
+        if let Some(&b) = chunk.last() {
+            last = Some(b);
+        }
         if total <= max {
             line.extend_from_slice(chunk);
         }
@@ -233,8 +237,10 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, max: usize) ->
             break;
         }
     }
-    if total > max {
-        return Line::TooLong(total);
+    // Count the line as the user typed it: without the CR of its CRLF.
+    let length = total - usize::from(last == Some(b'\r'));
+    if length > max {
+        return Line::TooLong(length);
     }
     while line.last() == Some(&b'\r') {
         line.pop();
@@ -272,6 +278,10 @@ mod tests {
         let mut input = vec![b'x'; 1000];
         input.extend_from_slice(b"\nafter\n");
         assert_eq!(lines(&input, 64).await, ["<too long: 1000>", "after"]);
+        let mut crlf = vec![b'y'; 65];
+        crlf.extend_from_slice(b"\r\n");
+        assert_eq!(lines(&crlf, 64).await, ["<too long: 65>"], "the CR of CRLF does not count");
+        assert_eq!(lines(b"exactly8\r\n", 8).await, ["exactly8"]);
     }
 
     #[tokio::test]

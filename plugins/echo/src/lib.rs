@@ -1,0 +1,23 @@
+//! Echo: answers every message with its own text. The smallest useful app, and the benchmark's
+//! subject.
+
+use vumi_sdk::{Application, Message, Result};
+
+struct Echo;
+
+impl Application for Echo {
+    fn new_session(msg: &Message) -> Result<()> {
+        match msg.content() {
+            Some(text) => msg.reply(text)?,
+            None => msg.reply("echo: ready")?,
+        };
+        Ok(())
+    }
+
+    fn consume_user_message(msg: &Message) -> Result<()> {
+        msg.reply(msg.content().unwrap_or_default())?;
+        Ok(())
+    }
+}
+
+vumi_sdk::export_app!(Echo);

@@ -1,0 +1,24 @@
+//! Logging into the host's log, tagged with the app's name.
+
+use crate::wit::vumi::plugin::log::{Level, log};
+
+/// Very detailed tracing.
+pub fn trace(message: &str) {
+    log(Level::Trace, message);
+}
+/// Debugging detail.
+pub fn debug(message: &str) {
+    log(Level::Debug, message);
+}
+/// Something worth knowing.
+pub fn info(message: &str) {
+    log(Level::Info, message);
+}
+/// Something wrong, but handled.
+pub fn warn(message: &str) {
+    log(Level::Warn, message);
+}
+/// Something failed.
+pub fn error(message: &str) {
+    log(Level::Error, message);
+}
