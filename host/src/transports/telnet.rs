@@ -228,7 +228,8 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, max: usize) ->
         if let Some(&b) = chunk.last() {
             last = Some(b);
         }
-        if total <= max {
+        // One byte of slack for the CR of a CRLF, which is not part of the line.
+        if total <= max + 1 {
             line.extend_from_slice(chunk);
         }
         let used = found.unwrap_or(buf.len());
