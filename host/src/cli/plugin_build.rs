@@ -46,7 +46,7 @@ pub fn build(workspace: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf
             continue;
         }
         let Some(name) = msg["package_id"].as_str().and_then(package_name) else { continue };
-        if !crates.iter().any(|c| *c == name) {
+        if !crates.contains(&name) {
             continue;
         }
         for file in msg["filenames"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {

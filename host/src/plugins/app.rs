@@ -220,6 +220,8 @@ impl AppPlugin {
         };
         arm(&mut inst.store, self.limits.deadline);
         inst.store.data_mut().call.current = current;
+        // Only this call's stderr may explain this call's trap.
+        inst.store.data().stderr.take();
 
         // The epoch deadline stops guest CPU; this wall-clock bound also covers a host import
         // (a networked kv) that hangs.
@@ -257,7 +259,13 @@ impl AppPlugin {
         } else if store.data().limiter.hit {
             HandlerFailure::Memory(self.limits.max_memory_bytes)
         } else {
-            HandlerFailure::Trap(trap_reason(&trap))
+            let mut reason = trap_reason(&trap);
+            let said = store.data().stderr.take();
+            if !said.is_empty() {
+                reason.push_str("; the plugin wrote to stderr: ");
+                reason.push_str(&said);
+            }
+            HandlerFailure::Trap(reason)
         }
     }
 

@@ -51,7 +51,7 @@ impl MemoryStore {
 impl Inner {
     fn note_write(&mut self, now: Instant) {
         self.writes += 1;
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.entries.retain(|_, e| e.live(now));
         }
     }

@@ -17,7 +17,7 @@ impl Host for HostState {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         match level {
             Level::Trace => tracing::trace!(target: "vumi::plugin", app, "{message}"),

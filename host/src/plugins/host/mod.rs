@@ -5,6 +5,7 @@ mod config;
 mod kv;
 mod log;
 mod outbound;
+mod stderr;
 
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub(crate) struct CallState {
 /// The data of one wasmtime `Store`: WASI (with nothing granted), limits, and the call.
 pub(crate) struct HostState {
     wasi: WasiCtx,
+    /// The end of what the guest wrote to stderr, for trap reasons.
+    pub stderr: stderr::StderrTail,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub ctx: Arc<AppContext>,
@@ -45,11 +48,14 @@ pub(crate) struct HostState {
 
 impl HostState {
     pub fn new(ctx: Arc<AppContext>, max_memory_bytes: usize) -> Self {
-        // WASI with no preopened directories, no environment, no arguments, no sockets and
-        // stdio closed: everything a plugin may touch is one of our imports.
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build();
+        // WASI with no preopened directories, no environment, no arguments, no sockets, stdin
+        // and stdout closed, and stderr kept only as a bounded tail: everything a plugin may
+        // touch is one of our imports.
+        let stderr = stderr::StderrTail::default();
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().stderr(stderr.clone()).build();
         Self {
             wasi,
+            stderr,
             table: ResourceTable::new(),
             limiter: MemoryLimiter { max_memory_bytes, hit: false },
             ctx,

@@ -50,7 +50,7 @@ impl Host for HostState {
             return Err(SendError::Invalid("to-addr: must not be empty".into()));
         }
         let endpoint = endpoint.unwrap_or_else(|| "default".to_owned());
-        if !self.ctx.endpoints.iter().any(|e| *e == endpoint) {
+        if !self.ctx.endpoints.contains(&endpoint) {
             return Err(SendError::UnknownEndpoint(endpoint));
         }
         self.push(UserMessage::send_to(to_addr, content, &endpoint))
