@@ -9,3 +9,4 @@ mod common;
 mod faults;
 mod harness;
 mod survey;
+mod telnet_transport;

@@ -1,0 +1,92 @@
+//! The telnet transport's Vumi semantics, in process over a real socket: session events in,
+//! acks for writes, nacks for unknown addresses, and `close` closing the connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use vumi_host::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
+use vumi_host::config::TelnetConfig;
+use vumi_host::message::{EventKind, Message, SessionEvent, UserMessage};
+use vumi_host::transports::TransportContext;
+use vumi_host::transports::telnet::TelnetTransport;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn next(c: &mut Box<dyn Consumer>) -> Message {
+    let d = tokio::time::timeout(WAIT, c.next()).await.expect("a message in time").expect("bus open");
+    let m = d.message.clone();
+    d.ack();
+    m
+}
+
+fn user(m: Message) -> UserMessage {
+    match m {
+        Message::User(u) => u,
+        other => panic!("expected a user message, got {other:?}"),
+    }
+}
+
+#[test]
+fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
+        let connector: vumi_host::names::ConnectorName = "tn".parse().expect("name");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = TelnetConfig { bind: addr, to_addr: Some("*120#".into()), max_line_bytes: 4096 };
+        let transport = TelnetTransport::new(listener, &config).expect("transport");
+        let stop = CancellationToken::new();
+        let ctx = TransportContext { bus: bus.clone(), connector: connector.clone() };
+        let server = tokio::spawn(transport.run(ctx, stop.clone()));
+        let mut inbound = bus.consume(&RoutingKey::inbound(&connector), 10).await.expect("consume");
+        let mut events = bus.consume(&RoutingKey::event(&connector), 10).await.expect("consume");
+
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let me = stream.local_addr().expect("local").to_string();
+        let (r, mut w) = stream.into_split();
+        let mut lines = BufReader::new(r).lines();
+
+        let new = user(next(&mut inbound).await);
+        assert_eq!(new.session_event, Some(SessionEvent::New));
+        assert_eq!(new.content, None);
+        assert_eq!(new.from_addr.as_deref(), Some(me.as_str()), "from_addr is the peer's host:port");
+        assert_eq!(new.to_addr.as_deref(), Some("*120#"), "to_addr comes from config");
+        assert_eq!((new.transport_name.as_deref(), new.transport_type.as_deref()), (Some("tn"), Some("telnet")));
+
+        w.write_all(b"hello there\r\n").await.expect("write");
+        let line = user(next(&mut inbound).await);
+        assert_eq!((line.session_event, line.content.as_deref()), (Some(SessionEvent::Resume), Some("hello there")));
+
+        // A reply is written to the connection and acked with its own id as sent_message_id.
+        let reply = line.reply(Some("hi!".into()), false);
+        bus.publish(&RoutingKey::outbound(&connector), Message::User(reply.clone())).await.expect("publish");
+        let got = tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read");
+        assert_eq!(got.as_deref(), Some("hi!"));
+        let Message::Event(ack) = next(&mut events).await else { panic!("an event") };
+        assert_eq!(ack.user_message_id, reply.message_id);
+        assert_eq!(ack.kind, EventKind::Ack { sent_message_id: reply.message_id.clone() });
+
+        // To nobody connected: a nack saying so.
+        let stray = UserMessage::send_to("10.0.0.1:1", Some("anyone?".into()), "default");
+        bus.publish(&RoutingKey::outbound(&connector), Message::User(stray.clone())).await.expect("publish");
+        let Message::Event(nack) = next(&mut events).await else { panic!("an event") };
+        assert_eq!(nack.user_message_id, stray.message_id);
+        assert_eq!(nack.kind, EventKind::Nack { nack_reason: "Unknown address.".into() });
+
+        // A reply that ends the session is written, then the connection closes, and the
+        // transport publishes `close`.
+        let bye = line.reply(Some("bye".into()), true);
+        bus.publish(&RoutingKey::outbound(&connector), Message::User(bye)).await.expect("publish");
+        assert_eq!(tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read").as_deref(), Some("bye"));
+        assert_eq!(tokio::time::timeout(WAIT, lines.next_line()).await.expect("closed in time").expect("read"), None);
+        let close = user(next(&mut inbound).await);
+        assert_eq!(close.session_event, Some(SessionEvent::Close));
+        assert_eq!(close.from_addr.as_deref(), Some(me.as_str()));
+
+        stop.cancel();
+        server.await.expect("join").expect("transport ran cleanly");
+    });
+}
