@@ -58,13 +58,22 @@ pub struct Config {
     /// Where failed messages are kept for inspection.
     #[serde(default)]
     pub failures: FailuresConfig,
+    /// The HTTP listener shared by every HTTP transport and the send API.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Send-API channels by name (`/api/v1/channels/<name>/messages`).
+    #[serde(default)]
+    pub channels: BTreeMap<AppName, ChannelConfig>,
+    /// How `mo_url` and `event_url` callbacks are delivered.
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
     /// The directory relative paths were resolved against (the config file's). Not a TOML key.
     #[serde(skip)]
     pub base_dir: PathBuf,
 }
 
 /// Host-wide settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// The message bus.
@@ -73,6 +82,20 @@ pub struct HostConfig {
     /// The state store.
     #[serde(default)]
     pub state: StateConfig,
+    /// How long the host remembers which component sent an outbound message, so the message's
+    /// events reach it when several components share a connector.
+    #[serde(default = "default_origin_ttl")]
+    pub event_origin_ttl_secs: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self { bus: BusConfig::default(), state: StateConfig::default(), event_origin_ttl_secs: default_origin_ttl() }
+    }
+}
+
+fn default_origin_ttl() -> u64 {
+    86_400
 }
 
 /// Which bus to use. Only the embedded one exists so far.
@@ -93,12 +116,237 @@ pub enum StateConfig {
     Memory,
 }
 
+/// The HTTP listener that serves every HTTP transport's routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on (started only if an HTTP transport is configured).
+    #[serde(default = "default_http_bind")]
+    pub bind: SocketAddr,
+    /// Largest request body accepted; larger is `413`.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { bind: default_http_bind(), max_body_bytes: default_max_body_bytes() }
+    }
+}
+
+fn default_http_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body_bytes() -> usize {
+    64 << 10
+}
+
 /// One transport.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransportConfig {
     /// Telnet: each TCP connection is a session (for development and demos).
     Telnet(TelnetConfig),
+    /// USSD over HTTP in Africa's Talking's protocol, on the shared HTTP listener.
+    UssdAt(UssdAtConfig),
+    /// SMS from and to an aggregator over HTTP, on the shared HTTP listener.
+    SmsHttp(SmsHttpConfig),
+    /// Acks every outbound message and delivers nothing: a stand-in for a real channel when
+    /// developing and benchmarking.
+    Sink(SinkConfig),
+}
+
+impl TransportConfig {
+    /// Whether it is served on the shared HTTP listener.
+    pub fn is_http(&self) -> bool {
+        matches!(self, TransportConfig::UssdAt(_) | TransportConfig::SmsHttp(_))
+    }
+
+    /// The `transport_type` of its messages.
+    pub fn transport_type(&self) -> &'static str {
+        match self {
+            TransportConfig::Telnet(_) => "telnet",
+            TransportConfig::UssdAt(_) => "ussd",
+            TransportConfig::SmsHttp(_) | TransportConfig::Sink(_) => "sms",
+        }
+    }
+}
+
+/// SMS over HTTP with an aggregator.
+///
+/// Inbound: the aggregator POSTs `from`, `to`, `content` (form or JSON) to
+/// `/transports/<name>/inbound`, and delivery reports (`message_id`, `status`) to
+/// `/transports/<name>/delivery-report`. Outbound: each message is POSTed to `outbound_url`; a
+/// `2xx` answer is an ack, anything else a nack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsHttpConfig {
+    /// Where outbound SMS are POSTed.
+    pub outbound_url: String,
+    /// How outbound SMS are encoded.
+    #[serde(default)]
+    pub outbound_format: BodyFormat,
+    /// A bearer token sent with outbound requests, if the aggregator wants one.
+    #[serde(default)]
+    pub outbound_token: Option<String>,
+    /// How long one outbound request may take.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Tries per outbound message when the aggregator is unreachable or answers `5xx`/`429`.
+    #[serde(default = "default_sms_attempts")]
+    pub max_attempts: u32,
+    /// Outbound requests in flight at once.
+    #[serde(default = "default_sms_concurrency")]
+    pub concurrency: u16,
+}
+
+/// How a body is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    5_000
+}
+fn default_sms_attempts() -> u32 {
+    3
+}
+fn default_sms_concurrency() -> u16 {
+    32
+}
+
+/// The sink transport has nothing to set; the table exists for symmetry and future options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {}
+
+/// One send-API channel: an HTTP face on a transport's connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// The transport it sends through (and, with `mo_url`, receives from).
+    pub connector: ConnectorName,
+    /// The bearer token clients must present.
+    pub token: String,
+    /// Inbound messages are POSTed here as Vumi JSON. Without it the channel only sends, and
+    /// the connector's inbound messages go to whichever app consumes them.
+    #[serde(default)]
+    pub mo_url: Option<String>,
+    /// Events for messages sent through the channel are POSTed here, unless the message names
+    /// its own `event_url`.
+    #[serde(default)]
+    pub event_url: Option<String>,
+    /// `from` for messages that do not give one.
+    #[serde(default)]
+    pub default_from: Option<String>,
+    /// How long sent and received messages are kept for `GET` and `reply_to`.
+    #[serde(default = "default_message_ttl")]
+    pub message_ttl_secs: u64,
+}
+
+fn default_message_ttl() -> u64 {
+    86_400
+}
+
+/// Delivery of `mo_url`/`event_url` callbacks: queued (bounded), retried with exponential
+/// backoff, then recorded on the failure path. A slow or dead callback server never holds up
+/// message flow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// Callbacks waiting per channel; beyond this, new ones are recorded as failures at once.
+    #[serde(default = "default_cb_queue")]
+    pub queue_capacity: usize,
+    /// Tries per callback.
+    #[serde(default = "default_cb_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled each time, up to `max_backoff_ms`.
+    #[serde(default = "default_cb_backoff")]
+    pub initial_backoff_ms: u64,
+    /// Longest wait between tries.
+    #[serde(default = "default_cb_max_backoff")]
+    pub max_backoff_ms: u64,
+    /// How long one callback request may take.
+    #[serde(default = "default_request_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Callbacks in flight at once per channel.
+    #[serde(default = "default_cb_concurrency")]
+    pub concurrency: u16,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: default_cb_queue(),
+            max_attempts: default_cb_attempts(),
+            initial_backoff_ms: default_cb_backoff(),
+            max_backoff_ms: default_cb_max_backoff(),
+            timeout_ms: default_request_timeout_ms(),
+            concurrency: default_cb_concurrency(),
+        }
+    }
+}
+
+fn default_cb_queue() -> usize {
+    10_000
+}
+fn default_cb_attempts() -> u32 {
+    5
+}
+fn default_cb_backoff() -> u64 {
+    500
+}
+fn default_cb_max_backoff() -> u64 {
+    30_000
+}
+fn default_cb_concurrency() -> u16 {
+    16
+}
+
+/// Whether `url` is an absolute `http://` or `https://` URL.
+pub fn check_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(u) => Err(format!("must be an http:// or https:// URL with a host, got `{url}` (scheme `{}`)", u.scheme())),
+        Err(e) => Err(format!("is not a URL ({e}): `{url}`")),
+    }
+}
+
+/// USSD over HTTP (Africa's Talking's protocol).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UssdAtConfig {
+    /// The route the aggregator POSTs to.
+    #[serde(default = "default_ussd_path")]
+    pub path: String,
+    /// How long a request waits for the app's reply before the user gets `late_reply_message`.
+    #[serde(default = "default_ussd_deadline_ms")]
+    pub response_deadline_ms: u64,
+    /// How long an idle session is remembered.
+    #[serde(default = "default_ussd_session_timeout")]
+    pub session_timeout_secs: u64,
+    /// What a user is told (with `END`) when the app is too slow.
+    #[serde(default = "default_late_message")]
+    pub late_reply_message: String,
+}
+
+fn default_ussd_path() -> String {
+    "/ussd".to_owned()
+}
+fn default_ussd_deadline_ms() -> u64 {
+    10_000
+}
+fn default_ussd_session_timeout() -> u64 {
+    180
+}
+fn default_late_message() -> String {
+    "Sorry, the service is taking too long to answer. Please try again later.".to_owned()
 }
 
 /// Telnet transport settings.
@@ -233,11 +481,93 @@ impl Config {
         if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
     }
 
+    /// Whether the shared HTTP listener is needed.
+    pub fn serves_http(&self) -> bool {
+        !self.channels.is_empty() || self.transports.values().any(TransportConfig::is_http)
+    }
+
+    fn validate_channels(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
+        for (name, ch) in &self.channels {
+            let key = |k: &str| format!("channels.{name}.{k}");
+            if !self.transports.contains_key(&ch.connector) {
+                return Err(invalid(key("connector"), format!("no transport named `{}` in this config", ch.connector)));
+            }
+            if ch.token.len() < 8 {
+                return Err(invalid(key("token"), "must be at least 8 characters".into()));
+            }
+            for (k, url) in [("mo_url", &ch.mo_url), ("event_url", &ch.event_url)] {
+                if let Some(u) = url {
+                    check_url(u).map_err(|p| invalid(key(k), p))?;
+                }
+            }
+            if ch.message_ttl_secs == 0 {
+                return Err(invalid(key("message_ttl_secs"), "must be at least 1".into()));
+            }
+        }
+        let cb = &self.callbacks;
+        let ranges: [(&str, u64, u64, u64); 6] = [
+            ("queue_capacity", cb.queue_capacity as u64, 1, 10_000_000),
+            ("max_attempts", u64::from(cb.max_attempts), 1, 100),
+            ("initial_backoff_ms", cb.initial_backoff_ms, 1, 3_600_000),
+            ("max_backoff_ms", cb.max_backoff_ms, cb.initial_backoff_ms, 3_600_000),
+            ("timeout_ms", cb.timeout_ms, 1, 120_000),
+            ("concurrency", u64::from(cb.concurrency), 1, 4096),
+        ];
+        for (k, v, lo, hi) in ranges {
+            if v < lo || v > hi {
+                return Err(invalid(format!("callbacks.{k}"), format!("must be between {lo} and {hi}, got {v}")));
+            }
+        }
+        if self.host.event_origin_ttl_secs == 0 {
+            return Err(invalid("host.event_origin_ttl_secs".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
     fn validate(&mut self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
         let mut binds: BTreeMap<SocketAddr, &ConnectorName> = BTreeMap::new();
+        let mut paths: BTreeMap<&str, &ConnectorName> = BTreeMap::new();
         for (name, t) in &self.transports {
             match t {
+                TransportConfig::UssdAt(u) => {
+                    if !u.path.starts_with('/') || u.path.contains(['{', '}', '*']) {
+                        return Err(invalid(
+                            format!("transports.{name}.path"),
+                            format!("must be a plain path starting with `/`, got `{}`", u.path),
+                        ));
+                    }
+                    if let Some(other) = paths.insert(u.path.as_str(), name) {
+                        return Err(invalid(
+                            format!("transports.{name}.path"),
+                            format!("`{}` is already served by transport `{other}`", u.path),
+                        ));
+                    }
+                    if u.response_deadline_ms == 0 || u.response_deadline_ms > 120_000 {
+                        return Err(invalid(
+                            format!("transports.{name}.response_deadline_ms"),
+                            format!("must be between 1 and 120000, got {}", u.response_deadline_ms),
+                        ));
+                    }
+                    if u.session_timeout_secs == 0 {
+                        return Err(invalid(format!("transports.{name}.session_timeout_secs"), "must be at least 1".into()));
+                    }
+                }
+                TransportConfig::SmsHttp(sc) => {
+                    check_url(&sc.outbound_url).map_err(|p| invalid(format!("transports.{name}.outbound_url"), p))?;
+                    let ranges: [(&str, u64, u64, u64); 3] = [
+                        ("request_timeout_ms", sc.request_timeout_ms, 1, 120_000),
+                        ("max_attempts", u64::from(sc.max_attempts), 1, 100),
+                        ("concurrency", u64::from(sc.concurrency), 1, 4096),
+                    ];
+                    for (k, v, lo, hi) in ranges {
+                        if v < lo || v > hi {
+                            return Err(invalid(format!("transports.{name}.{k}"), format!("must be between {lo} and {hi}, got {v}")));
+                        }
+                    }
+                }
+                TransportConfig::Sink(_) => {}
                 TransportConfig::Telnet(tc) => {
                     if let Some(other) = binds.insert(tc.bind, name) {
                         return Err(invalid(
@@ -254,8 +584,35 @@ impl Config {
                 }
             }
         }
+        if self.serves_http() {
+            if let Some(other) = binds.get(&self.http.bind) {
+                return Err(invalid("http.bind".into(), format!("{} is already used by transport `{other}`", self.http.bind)));
+            }
+            if self.http.max_body_bytes < 1024 {
+                return Err(invalid("http.max_body_bytes".into(), format!("must be at least 1024, got {}", self.http.max_body_bytes)));
+            }
+        }
+        self.validate_channels(path)?;
+        // A connector's inbound messages go to one component: two would each get a random half.
+        let mut inbound_owner: BTreeMap<&ConnectorName, String> = BTreeMap::new();
+        let owners = self.apps.iter().map(|(n, a)| (&a.connector, format!("apps.{n}"))).chain(
+            self.channels.iter().filter(|(_, c)| c.mo_url.is_some()).map(|(n, c)| (&c.connector, format!("channels.{n}"))),
+        );
+        for (connector, owner) in owners {
+            if let Some(first) = inbound_owner.insert(connector, owner.clone()) {
+                return Err(invalid(
+                    format!("{owner}.connector"),
+                    format!(
+                        "`{first}` already receives connector `{connector}`'s inbound messages; each connector's inbound goes to one app or one channel with `mo_url` (give them separate transports)"
+                    ),
+                ));
+            }
+        }
         for (name, app) in &self.apps {
             let key = |k: &str| format!("apps.{name}.{k}");
+            if self.channels.contains_key(name) {
+                return Err(invalid(key("connector"), format!("`{name}` names both an app and a channel; component names must be unique")));
+            }
             let file = self.resolve(&app.plugin);
             if !file.is_file() {
                 return Err(invalid(

@@ -10,12 +10,13 @@
 //! | 0 | [`names`] | validated ids: connector, app, endpoint names |
 //! | 0 | [`message`] | Vumi's user message, event and status; the JSON codec; `reply()` |
 //! | 0 | [`telemetry`] | logging setup |
+//! | 0 | [`web`] | HTTP plumbing: error envelope, body limits, form/JSON parsing, bearer tokens |
 //! | 1 | [`config`] | the typed config, validated once at load |
 //! | 2 | [`bus`] | trait `Bus` (publish, consume, ack/nack); the embedded bus; its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr; namespaced); in-memory store; conformance suite |
-//! | 3 | [`transports`] | native transports (`telnet`) |
+//! | 3 | [`transports`] | native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `sink` |
 //! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, imports, loader, instance policies |
-//! | 4 | [`workers`] | app worker (consume → plugin → publish → ack), the failure path |
+//! | 4 | [`workers`] | app worker (consume → plugin → publish → ack), the failure path, send-API channels and their callbacks, event routing |
 //! | 6 | [`supervisor`] | builds a running host from a `Config`: the one place naming concrete back ends |
 //! | 6 | [`harness`] | a plugin on in-memory back ends, for plugin authors' tests |
 //! | 7 | [`cli`] | the `vumi` command line |
@@ -39,4 +40,5 @@ pub mod state;
 pub mod supervisor;
 pub mod telemetry;
 pub mod transports;
+pub mod web;
 pub mod workers;

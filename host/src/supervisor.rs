@@ -9,12 +9,19 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Bus, EmbeddedBus};
+use crate::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
 use crate::config::{BusConfig, Config, InstancesConfig, StateConfig, TransportConfig};
 use crate::plugins::{AppLimits, AppPlugin, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError};
 use crate::state::{KvStore, MemoryStore, Namespaced};
+use crate::names::ConnectorName;
 use crate::transports::TransportContext;
+use crate::transports::sink::SinkTransport;
+use crate::transports::sms_http::SmsHttpTransport;
 use crate::transports::telnet::TelnetTransport;
+use crate::transports::ussd_at::UssdAtTransport;
+use crate::workers::callbacks::Callbacks;
+use crate::workers::events::{EventRouter, Origins};
+use crate::workers::http_api::{Channel, ChannelParts, SendApi};
 use crate::workers::{AppWorker, FailureLog};
 
 /// Why the host could not start. Each names the config key at fault.
@@ -30,6 +37,14 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The shared HTTP listener could not listen.
+    #[error("`http.bind`: cannot listen on {addr}: {source}")]
+    HttpBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// An app's plugin could not be loaded.
     #[error("`apps.{name}.plugin`: {source}")]
     Plugin {
@@ -37,6 +52,14 @@ pub enum StartError {
         name: String,
         /// Why.
         source: LoadError,
+    },
+    /// A queue could not be consumed.
+    #[error("cannot consume `{key}`: {source}")]
+    Bus {
+        /// The routing key.
+        key: String,
+        /// The bus error.
+        source: crate::bus::BusError,
     },
     /// The engine could not be made.
     #[error(transparent)]
@@ -56,8 +79,10 @@ pub struct RunningHost {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     bus: Arc<dyn Bus>,
-    /// Where each transport listens, by transport name.
+    /// Where each socket transport listens, by transport name.
     pub listening: BTreeMap<String, SocketAddr>,
+    /// Where the shared HTTP listener listens, if any HTTP transport is configured.
+    pub http: Option<SocketAddr>,
     /// The failure path, for inspection.
     pub failures: Arc<FailureLog>,
     /// Loaded apps by name.
@@ -92,6 +117,21 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
     let mut tasks = JoinSet::new();
     let mut apps = BTreeMap::new();
 
+    // Connectors shared by several app-side components get an event router (see workers::events).
+    let mut sharers: BTreeMap<&ConnectorName, usize> = BTreeMap::new();
+    for c in config.apps.values().map(|a| &a.connector).chain(config.channels.values().map(|c| &c.connector)) {
+        *sharers.entry(c).or_default() += 1;
+    }
+    let mut routers: BTreeMap<ConnectorName, EventRouter> = sharers
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(c, _)| {
+            let kv = Arc::new(Namespaced::new(state.clone(), &format!("origin:{c}")));
+            let origins = Arc::new(Origins::new(kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
+            (c.clone(), EventRouter::new(c.clone(), bus.clone(), origins, failures.clone()))
+        })
+        .collect();
+
     for (name, app) in &config.apps {
         let policy = match app.instances {
             InstancesConfig::Fresh => InstancePolicy::Fresh,
@@ -124,8 +164,11 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         );
         tracing::info!(app = %name, plugin = %path.display(), connector = %app.connector, "app loaded");
         apps.insert(name.to_string(), plugin.clone());
-        let worker =
+        let mut worker =
             AppWorker::new(plugin, bus.clone(), app.connector.clone(), failures.clone(), usize::from(app.concurrency));
+        if let Some(router) = routers.get_mut(&app.connector) {
+            worker = worker.with_routed_events(router.subscribe(name), router.origins());
+        }
         let stop = shutdown.clone();
         let app_name = name.to_string();
         tasks.spawn(async move {
@@ -135,27 +178,101 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         });
     }
 
+    let mut http_routes = axum::Router::new();
+    let mut channels = Vec::new();
+    for (name, ch) in &config.channels {
+        let kv: Arc<dyn KvStore> = Arc::new(Namespaced::new(state.clone(), &format!("channel:{name}")));
+        let callbacks = Callbacks::start(&config.callbacks, name, &ch.connector, failures.clone(), shutdown.clone());
+        let router = routers.get_mut(&ch.connector);
+        let channel = Arc::new(Channel::new(ChannelParts {
+            name: name.to_string(),
+            config: ch.clone(),
+            transport_type: config.transports.get(&ch.connector).map_or("unknown", |t| t.transport_type()).to_owned(),
+            kv,
+            bus: bus.clone(),
+            origins: router.as_ref().map(|r| r.origins()),
+            callbacks,
+        }));
+        let consume = |key: RoutingKey| {
+            let bus = bus.clone();
+            async move { bus.consume(&key, 64).await.map_err(|source| StartError::Bus { key: key.to_string(), source }) }
+        };
+        let events: Box<dyn Consumer> = match router {
+            Some(r) => Box::new(r.subscribe(name)),
+            None => consume(RoutingKey::event(&ch.connector)).await?,
+        };
+        let inbound = match ch.mo_url {
+            Some(_) => Some(consume(RoutingKey::inbound(&ch.connector)).await?),
+            None => None,
+        };
+        tasks.spawn(channel.clone().run(inbound, events, shutdown.clone()));
+        channels.push(channel);
+    }
+    if !channels.is_empty() {
+        http_routes = http_routes.merge(SendApi::new(channels, config.http.max_body_bytes).router());
+    }
+    for (connector, router) in routers {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = router.run(stop).await {
+                tracing::error!(connector = %connector, error = %e, "event router stopped");
+            }
+        });
+    }
+
     let mut listening = BTreeMap::new();
     for (name, t) in &config.transports {
         let ctx = TransportContext { bus: bus.clone(), connector: name.clone() };
+        let transport_kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(state.clone(), &format!("transport:{name}"))) };
+        let stop = shutdown.clone();
+        let tname = name.to_string();
+        let report = move |r: Result<(), crate::transports::TransportError>| {
+            if let Err(e) = r {
+                tracing::error!(transport = tname, error = %e, "transport stopped");
+            }
+        };
         match t {
+            TransportConfig::UssdAt(uc) => {
+                let transport = UssdAtTransport::new(ctx, transport_kv(), uc, config.http.max_body_bytes);
+                http_routes = http_routes.merge(transport.router());
+                tasks.spawn(async move { report(transport.run(stop).await) });
+            }
+            TransportConfig::SmsHttp(sc) => {
+                let transport = SmsHttpTransport::new(ctx, transport_kv(), sc, config.http.max_body_bytes);
+                http_routes = http_routes.merge(transport.router());
+                tasks.spawn(async move { report(transport.run(stop).await) });
+            }
+            TransportConfig::Sink(_) => {
+                let transport = SinkTransport::new(ctx);
+                tasks.spawn(async move { report(transport.run(stop).await) });
+            }
             TransportConfig::Telnet(tc) => {
                 let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
                 let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;
                 listening.insert(name.to_string(), listener.local_addr().map_err(bind_err)?);
                 let transport = TelnetTransport::new(listener, tc).map_err(bind_err)?;
-                let stop = shutdown.clone();
-                let tname = name.to_string();
-                tasks.spawn(async move {
-                    if let Err(e) = transport.run(ctx, stop).await {
-                        tracing::error!(transport = tname, error = %e, "transport stopped");
-                    }
-                });
+                tasks.spawn(async move { report(transport.run(ctx, stop).await) });
             }
         }
     }
 
-    Ok(RunningHost { shutdown, tasks, bus, listening, failures, apps })
+    let mut http = None;
+    if config.serves_http() {
+        let addr = config.http.bind;
+        let bind_err = |source| StartError::HttpBind { addr, source };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?;
+        http = Some(listener.local_addr().map_err(bind_err)?);
+        let router = http_routes.fallback(crate::web::not_found);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP listener stopped");
+            }
+        });
+    }
+
+    Ok(RunningHost { shutdown, tasks, bus, listening, http, failures, apps })
 }
 
 impl RunningHost {

@@ -88,7 +88,10 @@ connector = "telnet"
 /// A running `vumi run`, killed on drop. Its stderr (the log) is collected for assertions.
 pub struct Host {
     child: Child,
+    /// The `telnet` transport's address (`0.0.0.0:0` if the config has none).
     pub telnet: SocketAddr,
+    /// The shared HTTP listener's address, if the config serves HTTP.
+    pub http: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
     _dir: TempDir,
 }
@@ -126,6 +129,7 @@ impl Host {
             }
         });
         let mut telnet = None;
+        let mut http = None;
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -133,6 +137,9 @@ impl Host {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("vumi: transport `telnet` listening on ") {
                         telnet = Some(rest.trim().parse().expect("address"));
+                    }
+                    if let Some(rest) = line.strip_prefix("vumi: http listening on ") {
+                        http = Some(rest.trim().parse().expect("address"));
                     }
                     if line.starts_with("vumi: ready") {
                         break;
@@ -146,7 +153,13 @@ impl Host {
                 }
             }
         }
-        Host { child, telnet: telnet.expect("telnet address announced"), log, _dir: dir }
+        let telnet = telnet.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Host { child, telnet, http, log, _dir: dir }
+    }
+
+    /// `http://<the HTTP listener><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http.expect("the config serves HTTP"))
     }
 
     pub fn connect(&self) -> Telnet {
@@ -249,5 +262,92 @@ impl Telnet {
                 false
             }
         }
+    }
+}
+
+/// A blocking HTTP client with the suite's timeout.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(WAIT).build().expect("http client")
+}
+
+/// One request a [`Recorder`] received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A real HTTP server on a free port that records every request: it plays the SMS aggregator
+/// and the `mo_url`/`event_url` callback receivers. It answers `500` to the first `fail_first`
+/// requests, then `200 {"message_id": "agg-<n>"}`.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    got: Arc<Mutex<Vec<Received>>>,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Recorder {
+    pub fn start(fail_first: usize) -> Recorder {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let sink = got.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind recorder");
+                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                let count = Arc::new(AtomicUsize::new(0));
+                let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let sink = sink.clone();
+                    let count = count.clone();
+                    async move {
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                        sink.lock().expect("lock").push(Received { path: uri.path().to_owned(), content_type, body: body.to_vec() });
+                        if n < fail_first {
+                            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "try again".to_owned())
+                        } else {
+                            (axum::http::StatusCode::OK, format!("{{\"message_id\": \"agg-{n}\"}}"))
+                        }
+                    }
+                });
+                let stop = async move {
+                    let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+                };
+                axum::serve(listener, app).with_graceful_shutdown(stop).await.expect("serve");
+            });
+        });
+        let addr = addr_rx.recv_timeout(WAIT).expect("recorder started");
+        Recorder { addr, got, _stop: stop_tx }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Wait until at least `n` requests arrived; all of them so far.
+    pub fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.got.lock().expect("lock").clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "expected {n} requests, got {}: {got:#?}", got.len());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().expect("lock").clone()
     }
 }

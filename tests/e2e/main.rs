@@ -3,10 +3,13 @@
 //!
 //! The example and test-only plugins are built once per run with `vumi plugin build`.
 
+#![allow(clippy::unwrap_used)] // a test's unwrap is its failure report
+
 mod bad_input;
 mod cli;
 mod common;
 mod faults;
 mod harness;
+mod http_channels;
 mod survey;
 mod telnet_transport;

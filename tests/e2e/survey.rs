@@ -4,7 +4,7 @@ use std::thread;
 
 use crate::common::{Host, plugin, telnet_app_config};
 
-const QUESTIONS: &str = r#"
+pub const QUESTIONS: &str = r#"
 [apps.app.config]
 title = "Test survey"
 [[apps.app.config.questions]]

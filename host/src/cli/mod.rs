@@ -1,5 +1,6 @@
 //! The `vumi` command line.
 
+mod fake_aggregator;
 mod plugin_build;
 
 pub use plugin_build::build as build_plugins;
@@ -23,6 +24,9 @@ use crate::telemetry::LogFormat;
 ///   vumi run --build-plugins        build the example apps, then serve config/vumi.toml
 ///
 ///   telnet 127.0.0.1 9010           talk to the survey app
+///
+///   curl -X POST 127.0.0.1:8080/ussd -d sessionId=s1 -d serviceCode='*120#' \
+///        -d phoneNumber=+27820000001 -d text=      the survey again, over USSD
 #[derive(Debug, Parser)]
 #[command(name = "vumi", version, propagate_version = true)]
 pub struct Cli {
@@ -56,6 +60,14 @@ pub enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a stand-in SMS aggregator for development: it prints every SMS POSTed to it and
+    /// answers `200` with an id, as a real aggregator would. Point an `sms_http` transport's
+    /// `outbound_url` at it (the default config uses http://127.0.0.1:9099/sms).
+    FakeAggregator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9099")]
+        bind: std::net::SocketAddr,
+    },
 }
 
 /// `vumi plugin ...`
@@ -111,8 +123,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             for (name, a) in &c.apps {
                 println!("  app {name}: {} on connector {} ({:?})", c.resolve(&a.plugin).display(), a.connector, a.instances);
             }
+            for (name, ch) in &c.channels {
+                let mo = ch.mo_url.as_deref().unwrap_or("none");
+                println!("  channel {name}: sends through {}; inbound to mo_url {mo}", ch.connector);
+            }
             Ok(())
         }
+        Command::FakeAggregator { bind } => fake_aggregator::run(bind).await,
     }
 }
 
@@ -123,7 +140,13 @@ async fn run_host(path: &std::path::Path) -> anyhow::Result<()> {
         // A stable line on stdout: users see where to connect, tests wait for it.
         println!("vumi: transport `{name}` listening on {addr}");
     }
-    println!("vumi: ready ({} apps, {} transports); Ctrl-C stops", host.apps.len(), host.listening.len());
+    if let Some(addr) = host.http {
+        println!("vumi: http listening on {addr}");
+        for name in config.channels.keys() {
+            println!("vumi: send API for channel `{name}` at http://{addr}/api/v1/channels/{name}/messages");
+        }
+    }
+    println!("vumi: ready ({} apps, {} transports); Ctrl-C stops", host.apps.len(), config.transports.len());
     wait_for_signal().await;
     tracing::info!("shutting down");
     host.shutdown(Duration::from_secs(5)).await;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::events::{Origins, RoutedEvents};
 use super::{FailureLog, Handler};
-use crate::bus::{Bus, BusError, Delivery, RoutingKey};
+use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
 
@@ -38,6 +39,7 @@ pub struct AppWorker {
     connector: ConnectorName,
     failures: Arc<FailureLog>,
     concurrency: usize,
+    routed: Option<(RoutedEvents, Arc<Origins>)>,
 }
 
 impl AppWorker {
@@ -49,7 +51,15 @@ impl AppWorker {
         failures: Arc<FailureLog>,
         concurrency: usize,
     ) -> Self {
-        Self { handler, bus, connector, failures, concurrency: concurrency.max(1) }
+        Self { handler, bus, connector, failures, concurrency: concurrency.max(1), routed: None }
+    }
+
+    /// For a connector shared with other components: take events from the connector's
+    /// [`EventRouter`](super::events::EventRouter) instead of its queue, and record this app as
+    /// the origin of everything it sends.
+    pub fn with_routed_events(mut self, events: RoutedEvents, origins: Arc<Origins>) -> Self {
+        self.routed = Some((events, origins));
+        self
     }
 
     /// Consume until `shutdown`; messages already taken are finished first.
@@ -70,7 +80,10 @@ impl AppWorker {
             }
         };
         let mut inbound = consume(RoutingKey::inbound(&self.connector)).await?;
-        let mut events = consume(RoutingKey::event(&self.connector)).await?;
+        let (mut events, origins): (Box<dyn Consumer>, _) = match self.routed {
+            Some((routed, origins)) => (Box::new(routed), Some(origins)),
+            None => (consume(RoutingKey::event(&self.connector)).await?, None),
+        };
 
         let shared = Arc::new(Lane {
             handler: self.handler.clone(),
@@ -78,6 +91,7 @@ impl AppWorker {
             outbound: RoutingKey::outbound(&self.connector),
             connector: self.connector.to_string(),
             failures: self.failures.clone(),
+            origins,
         });
         let mut lanes = Vec::with_capacity(self.concurrency);
         let mut tasks = Vec::with_capacity(self.concurrency);
@@ -128,6 +142,7 @@ struct Lane {
     outbound: RoutingKey,
     connector: String,
     failures: Arc<FailureLog>,
+    origins: Option<Arc<Origins>>,
 }
 
 impl Lane {
@@ -146,6 +161,13 @@ impl Lane {
         match result {
             Ok(sends) => {
                 for msg in sends {
+                    if let Some(origins) = &self.origins
+                        && let Err(e) = origins.record(&msg.message_id, self.handler.name()).await
+                    {
+                        tracing::error!(app = self.handler.name(), error = %e, "cannot record a reply's origin; requeueing its message");
+                        delivery.nack(true);
+                        return;
+                    }
                     if let Err(e) = self.bus.publish(&self.outbound, Message::User(msg)).await {
                         // Requeue the input rather than lose what it would have caused; what was
                         // already published may be sent again (at-least-once).

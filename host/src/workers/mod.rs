@@ -1,8 +1,13 @@
 //! Workers: consume a connector's queues, hand each message to a handler (a plugin), publish what
-//! it sent, then ack. The only module that sees both the bus and the plugins.
+//! it sent, then ack. The only module that sees both the bus and the plugins. Also the other
+//! app-side components: send-API channels, their callbacks, and the event router that hands each
+//! event to the component that sent its message.
 
 mod app;
+pub mod callbacks;
+pub mod events;
 mod failures;
+pub mod http_api;
 
 use std::sync::Arc;
 

@@ -1,0 +1,297 @@
+//! SMS over HTTP with an aggregator: the shape most SMS aggregators' HTTP APIs share.
+//!
+//! - Inbound: the aggregator POSTs `from`, `to`, `content` (and optionally its own `message_id`)
+//!   as a form or as JSON to `/transports/<name>/inbound`; the answer carries our message id.
+//! - Outbound: each message is POSTed (JSON or form, per config) to `outbound_url` with
+//!   `message_id`, `to`, `from`, `content`, `in_reply_to`. A `2xx` answer is an ack whose
+//!   `sent_message_id` is the aggregator's id (`message_id` or `id` in a JSON answer) when it
+//!   gives one; a `4xx` is a nack with the aggregator's words; an unreachable aggregator, a
+//!   `5xx` or a `429` is retried with backoff, then nacked.
+//! - Delivery reports: the aggregator POSTs `message_id` (its id or ours) and `status`
+//!   (`delivered`, `failed` or `pending`) to `/transports/<name>/delivery-report`; each becomes a
+//!   `delivery_report` event. The id mapping lives in the state store, so any host sharing it
+//!   can take the callback.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::{TransportContext, TransportError};
+use crate::bus::{Delivery, RoutingKey};
+use crate::config::{BodyFormat, SmsHttpConfig};
+use crate::message::{DeliveryStatus, Event, Message, Metadata, UserMessage};
+use crate::state::KvStore;
+use crate::web::{ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body};
+
+/// How long the aggregator-id → our-id mapping is kept for delivery reports.
+const SENT_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+struct Shared {
+    ctx: TransportContext,
+    kv: Arc<dyn KvStore>,
+    client: reqwest::Client,
+    config: SmsHttpConfig,
+    max_body_bytes: usize,
+}
+
+/// What we remember of a sent message, to turn its delivery reports into events.
+#[derive(Serialize, Deserialize)]
+struct Sent {
+    message_id: String,
+    routing_metadata: Metadata,
+}
+
+/// The transport: two HTTP routes plus an outbound sender.
+#[derive(Clone)]
+pub struct SmsHttpTransport {
+    shared: Arc<Shared>,
+}
+
+impl SmsHttpTransport {
+    /// A transport keeping its id mapping in `kv` (already namespaced for it).
+    pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &SmsHttpConfig, max_body_bytes: usize) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.request_timeout_ms))
+            .build()
+            .unwrap_or_default();
+        Self { shared: Arc::new(Shared { ctx, kv, client, config: config.clone(), max_body_bytes }) }
+    }
+
+    /// Its HTTP routes: `/transports/<name>/inbound` and `/transports/<name>/delivery-report`.
+    pub fn router(&self) -> axum::Router {
+        let base = format!("/transports/{}", self.shared.ctx.connector);
+        axum::Router::new()
+            .route(&format!("{base}/inbound"), axum::routing::post(inbound))
+            .route(&format!("{base}/delivery-report"), axum::routing::post(delivery_report))
+            .with_state(self.shared.clone())
+    }
+
+    /// Send outbound messages until `shutdown`, up to `concurrency` at once.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), TransportError> {
+        let concurrency = usize::from(self.shared.config.concurrency);
+        let mut outbound = self.shared.ctx.consume_outbound(u16::try_from(concurrency * 2).unwrap_or(u16::MAX)).await?;
+        let slots = Arc::new(Semaphore::new(concurrency));
+        loop {
+            let delivery = tokio::select! {
+                () = shutdown.cancelled() => break,
+                d = outbound.next() => match d { Some(d) => d, None => break },
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                shared.send(delivery).await;
+                drop(permit);
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    async fn send(&self, delivery: Delivery) {
+        let Message::User(msg) = &delivery.message else {
+            delivery.ack();
+            return;
+        };
+        let event = match self.post_with_retries(msg).await {
+            Ok(sent_id) => {
+                let sent = Sent { message_id: msg.message_id.clone(), routing_metadata: msg.routing_metadata.clone() };
+                let value = serde_json::to_vec(&sent).unwrap_or_default();
+                for id in [&sent_id, &msg.message_id] {
+                    if let Err(e) = self.kv.set(&format!("sent:{id}"), &value, Some(SENT_TTL)).await {
+                        tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot remember a sent message; its delivery reports will be refused");
+                    }
+                }
+                Event::ack(&msg.message_id, &sent_id)
+            }
+            Err(reason) => {
+                tracing::warn!(connector = %self.ctx.connector, message_id = msg.message_id, reason, "outbound SMS not sent");
+                Event::nack(&msg.message_id, &reason)
+            }
+        };
+        self.ctx.publish_event(event, msg).await;
+        delivery.ack();
+    }
+
+    /// POST `msg` to the aggregator; the aggregator's id for it, or why it was not sent.
+    async fn post_with_retries(&self, msg: &UserMessage) -> Result<String, String> {
+        let mut fields: Vec<(&str, String)> = vec![("message_id", msg.message_id.clone())];
+        let optional = [("to", &msg.to_addr), ("from", &msg.from_addr), ("content", &msg.content), ("in_reply_to", &msg.in_reply_to)];
+        fields.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
+        let Some(_) = msg.to_addr.as_deref().filter(|t| !t.is_empty()) else {
+            return Err("the message has no `to_addr`".into());
+        };
+        let attempts = self.config.max_attempts.max(1);
+        let mut backoff = Duration::from_millis(200);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            let mut req = self.client.post(&self.config.outbound_url);
+            if let Some(token) = &self.config.outbound_token {
+                req = req.bearer_auth(token);
+            }
+            req = match self.config.outbound_format {
+                BodyFormat::Json => req.json(&fields.iter().cloned().collect::<HashMap<_, _>>()),
+                BodyFormat::Form => req.form(&fields),
+            };
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    let body = resp.bytes().await.unwrap_or_default();
+                    return Ok(aggregator_id(&body).unwrap_or_else(|| msg.message_id.clone()));
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    last = format!("the aggregator answered {status}: {}", truncate(body.trim(), 200));
+                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+                        return Err(last);
+                    }
+                }
+                Err(e) => last = format!("cannot reach the aggregator at {}: {}", self.config.outbound_url, error_chain(&e)),
+            }
+            if attempt < attempts {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        Err(format!("{last} (after {attempts} attempts)"))
+    }
+}
+
+/// The aggregator's id in a JSON answer (`message_id` or `id`, string or number).
+fn aggregator_id(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = v.get("message_id").or_else(|| v.get("id"))?;
+    match id {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A form or JSON body as text fields. JSON values must be strings (or `null`, read as absent).
+fn fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
+    if !is_json(headers) {
+        return parse_form(body);
+    }
+    let mut out = HashMap::new();
+    let mut errors = Vec::new();
+    for (k, v) in parse_json_object(body)? {
+        match v {
+            serde_json::Value::String(s) => {
+                out.insert(k, s);
+            }
+            serde_json::Value::Null => {}
+            other => errors.push(FieldError { field: k, message: format!("must be a string, got {other}") }),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(ApiError::bad_fields(errors)) }
+}
+
+fn take(form: &mut HashMap<String, String>, field: &str, errors: &mut Vec<FieldError>) -> String {
+    match form.remove(field) {
+        Some(v) if !v.trim().is_empty() => v,
+        Some(_) => {
+            errors.push(FieldError { field: field.into(), message: "must not be empty".into() });
+            String::new()
+        }
+        None => {
+            errors.push(FieldError { field: field.into(), message: "is required".into() });
+            String::new()
+        }
+    }
+}
+
+async fn inbound(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, s.max_body_bytes).await?;
+    let mut form = fields(&headers, &bytes)?;
+    let mut errors = Vec::new();
+    let from = take(&mut form, "from", &mut errors);
+    let to = take(&mut form, "to", &mut errors);
+    let content = form.remove("content");
+    if content.is_none() {
+        errors.push(FieldError { field: "content".into(), message: "is required (it may be empty)".into() });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::bad_fields(errors));
+    }
+    let mut msg = UserMessage::inbound(s.ctx.connector.as_str(), "sms", from, to, content, None);
+    msg.from_addr_type = Some("msisdn".into());
+    if let Some(id) = form.remove("message_id") {
+        msg.transport_metadata.insert("aggregator_message_id".into(), id.into());
+    }
+    let id = msg.message_id.clone();
+    s.ctx.bus.publish(&RoutingKey::inbound(&s.ctx.connector), Message::User(msg)).await.map_err(|e| {
+        tracing::error!(connector = %s.ctx.connector, error = %e, "cannot queue an inbound SMS");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot queue the message; try again")
+    })?;
+    Ok(ok_json(StatusCode::OK, "message received", serde_json::json!({ "message_id": id })))
+}
+
+async fn delivery_report(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, s.max_body_bytes).await?;
+    let mut form = fields(&headers, &bytes)?;
+    let mut errors = Vec::new();
+    let id = take(&mut form, "message_id", &mut errors);
+    let status_text = take(&mut form, "status", &mut errors);
+    let status = match status_text.to_ascii_lowercase().as_str() {
+        "delivered" => Some(DeliveryStatus::Delivered),
+        "failed" => Some(DeliveryStatus::Failed),
+        "pending" => Some(DeliveryStatus::Pending),
+        "" => None,
+        other => {
+            errors.push(FieldError {
+                field: "status".into(),
+                message: format!("must be `delivered`, `failed` or `pending`, got `{other}`"),
+            });
+            None
+        }
+    };
+    let Some(status) = status.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::bad_fields(errors));
+    };
+    let unavailable = |e: crate::state::StateError| {
+        tracing::error!(connector = %s.ctx.connector, error = %e, "state store unavailable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable; try again")
+    };
+    let sent: Option<Sent> =
+        s.kv.get(&format!("sent:{id}")).await.map_err(unavailable)?.and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(sent) = sent else {
+        return Err(ApiError::bad_field(
+            "message_id",
+            format!("no message with id `{id}` was sent through this transport (or its record has expired)"),
+        ));
+    };
+    let mut about = UserMessage::inbound("", "", "", "", None, None);
+    about.message_id = sent.message_id.clone();
+    about.routing_metadata = sent.routing_metadata;
+    s.ctx.publish_event(Event::delivery_report(&sent.message_id, status), &about).await;
+    Ok(ok_json(StatusCode::OK, "delivery report received", serde_json::json!({ "message_id": sent.message_id })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aggregator_id;
+
+    #[test]
+    fn the_aggregators_id_comes_from_message_id_or_id() {
+        assert_eq!(aggregator_id(br#"{"message_id":"abc"}"#).as_deref(), Some("abc"));
+        assert_eq!(aggregator_id(br#"{"id":42}"#).as_deref(), Some("42"));
+        assert_eq!(aggregator_id(b"OK"), None);
+        assert_eq!(aggregator_id(br#"{"id":""}"#), None);
+    }
+}

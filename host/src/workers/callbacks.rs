@@ -1,0 +1,117 @@
+//! Callbacks: POSTing messages and events to URLs outside the host (`mo_url`, `event_url`).
+//!
+//! A callback server is someone else's machine: it may be slow, down, or failing. So callbacks
+//! never run on the message path: they are queued (bounded), sent by a few tasks, retried with
+//! exponential backoff, and after the last try recorded on the failure path with the reason.
+//! When the queue is full, new callbacks go to the failure path at once rather than stall the
+//! messages behind them. (A callback queued in memory is lost if the process dies; the failure
+//! path and the `GET` API are where a client finds what it missed.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::FailureLog;
+use crate::config::CallbacksConfig;
+use crate::message::Message;
+
+/// One POST to make.
+pub struct Callback {
+    /// Where to.
+    pub url: String,
+    /// The message or event, POSTed as Vumi JSON.
+    pub message: Message,
+}
+
+/// A channel's callback sender.
+#[derive(Clone)]
+pub struct Callbacks {
+    tx: mpsc::Sender<Callback>,
+    component: Arc<str>,
+    connector: Arc<str>,
+    failures: Arc<FailureLog>,
+}
+
+impl Callbacks {
+    /// Start sending callbacks for `component` (on `connector`, for failure records) until
+    /// `shutdown`.
+    pub fn start(
+        config: &CallbacksConfig,
+        component: &str,
+        connector: &str,
+        failures: Arc<FailureLog>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .user_agent(concat!("vumi/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        let this = Self { tx, component: component.into(), connector: connector.into(), failures };
+        tokio::spawn(this.clone().run(rx, client, config.clone(), shutdown));
+        this
+    }
+
+    /// Queue `callback`; if the queue is full it goes to the failure path instead.
+    pub fn send(&self, callback: Callback) {
+        if let Err(e) = self.tx.try_send(callback) {
+            let (mpsc::error::TrySendError::Full(cb) | mpsc::error::TrySendError::Closed(cb)) = e;
+            self.fail(&cb, "the callback queue is full (the callback server is too slow or down)".into());
+        }
+    }
+
+    fn fail(&self, cb: &Callback, reason: String) {
+        let reason = format!("callback to {} failed: {reason}", cb.url);
+        self.failures.record(&self.component, &self.connector, "callback", &reason, &cb.message);
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<Callback>, client: reqwest::Client, config: CallbacksConfig, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(usize::from(config.concurrency)));
+        loop {
+            let cb = tokio::select! {
+                () = shutdown.cancelled() => break,
+                cb = rx.recv() => match cb { Some(cb) => cb, None => break },
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let (this, client, config, stop) = (self.clone(), client.clone(), config.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                this.deliver(&client, &config, cb, stop).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn deliver(&self, client: &reqwest::Client, config: &CallbacksConfig, cb: Callback, stop: CancellationToken) {
+        let body = cb.message.to_json();
+        let mut backoff = Duration::from_millis(config.initial_backoff_ms);
+        let mut last = String::new();
+        for attempt in 1..=config.max_attempts {
+            let sent = client
+                .post(&cb.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    tracing::debug!(url = cb.url, attempt, id = cb.message.id(), "callback delivered");
+                    return;
+                }
+                Ok(resp) => last = format!("the server answered {}", resp.status()),
+                Err(e) => last = crate::web::error_chain(&e),
+            }
+            tracing::info!(url = cb.url, attempt, error = last, "callback failed; will retry");
+            if attempt < config.max_attempts {
+                tokio::select! {
+                    () = stop.cancelled() => { last.push_str(" (host shutting down)"); break }
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(config.max_backoff_ms));
+            }
+        }
+        self.fail(&cb, format!("{last} (after {} attempts)", config.max_attempts));
+    }
+}

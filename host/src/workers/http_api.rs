@@ -1,0 +1,361 @@
+//! The HTTP send API: channels that let applications outside the host send and receive
+//! messages, in the spirit of Junebug and Vumi's HTTP API.
+//!
+//! - `POST /api/v1/channels/<channel>/messages` sends `{to, from, content}` or answers an inbound
+//!   message with `{reply_to, content}` (Vumi's reply semantics: addresses swapped, session and
+//!   transport fields kept; `"session_event": "close"` ends a session). Answers `201` with the
+//!   stored message.
+//! - `GET /api/v1/channels/<channel>/messages/<id>` returns it with its delivery status and
+//!   events so far.
+//! - With `mo_url`, the channel receives its connector's inbound messages and POSTs them there;
+//!   events for messages it sent are POSTed to the message's `event_url` or the channel's.
+//!
+//! Each request needs `Authorization: Bearer <the channel's token>`. A channel is an app-side
+//! component like an app worker (it consumes a connector's inbound and events and publishes
+//! outbound), which is why it lives here and not among the transports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::callbacks::{Callback, Callbacks};
+use super::events::Origins;
+use crate::bus::{Bus, Consumer, Delivery, RoutingKey};
+use crate::config::{ChannelConfig, check_url};
+use crate::message::{Message, SessionEvent, UserMessage};
+use crate::names::ConnectorName;
+use crate::state::{KvStore, StateError};
+use crate::web::{ApiError, FieldError, check_bearer, ok_json, parse_json_object, read_body};
+
+/// What a channel keeps of each message it sent.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    message: Value,
+    event_url: Option<String>,
+    events: Vec<Value>,
+}
+
+/// One channel.
+pub struct Channel {
+    name: String,
+    connector: ConnectorName,
+    transport_type: String,
+    config: ChannelConfig,
+    kv: Arc<dyn KvStore>,
+    bus: Arc<dyn Bus>,
+    origins: Option<Arc<Origins>>,
+    callbacks: Callbacks,
+}
+
+/// What a channel is made of (the supervisor's part).
+pub struct ChannelParts {
+    /// The channel's name (its URL segment and component name).
+    pub name: String,
+    /// Its settings.
+    pub config: ChannelConfig,
+    /// The `transport_type` of its connector's transport.
+    pub transport_type: String,
+    /// Its message store (namespaced for it).
+    pub kv: Arc<dyn KvStore>,
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// Set when it shares its connector with other components.
+    pub origins: Option<Arc<Origins>>,
+    /// Its callback sender.
+    pub callbacks: Callbacks,
+}
+
+impl Channel {
+    /// A channel from its parts.
+    pub fn new(p: ChannelParts) -> Self {
+        Self {
+            name: p.name,
+            connector: p.config.connector.clone(),
+            transport_type: p.transport_type,
+            config: p.config,
+            kv: p.kv,
+            bus: p.bus,
+            origins: p.origins,
+            callbacks: p.callbacks,
+        }
+    }
+
+    fn ttl(&self) -> Option<Duration> {
+        Some(Duration::from_secs(self.config.message_ttl_secs))
+    }
+
+    /// Take inbound messages (if it has an `mo_url`, `inbound` is its connector's inbound queue)
+    /// and events until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut inbound: Option<Box<dyn Consumer>>, mut events: Box<dyn Consumer>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                d = async { match inbound.as_mut() { Some(c) => c.next().await, None => std::future::pending().await } } => match d {
+                    Some(d) => self.on_inbound(d).await,
+                    None => break,
+                },
+                d = events.next() => match d {
+                    Some(d) => self.on_event(d).await,
+                    None => break,
+                },
+            }
+        }
+    }
+
+    async fn on_inbound(&self, delivery: Delivery) {
+        let Message::User(msg) = &delivery.message else {
+            delivery.ack();
+            return;
+        };
+        if let Err(e) = self.kv.set(&format!("in:{}", msg.message_id), &msg.to_json(), self.ttl()).await {
+            tracing::warn!(channel = self.name, error = %e, "cannot store an inbound message; `reply_to` it will fail");
+        }
+        if let Some(url) = &self.config.mo_url {
+            self.callbacks.send(Callback { url: url.clone(), message: delivery.message.clone() });
+        }
+        delivery.ack();
+    }
+
+    async fn on_event(&self, delivery: Delivery) {
+        let Message::Event(event) = &delivery.message else {
+            delivery.ack();
+            return;
+        };
+        let key = format!("out:{}", event.user_message_id);
+        let mut url = self.config.event_url.clone();
+        match self.load(&key).await {
+            Ok(Some(mut record)) => {
+                record.events.push(serde_json::from_slice(&event.to_json()).unwrap_or(Value::Null));
+                url = record.event_url.clone().or(url);
+                if let Err(e) = self.save(&key, &record).await {
+                    tracing::warn!(channel = self.name, error = %e, "cannot store an event");
+                }
+            }
+            Ok(None) => tracing::debug!(channel = self.name, id = event.user_message_id, "event for a message no longer stored"),
+            Err(e) => tracing::warn!(channel = self.name, error = %e, "cannot load a message for its event"),
+        }
+        if let Some(url) = url {
+            self.callbacks.send(Callback { url, message: delivery.message.clone() });
+        }
+        delivery.ack();
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<Record>, StateError> {
+        Ok(self.kv.get(key).await?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    async fn save(&self, key: &str, record: &Record) -> Result<(), StateError> {
+        self.kv.set(key, &serde_json::to_vec(record).unwrap_or_default(), self.ttl()).await
+    }
+
+    /// Build the outbound message a send request asks for.
+    async fn build(&self, mut body: serde_json::Map<String, Value>) -> Result<(UserMessage, Option<String>), ApiError> {
+        const KNOWN: [&str; 7] = ["to", "from", "content", "reply_to", "event_url", "helper_metadata", "session_event"];
+        let mut errors = Vec::new();
+        let mut err = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
+        let text = |body: &mut serde_json::Map<String, Value>, field: &str, err: &mut dyn FnMut(&str, String)| match body.remove(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                err(field, format!("must be a string, got {other}"));
+                None
+            }
+        };
+        let to = text(&mut body, "to", &mut err);
+        let from = text(&mut body, "from", &mut err);
+        let reply_to = text(&mut body, "reply_to", &mut err);
+        let event_url = text(&mut body, "event_url", &mut err);
+        let session = text(&mut body, "session_event", &mut err);
+        let content = match body.remove("content") {
+            None => {
+                err("content", "is required (`null` for none, e.g. to close a session)".into());
+                None
+            }
+            Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                err("content", format!("must be a string or null, got {other}"));
+                None
+            }
+        };
+        let helper_metadata = match body.remove("helper_metadata") {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                err("helper_metadata", format!("must be a JSON object, got {other}"));
+                serde_json::Map::new()
+            }
+        };
+        for unknown in body.keys() {
+            err(unknown, format!("is not a field of a message; the fields are {}", KNOWN.join(", ")));
+        }
+        if let Some(u) = &event_url
+            && let Err(problem) = check_url(u)
+        {
+            err("event_url", problem);
+        }
+        let session_event = match session.as_deref() {
+            None => None,
+            Some("new") => Some(SessionEvent::New),
+            Some("resume") => Some(SessionEvent::Resume),
+            Some("close") => Some(SessionEvent::Close),
+            Some(other) => {
+                err("session_event", format!("must be `new`, `resume` or `close`, got `{other}`"));
+                None
+            }
+        };
+        match (&to, &reply_to) {
+            (Some(_), Some(_)) => err("to", "give `to` or `reply_to`, not both (a reply goes to the sender)".into()),
+            (None, None) => err("to", "is required (or `reply_to`, to answer an inbound message)".into()),
+            (Some(t), None) if t.trim().is_empty() => err("to", "must not be empty".into()),
+            _ => {}
+        }
+        if reply_to.is_some() && from.is_some() {
+            err("from", "must not be given with `reply_to` (a reply comes from the address it answers)".into());
+        }
+        if to.is_some() && from.is_none() && self.config.default_from.is_none() {
+            err("from", "is required (this channel has no `default_from`)".into());
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::bad_fields(errors));
+        }
+
+        let mut msg = match reply_to {
+            Some(id) => {
+                let inbound = self
+                    .kv
+                    .get(&format!("in:{id}"))
+                    .await
+                    .map_err(unavailable)?
+                    .and_then(|b| UserMessage::from_json(&b).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_field(
+                            "reply_to",
+                            format!("no inbound message `{id}` on this channel (unknown, older than `message_ttl_secs`, or the channel has no `mo_url`)"),
+                        )
+                    })?;
+                inbound.reply(content, session_event == Some(SessionEvent::Close))
+            }
+            None => {
+                let from = from.or_else(|| self.config.default_from.clone()).unwrap_or_default();
+                UserMessage::inbound(self.connector.as_str(), &self.transport_type, from, to.unwrap_or_default(), content, session_event)
+            }
+        };
+        msg.helper_metadata.extend(helper_metadata);
+        Ok((msg, event_url))
+    }
+
+    async fn send(&self, body: serde_json::Map<String, Value>) -> Result<Response, ApiError> {
+        let (msg, event_url) = self.build(body).await?;
+        let record = Record {
+            message: serde_json::from_slice(&msg.to_json()).unwrap_or(Value::Null),
+            event_url,
+            events: Vec::new(),
+        };
+        let key = format!("out:{}", msg.message_id);
+        self.save(&key, &record).await.map_err(unavailable)?;
+        if let Some(origins) = &self.origins {
+            origins.record(&msg.message_id, &self.name).await.map_err(unavailable)?;
+        }
+        if let Err(e) = self.bus.publish(&RoutingKey::outbound(&self.connector), Message::User(msg)).await {
+            tracing::error!(channel = self.name, error = %e, "cannot queue an outbound message");
+            let _ = self.kv.delete(&key).await;
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot queue the message; try again"));
+        }
+        Ok(ok_json(StatusCode::CREATED, "message submitted", view(record)))
+    }
+
+    async fn get(&self, id: &str) -> Result<Response, ApiError> {
+        match self.load(&format!("out:{id}")).await.map_err(unavailable)? {
+            Some(record) => Ok(ok_json(StatusCode::OK, "message found", view(record))),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no message `{id}` was sent through this channel (or it is older than `message_ttl_secs`)"),
+            )),
+        }
+    }
+}
+
+fn unavailable(e: StateError) -> ApiError {
+    tracing::error!(error = %e, "state store unavailable");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable; try again")
+}
+
+/// The API's view of a stored message: its Vumi fields, plus `status` (from its latest event)
+/// and `events`.
+fn view(record: Record) -> Value {
+    let status = record.events.last().map_or("queued", |e| match e.get("event_type").and_then(Value::as_str) {
+        Some("ack") => "sent",
+        Some("nack") => "rejected",
+        Some("delivery_report") => match e.get("delivery_status").and_then(Value::as_str) {
+            Some("delivered") => "delivered",
+            Some("failed") => "delivery_failed",
+            _ => "delivery_pending",
+        },
+        _ => "unknown",
+    });
+    let mut out = match record.message {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    out.insert("status".into(), status.into());
+    out.insert("events".into(), Value::Array(record.events));
+    Value::Object(out)
+}
+
+/// Every channel, served under `/api/v1/channels`.
+pub struct SendApi {
+    channels: HashMap<String, Arc<Channel>>,
+    max_body_bytes: usize,
+}
+
+impl SendApi {
+    /// The API over `channels`.
+    pub fn new(channels: impl IntoIterator<Item = Arc<Channel>>, max_body_bytes: usize) -> Self {
+        Self { channels: channels.into_iter().map(|c| (c.name.clone(), c)).collect(), max_body_bytes }
+    }
+
+    /// Its routes.
+    pub fn router(self) -> axum::Router {
+        axum::Router::new()
+            .route("/api/v1/channels/{channel}/messages", axum::routing::post(post_message))
+            .route("/api/v1/channels/{channel}/messages/{id}", axum::routing::get(get_message))
+            .with_state(Arc::new(self))
+    }
+
+    fn channel(&self, name: &str, headers: &HeaderMap) -> Result<&Arc<Channel>, ApiError> {
+        let channel = self
+            .channels
+            .get(name)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no channel named `{name}`")))?;
+        check_bearer(headers, &channel.config.token)?;
+        Ok(channel)
+    }
+}
+
+async fn post_message(
+    State(api): State<Arc<SendApi>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let channel = api.channel(&channel, &headers)?;
+    let bytes = read_body(body, api.max_body_bytes).await?;
+    channel.send(parse_json_object(&bytes)?).await
+}
+
+async fn get_message(
+    State(api): State<Arc<SendApi>>,
+    Path((channel, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.channel(&channel, &headers)?.get(&id).await
+}
