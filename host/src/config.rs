@@ -722,4 +722,39 @@ title = "Survey"
         let err = load(&GOOD.replace("kind = \"telnet\"", "kind = \"smoke-signals\"")).expect_err("kind").to_string();
         assert!(err.contains("smoke-signals"), "{err}");
     }
+
+    const HTTP: &str = r#"
+[transports.sms]
+kind = "sms_http"
+outbound_url = "http://127.0.0.1:9099/sms"
+
+[channels.api]
+connector = "sms"
+token = "long-enough"
+mo_url = "http://127.0.0.1:9200/mo"
+"#;
+
+    #[test]
+    fn http_channels_load_and_their_mistakes_are_named() {
+        let c = load(HTTP).expect("valid");
+        assert!(c.serves_http());
+        assert_eq!(c.http.bind.port(), 8080);
+        assert_eq!(c.callbacks.max_attempts, 5);
+        let err = load(&HTTP.replace("http://127.0.0.1:9200/mo", "ftp://x/mo")).expect_err("scheme").to_string();
+        assert!(err.contains("`channels.api.mo_url`: must be an http:// or https:// URL"), "{err}");
+        let err = load(&HTTP.replace("http://127.0.0.1:9099/sms", "not a url")).expect_err("url").to_string();
+        assert!(err.contains("`transports.sms.outbound_url`: is not a URL"), "{err}");
+        let err = load(&HTTP.replace("connector = \"sms\"", "connector = \"ussd\"")).expect_err("conn").to_string();
+        assert!(err.contains("`channels.api.connector`: no transport named `ussd`"), "{err}");
+        let err = load(&HTTP.replace("long-enough", "short")).expect_err("token").to_string();
+        assert!(err.contains("`channels.api.token`: must be at least 8 characters"), "{err}");
+        let both = format!("{HTTP}\n[apps.echo]\nplugin = \"app.wasm\"\nconnector = \"sms\"\n");
+        let err = load(&both).expect_err("two inbound owners").to_string();
+        assert!(err.contains("each connector's inbound goes to one app or one channel"), "{err}");
+        let app_named_like_channel = both.replace("[apps.echo]", "[apps.api]").replace("mo_url", "event_url");
+        let err = load(&app_named_like_channel).expect_err("same name").to_string();
+        assert!(err.contains("names both an app and a channel"), "{err}");
+        let err = load(&format!("{HTTP}\n[callbacks]\nmax_attempts = 0\n")).expect_err("attempts").to_string();
+        assert!(err.contains("`callbacks.max_attempts`: must be between 1 and 100, got 0"), "{err}");
+    }
 }

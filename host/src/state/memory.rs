@@ -20,7 +20,9 @@ impl Entry {
 }
 
 /// In-memory [`KvStore`]. Expired keys are invisible at once and reclaimed on access and by a
-/// sweep every `SWEEP_EVERY` writes, so abandoned sessions do not accumulate.
+/// sweep of the whole map once as many writes have happened as the map holds keys (at least
+/// `MIN_SWEEP_GAP`), so abandoned sessions do not accumulate and a sweep costs O(1) per write
+/// however large the map grows.
 #[derive(Default)]
 pub struct MemoryStore {
     // A plain mutex: every operation is a short map access with no await inside.
@@ -30,10 +32,10 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
-    writes: u64,
+    writes_since_sweep: usize,
 }
 
-const SWEEP_EVERY: u64 = 4096;
+const MIN_SWEEP_GAP: usize = 4096;
 
 impl MemoryStore {
     /// An empty store.
@@ -50,9 +52,10 @@ impl MemoryStore {
 
 impl Inner {
     fn note_write(&mut self, now: Instant) {
-        self.writes += 1;
-        if self.writes.is_multiple_of(SWEEP_EVERY) {
+        self.writes_since_sweep += 1;
+        if self.writes_since_sweep >= self.entries.len().max(MIN_SWEEP_GAP) {
             self.entries.retain(|_, e| e.live(now));
+            self.writes_since_sweep = 0;
         }
     }
 }

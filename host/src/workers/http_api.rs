@@ -21,26 +21,29 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::callbacks::{Callback, Callbacks};
 use super::events::Origins;
 use crate::bus::{Bus, Consumer, Delivery, RoutingKey};
 use crate::config::{ChannelConfig, check_url};
-use crate::message::{Message, SessionEvent, UserMessage};
+use crate::message::{DeliveryStatus, Event, EventKind, Message, SessionEvent, UserMessage};
 use crate::names::ConnectorName;
 use crate::state::{KvStore, StateError};
-use crate::web::{ApiError, FieldError, check_bearer, ok_json, parse_json_object, read_body};
+use crate::web::{ApiError, FieldError, check_bearer, parse_json_object, read_body};
 
-/// What a channel keeps of each message it sent.
+/// What a channel keeps of each message it sent, besides the message itself (stored as sent,
+/// under `out:<id>`): where its events go, its status, and its events so far (`ev:<id>`). Kept
+/// apart so an event rewrites only this small record, and raw JSON is never re-parsed.
 #[derive(Serialize, Deserialize)]
-struct Record {
-    message: Value,
+struct DeliveryState {
     event_url: Option<String>,
-    events: Vec<Value>,
+    status: String,
+    events: Vec<Box<RawValue>>,
 }
 
 /// One channel.
@@ -129,13 +132,16 @@ impl Channel {
             delivery.ack();
             return;
         };
-        let key = format!("out:{}", event.user_message_id);
+        let key = format!("ev:{}", event.user_message_id);
         let mut url = self.config.event_url.clone();
-        match self.load(&key).await {
-            Ok(Some(mut record)) => {
-                record.events.push(serde_json::from_slice(&event.to_json()).unwrap_or(Value::Null));
-                url = record.event_url.clone().or(url);
-                if let Err(e) = self.save(&key, &record).await {
+        match self.load_state(&key).await {
+            Ok(Some(mut state)) => {
+                state.status = status_of(event).to_owned();
+                if let Ok(raw) = RawValue::from_string(String::from_utf8_lossy(&event.to_json()).into_owned()) {
+                    state.events.push(raw);
+                }
+                url = state.event_url.clone().or(url);
+                if let Err(e) = self.save_state(&key, &state).await {
                     tracing::warn!(channel = self.name, error = %e, "cannot store an event");
                 }
             }
@@ -148,12 +154,12 @@ impl Channel {
         delivery.ack();
     }
 
-    async fn load(&self, key: &str) -> Result<Option<Record>, StateError> {
+    async fn load_state(&self, key: &str) -> Result<Option<DeliveryState>, StateError> {
         Ok(self.kv.get(key).await?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
-    async fn save(&self, key: &str, record: &Record) -> Result<(), StateError> {
-        self.kv.set(key, &serde_json::to_vec(record).unwrap_or_default(), self.ttl()).await
+    async fn save_state(&self, key: &str, state: &DeliveryState) -> Result<(), StateError> {
+        self.kv.set(key, &serde_json::to_vec(state).unwrap_or_default(), self.ttl()).await
     }
 
     /// Build the outbound message a send request asks for.
@@ -255,32 +261,46 @@ impl Channel {
 
     async fn send(&self, body: serde_json::Map<String, Value>) -> Result<Response, ApiError> {
         let (msg, event_url) = self.build(body).await?;
-        let record = Record {
-            message: serde_json::from_slice(&msg.to_json()).unwrap_or(Value::Null),
-            event_url,
-            events: Vec::new(),
-        };
-        let key = format!("out:{}", msg.message_id);
-        self.save(&key, &record).await.map_err(unavailable)?;
+        let json = msg.to_json();
+        let state = DeliveryState { event_url, status: "queued".into(), events: Vec::new() };
+        let (out, ev) = (format!("out:{}", msg.message_id), format!("ev:{}", msg.message_id));
+        self.kv.set(&out, &json, self.ttl()).await.map_err(unavailable)?;
+        self.save_state(&ev, &state).await.map_err(unavailable)?;
         if let Some(origins) = &self.origins {
             origins.record(&msg.message_id, &self.name).await.map_err(unavailable)?;
         }
         if let Err(e) = self.bus.publish(&RoutingKey::outbound(&self.connector), Message::User(msg)).await {
             tracing::error!(channel = self.name, error = %e, "cannot queue an outbound message");
-            let _ = self.kv.delete(&key).await;
+            let _ = self.kv.delete(&out).await;
+            let _ = self.kv.delete(&ev).await;
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot queue the message; try again"));
         }
-        Ok(ok_json(StatusCode::CREATED, "message submitted", view(record)))
+        Ok(ok_raw(StatusCode::CREATED, "message submitted", &view(&json, &state)))
     }
 
     async fn get(&self, id: &str) -> Result<Response, ApiError> {
-        match self.load(&format!("out:{id}")).await.map_err(unavailable)? {
-            Some(record) => Ok(ok_json(StatusCode::OK, "message found", view(record))),
-            None => Err(ApiError::new(
+        let message = self.kv.get(&format!("out:{id}")).await.map_err(unavailable)?;
+        let state = self.load_state(&format!("ev:{id}")).await.map_err(unavailable)?;
+        match (message, state) {
+            (Some(message), Some(state)) => Ok(ok_raw(StatusCode::OK, "message found", &view(&message, &state))),
+            _ => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no message `{id}` was sent through this channel (or it is older than `message_ttl_secs`)"),
             )),
         }
+    }
+}
+
+/// A message's status as the API reports it, from its latest event.
+fn status_of(event: &Event) -> &'static str {
+    match &event.kind {
+        EventKind::Ack { .. } => "sent",
+        EventKind::Nack { .. } => "rejected",
+        EventKind::DeliveryReport { delivery_status } => match delivery_status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "delivery_failed",
+            DeliveryStatus::Pending => "delivery_pending",
+        },
     }
 }
 
@@ -289,26 +309,26 @@ fn unavailable(e: StateError) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable; try again")
 }
 
-/// The API's view of a stored message: its Vumi fields, plus `status` (from its latest event)
-/// and `events`.
-fn view(record: Record) -> Value {
-    let status = record.events.last().map_or("queued", |e| match e.get("event_type").and_then(Value::as_str) {
-        Some("ack") => "sent",
-        Some("nack") => "rejected",
-        Some("delivery_report") => match e.get("delivery_status").and_then(Value::as_str) {
-            Some("delivered") => "delivered",
-            Some("failed") => "delivery_failed",
-            _ => "delivery_pending",
-        },
-        _ => "unknown",
-    });
-    let mut out = match record.message {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    out.insert("status".into(), status.into());
-    out.insert("events".into(), Value::Array(record.events));
-    Value::Object(out)
+/// The API's view of a stored message: its Vumi fields as stored, plus `status` (from its
+/// latest event) and `events`. Spliced as text: the stored message is a JSON object written by
+/// our codec, so it is never parsed again.
+fn view(message: &[u8], state: &DeliveryState) -> String {
+    let message = String::from_utf8_lossy(message);
+    let fields = message.trim_end().strip_suffix('}').unwrap_or("{");
+    let sep = if fields.trim_end().ends_with('{') { "" } else { "," };
+    let events = serde_json::to_string(&state.events).unwrap_or_else(|_| "[]".into());
+    format!("{fields}{sep}\"status\":{},\"events\":{events}}}", Value::from(state.status.as_str()))
+}
+
+/// A `2xx` in the API's envelope around `result`, which is JSON text.
+fn ok_raw(status: StatusCode, description: &str, result: &str) -> Response {
+    let envelope = format!(
+        "{{\"status\":{},\"code\":{},\"description\":{},\"result\":{result}}}",
+        status.as_u16(),
+        Value::from(status.canonical_reason().unwrap_or("OK")),
+        Value::from(description),
+    );
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], envelope).into_response()
 }
 
 /// Every channel, served under `/api/v1/channels`.
@@ -358,4 +378,27 @@ async fn get_message(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     api.channel(&channel, &headers)?.get(&id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_is_the_stored_message_plus_status_and_events() {
+        let msg = UserMessage::inbound("sms", "sms", "1", "2", Some("hi".into()), None);
+        let ack = Event::ack(&msg.message_id, "x");
+        let state = DeliveryState {
+            event_url: None,
+            status: status_of(&ack).into(),
+            events: vec![RawValue::from_string(String::from_utf8(ack.to_json()).unwrap()).unwrap()],
+        };
+        let v: Value = serde_json::from_str(&view(&msg.to_json(), &state)).unwrap();
+        assert_eq!(v["message_id"], msg.message_id.as_str());
+        assert_eq!(v["content"], "hi");
+        assert_eq!(v["status"], "sent");
+        assert_eq!(v["events"][0]["event_type"], "ack");
+        let empty: Value = serde_json::from_str(&view(b"{}", &state)).unwrap();
+        assert_eq!(empty["status"], "sent");
+    }
 }
