@@ -40,7 +40,13 @@ impl ApiError {
 
     /// `400` naming each bad field.
     pub fn bad_fields(errors: Vec<FieldError>) -> Self {
-        let names: Vec<_> = errors.iter().map(|e| format!("`{}`", e.field)).collect();
+        let mut names: Vec<String> = Vec::new();
+        for e in &errors {
+            let name = format!("`{}`", e.field);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
         Self {
             status: StatusCode::BAD_REQUEST,
             description: format!("invalid request: check {}", names.join(", ")),

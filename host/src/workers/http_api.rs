@@ -165,6 +165,8 @@ impl Channel {
     /// Build the outbound message a send request asks for.
     async fn build(&self, mut body: serde_json::Map<String, Value>) -> Result<(UserMessage, Option<String>), ApiError> {
         const KNOWN: [&str; 7] = ["to", "from", "content", "reply_to", "event_url", "helper_metadata", "session_event"];
+        let named = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
+        let (named_to, named_reply_to) = (named("to"), named("reply_to"));
         let mut errors = Vec::new();
         let mut err = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
         let text = |body: &mut serde_json::Map<String, Value>, field: &str, err: &mut dyn FnMut(&str, String)| match body.remove(field) {
@@ -220,7 +222,9 @@ impl Channel {
         };
         match (&to, &reply_to) {
             (Some(_), Some(_)) => err("to", "give `to` or `reply_to`, not both (a reply goes to the sender)".into()),
-            (None, None) => err("to", "is required (or `reply_to`, to answer an inbound message)".into()),
+            (None, None) if !named_to && !named_reply_to => {
+                err("to", "is required (or `reply_to`, to answer an inbound message)".into());
+            }
             (Some(t), None) if t.trim().is_empty() => err("to", "must not be empty".into()),
             _ => {}
         }
