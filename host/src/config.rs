@@ -569,7 +569,8 @@ impl Config {
                 }
                 TransportConfig::Sink(_) => {}
                 TransportConfig::Telnet(tc) => {
-                    if let Some(other) = binds.insert(tc.bind, name) {
+                    // Port 0 asks the OS for a free port: never a clash.
+                    if let Some(other) = binds.insert(tc.bind, name).filter(|_| tc.bind.port() != 0) {
                         return Err(invalid(
                             format!("transports.{name}.bind"),
                             format!("{} is already used by transport `{other}`", tc.bind),
@@ -585,7 +586,7 @@ impl Config {
             }
         }
         if self.serves_http() {
-            if let Some(other) = binds.get(&self.http.bind) {
+            if let Some(other) = binds.get(&self.http.bind).filter(|_| self.http.bind.port() != 0) {
                 return Err(invalid("http.bind".into(), format!("{} is already used by transport `{other}`", self.http.bind)));
             }
             if self.http.max_body_bytes < 1024 {

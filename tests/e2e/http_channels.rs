@@ -341,3 +341,37 @@ fn an_app_and_a_channel_sharing_a_transport_each_get_their_own_events() {
     assert_eq!(events.received().len(), 1, "the echo reply's ack is not the channel's business");
     assert!(!host.log().contains("unroutable_event"), "every event found its sender:\n{}", host.log());
 }
+
+#[test]
+fn the_default_config_serves_the_readme_sessions() {
+    let aggregator = Recorder::start(0);
+    let default = std::fs::read_to_string(crate::common::workspace().join("config/vumi.toml")).unwrap();
+    let config = default
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9010", "127.0.0.1:0")
+        .replace("http://127.0.0.1:9099/sms", &aggregator.url("/sms"))
+        .replace("../plugins/dist/", &format!("{}/", crate::common::plugins().display()));
+    let host = Host::start(&config);
+    let first = ussd(&host, "readme", "+27820000001", "");
+    assert!(first.starts_with("CON Vumi survey"), "{first:?}");
+    let resp = http()
+        .post(host.url("/transports/sms/inbound"))
+        .form(&[("from", "+27820000002"), ("to", "1234"), ("content", "ping")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed = aggregator.wait_for(1)[0].json();
+    assert_eq!((echoed["to"].as_str(), echoed["content"].as_str()), (Some("+27820000002"), Some("ping")), "echo answers SMS");
+    let resp = post_json(&host, "/api/v1/channels/sms/messages", Some("dev-token"), &json!({"to": "+27820000001", "content": "Hello from the API"}));
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + crate::common::WAIT;
+    loop {
+        let got: Value = http().get(host.url(&format!("/api/v1/channels/sms/messages/{id}"))).bearer_auth("dev-token").send().unwrap().json().unwrap();
+        if got["result"]["status"] == "sent" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never acked: {got}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
