@@ -375,3 +375,60 @@ fn the_default_config_serves_the_readme_sessions() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn an_external_app_answers_ussd_through_the_send_api_with_session_handling() {
+    let mo = Recorder::start(0);
+    let host = Host::start(&format!(
+        r#"
+[http]
+bind = "127.0.0.1:0"
+
+[transports.ussd]
+kind = "ussd_at"
+response_deadline_ms = 10000
+
+[channels.ext]
+connector = "ussd"
+token = "ext-token-123"
+mo_url = "{}"
+"#,
+        mo.url("/mo")
+    ));
+    let url = host.url("/ussd");
+    let dial = move |text: &'static str| {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let resp = http()
+                .post(url)
+                .form(&[("sessionId", "ext-1"), ("serviceCode", "*99#"), ("phoneNumber", "+27820000020"), ("text", text)])
+                .send()
+                .unwrap();
+            resp.text().unwrap()
+        })
+    };
+    let reply = |host: &Host, to: &Value, content: &str, session_event: Option<&str>| {
+        let mut body = json!({"reply_to": to["message_id"], "content": content});
+        if let Some(s) = session_event {
+            body["session_event"] = json!(s);
+        }
+        let resp = post_json(host, "/api/v1/channels/ext/messages", Some("ext-token-123"), &body);
+        assert_eq!(resp.status(), 201);
+        resp.json::<Value>().unwrap()
+    };
+
+    let pending = dial("");
+    let new = mo.wait_for(1)[0].json();
+    assert_eq!(new["session_event"], "new");
+    assert_eq!(new["transport_type"], "ussd");
+    let sent = reply(&host, &new, "Welcome! Reply 1 for news", None);
+    assert_eq!(sent["result"]["session_event"], Value::Null, "a reply without close continues the session");
+    assert_eq!(pending.join().unwrap(), "CON Welcome! Reply 1 for news");
+
+    let pending = dial("1");
+    let resume = mo.wait_for(2)[1].json();
+    assert_eq!((resume["session_event"].as_str(), resume["content"].as_str()), (Some("resume"), Some("1")));
+    let sent = reply(&host, &resume, "No news today. Bye!", Some("close"));
+    assert_eq!(sent["result"]["session_event"], "close");
+    assert_eq!(pending.join().unwrap(), "END No news today. Bye!");
+}
