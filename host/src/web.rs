@@ -135,6 +135,13 @@ pub fn required<'a>(form: &'a HashMap<String, String>, field: &str, errors: &mut
     }
 }
 
+/// `503` for a back end (state store, bus) that failed: logged with its error, the client told
+/// to try again. Nothing was accepted, so nothing is lost.
+pub fn unavailable(what: &str, error: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "{what} unavailable; request refused with 503");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what} unavailable; try again"))
+}
+
 /// The `404` for routes nobody serves, in the same envelope.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")

@@ -29,7 +29,9 @@ use crate::bus::{Delivery, RoutingKey};
 use crate::config::{BodyFormat, SmsHttpConfig};
 use crate::message::{DeliveryStatus, Event, Message, Metadata, UserMessage};
 use crate::state::KvStore;
-use crate::web::{ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body};
+use crate::web::{
+    ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body, required, unavailable,
+};
 
 /// How long the aggregator-id → our-id mapping is kept for delivery reports.
 const SENT_TTL: Duration = Duration::from_secs(7 * 86_400);
@@ -202,26 +204,12 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, A
     if errors.is_empty() { Ok(out) } else { Err(ApiError::bad_fields(errors)) }
 }
 
-fn take(form: &mut HashMap<String, String>, field: &str, errors: &mut Vec<FieldError>) -> String {
-    match form.remove(field) {
-        Some(v) if !v.trim().is_empty() => v,
-        Some(_) => {
-            errors.push(FieldError { field: field.into(), message: "must not be empty".into() });
-            String::new()
-        }
-        None => {
-            errors.push(FieldError { field: field.into(), message: "is required".into() });
-            String::new()
-        }
-    }
-}
-
 async fn inbound(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, s.max_body_bytes).await?;
     let mut form = fields(&headers, &bytes)?;
     let mut errors = Vec::new();
-    let from = take(&mut form, "from", &mut errors);
-    let to = take(&mut form, "to", &mut errors);
+    let from = required(&form, "from", &mut errors).to_owned();
+    let to = required(&form, "to", &mut errors).to_owned();
     let content = form.remove("content");
     if content.is_none() {
         errors.push(FieldError { field: "content".into(), message: "is required (it may be empty)".into() });
@@ -235,19 +223,16 @@ async fn inbound(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         msg.transport_metadata.insert("aggregator_message_id".into(), id.into());
     }
     let id = msg.message_id.clone();
-    s.ctx.bus.publish(&RoutingKey::inbound(&s.ctx.connector), Message::User(msg)).await.map_err(|e| {
-        tracing::error!(connector = %s.ctx.connector, error = %e, "cannot queue an inbound SMS");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot queue the message; try again")
-    })?;
+    s.ctx.bus.publish(&RoutingKey::inbound(&s.ctx.connector), Message::User(msg)).await.map_err(|e| unavailable("message bus", &e))?;
     Ok(ok_json(StatusCode::OK, "message received", serde_json::json!({ "message_id": id })))
 }
 
 async fn delivery_report(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, s.max_body_bytes).await?;
-    let mut form = fields(&headers, &bytes)?;
+    let form = fields(&headers, &bytes)?;
     let mut errors = Vec::new();
-    let id = take(&mut form, "message_id", &mut errors);
-    let status_text = take(&mut form, "status", &mut errors);
+    let id = required(&form, "message_id", &mut errors).to_owned();
+    let status_text = required(&form, "status", &mut errors).to_owned();
     let status = match status_text.to_ascii_lowercase().as_str() {
         "delivered" => Some(DeliveryStatus::Delivered),
         "failed" => Some(DeliveryStatus::Failed),
@@ -264,12 +249,8 @@ async fn delivery_report(State(s): State<Arc<Shared>>, headers: HeaderMap, body:
     let Some(status) = status.filter(|_| errors.is_empty()) else {
         return Err(ApiError::bad_fields(errors));
     };
-    let unavailable = |e: crate::state::StateError| {
-        tracing::error!(connector = %s.ctx.connector, error = %e, "state store unavailable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable; try again")
-    };
     let sent: Option<Sent> =
-        s.kv.get(&format!("sent:{id}")).await.map_err(unavailable)?.and_then(|b| serde_json::from_slice(&b).ok());
+        s.kv.get(&format!("sent:{id}")).await.map_err(|e| unavailable("state store", &e))?.and_then(|b| serde_json::from_slice(&b).ok());
     let Some(sent) = sent else {
         return Err(ApiError::bad_field(
             "message_id",

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::web::{ApiError, FieldError, parse_form, read_body, required};
+use crate::web::{ApiError, FieldError, parse_form, read_body, required, unavailable};
 use super::{TransportContext, TransportError};
 use crate::bus::{Delivery, RoutingKey};
 use crate::config::UssdAtConfig;
@@ -143,18 +143,14 @@ async fn handle(State(s): State<Arc<Shared>>, body: Body) -> Result<Response, Ap
     }
 
     let key = format!("session:{session_id}");
-    let unavailable = |e: crate::state::StateError| {
-        tracing::error!(error = %e, "USSD session store unavailable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable; try again")
-    };
     let previous: Option<Session> =
-        s.kv.get(&key).await.map_err(unavailable)?.and_then(|b| serde_json::from_slice(&b).ok());
+        s.kv.get(&key).await.map_err(|e| unavailable("session store", &e))?.and_then(|b| serde_json::from_slice(&b).ok());
     let (session_event, content) = match &previous {
         None => (SessionEvent::New, (!text.is_empty()).then(|| text.clone())),
         Some(prev) => (SessionEvent::Resume, Some(newest_input(&prev.text, &text))),
     };
     let saved = serde_json::to_vec(&Session { text: text.clone() }).unwrap_or_default();
-    s.kv.set(&key, &saved, Some(s.session_ttl)).await.map_err(unavailable)?;
+    s.kv.set(&key, &saved, Some(s.session_ttl)).await.map_err(|e| unavailable("session store", &e))?;
 
     let mut msg = UserMessage::inbound(s.ctx.connector.as_str(), "ussd", phone, service_code, content, Some(session_event));
     msg.from_addr_type = Some("msisdn".into());
@@ -164,8 +160,7 @@ async fn handle(State(s): State<Arc<Shared>>, body: Body) -> Result<Response, Ap
     s.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), tx);
     if let Err(e) = s.ctx.bus.publish(&RoutingKey::inbound(&s.ctx.connector), Message::User(msg.clone())).await {
         s.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        tracing::error!(error = %e, "cannot publish USSD message");
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot queue the message; try again"));
+        return Err(unavailable("message bus", &e));
     }
 
     match tokio::time::timeout(s.deadline, rx).await {

@@ -274,10 +274,9 @@ impl Channel {
             origins.record(&msg.message_id, &self.name).await.map_err(unavailable)?;
         }
         if let Err(e) = self.bus.publish(&RoutingKey::outbound(&self.connector), Message::User(msg)).await {
-            tracing::error!(channel = self.name, error = %e, "cannot queue an outbound message");
             let _ = self.kv.delete(&out).await;
             let _ = self.kv.delete(&ev).await;
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot queue the message; try again"));
+            return Err(crate::web::unavailable("message bus", &e));
         }
         Ok(ok_raw(StatusCode::CREATED, "message submitted", &view(&json, &state)))
     }
@@ -309,8 +308,7 @@ fn status_of(event: &Event) -> &'static str {
 }
 
 fn unavailable(e: StateError) -> ApiError {
-    tracing::error!(error = %e, "state store unavailable");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable; try again")
+    crate::web::unavailable("state store", &e)
 }
 
 /// The API's view of a stored message: its Vumi fields as stored, plus `status` (from its
