@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use vumi_host::bus::{Bus, EmbeddedBus, RoutingKey};
 use vumi_host::message::{Event, Message, SessionEvent, UserMessage};
 use vumi_host::names::ConnectorName;
-use vumi_host::plugins::{AppLimits, AppPlugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy};
+use vumi_host::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy};
 use vumi_host::state::{KvStore, MemoryStore, Namespaced};
 use vumi_host::workers::{AppWorker, FailureLog, Handler};
 
@@ -89,7 +89,7 @@ async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> 
         config: Default::default(),
         endpoints: vec!["default".into()],
     };
-    Arc::new(AppPlugin::load(engine, &path, settings).await.expect("load echo.wasm"))
+    Arc::new(Plugin::load(engine, &path, settings).await.expect("load echo.wasm"))
 }
 
 fn echo_path() -> std::path::PathBuf {

@@ -55,6 +55,9 @@ pub struct Config {
     /// Campaign applications (WASM plugins) by name.
     #[serde(default)]
     pub apps: BTreeMap<AppName, AppConfig>,
+    /// Dispatchers by name: a router plugin between transport connectors and app connectors.
+    #[serde(default)]
+    pub routers: BTreeMap<AppName, RouterConfig>,
     /// Where failed messages are kept for inspection.
     #[serde(default)]
     pub failures: FailuresConfig,
@@ -434,6 +437,41 @@ fn default_concurrency() -> u16 {
     4
 }
 
+/// A dispatcher: a router plugin (`world router`) between transports and apps.
+///
+/// It takes the inbound messages and events of `transports` and the outbound messages of
+/// `apps` (connectors that exist because the router names them: an app sets
+/// `connector = "<one of apps>"`), and publishes each where the router says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// The `.wasm` component (`world router`), relative to the config file.
+    pub plugin: PathBuf,
+    /// Transport connectors it routes from (inbound, events) and to (outbound).
+    pub transports: Vec<ConnectorName>,
+    /// Application connectors it routes to (inbound, events) and from (outbound).
+    pub apps: Vec<ConnectorName>,
+    /// Instance policy.
+    #[serde(default)]
+    pub instances: InstancesConfig,
+    /// CPU time one routing decision may take, in milliseconds.
+    #[serde(default = "default_router_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Memory an instance may use, in MiB.
+    #[serde(default = "default_router_memory_mb")]
+    pub memory_limit_mb: u32,
+    /// The router's own settings, handed to it through the `config` import.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn default_router_deadline_ms() -> u64 {
+    100
+}
+fn default_router_memory_mb() -> u32 {
+    32
+}
+
 /// The failure path.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -486,12 +524,54 @@ impl Config {
         !self.channels.is_empty() || self.transports.values().any(TransportConfig::is_http)
     }
 
-    fn validate_channels(&self, path: &Path) -> Result<(), ConfigError> {
+    /// Check the routers; the app connectors they create.
+    fn validate_routers(&self, path: &Path) -> Result<std::collections::BTreeSet<ConnectorName>, ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
+        let mut app_connectors = std::collections::BTreeSet::new();
+        for (name, r) in &self.routers {
+            let key = |k: &str| format!("routers.{name}.{k}");
+            if self.apps.contains_key(name) || self.channels.contains_key(name) {
+                return Err(invalid(key("plugin"), format!("`{name}` also names an app or a channel; component names must be unique")));
+            }
+            let file = self.resolve(&r.plugin);
+            if !file.is_file() {
+                return Err(invalid(key("plugin"), format!("no plugin file at `{}` (build it with `vumi plugin build`)", file.display())));
+            }
+            if r.transports.is_empty() || r.apps.is_empty() {
+                return Err(invalid(key("transports"), "a router needs at least one transport and one app connector".into()));
+            }
+            for t in &r.transports {
+                if !self.transports.contains_key(t) {
+                    return Err(invalid(key("transports"), format!("no transport named `{t}` in this config")));
+                }
+            }
+            for a in &r.apps {
+                if self.transports.contains_key(a) {
+                    return Err(invalid(key("apps"), format!("`{a}` is a transport; name a new connector for the apps behind this router")));
+                }
+                if !app_connectors.insert(a.clone()) {
+                    return Err(invalid(key("apps"), format!("connector `{a}` is already an app connector of another router")));
+                }
+            }
+            let ranges: [(&str, u64, u64, u64); 2] = [
+                ("deadline_ms", r.deadline_ms, 1, 60_000),
+                ("memory_limit_mb", u64::from(r.memory_limit_mb), 1, u64::from(MAX_MEMORY_LIMIT_MB)),
+            ];
+            for (k, v, lo, hi) in ranges {
+                if v < lo || v > hi {
+                    return Err(invalid(key(k), format!("must be between {lo} and {hi}, got {v}")));
+                }
+            }
+        }
+        Ok(app_connectors)
+    }
+
+    fn validate_channels(&self, path: &Path, router_apps: &std::collections::BTreeSet<ConnectorName>) -> Result<(), ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
         for (name, ch) in &self.channels {
             let key = |k: &str| format!("channels.{name}.{k}");
-            if !self.transports.contains_key(&ch.connector) {
-                return Err(invalid(key("connector"), format!("no transport named `{}` in this config", ch.connector)));
+            if !self.transports.contains_key(&ch.connector) && !router_apps.contains(&ch.connector) {
+                return Err(invalid(key("connector"), format!("no transport or router app connector named `{}` in this config", ch.connector)));
             }
             if ch.token.len() < 8 {
                 return Err(invalid(key("token"), "must be at least 8 characters".into()));
@@ -593,12 +673,16 @@ impl Config {
                 return Err(invalid("http.max_body_bytes".into(), format!("must be at least 1024, got {}", self.http.max_body_bytes)));
             }
         }
-        self.validate_channels(path)?;
+        let router_apps = self.validate_routers(path)?;
+        self.validate_channels(path, &router_apps)?;
         // A connector's inbound messages go to one component: two would each get a random half.
         let mut inbound_owner: BTreeMap<&ConnectorName, String> = BTreeMap::new();
-        let owners = self.apps.iter().map(|(n, a)| (&a.connector, format!("apps.{n}"))).chain(
-            self.channels.iter().filter(|(_, c)| c.mo_url.is_some()).map(|(n, c)| (&c.connector, format!("channels.{n}"))),
-        );
+        let owners = self
+            .apps
+            .iter()
+            .map(|(n, a)| (&a.connector, format!("apps.{n}")))
+            .chain(self.channels.iter().filter(|(_, c)| c.mo_url.is_some()).map(|(n, c)| (&c.connector, format!("channels.{n}"))))
+            .chain(self.routers.iter().flat_map(|(n, r)| r.transports.iter().map(move |t| (t, format!("routers.{n}")))));
         for (connector, owner) in owners {
             if let Some(first) = inbound_owner.insert(connector, owner.clone()) {
                 return Err(invalid(
@@ -625,12 +709,15 @@ impl Config {
                 ));
             }
             // With the embedded bus an app can only reach transports in this process.
-            if matches!(self.host.bus, BusConfig::Embedded) && !self.transports.contains_key(&app.connector) {
-                let known: Vec<_> = self.transports.keys().map(|k| format!("`{k}`")).collect();
+            if matches!(self.host.bus, BusConfig::Embedded)
+                && !self.transports.contains_key(&app.connector)
+                && !router_apps.contains(&app.connector)
+            {
+                let known: Vec<_> = self.transports.keys().chain(router_apps.iter()).map(|k| format!("`{k}`")).collect();
                 return Err(invalid(
                     key("connector"),
                     format!(
-                        "no transport named `{}` in this config (the embedded bus only reaches transports in this process; transports: {})",
+                        "no transport or router app connector named `{}` in this config (the embedded bus only reaches connectors in this process; known: {})",
                         app.connector,
                         if known.is_empty() { "none".to_owned() } else { known.join(", ") }
                     ),
@@ -717,7 +804,7 @@ title = "Survey"
         let err = load(&GOOD.replace("127.0.0.1:9010", "nowhere")).expect_err("bad addr").to_string();
         assert!(err.contains("invalid socket address"), "{err}");
         let err = load(&GOOD.replace("connector = \"telnet\"", "connector = \"sms\"")).expect_err("conn").to_string();
-        assert!(err.contains("`apps.survey.connector`: no transport named `sms`"), "{err}");
+        assert!(err.contains("`apps.survey.connector`: no transport or router app connector named `sms`"), "{err}");
         let err = load(&GOOD.replace("[apps.survey]", "[apps.\"bad name\"]")).expect_err("name").to_string();
         assert!(err.contains("bad name"), "{err}");
         let err = load(&GOOD.replace("kind = \"telnet\"", "kind = \"smoke-signals\"")).expect_err("kind").to_string();
@@ -746,7 +833,7 @@ mo_url = "http://127.0.0.1:9200/mo"
         let err = load(&HTTP.replace("http://127.0.0.1:9099/sms", "not a url")).expect_err("url").to_string();
         assert!(err.contains("`transports.sms.outbound_url`: is not a URL"), "{err}");
         let err = load(&HTTP.replace("connector = \"sms\"", "connector = \"ussd\"")).expect_err("conn").to_string();
-        assert!(err.contains("`channels.api.connector`: no transport named `ussd`"), "{err}");
+        assert!(err.contains("`channels.api.connector`: no transport or router app connector named `ussd`"), "{err}");
         let err = load(&HTTP.replace("long-enough", "short")).expect_err("token").to_string();
         assert!(err.contains("`channels.api.token`: must be at least 8 characters"), "{err}");
         let both = format!("{HTTP}\n[apps.echo]\nplugin = \"app.wasm\"\nconnector = \"sms\"\n");

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::message::{Event, SessionEvent, UserMessage};
-use crate::plugins::{AppLimits, AppPlugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy, LoadError};
+use crate::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy, LoadError};
 use crate::state::{KvStore, MemoryStore, Namespaced};
 
 /// Builds a [`PluginHarness`].
@@ -77,14 +77,14 @@ impl HarnessBuilder {
             config: self.config,
             endpoints: vec!["default".to_owned()],
         };
-        let plugin = AppPlugin::load(&engine, &self.path, settings).await?;
+        let plugin = Plugin::load(&engine, &self.path, settings).await?;
         Ok(PluginHarness { plugin, kv, transport_type: self.transport_type })
     }
 }
 
 /// A loaded plugin with in-memory state.
 pub struct PluginHarness {
-    plugin: AppPlugin,
+    plugin: Plugin,
     kv: Namespaced,
     transport_type: String,
 }
@@ -123,7 +123,7 @@ impl PluginHarness {
     }
 
     /// The loaded plugin (its stats, for example).
-    pub fn plugin(&self) -> &AppPlugin {
+    pub fn plugin(&self) -> &Plugin {
         &self.plugin
     }
 

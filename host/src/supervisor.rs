@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
 use crate::config::{BusConfig, Config, InstancesConfig, StateConfig, TransportConfig};
-use crate::plugins::{AppLimits, AppPlugin, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError};
+use crate::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError};
 use crate::state::{KvStore, MemoryStore, Namespaced};
 use crate::names::ConnectorName;
 use crate::transports::TransportContext;
@@ -20,6 +20,7 @@ use crate::transports::sms_http::SmsHttpTransport;
 use crate::transports::telnet::TelnetTransport;
 use crate::transports::ussd_at::UssdAtTransport;
 use crate::workers::callbacks::Callbacks;
+use crate::workers::dispatcher::Dispatcher;
 use crate::workers::events::{EventRouter, Origins};
 use crate::workers::http_api::{Channel, ChannelParts, SendApi};
 use crate::workers::{AppWorker, FailureLog};
@@ -46,10 +47,10 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// An app's plugin could not be loaded.
-    #[error("`apps.{name}.plugin`: {source}")]
+    #[error("`{key}`: {source}")]
     Plugin {
-        /// The app.
-        name: String,
+        /// The config key naming the plugin, e.g. `apps.survey.plugin`.
+        key: String,
         /// Why.
         source: LoadError,
     },
@@ -86,7 +87,7 @@ pub struct RunningHost {
     /// The failure path, for inspection.
     pub failures: Arc<FailureLog>,
     /// Loaded apps by name.
-    pub apps: BTreeMap<String, Arc<AppPlugin>>,
+    pub apps: BTreeMap<String, Arc<Plugin>>,
 }
 
 impl std::fmt::Debug for RunningHost {
@@ -109,7 +110,14 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source }
     })?);
 
-    let max_memory_mb = config.apps.values().map(|a| a.memory_limit_mb).max().unwrap_or(64).max(64);
+    let max_memory_mb = config
+        .apps
+        .values()
+        .map(|a| a.memory_limit_mb)
+        .chain(config.routers.values().map(|r| r.memory_limit_mb))
+        .max()
+        .unwrap_or(64)
+        .max(64);
     let engine = Engine::new(&EngineSettings { max_memory_bytes: (max_memory_mb as usize) << 20, ..Default::default() })
         .map_err(StartError::Engine)?;
 
@@ -133,13 +141,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         .collect();
 
     for (name, app) in &config.apps {
-        let policy = match app.instances {
-            InstancesConfig::Fresh => InstancePolicy::Fresh,
-            InstancesConfig::Pooled => InstancePolicy::Pooled {
-                max_messages: app.max_messages_per_instance,
-                max_age: Duration::from_secs(app.max_instance_age_secs),
-            },
-        };
+        let policy = policy_of(app.instances, app.max_messages_per_instance, Duration::from_secs(app.max_instance_age_secs));
         let mut endpoints: Vec<String> = app.endpoints.iter().map(|e| e.to_string()).collect();
         if !endpoints.iter().any(|e| e == "default") {
             endpoints.push("default".to_owned());
@@ -158,9 +160,9 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         };
         let path = config.resolve(&app.plugin);
         let plugin = Arc::new(
-            AppPlugin::load(&engine, &path, settings)
+            Plugin::load(&engine, &path, settings)
                 .await
-                .map_err(|source| StartError::Plugin { name: name.to_string(), source })?,
+                .map_err(|source| StartError::Plugin { key: format!("apps.{name}.plugin"), source })?,
         );
         tracing::info!(app = %name, plugin = %path.display(), connector = %app.connector, "app loaded");
         apps.insert(name.to_string(), plugin.clone());
@@ -178,6 +180,38 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         });
     }
 
+    for (name, rc) in &config.routers {
+        let settings = AppSettings {
+            name: name.to_string(),
+            policy: policy_of(rc.instances, 10_000, Duration::from_secs(300)),
+            limits: AppLimits {
+                deadline: Duration::from_millis(rc.deadline_ms),
+                max_memory_bytes: (rc.memory_limit_mb as usize) << 20,
+                max_sends: 0,
+            },
+            kv: Namespaced::new(state.clone(), &format!("router:{name}")),
+            config: toml_to_json(&rc.config),
+            endpoints: Vec::new(),
+        };
+        let path = config.resolve(&rc.plugin);
+        let router = Arc::new(
+            Plugin::load_router(&engine, &path, settings)
+                .await
+                .map_err(|source| StartError::Plugin { key: format!("routers.{name}.plugin"), source })?,
+        );
+        tracing::info!(router = %name, plugin = %path.display(), "router loaded");
+        let origins_kv = Arc::new(Namespaced::new(state.clone(), &format!("router:{name}:origin")));
+        let origins = Arc::new(Origins::new(origins_kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
+        let dispatcher =
+            Dispatcher::new(router, bus.clone(), rc.transports.clone(), rc.apps.clone(), origins, failures.clone());
+        let (stop, rname) = (shutdown.clone(), name.to_string());
+        tasks.spawn(async move {
+            if let Err(e) = dispatcher.run(stop).await {
+                tracing::error!(router = rname, error = %e, "dispatcher stopped");
+            }
+        });
+    }
+
     let mut http_routes = axum::Router::new();
     let mut channels = Vec::new();
     for (name, ch) in &config.channels {
@@ -187,7 +221,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         let channel = Arc::new(Channel::new(ChannelParts {
             name: name.to_string(),
             config: ch.clone(),
-            transport_type: config.transports.get(&ch.connector).map_or("unknown", |t| t.transport_type()).to_owned(),
+            transport_type: config.transports.get(&ch.connector).map(|t| t.transport_type().to_owned()),
             kv,
             bus: bus.clone(),
             origins: router.as_ref().map(|r| r.origins()),
@@ -288,6 +322,13 @@ impl RunningHost {
             self.tasks.abort_all();
         }
         self.bus.close().await;
+    }
+}
+
+fn policy_of(instances: InstancesConfig, max_messages: u32, max_age: Duration) -> InstancePolicy {
+    match instances {
+        InstancesConfig::Fresh => InstancePolicy::Fresh,
+        InstancesConfig::Pooled => InstancePolicy::Pooled { max_messages, max_age },
     }
 }
 

@@ -31,7 +31,7 @@ pub fn plugins() -> &'static Path {
             .status()
             .expect("run `vumi plugin build`");
         assert!(status.success(), "`vumi plugin build` failed");
-        for p in ["echo", "survey", "faulty", "wrong-world"] {
+        for p in ["echo", "survey", "faulty", "wrong-world", "keyword-router"] {
             assert!(out.join(format!("{p}.wasm")).is_file(), "{p}.wasm was not built");
         }
         out
@@ -92,6 +92,8 @@ pub struct Host {
     pub telnet: SocketAddr,
     /// The shared HTTP listener's address, if the config serves HTTP.
     pub http: Option<SocketAddr>,
+    /// Every socket transport's address, by name.
+    pub listening: std::collections::HashMap<String, SocketAddr>,
     log: Arc<Mutex<String>>,
     _dir: TempDir,
 }
@@ -128,15 +130,17 @@ impl Host {
                 }
             }
         });
-        let mut telnet = None;
+        let mut listening = std::collections::HashMap::new();
         let mut http = None;
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("vumi: transport `telnet` listening on ") {
-                        telnet = Some(rest.trim().parse().expect("address"));
+                    if let Some((name, addr)) =
+                        line.strip_prefix("vumi: transport `").and_then(|rest| rest.split_once("` listening on "))
+                    {
+                        listening.insert(name.to_owned(), addr.trim().parse().expect("address"));
                     }
                     if let Some(rest) = line.strip_prefix("vumi: http listening on ") {
                         http = Some(rest.trim().parse().expect("address"));
@@ -153,13 +157,18 @@ impl Host {
                 }
             }
         }
-        let telnet = telnet.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        Host { child, telnet, http, log, _dir: dir }
+        let telnet = listening.get("telnet").copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Host { child, telnet, http, listening, log, _dir: dir }
     }
 
     /// `http://<the HTTP listener><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http.expect("the config serves HTTP"))
+    }
+
+    /// A telnet client to the transport named `name`.
+    pub fn connect_to(&self, name: &str) -> Telnet {
+        Telnet::connect(*self.listening.get(name).unwrap_or_else(|| panic!("no transport `{name}` announced")))
     }
 
     pub fn connect(&self) -> Telnet {

@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod cli;
+mod dispatch;
 mod common;
 mod faults;
 mod harness;

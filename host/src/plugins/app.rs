@@ -1,5 +1,6 @@
-//! An application plugin: one compiled component, its instance policy, and the per-message call
-//! that turns a message into the messages the handler sent.
+//! A plugin: one compiled component (an application or a router), its instance policy, and the
+//! per-message call that turns a message into what the plugin decided: the messages an app sent,
+//! or the targets a router chose.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,10 +12,11 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::message::{Event, UserMessage};
 use crate::state::Namespaced;
 
-use super::bindings::{Application, ApplicationPre};
+use super::bindings::Application;
+use super::bindings::router::Router;
 use super::engine::{Engine, TICK};
 use super::host::{AppContext, HostState};
-use super::loader::{self, LoadError};
+use super::loader::{self, LoadError, Loaded, World};
 use super::{bindings, convert};
 
 /// How instances of an app are used. See `../shared/design.md`, "Instances": a fresh instance per
@@ -114,9 +116,23 @@ impl PluginStats {
     }
 }
 
+/// Where a router sends a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// A connector name, as the router returned it (the dispatcher checks it).
+    pub connector: String,
+    /// The endpoint to set, if any.
+    pub endpoint: Option<String>,
+}
+
+enum Bound {
+    App(Application),
+    Router(Router),
+}
+
 struct Instance {
     store: Store<HostState>,
-    app: Application,
+    bound: Bound,
     messages: u32,
     born: Instant,
 }
@@ -124,13 +140,23 @@ struct Instance {
 enum Input {
     User(bindings::types::UserMessage),
     Event(bindings::types::Event),
+    RouteInbound(bindings::types::UserMessage, String),
+    RouteOutbound(bindings::types::UserMessage, String),
+    RouteEvent(bindings::types::Event, String, Option<String>),
 }
 
-/// A loaded application plugin. Shared by all of an app's worker lanes.
-pub struct AppPlugin {
+/// What a call produced.
+#[derive(Default)]
+struct Output {
+    sends: Vec<UserMessage>,
+    targets: Vec<Target>,
+}
+
+/// A loaded plugin. Shared by all of an app's worker lanes (or a dispatcher's).
+pub struct Plugin {
     name: String,
     engine: Engine,
-    pre: ApplicationPre<HostState>,
+    pre: Loaded,
     ctx: Arc<AppContext>,
     policy: InstancePolicy,
     limits: AppLimits,
@@ -138,20 +164,31 @@ pub struct AppPlugin {
     stats: PluginStats,
 }
 
-impl std::fmt::Debug for AppPlugin {
+impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppPlugin").field("name", &self.name).field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("Plugin").field("name", &self.name).field("policy", &self.policy).finish_non_exhaustive()
     }
 }
 
 /// Idle instances kept per app; more concurrent calls than this instantiate and then drop.
 const MAX_IDLE: usize = 32;
 
-impl AppPlugin {
-    /// Load, compile and check `path`, then make one instance to prove it starts (a component
-    /// that traps while starting is refused here, not on the first user's message).
+impl Plugin {
+    /// Load, compile and check `path` as an application, then make one instance to prove it
+    /// starts (a component that traps while starting is refused here, not on the first user's
+    /// message).
     pub async fn load(engine: &Engine, path: &Path, settings: AppSettings) -> Result<Self, LoadError> {
-        let loaded = loader::load_application(engine, path).await?;
+        Self::load_world(engine, path, World::Application, settings).await
+    }
+
+    /// As [`Plugin::load`], for a router (`world router`). `settings.endpoints` and
+    /// `limits.max_sends` do not apply: a router sends nothing itself.
+    pub async fn load_router(engine: &Engine, path: &Path, settings: AppSettings) -> Result<Self, LoadError> {
+        Self::load_world(engine, path, World::Router, settings).await
+    }
+
+    async fn load_world(engine: &Engine, path: &Path, world: World, settings: AppSettings) -> Result<Self, LoadError> {
+        let loaded = loader::load(engine, path, world).await?;
         let ctx = Arc::new(AppContext {
             app: settings.name.clone(),
             kv: settings.kv,
@@ -162,7 +199,7 @@ impl AppPlugin {
         let plugin = Self {
             name: settings.name,
             engine: engine.clone(),
-            pre: loaded.pre,
+            pre: loaded,
             ctx,
             policy: settings.policy,
             limits: settings.limits,
@@ -171,7 +208,7 @@ impl AppPlugin {
         };
         let first = plugin.instantiate().await.map_err(|e| LoadError::WrongWorld {
             path: path.to_owned(),
-            world: loader::World::Application,
+            world,
             reason: format!("it fails to start: {e}"),
         })?;
         plugin.release(first);
@@ -191,15 +228,32 @@ impl AppPlugin {
     /// Handle a user message; on success returns what the handler sent, in order.
     pub async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
         let input = Input::User(convert::user_message(&msg));
-        self.call(Some(msg), input).await
+        Ok(self.call(Some(msg), input).await?.sends)
     }
 
     /// Handle an event about a message this app sent.
     pub async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
-        self.call(None, Input::Event(convert::event(event))).await
+        Ok(self.call(None, Input::Event(convert::event(event))).await?.sends)
     }
 
-    async fn call(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Vec<UserMessage>, HandlerFailure> {
+    /// A router's choice for a message that arrived on transport connector `from`.
+    pub async fn route_inbound(&self, msg: &UserMessage, from: &str) -> Result<Vec<Target>, HandlerFailure> {
+        Ok(self.call(None, Input::RouteInbound(convert::user_message(msg), from.to_owned())).await?.targets)
+    }
+
+    /// A router's choice for a message an app on connector `from` sent.
+    pub async fn route_outbound(&self, msg: &UserMessage, from: &str) -> Result<Vec<Target>, HandlerFailure> {
+        Ok(self.call(None, Input::RouteOutbound(convert::user_message(msg), from.to_owned())).await?.targets)
+    }
+
+    /// A router's choice for an event from transport connector `from` about a message that app
+    /// connector `origin` sent.
+    pub async fn route_event(&self, event: &Event, from: &str, origin: Option<&str>) -> Result<Vec<Target>, HandlerFailure> {
+        let input = Input::RouteEvent(convert::event(event), from.to_owned(), origin.map(str::to_owned));
+        Ok(self.call(None, input).await?.targets)
+    }
+
+    async fn call(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Output, HandlerFailure> {
         let result = self.call_inner(current, input).await;
         match &result {
             Ok(_) => {
@@ -213,7 +267,7 @@ impl AppPlugin {
         result
     }
 
-    async fn call_inner(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Vec<UserMessage>, HandlerFailure> {
+    async fn call_inner(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Output, HandlerFailure> {
         let mut inst = match self.take_idle() {
             Some(i) => i,
             None => self.instantiate().await?,
@@ -227,19 +281,28 @@ impl AppPlugin {
         // (a networked kv) that hangs.
         let wall = self.limits.deadline * 10 + Duration::from_secs(1);
         let outcome = tokio::time::timeout(wall, async {
-            match &input {
-                Input::User(m) => inst.app.call_handle_user_message(&mut inst.store, m).await,
-                Input::Event(e) => inst.app.call_handle_event(&mut inst.store, e).await,
+            let no_targets = |r: Result<(), String>| r.map(|()| Vec::new());
+            let store = &mut inst.store;
+            match (&inst.bound, &input) {
+                (Bound::App(a), Input::User(m)) => a.call_handle_user_message(store, m).await.map(no_targets),
+                (Bound::App(a), Input::Event(e)) => a.call_handle_event(store, e).await.map(no_targets),
+                (Bound::Router(r), Input::RouteInbound(m, from)) => r.call_route_inbound(store, m, from).await,
+                (Bound::Router(r), Input::RouteOutbound(m, from)) => r.call_route_outbound(store, m, from).await,
+                (Bound::Router(r), Input::RouteEvent(e, from, origin)) => {
+                    r.call_route_event(store, e, from, origin.as_deref()).await
+                }
+                _ => Ok(Err(format!("`{}` is a component of another world: it cannot handle this call", self.name))),
             }
         })
         .await;
 
         let call = std::mem::take(&mut inst.store.data_mut().call);
         match outcome {
-            Ok(Ok(Ok(()))) => {
+            Ok(Ok(Ok(targets))) => {
                 inst.messages += 1;
                 self.release(inst);
-                Ok(call.sends)
+                let targets = targets.into_iter().map(|t| Target { connector: t.connector, endpoint: t.endpoint }).collect();
+                Ok(Output { sends: call.sends, targets })
             }
             Ok(Ok(Err(reason))) => {
                 // The guest returned normally: the instance is sound and may be reused.
@@ -302,7 +365,11 @@ impl AppPlugin {
             }
         });
         arm(&mut store, self.limits.deadline);
-        let app = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+        let bound = match &self.pre {
+            Loaded::App(pre) => pre.instantiate_async(&mut store).await.map(Bound::App),
+            Loaded::Router(pre) => pre.instantiate_async(&mut store).await.map(Bound::Router),
+        };
+        let bound = bound.map_err(|e| {
             let call = &store.data().call;
             if call.deadline_hit {
                 HandlerFailure::Deadline(self.limits.deadline)
@@ -314,7 +381,7 @@ impl AppPlugin {
         })?;
         store.data_mut().call = Default::default();
         self.stats.instantiated.fetch_add(1, Ordering::Relaxed);
-        Ok(Instance { store, app, messages: 0, born: Instant::now() })
+        Ok(Instance { store, bound, messages: 0, born: Instant::now() })
     }
 }
 

@@ -1,4 +1,5 @@
-//! The generated bindings for `wit/` — the one `bindgen!` in the host. Private to `plugins`.
+//! The generated bindings for `wit/`, private to `plugins`. One `bindgen!` per world; the router
+//! world reuses the application world's interfaces (`with`), so each import is implemented once.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -11,3 +12,18 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use vumi::plugin::{config, kv, log, outbound, types};
+
+/// `world router`.
+pub(crate) mod router {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "vumi:plugin/router",
+        exports: { default: async },
+        with: {
+            "vumi:plugin/types": super::vumi::plugin::types,
+            "vumi:plugin/kv": super::vumi::plugin::kv,
+            "vumi:plugin/config": super::vumi::plugin::config,
+            "vumi:plugin/log": super::vumi::plugin::log,
+        },
+    });
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::ApplicationPre;
+use super::bindings::router::RouterPre;
 use super::engine::Engine;
 use super::host::HostState;
 
@@ -13,12 +14,15 @@ use super::host::HostState;
 pub enum World {
     /// `vumi:plugin/application`: a campaign app.
     Application,
+    /// `vumi:plugin/router`: a dispatch rule.
+    Router,
 }
 
 impl std::fmt::Display for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             World::Application => f.write_str("vumi:plugin/application@0.1.0"),
+            World::Router => f.write_str("vumi:plugin/router@0.1.0"),
         }
     }
 }
@@ -60,44 +64,44 @@ pub enum LoadError {
     },
 }
 
-/// A compiled application component, linked and checked against `world application`.
-pub(crate) struct LoadedApp {
-    pub pre: ApplicationPre<HostState>,
+/// A compiled component, linked and checked against its world.
+pub(crate) enum Loaded {
+    /// `world application`.
+    App(ApplicationPre<HostState>),
+    /// `world router`.
+    Router(RouterPre<HostState>),
 }
 
-/// Read and compile `path` as an application. Compilation is CPU-heavy (cranelift), so it runs on
-/// the blocking pool, off the message path.
-pub(crate) async fn load_application(engine: &Engine, path: &Path) -> Result<LoadedApp, LoadError> {
+/// Read and compile `path` as a component of `world`. Compilation is CPU-heavy (cranelift), so it
+/// runs on the blocking pool, off the message path.
+pub(crate) async fn load(engine: &Engine, path: &Path, world: World) -> Result<Loaded, LoadError> {
     let bytes =
         tokio::fs::read(path).await.map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
     let engine = engine.clone();
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || compile_application(&engine, &path, &bytes))
+    tokio::task::spawn_blocking(move || compile(&engine, &path, &bytes, world))
         .await
         .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
 }
 
-fn compile_application(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<LoadedApp, LoadError> {
+fn compile(engine: &Engine, path: &Path, bytes: &[u8], world: World) -> Result<Loaded, LoadError> {
     let component = Component::from_binary(&engine.inner, bytes)
         .map_err(|e| LoadError::Invalid { path: path.to_owned(), reason: format!("{e:#}") })?;
     let mut linker: Linker<HostState> = Linker::new(&engine.inner);
+    type Me = wasmtime::component::HasSelf<HostState>;
     let linked = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .and_then(|()| {
-            super::bindings::Application::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-                &mut linker,
-                |s| s,
-            )
+        .and_then(|()| match world {
+            World::Application => super::bindings::Application::add_to_linker::<HostState, Me>(&mut linker, |s| s),
+            World::Router => super::bindings::router::Router::add_to_linker::<HostState, Me>(&mut linker, |s| s),
         })
         .map_err(|e| LoadError::Engine(format!("{e:#}")));
     linked?;
-    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-        path: path.to_owned(),
-        world: World::Application,
-        reason: format!("{e:#}"),
-    };
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.to_owned(), world, reason: format!("{e:#}") };
     // Fails on imports we do not provide (another world's, or a WASI we do not grant)...
     let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
     // ...and this on missing or mistyped exports.
-    let pre = ApplicationPre::new(instance_pre).map_err(wrong_world)?;
-    Ok(LoadedApp { pre })
+    Ok(match world {
+        World::Application => Loaded::App(ApplicationPre::new(instance_pre).map_err(wrong_world)?),
+        World::Router => Loaded::Router(RouterPre::new(instance_pre).map_err(wrong_world)?),
+    })
 }

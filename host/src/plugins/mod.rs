@@ -1,6 +1,6 @@
 //! Plugins: WebAssembly components run in wasmtime, sandboxed per message.
 //!
-//! This is the only module that uses wasmtime. It turns a `.wasm` file into a [`AppPlugin`] that
+//! This is the only module that uses wasmtime. It turns a `.wasm` file into a [`Plugin`] that
 //! handles one message at a time and **returns** what the handler sent, so the caller (a worker)
 //! decides what gets published: a failed handler has sent nothing, by construction. Plugins hold no
 //! bus handle.
@@ -10,7 +10,7 @@
 //! - `host/`: one file per WIT import (`outbound`, `kv`, `config`, `log`);
 //! - `convert.rs`: host messages ⇄ WIT records;
 //! - `loader.rs`: read, compile, check the world;
-//! - `app.rs`: an application plugin with its instance policy (`fresh` or `pooled`).
+//! - `app.rs`: a plugin (application or router) with its instance policy (`fresh` or `pooled`).
 
 mod app;
 mod bindings;
@@ -19,6 +19,6 @@ mod engine;
 mod host;
 mod loader;
 
-pub use app::{AppLimits, AppPlugin, AppSettings, HandlerFailure, InstancePolicy, PluginStats};
+pub use app::{AppLimits, AppSettings, HandlerFailure, InstancePolicy, Plugin, PluginStats, Target};
 pub use engine::{Engine, EngineSettings};
 pub use loader::{LoadError, World};

@@ -50,7 +50,7 @@ struct DeliveryState {
 pub struct Channel {
     name: String,
     connector: ConnectorName,
-    transport_type: String,
+    transport_type: Option<String>,
     config: ChannelConfig,
     kv: Arc<dyn KvStore>,
     bus: Arc<dyn Bus>,
@@ -64,8 +64,9 @@ pub struct ChannelParts {
     pub name: String,
     /// Its settings.
     pub config: ChannelConfig,
-    /// The `transport_type` of its connector's transport.
-    pub transport_type: String,
+    /// The `transport_type` of its connector's transport; `None` when the connector is a
+    /// router's app connector (the router picks the transport).
+    pub transport_type: Option<String>,
     /// Its message store (namespaced for it).
     pub kv: Arc<dyn KvStore>,
     /// The bus.
@@ -256,7 +257,12 @@ impl Channel {
             }
             None => {
                 let from = from.or_else(|| self.config.default_from.clone()).unwrap_or_default();
-                UserMessage::inbound(self.connector.as_str(), &self.transport_type, from, to.unwrap_or_default(), content, session_event)
+                let mut m = UserMessage::inbound(self.connector.as_str(), "", from, to.unwrap_or_default(), content, session_event);
+                (m.transport_name, m.transport_type) = match &self.transport_type {
+                    Some(t) => (Some(self.connector.to_string()), Some(t.clone())),
+                    None => (None, None),
+                };
+                m
             }
         };
         msg.helper_metadata.extend(helper_metadata);

@@ -5,6 +5,7 @@
 
 mod app;
 pub mod callbacks;
+pub mod dispatcher;
 pub mod events;
 mod failures;
 pub mod http_api;
@@ -14,12 +15,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::message::{Event, UserMessage};
-use crate::plugins::{AppPlugin, HandlerFailure};
+use crate::plugins::{Plugin, HandlerFailure};
 
 pub use app::{AppWorker, WorkerError};
 pub use failures::{FailureLog, FailureRecord};
 
-/// What an app worker runs messages through. A WASM [`AppPlugin`] in production; benchmarks also
+/// What an app worker runs messages through. A WASM [`Plugin`] in production; benchmarks also
 /// run native Rust handlers through the same worker to measure what the sandbox costs.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
@@ -32,14 +33,14 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 #[async_trait]
-impl Handler for AppPlugin {
+impl Handler for Plugin {
     fn name(&self) -> &str {
-        AppPlugin::name(self)
+        Plugin::name(self)
     }
     async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
-        AppPlugin::handle_user_message(self, msg).await
+        Plugin::handle_user_message(self, msg).await
     }
     async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
-        AppPlugin::handle_event(self, event).await
+        Plugin::handle_event(self, event).await
     }
 }

@@ -1,0 +1,165 @@
+//! The dispatcher: a router plugin between transport connectors and application connectors
+//! (Vumi's dispatcher worker).
+//!
+//! It consumes `<transport>.inbound` and `<transport>.event` for each of its transports and
+//! `<app>.outbound` for each of its app connectors, asks the router where each message goes,
+//! and publishes it there. Outbound messages' origins (which app connector sent them) are
+//! remembered with a TTL so the router can send their events home. Each queue is handled by its
+//! own task, one message at a time, so one user's messages keep their order.
+//!
+//! A router that errs, traps, runs out of time or memory, or names a connector it was not given
+//! costs only that message: it goes to the failure path with the reason, and routing goes on.
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::FailureLog;
+use super::events::Origins;
+use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
+use crate::message::Message;
+use crate::names::ConnectorName;
+use crate::plugins::{Plugin, Target};
+
+/// Which way a queue flows.
+#[derive(Clone, Copy, Debug)]
+enum Flow {
+    Inbound,
+    Outbound,
+    Event,
+}
+
+/// A router plugin wired between connectors.
+pub struct Dispatcher {
+    router: Arc<Plugin>,
+    bus: Arc<dyn Bus>,
+    transports: Vec<ConnectorName>,
+    apps: Vec<ConnectorName>,
+    origins: Arc<Origins>,
+    failures: Arc<FailureLog>,
+}
+
+impl Dispatcher {
+    /// A dispatcher running `router` between `transports` and `apps`.
+    pub fn new(
+        router: Arc<Plugin>,
+        bus: Arc<dyn Bus>,
+        transports: Vec<ConnectorName>,
+        apps: Vec<ConnectorName>,
+        origins: Arc<Origins>,
+        failures: Arc<FailureLog>,
+    ) -> Self {
+        Self { router, bus, transports, apps, origins, failures }
+    }
+
+    /// Route until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
+        let me = Arc::new(self);
+        let mut queues: Vec<(Flow, ConnectorName, Box<dyn Consumer>)> = Vec::new();
+        for t in &me.transports {
+            queues.push((Flow::Inbound, t.clone(), me.bus.consume(&RoutingKey::inbound(t), 64).await?));
+            queues.push((Flow::Event, t.clone(), me.bus.consume(&RoutingKey::event(t), 64).await?));
+        }
+        for a in &me.apps {
+            queues.push((Flow::Outbound, a.clone(), me.bus.consume(&RoutingKey::outbound(a), 64).await?));
+        }
+        tracing::info!(router = me.router.name(), transports = ?me.transports, apps = ?me.apps, "dispatcher started");
+        let mut tasks = JoinSet::new();
+        for (flow, from, mut queue) in queues {
+            let (me, stop) = (me.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                loop {
+                    let d = tokio::select! {
+                        () = stop.cancelled() => break,
+                        d = queue.next() => match d { Some(d) => d, None => break },
+                    };
+                    me.handle(flow, &from, d).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn handle(&self, flow: Flow, from: &ConnectorName, delivery: Delivery) {
+        match self.route(flow, from, &delivery.message).await {
+            Ok(()) => delivery.ack(),
+            Err(Failure::Requeue(reason)) => {
+                tracing::warn!(router = self.router.name(), reason, "requeueing a message");
+                delivery.nack(true);
+            }
+            Err(Failure::Fail { kind, reason }) => {
+                self.failures.record(self.router.name(), from.as_str(), kind, &reason, &delivery.message);
+                delivery.ack();
+            }
+        }
+    }
+
+    async fn route(&self, flow: Flow, from: &ConnectorName, message: &Message) -> Result<(), Failure> {
+        let fail = |f: crate::plugins::HandlerFailure| Failure::Fail { kind: f.kind(), reason: f.to_string() };
+        // Inbound may also go straight out by another transport (transport-to-transport).
+        let both: Vec<ConnectorName> = self.apps.iter().chain(&self.transports).cloned().collect();
+        let (targets, allowed) = match (flow, message) {
+            (Flow::Inbound, Message::User(m)) => (self.router.route_inbound(m, from).await.map_err(fail)?, &both),
+            (Flow::Outbound, Message::User(m)) => (self.router.route_outbound(m, from).await.map_err(fail)?, &self.transports),
+            (Flow::Event, Message::Event(e)) => {
+                let origin = self.origins.lookup(&e.user_message_id).await.map_err(|e| Failure::Requeue(e.to_string()))?;
+                (self.router.route_event(e, from, origin.as_deref()).await.map_err(fail)?, &self.apps)
+            }
+            // Status messages and misfiled messages are not routed.
+            _ => return Ok(()),
+        };
+        let resolved = resolve(&targets, allowed).map_err(|reason| Failure::Fail { kind: "unknown_connector", reason })?;
+        if resolved.is_empty() {
+            tracing::info!(router = self.router.name(), from = %from, id = message.id(), ?flow, "router dropped a message (no targets)");
+        }
+        for (connector, endpoint) in resolved {
+            let mut out = message.clone();
+            if let (Some(ep), Message::User(m)) = (endpoint, &mut out) {
+                m.set_endpoint(ep);
+            }
+            let to_transport = self.transports.contains(connector);
+            let key = match flow {
+                Flow::Inbound if !to_transport => RoutingKey::inbound(connector),
+                Flow::Inbound | Flow::Outbound => {
+                    if let Message::User(m) = &mut out {
+                        m.transport_name = Some(connector.to_string());
+                    }
+                    // Remember who sent it before it can be acked, so its events find home
+                    // (for a message forwarded between transports, nobody: its events stop here).
+                    if matches!(flow, Flow::Outbound) {
+                        self.origins.record(message.id(), from.as_str()).await.map_err(|e| Failure::Requeue(e.to_string()))?;
+                    }
+                    RoutingKey::outbound(connector)
+                }
+                Flow::Event => RoutingKey::event(connector),
+            };
+            self.bus.publish(&key, out).await.map_err(|e| Failure::Requeue(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+enum Failure {
+    /// A back end failed: try again later.
+    Requeue(String),
+    /// The router's decision cannot be carried out: the failure path.
+    Fail { kind: &'static str, reason: String },
+}
+
+/// Each target's connector among `allowed`, with its endpoint; an unknown one is an error
+/// naming it and what was allowed.
+fn resolve<'a>(targets: &'a [Target], allowed: &'a [ConnectorName]) -> Result<Vec<(&'a ConnectorName, Option<&'a str>)>, String> {
+    targets
+        .iter()
+        .map(|t| match allowed.iter().find(|c| c.as_str() == t.connector) {
+            Some(c) => Ok((c, t.endpoint.as_deref())),
+            None => Err(format!(
+                "the router chose connector `{}`, which it was not given (allowed here: {})",
+                t.connector,
+                allowed.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            )),
+        })
+        .collect()
+}
