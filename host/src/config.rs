@@ -70,6 +70,12 @@ pub struct Config {
     /// How `mo_url` and `event_url` callbacks are delivered.
     #[serde(default)]
     pub callbacks: CallbacksConfig,
+    /// Middleware by name: plugins (`world middleware`) and native steps.
+    #[serde(default)]
+    pub middleware: BTreeMap<AppName, MiddlewareConfig>,
+    /// Which middleware runs, in order, on a connector's messages in each direction.
+    #[serde(default)]
+    pub chains: BTreeMap<ConnectorName, ChainConfig>,
     /// The directory relative paths were resolved against (the config file's). Not a TOML key.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -472,6 +478,64 @@ fn default_router_memory_mb() -> u32 {
     32
 }
 
+/// One middleware.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MiddlewareConfig {
+    /// A `world middleware` component.
+    Plugin(MiddlewarePluginConfig),
+    /// The native logging middleware: logs every message it sees, as Vumi JSON.
+    Log(LogMiddlewareConfig),
+}
+
+/// A middleware plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiddlewarePluginConfig {
+    /// The `.wasm` component (`world middleware`), relative to the config file.
+    pub plugin: PathBuf,
+    /// Instance policy.
+    #[serde(default)]
+    pub instances: InstancesConfig,
+    /// CPU time one message may take, in milliseconds.
+    #[serde(default = "default_router_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Memory an instance may use, in MiB.
+    #[serde(default = "default_router_memory_mb")]
+    pub memory_limit_mb: u32,
+    /// The middleware's own settings, handed to it through the `config` import.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// The logging middleware.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogMiddlewareConfig {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// The middleware on one connector, by direction, each list run in order.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Messages from end users, as published on `<connector>.inbound`.
+    #[serde(default)]
+    pub inbound: Vec<AppName>,
+    /// Messages to end users, as published on `<connector>.outbound`.
+    #[serde(default)]
+    pub outbound: Vec<AppName>,
+    /// Acks, nacks and delivery reports on `<connector>.event` (native middleware only).
+    #[serde(default)]
+    pub event: Vec<AppName>,
+}
+
 /// The failure path.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -492,6 +556,20 @@ impl Default for FailuresConfig {
 
 fn default_keep() -> usize {
     1000
+}
+
+/// A plugin's CPU deadline and memory cap in range, or the key at fault and why.
+fn check_limits(deadline_ms: u64, memory_limit_mb: u32) -> Result<(), (&'static str, String)> {
+    let ranges: [(&str, u64, u64, u64); 2] = [
+        ("deadline_ms", deadline_ms, 1, 60_000),
+        ("memory_limit_mb", u64::from(memory_limit_mb), 1, u64::from(MAX_MEMORY_LIMIT_MB)),
+    ];
+    for (k, v, lo, hi) in ranges {
+        if v < lo || v > hi {
+            return Err((k, format!("must be between {lo} and {hi}, got {v}")));
+        }
+    }
+    Ok(())
 }
 
 /// The largest memory cap an app may ask for: the engine reserves this much address space per
@@ -553,17 +631,67 @@ impl Config {
                     return Err(invalid(key("apps"), format!("connector `{a}` is already an app connector of another router")));
                 }
             }
-            let ranges: [(&str, u64, u64, u64); 2] = [
-                ("deadline_ms", r.deadline_ms, 1, 60_000),
-                ("memory_limit_mb", u64::from(r.memory_limit_mb), 1, u64::from(MAX_MEMORY_LIMIT_MB)),
-            ];
-            for (k, v, lo, hi) in ranges {
-                if v < lo || v > hi {
-                    return Err(invalid(key(k), format!("must be between {lo} and {hi}, got {v}")));
+            check_limits(r.deadline_ms, r.memory_limit_mb).map_err(|(k, p)| invalid(key(k), p))?;
+        }
+        Ok(app_connectors)
+    }
+
+    /// Check the middleware and the chains that use them, on the connectors that exist.
+    fn validate_middleware(&self, path: &Path, router_apps: &std::collections::BTreeSet<ConnectorName>) -> Result<(), ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
+        for (name, m) in &self.middleware {
+            let key = |k: &str| format!("middleware.{name}.{k}");
+            if self.apps.contains_key(name) || self.channels.contains_key(name) || self.routers.contains_key(name) {
+                return Err(invalid(key("kind"), format!("`{name}` also names an app, channel or router; component names must be unique")));
+            }
+            match m {
+                MiddlewareConfig::Plugin(p) => {
+                    let file = self.resolve(&p.plugin);
+                    if !file.is_file() {
+                        return Err(invalid(key("plugin"), format!("no plugin file at `{}` (build it with `vumi plugin build`)", file.display())));
+                    }
+                    check_limits(p.deadline_ms, p.memory_limit_mb).map_err(|(k, p)| invalid(key(k), p))?;
+                }
+                MiddlewareConfig::Log(l) => {
+                    if l.level.parse::<tracing::Level>().is_err() {
+                        return Err(invalid(key("level"), format!("must be trace, debug, info, warn or error, got `{}`", l.level)));
+                    }
                 }
             }
         }
-        Ok(app_connectors)
+        for (connector, chain) in &self.chains {
+            if !self.transports.contains_key(connector) && !router_apps.contains(connector) {
+                let known: Vec<_> = self.transports.keys().chain(router_apps.iter()).map(|k| format!("`{k}`")).collect();
+                return Err(invalid(
+                    format!("chains.{connector}"),
+                    format!("no transport or router app connector named `{connector}` in this config (known: {})", known.join(", ")),
+                ));
+            }
+            for (direction, steps) in [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)] {
+                let key = format!("chains.{connector}.{direction}");
+                let mut seen = std::collections::BTreeSet::new();
+                for step in steps {
+                    match self.middleware.get(step) {
+                        None => {
+                            let known: Vec<_> = self.middleware.keys().map(|k| format!("`{k}`")).collect();
+                            let known = if known.is_empty() { "none defined".to_owned() } else { known.join(", ") };
+                            return Err(invalid(key, format!("no middleware named `{step}` under [middleware] (known: {known})")));
+                        }
+                        Some(MiddlewareConfig::Plugin(_)) if direction == "event" => {
+                            return Err(invalid(
+                                key,
+                                format!("`{step}` is a plugin; plugin middleware sees user messages only, so an event chain takes native middleware (`kind = \"log\"`)"),
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                    if !seen.insert(step) {
+                        return Err(invalid(key, format!("`{step}` is listed twice")));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_channels(&self, path: &Path, router_apps: &std::collections::BTreeSet<ConnectorName>) -> Result<(), ConfigError> {
@@ -675,6 +803,7 @@ impl Config {
         }
         let router_apps = self.validate_routers(path)?;
         self.validate_channels(path, &router_apps)?;
+        self.validate_middleware(path, &router_apps)?;
         // A connector's inbound messages go to one component: two would each get a random half.
         let mut inbound_owner: BTreeMap<&ConnectorName, String> = BTreeMap::new();
         let owners = self
@@ -844,5 +973,43 @@ mo_url = "http://127.0.0.1:9200/mo"
         assert!(err.contains("names both an app and a channel"), "{err}");
         let err = load(&format!("{HTTP}\n[callbacks]\nmax_attempts = 0\n")).expect_err("attempts").to_string();
         assert!(err.contains("`callbacks.max_attempts`: must be between 1 and 100, got 0"), "{err}");
+    }
+
+    const CHAINS: &str = r#"
+[middleware.opt_out]
+kind = "plugin"
+plugin = "app.wasm"
+config = { keywords = ["STOP"] }
+
+[middleware.log]
+kind = "log"
+level = "debug"
+
+[chains.sms]
+inbound = ["log", "opt_out"]
+outbound = ["opt_out"]
+event = ["log"]
+"#;
+
+    #[test]
+    fn middleware_chains_load_and_their_mistakes_are_named() {
+        let c = load(&format!("{HTTP}{CHAINS}")).expect("valid");
+        assert_eq!(c.chains[&"sms".parse::<ConnectorName>().expect("name")].inbound.len(), 2);
+        let cases = [
+            (CHAINS.replace("[chains.sms]", "[chains.ussd]"), "`chains.ussd`: no transport or router app connector named `ussd` in this config (known: `sms`)"),
+            (CHAINS.replace("outbound = [\"opt_out\"]", "outbound = [\"optout\"]"), "`chains.sms.outbound`: no middleware named `optout` under [middleware] (known: `log`, `opt_out`)"),
+            (CHAINS.replace("event = [\"log\"]", "event = [\"opt_out\"]"), "`chains.sms.event`: `opt_out` is a plugin; plugin middleware sees user messages only"),
+            (CHAINS.replace("[\"log\", \"opt_out\"]", "[\"log\", \"log\"]"), "`chains.sms.inbound`: `log` is listed twice"),
+            (CHAINS.replace("level = \"debug\"", "level = \"loud\""), "`middleware.log.level`: must be trace, debug, info, warn or error, got `loud`"),
+            (CHAINS.replace("plugin = \"app.wasm\"", "plugin = \"gone.wasm\""), "`middleware.opt_out.plugin`: no plugin file at"),
+            (CHAINS.replace("kind = \"plugin\"", "kind = \"plugin\"\ndeadline_ms = 0"), "`middleware.opt_out.deadline_ms`: must be between 1 and 60000, got 0"),
+            (CHAINS.replace("[middleware.log]", "[middleware.api]"), "`middleware.api.kind`: `api` also names an app, channel or router"),
+        ];
+        for (chains, want) in cases {
+            let err = load(&format!("{HTTP}{chains}")).expect_err(want).to_string();
+            assert!(err.contains(want), "want {want:?} in: {err}");
+        }
+        let err = load(&format!("{HTTP}{}", CHAINS.replace("kind = \"log\"", "kind = \"shout\""))).expect_err("kind").to_string();
+        assert!(err.contains("unknown variant `shout`, expected `plugin` or `log`"), "{err}");
     }
 }

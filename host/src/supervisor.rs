@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
-use crate::config::{BusConfig, Config, InstancesConfig, StateConfig, TransportConfig};
+use crate::config::{BusConfig, Config, InstancesConfig, MiddlewareConfig, StateConfig, TransportConfig};
 use crate::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError};
 use crate::state::{KvStore, MemoryStore, Namespaced};
 use crate::names::ConnectorName;
@@ -23,6 +23,7 @@ use crate::workers::callbacks::Callbacks;
 use crate::workers::dispatcher::Dispatcher;
 use crate::workers::events::{EventRouter, Origins};
 use crate::workers::http_api::{Channel, ChannelParts, SendApi};
+use crate::workers::middleware::{Chains, MiddlewareBus, Step};
 use crate::workers::{AppWorker, FailureLog};
 
 /// Why the host could not start. Each names the config key at fault.
@@ -115,11 +116,17 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         .values()
         .map(|a| a.memory_limit_mb)
         .chain(config.routers.values().map(|r| r.memory_limit_mb))
+        .chain(config.middleware.values().filter_map(|m| match m {
+            MiddlewareConfig::Plugin(p) => Some(p.memory_limit_mb),
+            MiddlewareConfig::Log(_) => None,
+        }))
         .max()
         .unwrap_or(64)
         .max(64);
     let engine = Engine::new(&EngineSettings { max_memory_bytes: (max_memory_mb as usize) << 20, ..Default::default() })
         .map_err(StartError::Engine)?;
+    // Everything below publishes through the chains, if any.
+    let bus = with_middleware(config, &engine, bus, &state, &failures).await?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -323,6 +330,63 @@ impl RunningHost {
         }
         self.bus.close().await;
     }
+}
+
+/// `bus` behind the configured middleware chains (unchanged without any).
+async fn with_middleware(
+    config: &Config,
+    engine: &Engine,
+    bus: Arc<dyn Bus>,
+    state: &Arc<dyn KvStore>,
+    failures: &Arc<FailureLog>,
+) -> Result<Arc<dyn Bus>, StartError> {
+    if config.chains.is_empty() {
+        return Ok(bus);
+    }
+    let mut steps = BTreeMap::new();
+    for (name, m) in &config.middleware {
+        let step = match m {
+            MiddlewareConfig::Log(l) => Step::Log { name: name.to_string(), level: l.level.parse().unwrap_or(tracing::Level::INFO) },
+            MiddlewareConfig::Plugin(p) => {
+                let settings = AppSettings {
+                    name: name.to_string(),
+                    policy: policy_of(p.instances, 10_000, Duration::from_secs(300)),
+                    limits: AppLimits {
+                        deadline: Duration::from_millis(p.deadline_ms),
+                        max_memory_bytes: (p.memory_limit_mb as usize) << 20,
+                        max_sends: 0,
+                    },
+                    kv: Namespaced::new(state.clone(), &format!("middleware:{name}")),
+                    config: toml_to_json(&p.config),
+                    endpoints: Vec::new(),
+                };
+                let path = config.resolve(&p.plugin);
+                let plugin = Plugin::load_middleware(engine, &path, settings)
+                    .await
+                    .map_err(|source| StartError::Plugin { key: format!("middleware.{name}.plugin"), source })?;
+                tracing::info!(middleware = %name, plugin = %path.display(), "middleware loaded");
+                Step::Plugin(Arc::new(plugin))
+            }
+        };
+        steps.insert(name.clone(), step);
+    }
+    let mut chains = Chains::new();
+    for (connector, chain) in &config.chains {
+        let keys = [
+            (RoutingKey::inbound(connector), &chain.inbound),
+            (RoutingKey::outbound(connector), &chain.outbound),
+            (RoutingKey::event(connector), &chain.event),
+        ];
+        for (key, names) in keys {
+            // Validated at load: every name is defined.
+            let chain: Vec<Step> = names.iter().filter_map(|n| steps.get(n).cloned()).collect();
+            if !chain.is_empty() {
+                tracing::info!(queue = %key, steps = ?chain, "middleware chain");
+                chains.insert(key, chain);
+            }
+        }
+    }
+    Ok(Arc::new(MiddlewareBus::new(bus, chains, failures.clone())))
 }
 
 fn policy_of(instances: InstancesConfig, max_messages: u32, max_age: Duration) -> InstancePolicy {

@@ -31,7 +31,7 @@ pub fn plugins() -> &'static Path {
             .status()
             .expect("run `vumi plugin build`");
         assert!(status.success(), "`vumi plugin build` failed");
-        for p in ["echo", "survey", "faulty", "wrong-world", "keyword-router"] {
+        for p in ["echo", "survey", "faulty", "wrong-world", "keyword-router", "opt-out-middleware"] {
             assert!(out.join(format!("{p}.wasm")).is_file(), "{p}.wasm was not built");
         }
         out

@@ -220,3 +220,68 @@ event_url = "{events}"
     let ack = events.wait_for(1)[0].json();
     assert_eq!((ack["event_type"].as_str(), ack["user_message_id"].as_str()), (Some("ack"), Some(id.as_str())), "the ack came home");
 }
+
+#[test]
+fn the_seed_scenario_runs_from_config_dispatch_toml() {
+    let aggregator = crate::common::Recorder::start(0);
+    let shipped = std::fs::read_to_string(crate::common::workspace().join("config/dispatch.toml")).unwrap();
+    let config = shipped
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9010", "127.0.0.1:0")
+        .replace("http://127.0.0.1:9099/sms", &aggregator.url("/sms"))
+        .replace("../plugins/dist/", &format!("{}/", crate::common::plugins().display()));
+    let host = Host::start(&config);
+    let http = crate::common::http();
+    let ussd = |text: &str| {
+        let form = [("sessionId", "seed-1"), ("serviceCode", "*120#"), ("phoneNumber", "0820000001"), ("text", text)];
+        http.post(host.url("/ussd")).form(&form).send().unwrap().text().unwrap()
+    };
+
+    // USSD through the `mobile` dispatcher to the survey; the last answer also sends an SMS.
+    assert!(ussd("").starts_with("CON Vumi survey\nHow did you hear about us?"));
+    assert!(ussd("1").contains("How old are you?"));
+    assert!(ussd("1*2").contains("Would you recommend"));
+    let end = ussd("1*2*1");
+    assert!(end.starts_with("END Thank you!"), "{end}");
+    // It reached the SMS aggregator: it left by the SMS transport, as endpoint `sms` says.
+    let sms = aggregator.wait_for(1)[0].json();
+    assert_eq!(sms["to"], "+27820000001", "to the same user, in E.164 (msisdn middleware)");
+    assert_eq!(sms["content"], "Thank you for taking the Vumi survey. You answered: Radio, 18-35, Yes");
+    assert!(host.log().contains("queue=sms.outbound"), "the log middleware saw it");
+
+    // SMS reaches the same survey through the same dispatcher, and its reply leaves by SMS.
+    let form = [("from", "0820000002"), ("to", "1234"), ("content", "hi")];
+    assert_eq!(http.post(host.url("/transports/sms/inbound")).form(&form).send().unwrap().status(), 200);
+    let reply = aggregator.wait_for(2)[1].json();
+    assert_eq!(reply["to"], "+27820000002");
+    assert!(reply["content"].as_str().unwrap().contains("How did you hear about us?"), "{reply}");
+
+    // Telnet behind the keyword router.
+    let mut t = host.connect_to("telnet");
+    let first = t.until("4. Other");
+    assert!(first.contains("Vumi survey (telnet)"), "a new session reaches the survey: {first}");
+    t.send("echo hello");
+    assert_eq!(t.line(), "echo hello", "`echo ...` reaches the echo app");
+    t.send("2");
+    assert!(t.until("4. Over 60").contains("How old are you?"), "anything else reaches the survey");
+}
+
+#[test]
+fn a_router_that_traps_loops_or_hoards_memory_costs_only_that_message() {
+    let host = Host::start(&format!(
+        "{}[routers.faulty]\nplugin = \"{}\"\ntransports = [\"telnet\"]\napps = [\"app\"]\ndeadline_ms = 50\nmemory_limit_mb = 16\n\n{}",
+        telnet("telnet", "1"),
+        plugin("faulty-router").display(),
+        app("echo", "echo", "app"),
+    ));
+    let mut t = host.connect();
+    assert_eq!(t.line(), "echo: ready");
+    for (bad, kind) in [("trap", "kind=\"trap\""), ("loop", "kind=\"deadline\""), ("grow", "kind=\"memory\"")] {
+        t.send(bad);
+        let log = host.wait_for_log(kind);
+        assert!(log.contains("app=\"faulty\""), "the failure names the router: {log}");
+        t.send(&format!("after {bad}"));
+        assert_eq!(t.line(), format!("after {bad}"), "the dispatcher keeps routing after a {bad}");
+    }
+    assert!(host.log().contains("faulty router: asked to trap"), "a trap's reason includes the router's panic message");
+}

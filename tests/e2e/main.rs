@@ -12,5 +12,6 @@ mod common;
 mod faults;
 mod harness;
 mod http_channels;
+mod middleware;
 mod survey;
 mod telnet_transport;

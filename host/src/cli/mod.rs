@@ -127,6 +127,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let mo = ch.mo_url.as_deref().unwrap_or("none");
                 println!("  channel {name}: sends through {}; inbound to mo_url {mo}", ch.connector);
             }
+            for (name, r) in &c.routers {
+                let list = |cs: &[crate::names::ConnectorName]| cs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+                println!(
+                    "  router {name}: {} between transports [{}] and app connectors [{}]",
+                    c.resolve(&r.plugin).display(),
+                    list(&r.transports),
+                    list(&r.apps)
+                );
+            }
+            for (connector, chain) in &c.chains {
+                for (direction, steps) in [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)] {
+                    if !steps.is_empty() {
+                        let steps: Vec<_> = steps.iter().map(|s| s.to_string()).collect();
+                        println!("  middleware on {connector}.{direction}: {}", steps.join(" -> "));
+                    }
+                }
+            }
             Ok(())
         }
         Command::FakeAggregator { bind } => fake_aggregator::run(bind).await,
@@ -146,7 +163,12 @@ async fn run_host(path: &std::path::Path) -> anyhow::Result<()> {
             println!("vumi: send API for channel `{name}` at http://{addr}/api/v1/channels/{name}/messages");
         }
     }
-    println!("vumi: ready ({} apps, {} transports); Ctrl-C stops", host.apps.len(), config.transports.len());
+    println!(
+        "vumi: ready ({} apps, {} routers, {} transports); Ctrl-C stops",
+        host.apps.len(),
+        config.routers.len(),
+        config.transports.len()
+    );
     wait_for_signal().await;
     tracing::info!("shutting down");
     host.shutdown(Duration::from_secs(5)).await;

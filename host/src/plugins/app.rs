@@ -1,6 +1,6 @@
-//! A plugin: one compiled component (an application or a router), its instance policy, and the
-//! per-message call that turns a message into what the plugin decided: the messages an app sent,
-//! or the targets a router chose.
+//! A plugin: one compiled component (an application, a router or a middleware), its instance
+//! policy, and the per-message call that turns a message into what the plugin decided: the
+//! messages an app sent, the targets a router chose, or a middleware's verdict.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +13,7 @@ use crate::message::{Event, UserMessage};
 use crate::state::Namespaced;
 
 use super::bindings::Application;
+use super::bindings::middleware::Middleware;
 use super::bindings::router::Router;
 use super::engine::{Engine, TICK};
 use super::host::{AppContext, HostState};
@@ -125,9 +126,29 @@ pub struct Target {
     pub endpoint: Option<String>,
 }
 
+/// Which way a message passes a middleware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Towards the apps.
+    Inbound,
+    /// Towards the end user.
+    Outbound,
+}
+
+/// A middleware's decision.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // moved once per message: a Box would only add an allocation
+pub enum Verdict {
+    /// Go on with this message (the input, changed or not).
+    Pass(UserMessage),
+    /// Stop here, for this reason.
+    Drop(String),
+}
+
 enum Bound {
     App(Application),
     Router(Router),
+    Middleware(Middleware),
 }
 
 struct Instance {
@@ -143,6 +164,7 @@ enum Input {
     RouteInbound(bindings::types::UserMessage, String),
     RouteOutbound(bindings::types::UserMessage, String),
     RouteEvent(bindings::types::Event, String, Option<String>),
+    Process(bindings::types::UserMessage, bindings::types::Direction, String),
 }
 
 /// What a call produced.
@@ -150,6 +172,15 @@ enum Input {
 struct Output {
     sends: Vec<UserMessage>,
     targets: Vec<Target>,
+    verdict: Option<bindings::types::Verdict>,
+}
+
+/// What the guest's export returned, before the host checks it.
+#[allow(clippy::large_enum_variant)] // moved once per message: a Box would only add an allocation
+enum Returned {
+    Nothing,
+    Targets(Vec<bindings::types::Target>),
+    Verdict(bindings::types::Verdict),
 }
 
 /// A loaded plugin. Shared by all of an app's worker lanes (or a dispatcher's).
@@ -185,6 +216,11 @@ impl Plugin {
     /// `limits.max_sends` do not apply: a router sends nothing itself.
     pub async fn load_router(engine: &Engine, path: &Path, settings: AppSettings) -> Result<Self, LoadError> {
         Self::load_world(engine, path, World::Router, settings).await
+    }
+
+    /// As [`Plugin::load`], for a middleware (`world middleware`).
+    pub async fn load_middleware(engine: &Engine, path: &Path, settings: AppSettings) -> Result<Self, LoadError> {
+        Self::load_world(engine, path, World::Middleware, settings).await
     }
 
     async fn load_world(engine: &Engine, path: &Path, world: World, settings: AppSettings) -> Result<Self, LoadError> {
@@ -253,6 +289,23 @@ impl Plugin {
         Ok(self.call(None, input).await?.targets)
     }
 
+    /// A middleware's verdict on `msg` passing through `connector` in `direction`. A verdict
+    /// that changes the message id or carries an invalid field is the plugin's error.
+    pub async fn process(&self, msg: &UserMessage, direction: Direction, connector: &str) -> Result<Verdict, HandlerFailure> {
+        let dir = match direction {
+            Direction::Inbound => bindings::types::Direction::Inbound,
+            Direction::Outbound => bindings::types::Direction::Outbound,
+        };
+        let input = Input::Process(convert::user_message(msg), dir, connector.to_owned());
+        match self.call(None, input).await?.verdict {
+            Some(bindings::types::Verdict::Pass(changed)) => {
+                convert::changed_user_message(msg, changed).map(Verdict::Pass).map_err(HandlerFailure::Handler)
+            }
+            Some(bindings::types::Verdict::Drop(reason)) => Ok(Verdict::Drop(reason)),
+            None => Err(HandlerFailure::Handler(format!("`{}` returned no verdict", self.name))),
+        }
+    }
+
     async fn call(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Output, HandlerFailure> {
         let result = self.call_inner(current, input).await;
         match &result {
@@ -281,15 +334,21 @@ impl Plugin {
         // (a networked kv) that hangs.
         let wall = self.limits.deadline * 10 + Duration::from_secs(1);
         let outcome = tokio::time::timeout(wall, async {
-            let no_targets = |r: Result<(), String>| r.map(|()| Vec::new());
+            let nothing = |r: Result<(), String>| r.map(|()| Returned::Nothing);
+            let targets = |r: Result<Vec<_>, String>| r.map(Returned::Targets);
             let store = &mut inst.store;
             match (&inst.bound, &input) {
-                (Bound::App(a), Input::User(m)) => a.call_handle_user_message(store, m).await.map(no_targets),
-                (Bound::App(a), Input::Event(e)) => a.call_handle_event(store, e).await.map(no_targets),
-                (Bound::Router(r), Input::RouteInbound(m, from)) => r.call_route_inbound(store, m, from).await,
-                (Bound::Router(r), Input::RouteOutbound(m, from)) => r.call_route_outbound(store, m, from).await,
+                (Bound::App(a), Input::User(m)) => a.call_handle_user_message(store, m).await.map(nothing),
+                (Bound::App(a), Input::Event(e)) => a.call_handle_event(store, e).await.map(nothing),
+                (Bound::Router(r), Input::RouteInbound(m, from)) => r.call_route_inbound(store, m, from).await.map(targets),
+                (Bound::Router(r), Input::RouteOutbound(m, from)) => {
+                    r.call_route_outbound(store, m, from).await.map(targets)
+                }
                 (Bound::Router(r), Input::RouteEvent(e, from, origin)) => {
-                    r.call_route_event(store, e, from, origin.as_deref()).await
+                    r.call_route_event(store, e, from, origin.as_deref()).await.map(targets)
+                }
+                (Bound::Middleware(mw), Input::Process(m, dir, connector)) => {
+                    mw.call_process(store, m, *dir, connector).await.map(|r| r.map(Returned::Verdict))
                 }
                 _ => Ok(Err(format!("`{}` is a component of another world: it cannot handle this call", self.name))),
             }
@@ -298,11 +357,19 @@ impl Plugin {
 
         let call = std::mem::take(&mut inst.store.data_mut().call);
         match outcome {
-            Ok(Ok(Ok(targets))) => {
+            Ok(Ok(Ok(returned))) => {
                 inst.messages += 1;
                 self.release(inst);
-                let targets = targets.into_iter().map(|t| Target { connector: t.connector, endpoint: t.endpoint }).collect();
-                Ok(Output { sends: call.sends, targets })
+                let mut out = Output { sends: call.sends, ..Output::default() };
+                match returned {
+                    Returned::Nothing => {}
+                    Returned::Targets(ts) => {
+                        out.targets =
+                            ts.into_iter().map(|t| Target { connector: t.connector, endpoint: t.endpoint }).collect();
+                    }
+                    Returned::Verdict(v) => out.verdict = Some(v),
+                }
+                Ok(out)
             }
             Ok(Ok(Err(reason))) => {
                 // The guest returned normally: the instance is sound and may be reused.
@@ -368,6 +435,7 @@ impl Plugin {
         let bound = match &self.pre {
             Loaded::App(pre) => pre.instantiate_async(&mut store).await.map(Bound::App),
             Loaded::Router(pre) => pre.instantiate_async(&mut store).await.map(Bound::Router),
+            Loaded::Middleware(pre) => pre.instantiate_async(&mut store).await.map(Bound::Middleware),
         };
         let bound = bound.map_err(|e| {
             let call = &store.data().call;

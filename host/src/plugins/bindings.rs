@@ -1,5 +1,5 @@
 //! The generated bindings for `wit/`, private to `plugins`. One `bindgen!` per world; the router
-//! world reuses the application world's interfaces (`with`), so each import is implemented once.
+//! and middleware worlds reuse the application world's interfaces (`with`), so each import is implemented once.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -18,6 +18,21 @@ pub(crate) mod router {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "vumi:plugin/router",
+        exports: { default: async },
+        with: {
+            "vumi:plugin/types": super::vumi::plugin::types,
+            "vumi:plugin/kv": super::vumi::plugin::kv,
+            "vumi:plugin/config": super::vumi::plugin::config,
+            "vumi:plugin/log": super::vumi::plugin::log,
+        },
+    });
+}
+
+/// `world middleware`.
+pub(crate) mod middleware {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "vumi:plugin/middleware",
         exports: { default: async },
         with: {
             "vumi:plugin/types": super::vumi::plugin::types,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::ApplicationPre;
+use super::bindings::middleware::MiddlewarePre;
 use super::bindings::router::RouterPre;
 use super::engine::Engine;
 use super::host::HostState;
@@ -16,6 +17,8 @@ pub enum World {
     Application,
     /// `vumi:plugin/router`: a dispatch rule.
     Router,
+    /// `vumi:plugin/middleware`: a step in a connector's chain.
+    Middleware,
 }
 
 impl std::fmt::Display for World {
@@ -23,6 +26,7 @@ impl std::fmt::Display for World {
         match self {
             World::Application => f.write_str("vumi:plugin/application@0.1.0"),
             World::Router => f.write_str("vumi:plugin/router@0.1.0"),
+            World::Middleware => f.write_str("vumi:plugin/middleware@0.1.0"),
         }
     }
 }
@@ -70,6 +74,8 @@ pub(crate) enum Loaded {
     App(ApplicationPre<HostState>),
     /// `world router`.
     Router(RouterPre<HostState>),
+    /// `world middleware`.
+    Middleware(MiddlewarePre<HostState>),
 }
 
 /// Read and compile `path` as a component of `world`. Compilation is CPU-heavy (cranelift), so it
@@ -93,6 +99,9 @@ fn compile(engine: &Engine, path: &Path, bytes: &[u8], world: World) -> Result<L
         .and_then(|()| match world {
             World::Application => super::bindings::Application::add_to_linker::<HostState, Me>(&mut linker, |s| s),
             World::Router => super::bindings::router::Router::add_to_linker::<HostState, Me>(&mut linker, |s| s),
+            World::Middleware => {
+                super::bindings::middleware::Middleware::add_to_linker::<HostState, Me>(&mut linker, |s| s)
+            }
         })
         .map_err(|e| LoadError::Engine(format!("{e:#}")));
     linked?;
@@ -103,5 +112,6 @@ fn compile(engine: &Engine, path: &Path, bytes: &[u8], world: World) -> Result<L
     Ok(match world {
         World::Application => Loaded::App(ApplicationPre::new(instance_pre).map_err(wrong_world)?),
         World::Router => Loaded::Router(RouterPre::new(instance_pre).map_err(wrong_world)?),
+        World::Middleware => Loaded::Middleware(MiddlewarePre::new(instance_pre).map_err(wrong_world)?),
     })
 }

@@ -10,7 +10,8 @@
 //! - `host/`: one file per WIT import (`outbound`, `kv`, `config`, `log`);
 //! - `convert.rs`: host messages ⇄ WIT records;
 //! - `loader.rs`: read, compile, check the world;
-//! - `app.rs`: a plugin (application or router) with its instance policy (`fresh` or `pooled`).
+//! - `app.rs`: a plugin (application, router or middleware) with its instance policy (`fresh` or
+//!   `pooled`).
 
 mod app;
 mod bindings;
@@ -19,6 +20,6 @@ mod engine;
 mod host;
 mod loader;
 
-pub use app::{AppLimits, AppSettings, HandlerFailure, InstancePolicy, Plugin, PluginStats, Target};
+pub use app::{AppLimits, AppSettings, Direction, HandlerFailure, InstancePolicy, Plugin, PluginStats, Target, Verdict};
 pub use engine::{Engine, EngineSettings};
 pub use loader::{LoadError, World};

@@ -1,7 +1,7 @@
 //! Workers: consume a connector's queues, hand each message to a handler (a plugin), publish what
 //! it sent, then ack. The only module that sees both the bus and the plugins. Also the other
-//! app-side components: send-API channels, their callbacks, and the event router that hands each
-//! event to the component that sent its message.
+//! app-side components: send-API channels, their callbacks, the event router that hands each
+//! event to the component that sent its message, and the middleware chains in front of the bus.
 
 mod app;
 pub mod callbacks;
@@ -9,6 +9,7 @@ pub mod dispatcher;
 pub mod events;
 mod failures;
 pub mod http_api;
+pub mod middleware;
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! A USSD-style multiple-choice survey. A new session asks question 1; each valid answer (an
 //! option number) is saved in `kv` and the next question asked; an invalid answer re-asks the
 //! question; the last answer gets a summary and ends the session. Hanging up forgets the
-//! half-finished survey.
+//! half-finished survey. With `confirmation` configured, finishing also sends the user a message
+//! through another endpoint (the seed's scenario: a USSD survey confirmed by SMS).
 //!
 //! The dialogue itself is pure logic ([`logic`]), unit-tested natively; this file only wires it
 //! to messages and state.
@@ -11,7 +12,7 @@ pub mod logic;
 use std::time::Duration;
 
 use logic::{Outcome, Progress, Survey};
-use vumi_sdk::{Application, Message, Result, kv, log};
+use vumi_sdk::{Application, Message, Result, kv, log, send_to};
 
 struct SurveyApp;
 
@@ -49,8 +50,11 @@ impl Application for SurveyApp {
                 msg.reply(text)?;
                 kv::set_json(&key(msg), &progress, Some(Duration::from_secs(u64::from(survey.session_ttl_seconds))))?;
             }
-            Outcome::Done { summary } => {
+            Outcome::Done { summary, confirmation } => {
                 msg.reply_and_close(summary)?;
+                if let (Some((endpoint, text)), Some(user)) = (confirmation, msg.from_addr()) {
+                    send_to(user, &text, Some(&endpoint))?;
+                }
                 kv::delete(&key(msg))?;
                 kv::incr("completed", 1)?;
             }

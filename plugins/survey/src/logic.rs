@@ -20,6 +20,17 @@ pub struct Config {
     pub questions: Option<Vec<Question>>,
     /// How long an abandoned dialogue is remembered.
     pub session_ttl_seconds: Option<u32>,
+    /// Also send the user a message when they finish (e.g. an SMS after a USSD survey).
+    pub confirmation: Option<Confirmation>,
+}
+
+/// The message sent on finishing, through an endpoint of the app's (`[apps.<name>] endpoints`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Confirmation {
+    /// The endpoint to send through; the router maps it to a transport (e.g. `sms`).
+    pub endpoint: String,
+    /// The text; `{answers}` is replaced by the answers, comma-separated.
+    pub text: String,
 }
 
 /// A user's progress: which question is next and the answers so far (option indexes).
@@ -50,6 +61,8 @@ pub enum Outcome {
     Done {
         /// Every question with its answer.
         summary: String,
+        /// The confirmation to send, if configured: (endpoint, text).
+        confirmation: Option<(String, String)>,
     },
 }
 
@@ -60,6 +73,7 @@ pub struct Survey {
     questions: Vec<Question>,
     /// Seconds an unfinished dialogue is kept.
     pub session_ttl_seconds: u32,
+    confirmation: Option<Confirmation>,
 }
 
 fn default_questions() -> Vec<Question> {
@@ -81,7 +95,12 @@ impl Survey {
         if questions.is_empty() {
             questions = default_questions();
         }
-        Self { title: c.title, questions, session_ttl_seconds: c.session_ttl_seconds.unwrap_or(600).max(1) }
+        Self {
+            title: c.title,
+            questions,
+            session_ttl_seconds: c.session_ttl_seconds.unwrap_or(600).max(1),
+            confirmation: c.confirmation,
+        }
     }
 
     fn render(&self, index: usize) -> String {
@@ -122,11 +141,15 @@ impl Survey {
             return Outcome::Next { text: self.render(index + 1), progress: Progress { question: index + 1, answers } };
         }
         let mut summary = String::from("Thank you! Your answers:");
+        let mut chosen = Vec::new();
         for (q, a) in self.questions.iter().zip(&answers) {
             let answer = q.options.get(*a).map(String::as_str).unwrap_or("?");
             summary.push_str(&format!("\n{} {answer}", q.prompt));
+            chosen.push(answer);
         }
-        Outcome::Done { summary }
+        let confirmation =
+            self.confirmation.as_ref().map(|c| (c.endpoint.clone(), c.text.replace("{answers}", &chosen.join(", "))));
+        Outcome::Done { summary, confirmation }
     }
 }
 
@@ -142,6 +165,7 @@ mod tests {
                 Question { prompt: "Season?".into(), options: vec!["Summer".into(), "Winter".into(), "Spring".into()] },
             ]),
             session_ttl_seconds: None,
+            confirmation: None,
         })
     }
 
@@ -159,8 +183,18 @@ mod tests {
         let Outcome::Next { text, progress } = s.answer(&p, " 2 ") else { panic!("advance") };
         assert_eq!(text, "Season?\n1. Summer\n2. Winter\n3. Spring");
         assert_eq!(progress, Progress { question: 1, answers: vec![1] });
-        let Outcome::Done { summary } = s.answer(&progress, "3") else { panic!("done") };
+        let Outcome::Done { summary, confirmation } = s.answer(&progress, "3") else { panic!("done") };
         assert_eq!(summary, "Thank you! Your answers:\nColour? Blue\nSeason? Spring");
+        assert_eq!(confirmation, None, "no confirmation unless configured");
+    }
+
+    #[test]
+    fn a_configured_confirmation_carries_the_answers() {
+        let mut s = two();
+        s.confirmation = Some(Confirmation { endpoint: "sms".into(), text: "Thanks! You chose: {answers}".into() });
+        let p = Progress { question: 1, answers: vec![0] };
+        let Outcome::Done { confirmation, .. } = s.answer(&p, "2") else { panic!("done") };
+        assert_eq!(confirmation, Some(("sms".into(), "Thanks! You chose: Red, Winter".into())));
     }
 
     #[test]
