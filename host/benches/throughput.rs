@@ -1,7 +1,9 @@
 //! Messages per second through the embedded bus into an echo app and back out, for:
 //! - the echo logic as native Rust (the baseline: same bus, same worker, no sandbox),
 //! - the echo plugin as a WASM component with pooled instances,
-//! - the same plugin with a fresh instance per message.
+//! - the same plugin with a fresh instance per message,
+//! - the pooled plugin behind the keyword router (a dispatcher between the transport connector
+//!   and the app's), to see what one router in the path costs against direct wiring.
 //!
 //! Run: `cargo bench -p vumi-host --bench throughput` (builds the plugins first if needed).
 //! The figure that matters is the ratio to the native baseline measured in the same run: this
@@ -17,6 +19,8 @@ use vumi_host::message::{Event, Message, SessionEvent, UserMessage};
 use vumi_host::names::ConnectorName;
 use vumi_host::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy};
 use vumi_host::state::{KvStore, MemoryStore, Namespaced};
+use vumi_host::workers::dispatcher::Dispatcher;
+use vumi_host::workers::events::Origins;
 use vumi_host::workers::{AppWorker, FailureLog, Handler};
 
 /// The echo plugin's logic, natively.
@@ -36,13 +40,22 @@ impl Handler for NativeEcho {
 }
 
 /// Publish `n` messages from `users` distinct senders and time until `n` replies are out.
-async fn run(handler: Arc<dyn Handler>, n: usize, concurrency: usize, users: usize) -> f64 {
+/// With `router`, the app sits behind it on its own connector; without, on the transport's.
+async fn run(handler: Arc<dyn Handler>, router: Option<Arc<Plugin>>, n: usize, concurrency: usize, users: usize) -> f64 {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
     let connector: ConnectorName = "bench".parse().expect("name");
     let failures = Arc::new(FailureLog::new(10, None).expect("failure log"));
     let stop = CancellationToken::new();
-    let worker = AppWorker::new(handler, bus.clone(), connector.clone(), failures.clone(), concurrency);
+    let app_connector: ConnectorName = if router.is_some() { "app".parse().expect("name") } else { connector.clone() };
+    let worker = AppWorker::new(handler, bus.clone(), app_connector.clone(), failures.clone(), concurrency);
     let w = tokio::spawn(worker.run(stop.clone()));
+    let d = router.map(|r| {
+        let origins = Arc::new(Origins::new(Arc::new(MemoryStore::new()), Duration::from_secs(3600)));
+        let dispatcher = Dispatcher::new(r, bus.clone(), vec![connector.clone()], vec![app_connector], origins, failures.clone());
+        tokio::spawn(dispatcher.run(stop.clone()))
+    });
+    // Let the consumers subscribe before the first publish.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let mut sink = bus.consume(&RoutingKey::outbound(&connector), 1000).await.expect("consume");
     let inbound = RoutingKey::inbound(&connector);
     let msgs: Vec<Message> = (0..n)
@@ -74,6 +87,9 @@ async fn run(handler: Arc<dyn Handler>, n: usize, concurrency: usize, users: usi
     publisher.await.expect("publisher");
     stop.cancel();
     let _ = w.await;
+    if let Some(d) = d {
+        let _ = d.await;
+    }
     assert_eq!(failures.total(), 0, "no message may fail in a benchmark run");
     n as f64 / elapsed.as_secs_f64()
 }
@@ -92,10 +108,30 @@ async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> 
     Arc::new(Plugin::load(engine, &path, settings).await.expect("load echo.wasm"))
 }
 
+/// The keyword router with everything going to connector `app`.
+async fn load_router(engine: &Engine) -> Arc<Plugin> {
+    let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let mut config = serde_json::Map::new();
+    config.insert("default".into(), "app".into());
+    let settings = AppSettings {
+        name: "keywords".into(),
+        policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
+        limits: AppLimits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 0 },
+        kv: Namespaced::new(store, "router"),
+        config,
+        endpoints: Vec::new(),
+    };
+    Arc::new(Plugin::load_router(engine, &plugin_path("keyword-router"), settings).await.expect("load keyword-router.wasm"))
+}
+
 fn echo_path() -> std::path::PathBuf {
+    plugin_path("echo")
+}
+
+fn plugin_path(name: &str) -> std::path::PathBuf {
     let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned();
     let out = ws.join("target").join("bench-plugins");
-    let path = out.join("echo.wasm");
+    let path = out.join(format!("{name}.wasm"));
     if !path.is_file() {
         vumi_host::cli::build_plugins(&ws, Some(&out)).expect("build the plugins");
     }
@@ -118,23 +154,31 @@ fn main() {
         let native: Arc<dyn Handler> = Arc::new(NativeEcho);
         let pooled = load_echo(&engine, InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) }).await;
         let fresh = load_echo(&engine, InstancePolicy::Fresh).await;
+        let router = load_router(&engine).await;
         // Warm up each path once (allocator, instance pool, caches).
         for h in [&native, &pooled, &fresh] {
-            run(h.clone(), 5_000, concurrency, users).await;
+            run(h.clone(), None, 5_000, concurrency, users).await;
         }
+        run(pooled.clone(), Some(router.clone()), 5_000, concurrency, users).await;
         // Interleave rounds so drift on a shared machine hits every path alike.
-        let (mut rn, mut rp, mut rf) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut rn, mut rp, mut rf, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            rn.push(run(native.clone(), n, concurrency, users).await);
-            rp.push(run(pooled.clone(), n, concurrency, users).await);
-            rf.push(run(fresh.clone(), n, concurrency, users).await);
+            rn.push(run(native.clone(), None, n, concurrency, users).await);
+            rp.push(run(pooled.clone(), None, n, concurrency, users).await);
+            rf.push(run(fresh.clone(), None, n, concurrency, users).await);
+            rr.push(run(pooled.clone(), Some(router.clone()), n, concurrency, users).await);
         }
-        let (n_, p, f) = (median(rn), median(rp), median(rf));
+        let (n_, p, f, r) = (median(rn), median(rp), median(rf), median(rr));
         println!("messages per run: {n}, rounds: {rounds} (median), worker lanes: {concurrency}, distinct users: {users}");
         println!("| path | messages/s | vs native |");
         println!("|---|---:|---:|");
         println!("| native Rust echo (baseline) | {n_:.0} | 1.00 |");
         println!("| WASM echo, pooled instances | {p:.0} | {:.2} |", p / n_);
         println!("| WASM echo, fresh instance per message | {f:.0} | {:.2} |", f / n_);
+        println!();
+        println!("| wiring (WASM echo, pooled) | messages/s | vs direct |");
+        println!("|---|---:|---:|");
+        println!("| direct: transport connector -> app (baseline) | {p:.0} | 1.00 |");
+        println!("| keyword router (WASM) between transport and app | {r:.0} | {:.2} |", r / p);
     });
 }

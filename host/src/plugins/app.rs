@@ -228,6 +228,7 @@ impl Plugin {
         let ctx = Arc::new(AppContext {
             app: settings.name.clone(),
             kv: settings.kv,
+            config_json: serde_json::Value::Object(settings.config.clone()).to_string(),
             config: settings.config,
             endpoints: settings.endpoints,
             max_sends: settings.limits.max_sends,

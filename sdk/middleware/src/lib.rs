@@ -12,7 +12,7 @@
 //!
 //! impl Middleware for Calm {
 //!     fn inbound(mut msg: Message, _connector: &str) -> Result<Verdict> {
-//!         msg.content = msg.content.map(|c| c.to_lowercase());
+//!         msg.content = msg.content.as_deref().map(str::to_lowercase);
 //!         Ok(Verdict::Pass(msg))
 //!     }
 //! }
@@ -157,9 +157,18 @@ macro_rules! export_middleware {
 
 /// The middleware's configuration: the `[middleware.<name>.config]` table.
 pub mod config {
-    /// The whole table as your own type (derive `serde::Deserialize`).
+    use std::sync::OnceLock;
+
+    /// The whole table as your own type (derive `serde::Deserialize`), parsed on every call.
     pub fn get_as<T: serde::de::DeserializeOwned>() -> super::Result<T> {
         serde_json::from_str(&crate::wit::vumi::plugin::config::get_json()).map_err(|e| format!("invalid middleware config: {e}"))
+    }
+
+    /// The table as `T`, parsed once per instance and kept in `cell` (a `static` of yours):
+    /// the config cannot change under a running instance, and middleware is on every message's
+    /// path. A config error is kept too, and returned on every call.
+    pub fn cached<T: serde::de::DeserializeOwned + Send + Sync>(cell: &'static OnceLock<super::Result<T>>) -> super::Result<&'static T> {
+        cell.get_or_init(get_as).as_ref().map_err(Clone::clone)
     }
 }
 

@@ -188,9 +188,19 @@ macro_rules! export_router {
 
 /// The router's configuration: the `[routers.<name>.config]` table.
 pub mod config {
-    /// The whole table as your own type (derive `serde::Deserialize`).
+    use std::sync::OnceLock;
+
+    /// The whole table as your own type (derive `serde::Deserialize`), parsed on every call.
+    /// A router on the message path should parse once, with [`cached`].
     pub fn get_as<T: serde::de::DeserializeOwned>() -> super::Result<T> {
         serde_json::from_str(&crate::wit::vumi::plugin::config::get_json()).map_err(|e| format!("invalid router config: {e}"))
+    }
+
+    /// The table as `T`, parsed once per instance and kept in `cell` (a `static` of your
+    /// router's): the config cannot change under a running instance, and routing is on every
+    /// message's path. A config error is kept too, and returned on every call.
+    pub fn cached<T: serde::de::DeserializeOwned + Send + Sync>(cell: &'static OnceLock<super::Result<T>>) -> super::Result<&'static T> {
+        cell.get_or_init(get_as).as_ref().map_err(Clone::clone)
     }
 }
 

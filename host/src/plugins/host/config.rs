@@ -13,6 +13,6 @@ impl Host for HostState {
     }
 
     fn get_json(&mut self) -> String {
-        serde_json::Value::Object(self.ctx.config.clone()).to_string()
+        self.ctx.config_json.clone()
     }
 }

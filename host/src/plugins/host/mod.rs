@@ -20,6 +20,8 @@ pub(crate) struct AppContext {
     pub app: String,
     pub kv: Namespaced,
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// `config` as JSON text, made once: `get-json` is called on every message by most plugins.
+    pub config_json: String,
     pub endpoints: Vec<String>,
     pub max_sends: u32,
 }

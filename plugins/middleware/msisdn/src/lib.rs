@@ -19,11 +19,14 @@ use vumi_middleware_sdk::{Message, Middleware, Result, Verdict, config};
 
 use logic::Settings;
 
+/// The config, parsed once per instance.
+static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
+
 struct Msisdn;
 
 impl Middleware for Msisdn {
     fn inbound(mut msg: Message, _connector: &str) -> Result<Verdict> {
-        let s: Settings = config::get_as()?;
+        let s = config::cached(&SETTINGS)?;
         if let Some(n) = msg.from_addr.as_deref().and_then(|a| s.normalise(a)) {
             msg.from_addr = Some(n);
         }
@@ -31,7 +34,7 @@ impl Middleware for Msisdn {
     }
 
     fn outbound(mut msg: Message, _connector: &str) -> Result<Verdict> {
-        let s: Settings = config::get_as()?;
+        let s = config::cached(&SETTINGS)?;
         if let Some(n) = msg.to_addr.as_deref().and_then(|a| s.normalise(a)) {
             msg.to_addr = Some(if s.strip_plus { n.trim_start_matches('+').to_owned() } else { n });
         }

@@ -24,6 +24,9 @@ use vumi_middleware_sdk::{Message, Middleware, Result, Verdict, config, kv};
 
 use logic::{Decision, Settings};
 
+/// The config, parsed once per instance.
+static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
+
 struct OptOut;
 
 fn key(addr: &str) -> String {
@@ -32,7 +35,7 @@ fn key(addr: &str) -> String {
 
 impl Middleware for OptOut {
     fn inbound(mut msg: Message, _connector: &str) -> Result<Verdict> {
-        let s: Settings = config::get_as()?;
+        let s = config::cached(&SETTINGS)?;
         let Some(from) = msg.from_addr.clone() else { return Ok(Verdict::Pass(msg)) };
         let keyword = msg.keyword();
         let opted_out = match s.classify(&keyword) {

@@ -27,12 +27,15 @@ use vumi_middleware_sdk::{Message, Middleware, Result, SessionEvent, Verdict, co
 
 use logic::Settings;
 
+/// The config, parsed once per instance.
+static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
+
 struct SessionLength;
 
 /// Mark `msg`, the user being `user` on `connector`.
 fn mark(mut msg: Message, connector: &str, user: Option<String>) -> Result<Verdict> {
     let (Some(user), Some(event)) = (user, msg.session_event) else { return Ok(Verdict::Pass(msg)) };
-    let s: Settings = config::get_as()?;
+    let s = config::cached(&SETTINGS)?;
     let key = format!("start:{connector}:{user}");
     let start = match event {
         SessionEvent::New => {

@@ -20,9 +20,12 @@ use logic::Rules;
 
 struct Keyword;
 
+/// The config, parsed once per instance.
+static RULES: std::sync::OnceLock<Result<Rules>> = std::sync::OnceLock::new();
+
 impl Router for Keyword {
     fn route_inbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
-        let rules: Rules = config::get_as()?;
+        let rules = config::cached(&RULES)?;
         Ok(vec![Target::to(rules.route(msg.content())?)])
     }
 
@@ -30,8 +33,8 @@ impl Router for Keyword {
         match msg.transport_name() {
             Some(t) if !t.is_empty() => Ok(vec![Target::to(t)]),
             _ => {
-                let rules: Rules = config::get_as()?;
-                rules.default_transport.map(|t| vec![Target::to(t)]).ok_or_else(|| {
+                let rules = config::cached(&RULES)?;
+                rules.default_transport.as_deref().map(|t| vec![Target::to(t)]).ok_or_else(|| {
                     "the message names no transport and the router has no `default_transport`".to_owned()
                 })
             }

@@ -19,10 +19,13 @@ struct Settings {
 
 struct Multiplex;
 
+/// The config, parsed once per instance.
+static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
+
 impl Router for Multiplex {
     fn route_inbound(_msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s: Settings = config::get_as()?;
-        Ok(vec![Target::with_endpoint(s.app, from)])
+        let s = config::cached(&SETTINGS)?;
+        Ok(vec![Target::with_endpoint(s.app.as_str(), from)])
     }
     fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
         reply_transport(msg.transport_name(), &msg.endpoint()).map(|t| vec![Target::to(t)])

@@ -44,16 +44,19 @@ impl Settings {
 
 struct Redirect;
 
+/// The config, parsed once per instance.
+static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
+
 impl Router for Redirect {
     fn route_inbound(_msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s: Settings = config::get_as()?;
+        let s = config::cached(&SETTINGS)?;
         Ok(vec![match s.endpoint_of(from) {
             Some(ep) => Target::with_endpoint(s.app.clone(), ep),
             None => Target::to(s.app.clone()),
         }])
     }
     fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
-        let s: Settings = config::get_as()?;
+        let s = config::cached(&SETTINGS)?;
         Ok(vec![Target::to(s.transport_for(&msg.endpoint(), msg.transport_name())?)])
     }
 }

@@ -44,9 +44,12 @@ impl Rules {
 
 struct ToAddr;
 
+/// The config, parsed once per instance.
+static RULES: std::sync::OnceLock<Result<Rules>> = std::sync::OnceLock::new();
+
 impl Router for ToAddr {
     fn route_inbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
-        let rules: Rules = config::get_as()?;
+        let rules = config::cached(&RULES)?;
         Ok(vec![Target::to(rules.route(msg.to_addr().unwrap_or_default())?)])
     }
     fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {

@@ -20,9 +20,12 @@ struct Settings {
 
 struct Bridge;
 
+/// The config, parsed once per instance.
+static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
+
 impl Router for Bridge {
     fn route_inbound(_msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s: Settings = config::get_as()?;
+        let s = config::cached(&SETTINGS)?;
         let to = s.routes.get(from).ok_or_else(|| format!("no route for messages from transport `{from}`"))?;
         Ok(vec![Target::to(to.clone())])
     }

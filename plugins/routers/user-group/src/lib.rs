@@ -18,9 +18,12 @@ struct Settings {
 
 struct UserGroup;
 
+/// The config, parsed once per instance.
+static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
+
 impl Router for UserGroup {
     fn route_inbound(msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s: Settings = config::get_as()?;
+        let s = config::cached(&SETTINGS)?;
         let key = format!("user:{from}:{}", msg.from_addr().unwrap_or_default());
         if let Some(app) = kv::get(&key)?.and_then(|b| String::from_utf8(b).ok()).filter(|a| s.apps.contains(a)) {
             return Ok(vec![Target::to(app)]);
