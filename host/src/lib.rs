@@ -15,8 +15,8 @@
 //! | 2 | [`bus`] | trait `Bus` (publish, consume, ack/nack); the embedded bus; its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr; namespaced); in-memory store; conformance suite |
 //! | 3 | [`transports`] | native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `sink` |
-//! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, imports, loader, instance policies |
-//! | 4 | [`workers`] | app worker (consume → plugin → publish → ack), the failure path, send-API channels and their callbacks, event routing |
+//! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, imports, loader, instance policies; apps, routers and middleware |
+//! | 4 | [`workers`] | app worker (consume → plugin → publish → ack), dispatcher (router plugins), middleware chains (a `Bus` wrapper), the failure path, send-API channels and their callbacks, event routing |
 //! | 6 | [`supervisor`] | builds a running host from a `Config`: the one place naming concrete back ends |
 //! | 6 | [`harness`] | a plugin on in-memory back ends, for plugin authors' tests |
 //! | 7 | [`cli`] | the `vumi` command line |
@@ -27,7 +27,8 @@
 //! - A plugin handler **returns** what it sent; the worker publishes it only if the handler
 //!   returned `ok`. So a handler that errs, traps, or runs out of time or memory sends nothing.
 //! - Every message a worker takes is either published-then-acked or recorded on the failure path:
-//!   none is dropped silently.
+//!   none is dropped silently. A middleware's deliberate drop is logged, and an outbound one is
+//!   answered with a nack to its sender.
 
 pub mod bus;
 pub mod cli;
