@@ -207,6 +207,10 @@ pub struct SmsHttpConfig {
     /// Outbound requests in flight at once.
     #[serde(default = "default_sms_concurrency")]
     pub concurrency: u16,
+    /// The sender (short code or number) of outbound SMS that name none: messages an app starts
+    /// with `send-to` have no `from_addr`.
+    #[serde(default)]
+    pub default_from: Option<String>,
 }
 
 /// How a body is encoded.

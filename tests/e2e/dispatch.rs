@@ -247,6 +247,7 @@ fn the_seed_scenario_runs_from_config_dispatch_toml() {
     let sms = aggregator.wait_for(1)[0].json();
     assert_eq!(sms["to"], "+27820000001", "to the same user, in E.164 (msisdn middleware)");
     assert_eq!(sms["content"], "Thank you for taking the Vumi survey. You answered: Radio, 18-35, Yes");
+    assert_eq!(sms["from"], "1234", "an app-started SMS leaves from the transport's default_from");
     assert!(host.log().contains("queue=sms.outbound"), "the log middleware saw it");
 
     // SMS reaches the same survey through the same dispatcher, and its reply leaves by SMS.

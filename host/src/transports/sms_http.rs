@@ -126,7 +126,8 @@ impl Shared {
     /// POST `msg` to the aggregator; the aggregator's id for it, or why it was not sent.
     async fn post_with_retries(&self, msg: &UserMessage) -> Result<String, String> {
         let mut fields: Vec<(&str, String)> = vec![("message_id", msg.message_id.clone())];
-        let optional = [("to", &msg.to_addr), ("from", &msg.from_addr), ("content", &msg.content), ("in_reply_to", &msg.in_reply_to)];
+        let from = msg.from_addr.clone().or_else(|| self.config.default_from.clone());
+        let optional = [("to", &msg.to_addr), ("from", &from), ("content", &msg.content), ("in_reply_to", &msg.in_reply_to)];
         fields.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
         let Some(_) = msg.to_addr.as_deref().filter(|t| !t.is_empty()) else {
             return Err("the message has no `to_addr`".into());
