@@ -188,18 +188,8 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
     }
 
     for (name, rc) in &config.routers {
-        let settings = AppSettings {
-            name: name.to_string(),
-            policy: policy_of(rc.instances, 10_000, Duration::from_secs(300)),
-            limits: AppLimits {
-                deadline: Duration::from_millis(rc.deadline_ms),
-                max_memory_bytes: (rc.memory_limit_mb as usize) << 20,
-                max_sends: 0,
-            },
-            kv: Namespaced::new(state.clone(), &format!("router:{name}")),
-            config: toml_to_json(&rc.config),
-            endpoints: Vec::new(),
-        };
+        let kv = Namespaced::new(state.clone(), &format!("router:{name}"));
+        let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config);
         let path = config.resolve(&rc.plugin);
         let router = Arc::new(
             Plugin::load_router(&engine, &path, settings)
@@ -348,18 +338,8 @@ async fn with_middleware(
         let step = match m {
             MiddlewareConfig::Log(l) => Step::Log { name: name.to_string(), level: l.level.parse().unwrap_or(tracing::Level::INFO) },
             MiddlewareConfig::Plugin(p) => {
-                let settings = AppSettings {
-                    name: name.to_string(),
-                    policy: policy_of(p.instances, 10_000, Duration::from_secs(300)),
-                    limits: AppLimits {
-                        deadline: Duration::from_millis(p.deadline_ms),
-                        max_memory_bytes: (p.memory_limit_mb as usize) << 20,
-                        max_sends: 0,
-                    },
-                    kv: Namespaced::new(state.clone(), &format!("middleware:{name}")),
-                    config: toml_to_json(&p.config),
-                    endpoints: Vec::new(),
-                };
+                let kv = Namespaced::new(state.clone(), &format!("middleware:{name}"));
+                let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config);
                 let path = config.resolve(&p.plugin);
                 let plugin = Plugin::load_middleware(engine, &path, settings)
                     .await
@@ -387,6 +367,30 @@ async fn with_middleware(
         }
     }
     Ok(Arc::new(MiddlewareBus::new(bus, chains, failures.clone())))
+}
+
+/// Settings for a plugin that sends nothing itself (a router or a middleware): it decides where
+/// a message goes or what it becomes.
+fn rule_settings(
+    name: &crate::names::AppName,
+    instances: InstancesConfig,
+    deadline_ms: u64,
+    memory_limit_mb: u32,
+    kv: Namespaced,
+    config: &toml::Table,
+) -> AppSettings {
+    AppSettings {
+        name: name.to_string(),
+        policy: policy_of(instances, 10_000, Duration::from_secs(300)),
+        limits: AppLimits {
+            deadline: Duration::from_millis(deadline_ms),
+            max_memory_bytes: (memory_limit_mb as usize) << 20,
+            max_sends: 0,
+        },
+        kv,
+        config: toml_to_json(config),
+        endpoints: Vec::new(),
+    }
 }
 
 fn policy_of(instances: InstancesConfig, max_messages: u32, max_age: Duration) -> InstancePolicy {
