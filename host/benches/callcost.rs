@@ -1,0 +1,65 @@
+//! What one plugin call costs, on one thread with no bus: the keyword router's `route-inbound`
+//! and the echo app's `handle-user-message`, each on a pooled instance, in a loop.
+//!
+//! Run: `cargo bench -p vumi-host --bench callcost`. The throughput benchmark shows what a call
+//! costs inside the whole path; this shows the call alone, for work on the plugin runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vumi_host::message::{SessionEvent, UserMessage};
+use vumi_host::plugins::{AppLimits, AppSettings, Engine, EngineSettings, InstancePolicy, Plugin};
+use vumi_host::state::{KvStore, MemoryStore, Namespaced};
+
+fn plugin_path(name: &str) -> PathBuf {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned();
+    let out = ws.join("target").join("bench-plugins");
+    let path = out.join(format!("{name}.wasm"));
+    if !path.is_file() {
+        vumi_host::cli::build_plugins(&ws, Some(&out)).expect("build the plugins");
+    }
+    path
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let engine = Engine::new(&EngineSettings::default()).expect("engine");
+        let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        let settings = |name: &str, config| AppSettings {
+            name: name.into(),
+            policy: InstancePolicy::Pooled { max_messages: u32::MAX, max_age: Duration::from_secs(3600) },
+            limits: AppLimits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 4 },
+            kv: Namespaced::new(store.clone(), name),
+            config,
+            endpoints: vec!["default".into()],
+        };
+        let mut config = serde_json::Map::new();
+        config.insert("default".into(), "app".into());
+        let router = Plugin::load_router(&engine, &plugin_path("keyword-router"), settings("router", config)).await.expect("router");
+        let echo = Plugin::load(&engine, &plugin_path("echo"), settings("echo", Default::default())).await.expect("echo");
+        let msg = UserMessage::inbound("bench", "telnet", "127.0.0.1:1", "127.0.0.1:9010", Some("hello there".into()), Some(SessionEvent::Resume));
+        let shared = Arc::new(msg.clone());
+        let n = 200_000;
+        // First pass warms up; the second is reported.
+        let (mut r, mut e) = (0.0, 0.0);
+        for _ in 0..2 {
+            let t = Instant::now();
+            for _ in 0..n {
+                router.route_inbound(&msg, "bench").await.expect("route");
+            }
+            r = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            let t = Instant::now();
+            for _ in 0..n {
+                echo.handle_user_message(shared.clone()).await.expect("echo");
+            }
+            e = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        }
+        println!("calls per export: {n}, one thread, pooled instances");
+        println!("| call | µs per call |");
+        println!("|---|---:|");
+        println!("| keyword router `route-inbound` | {r:.2} |");
+        println!("| echo app `handle-user-message` (reply built by the host) | {e:.2} |");
+    });
+}
