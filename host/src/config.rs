@@ -465,20 +465,20 @@ pub struct RouterConfig {
     #[serde(default)]
     pub instances: InstancesConfig,
     /// CPU time one routing decision may take, in milliseconds.
-    #[serde(default = "default_router_deadline_ms")]
+    #[serde(default = "default_rule_deadline_ms")]
     pub deadline_ms: u64,
     /// Memory an instance may use, in MiB.
-    #[serde(default = "default_router_memory_mb")]
+    #[serde(default = "default_rule_memory_mb")]
     pub memory_limit_mb: u32,
     /// The router's own settings, handed to it through the `config` import.
     #[serde(default)]
     pub config: toml::Table,
 }
 
-fn default_router_deadline_ms() -> u64 {
+fn default_rule_deadline_ms() -> u64 {
     100
 }
-fn default_router_memory_mb() -> u32 {
+fn default_rule_memory_mb() -> u32 {
     32
 }
 
@@ -502,10 +502,10 @@ pub struct MiddlewarePluginConfig {
     #[serde(default)]
     pub instances: InstancesConfig,
     /// CPU time one message may take, in milliseconds.
-    #[serde(default = "default_router_deadline_ms")]
+    #[serde(default = "default_rule_deadline_ms")]
     pub deadline_ms: u64,
     /// Memory an instance may use, in MiB.
-    #[serde(default = "default_router_memory_mb")]
+    #[serde(default = "default_rule_memory_mb")]
     pub memory_limit_mb: u32,
     /// The middleware's own settings, handed to it through the `config` import.
     #[serde(default)]

@@ -360,3 +360,12 @@ impl Recorder {
         self.got.lock().expect("lock").clone()
     }
 }
+
+/// POST `body` as JSON to the host's `path`, with a bearer `token` if given.
+pub fn post_json(host: &Host, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::blocking::Response {
+    let mut req = http().post(host.url(path)).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().expect("POST")
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Host, Recorder, http, plugin};
+use crate::common::{Host, Recorder, http, plugin, post_json};
 use crate::survey::QUESTIONS;
 
 
@@ -123,14 +123,6 @@ max_attempts = 4
 "#,
         aggregator.url("/sms")
     ))
-}
-
-fn post_json(host: &Host, path: &str, token: Option<&str>, body: &Value) -> reqwest::blocking::Response {
-    let mut req = http().post(host.url(path)).json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().expect("POST")
 }
 
 #[test]

@@ -15,8 +15,9 @@ fn mw(name: &str, plugin_name: &str, config: &str) -> String {
     )
 }
 
-fn post_json(host: &Host, path: &str, body: &Value) -> reqwest::blocking::Response {
-    http().post(host.url(path)).bearer_auth("mw-token-1").json(body).send().unwrap()
+/// The send API of the test's channel `api`.
+fn send(host: &Host, body: &Value) -> reqwest::blocking::Response {
+    crate::common::post_json(host, "/api/v1/channels/api/messages", Some("mw-token-1"), body)
 }
 
 fn inbound_sms(host: &Host, from: &str, content: &str) -> String {
@@ -69,12 +70,12 @@ outbound = ["msisdn", "opt_out"]
     assert_eq!(stop["helper_metadata"]["optout"], json!({"optout": true, "optout_keyword": "stop"}), "STOP passes on, marked");
 
     // The app may confirm, once, by replying to the opt-out itself.
-    let resp = post_json(&host, "/api/v1/channels/api/messages", &json!({"reply_to": stop_id, "content": "You will hear no more from us"}));
+    let resp = send(&host, &json!({"reply_to": stop_id, "content": "You will hear no more from us"}));
     assert_eq!(resp.status(), 201);
     assert_eq!(aggregator.wait_for(1)[0].json()["content"], "You will hear no more from us");
 
     // Anything else to that user, in whatever form the app writes the number, is dropped.
-    let resp = post_json(&host, "/api/v1/channels/api/messages", &json!({"to": "0027821234567", "content": "Buy now!"}));
+    let resp = send(&host, &json!({"to": "0027821234567", "content": "Buy now!"}));
     assert_eq!(resp.status(), 201);
     let blocked = resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
     let nack = events.wait_for(2).into_iter().map(|r| r.json()).find(|e| e["user_message_id"] == blocked.as_str()).unwrap();
@@ -85,7 +86,7 @@ outbound = ["msisdn", "opt_out"]
     assert_eq!(status.json::<Value>().unwrap()["result"]["status"], "rejected");
 
     // Other users are unaffected; the blocked message never reached the aggregator.
-    let resp = post_json(&host, "/api/v1/channels/api/messages", &json!({"to": "+27829999999", "content": "Hello other"}));
+    let resp = send(&host, &json!({"to": "+27829999999", "content": "Hello other"}));
     assert_eq!(resp.status(), 201);
     let sent: Vec<Value> = aggregator.wait_for(2).iter().map(|r| r.json()).collect();
     assert_eq!(sent[1]["to"], "+27829999999");
@@ -94,7 +95,7 @@ outbound = ["msisdn", "opt_out"]
     // START opts back in.
     inbound_sms(&host, "+27821234567", "START");
     assert_eq!(mo.wait_for(3)[2].json()["helper_metadata"]["optout"], json!({"optout": false, "optin_keyword": "start"}));
-    post_json(&host, "/api/v1/channels/api/messages", &json!({"to": "0821234567", "content": "Welcome back"}));
+    send(&host, &json!({"to": "0821234567", "content": "Welcome back"}));
     let back = aggregator.wait_for(3)[2].json();
     assert_eq!((back["to"].as_str(), back["content"].as_str()), (Some("+27821234567"), Some("Welcome back")));
 }
