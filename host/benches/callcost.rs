@@ -4,23 +4,15 @@
 //! Run: `cargo bench -p vumi-host --bench callcost`. The throughput benchmark shows what a call
 //! costs inside the whole path; this shows the call alone, for work on the plugin runtime.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::plugin_path;
 use vumi_host::message::{SessionEvent, UserMessage};
 use vumi_host::plugins::{AppLimits, AppSettings, Engine, EngineSettings, InstancePolicy, Plugin};
 use vumi_host::state::{KvStore, MemoryStore, Namespaced};
-
-fn plugin_path(name: &str) -> PathBuf {
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned();
-    let out = ws.join("target").join("bench-plugins");
-    let path = out.join(format!("{name}.wasm"));
-    if !path.is_file() {
-        vumi_host::cli::build_plugins(&ws, Some(&out)).expect("build the plugins");
-    }
-    path
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -9,15 +9,18 @@
 //! The figure that matters is the ratio to the native baseline measured in the same run: this
 //! machine is shared and noisy, absolute numbers drift.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
+use common::plugin_path;
 use vumi_host::bus::{Bus, EmbeddedBus, RoutingKey};
 use vumi_host::message::{Event, Message, SessionEvent, UserMessage};
 use vumi_host::names::ConnectorName;
-use vumi_host::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy};
+use vumi_host::plugins::{AppLimits, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy, Plugin, PluginSlot};
 use vumi_host::state::{KvStore, MemoryStore, Namespaced};
 use vumi_host::workers::dispatcher::Dispatcher;
 use vumi_host::workers::events::Origins;
@@ -41,7 +44,7 @@ impl Handler for NativeEcho {
 
 /// Publish `n` messages from `users` distinct senders and time until `n` replies are out.
 /// With `router`, the app sits behind it on its own connector; without, on the transport's.
-async fn run(handler: Arc<dyn Handler>, router: Option<Arc<Plugin>>, n: usize, concurrency: usize, users: usize) -> f64 {
+async fn run(handler: Arc<dyn Handler>, router: Option<Arc<PluginSlot>>, n: usize, concurrency: usize, users: usize) -> f64 {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
     let connector: ConnectorName = "bench".parse().expect("name");
     let failures = Arc::new(FailureLog::new(10, None).expect("failure log"));
@@ -105,11 +108,12 @@ async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> 
         config: Default::default(),
         endpoints: vec!["default".into()],
     };
-    Arc::new(Plugin::load(engine, &path, settings).await.expect("load echo.wasm"))
+    // In a slot, as the host runs it: one atomic load per message picks the current version.
+    Arc::new(PluginSlot::new(Plugin::load(engine, &path, settings).await.expect("load echo.wasm")))
 }
 
 /// The keyword router with everything going to connector `app`.
-async fn load_router(engine: &Engine) -> Arc<Plugin> {
+async fn load_router(engine: &Engine) -> Arc<PluginSlot> {
     let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
     let mut config = serde_json::Map::new();
     config.insert("default".into(), "app".into());
@@ -121,22 +125,15 @@ async fn load_router(engine: &Engine) -> Arc<Plugin> {
         config,
         endpoints: Vec::new(),
     };
-    Arc::new(Plugin::load_router(engine, &plugin_path("keyword-router"), settings).await.expect("load keyword-router.wasm"))
+    Arc::new(PluginSlot::new(
+        Plugin::load_router(engine, &plugin_path("keyword-router"), settings).await.expect("load keyword-router.wasm"),
+    ))
 }
 
 fn echo_path() -> std::path::PathBuf {
     plugin_path("echo")
 }
 
-fn plugin_path(name: &str) -> std::path::PathBuf {
-    let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned();
-    let out = ws.join("target").join("bench-plugins");
-    let path = out.join(format!("{name}.wasm"));
-    if !path.is_file() {
-        vumi_host::cli::build_plugins(&ws, Some(&out)).expect("build the plugins");
-    }
-    path
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

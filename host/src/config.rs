@@ -43,7 +43,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Host-wide settings: back ends and engine limits.
@@ -76,13 +76,19 @@ pub struct Config {
     /// Which middleware runs, in order, on a connector's messages in each direction.
     #[serde(default)]
     pub chains: BTreeMap<ConnectorName, ChainConfig>,
+    /// How plugins are compiled, cached and reloaded.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The operators' API (`vumi plugins ...` talks to it). Absent: no admin listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// The directory relative paths were resolved against (the config file's). Not a TOML key.
     #[serde(skip)]
     pub base_dir: PathBuf,
 }
 
 /// Host-wide settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// The message bus.
@@ -108,7 +114,7 @@ fn default_origin_ttl() -> u64 {
 }
 
 /// Which bus to use. Only the embedded one exists so far.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BusConfig {
     /// In-process queues: nothing to install.
@@ -117,7 +123,7 @@ pub enum BusConfig {
 }
 
 /// Which state store to use. Only the in-memory one exists so far.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StateConfig {
     /// A map in this process, lost on restart.
@@ -126,7 +132,7 @@ pub enum StateConfig {
 }
 
 /// The HTTP listener that serves every HTTP transport's routes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on (started only if an HTTP transport is configured).
@@ -151,7 +157,7 @@ fn default_max_body_bytes() -> usize {
 }
 
 /// One transport.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransportConfig {
     /// Telnet: each TCP connection is a session (for development and demos).
@@ -187,7 +193,7 @@ impl TransportConfig {
 /// `/transports/<name>/inbound`, and delivery reports (`message_id`, `status`) to
 /// `/transports/<name>/delivery-report`. Outbound: each message is POSTed to `outbound_url`; a
 /// `2xx` answer is an ack, anything else a nack.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsHttpConfig {
     /// Where outbound SMS are POSTed.
@@ -235,12 +241,12 @@ fn default_sms_concurrency() -> u16 {
 }
 
 /// The sink transport has nothing to set; the table exists for symmetry and future options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {}
 
 /// One send-API channel: an HTTP face on a transport's connector.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// The transport it sends through (and, with `mo_url`, receives from).
@@ -270,7 +276,7 @@ fn default_message_ttl() -> u64 {
 /// Delivery of `mo_url`/`event_url` callbacks: queued (bounded), retried with exponential
 /// backoff, then recorded on the failure path. A slow or dead callback server never holds up
 /// message flow.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbacksConfig {
     /// Callbacks waiting per channel; beyond this, new ones are recorded as failures at once.
@@ -332,7 +338,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// USSD over HTTP (Africa's Talking's protocol).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UssdAtConfig {
     /// The route the aggregator POSTs to.
@@ -363,7 +369,7 @@ fn default_late_message() -> String {
 }
 
 /// Telnet transport settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelnetConfig {
     /// Address to listen on, e.g. `127.0.0.1:9010`.
@@ -392,7 +398,7 @@ pub enum InstancesConfig {
 }
 
 /// One campaign application.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// The `.wasm` component, relative to the config file.
@@ -452,7 +458,7 @@ fn default_concurrency() -> u16 {
 /// It takes the inbound messages and events of `transports` and the outbound messages of
 /// `apps` (connectors that exist because the router names them: an app sets
 /// `connector = "<one of apps>"`), and publishes each where the router says.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterConfig {
     /// The `.wasm` component (`world router`), relative to the config file.
@@ -483,7 +489,7 @@ fn default_rule_memory_mb() -> u32 {
 }
 
 /// One middleware.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MiddlewareConfig {
     /// A `world middleware` component.
@@ -493,7 +499,7 @@ pub enum MiddlewareConfig {
 }
 
 /// A middleware plugin.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MiddlewarePluginConfig {
     /// The `.wasm` component (`world middleware`), relative to the config file.
@@ -513,7 +519,7 @@ pub struct MiddlewarePluginConfig {
 }
 
 /// The logging middleware.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogMiddlewareConfig {
     /// `trace`, `debug`, `info`, `warn` or `error`.
@@ -526,7 +532,7 @@ fn default_log_level() -> String {
 }
 
 /// The middleware on one connector, by direction, each list run in order.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     /// Messages from end users, as published on `<connector>.inbound`.
@@ -540,8 +546,63 @@ pub struct ChainConfig {
     pub event: Vec<AppName>,
 }
 
+/// How plugins are compiled, cached and reloaded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Reload a plugin when its `.wasm` file changes, and the config when the config file changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// How long a file must be quiet before it is reloaded (a copy of a large file is many writes).
+    #[serde(default = "default_debounce")]
+    pub watch_debounce_ms: u64,
+    /// Keep compiled components on disk so a restart does not recompile them.
+    #[serde(default = "default_true")]
+    pub cache: bool,
+    /// Where (relative to the config file). Default: `$XDG_CACHE_HOME/vumi/components`, else
+    /// `~/.cache/vumi/components`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self { watch: true, watch_debounce_ms: default_debounce(), cache: true, cache_dir: None }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_debounce() -> u64 {
+    50
+}
+
+/// The admin API's listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens. Keep it on loopback or a private network.
+    #[serde(default = "default_admin_bind")]
+    pub bind: SocketAddr,
+    /// The bearer token every request but `/health` must carry.
+    pub token: String,
+    /// The largest plugin upload accepted.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: usize,
+}
+
+fn default_admin_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+fn default_max_upload() -> usize {
+    64 << 20
+}
+
 /// The failure path.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailuresConfig {
     /// Append every failure as a JSON line to this file (relative to the config file).
@@ -594,6 +655,19 @@ impl Config {
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.validate(path)?;
         Ok(config)
+    }
+
+    /// Where compiled components are cached, if anywhere.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if !self.plugins.cache {
+            return None;
+        }
+        if let Some(d) = &self.plugins.cache_dir {
+            return Some(self.resolve(d));
+        }
+        let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache"));
+        xdg.or(home).map(|d| d.join("vumi").join("components"))
     }
 
     /// `p` resolved against the config file's directory.
@@ -739,6 +813,23 @@ impl Config {
 
     fn validate(&mut self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
+        if let Some(admin) = &self.admin {
+            if admin.token.trim().len() < 8 {
+                return Err(invalid("admin.token".into(), "must be at least 8 characters: it guards plugin uploads".into()));
+            }
+            if admin.max_upload_bytes < 1024 {
+                return Err(invalid("admin.max_upload_bytes".into(), format!("must be at least 1024, got {}", admin.max_upload_bytes)));
+            }
+            if self.serves_http() && admin.bind == self.http.bind && admin.bind.port() != 0 {
+                return Err(invalid("admin.bind".into(), format!("{} is already `http.bind`: the admin API needs its own listener", admin.bind)));
+            }
+        }
+        if self.plugins.watch_debounce_ms == 0 || self.plugins.watch_debounce_ms > 10_000 {
+            return Err(invalid(
+                "plugins.watch_debounce_ms".into(),
+                format!("must be between 1 and 10000, got {}", self.plugins.watch_debounce_ms),
+            ));
+        }
         let mut binds: BTreeMap<SocketAddr, &ConnectorName> = BTreeMap::new();
         let mut paths: BTreeMap<&str, &ConnectorName> = BTreeMap::new();
         for (name, t) in &self.transports {

@@ -9,15 +9,16 @@
 //! |---|---|---|
 //! | 0 | [`names`] | validated ids: connector, app, endpoint names |
 //! | 0 | [`message`] | Vumi's user message, event and status; the JSON codec; `reply()` |
-//! | 0 | [`telemetry`] | logging setup |
+//! | 0 | [`telemetry`] | logging setup; Prometheus metrics |
 //! | 0 | [`web`] | HTTP plumbing: error envelope, body limits, form/JSON parsing, bearer tokens |
 //! | 1 | [`config`] | the typed config, validated once at load |
 //! | 2 | [`bus`] | trait `Bus` (publish, consume, ack/nack); the embedded bus; its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr; namespaced); in-memory store; conformance suite |
 //! | 3 | [`transports`] | native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `sink` |
-//! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, imports, loader, instance policies; apps, routers and middleware |
+//! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, imports, loader, compiled-component cache, instance policies; apps, routers and middleware; the registry of hot-swappable slots and the file watcher |
 //! | 4 | [`workers`] | app worker (consume → plugin → publish → ack), dispatcher (router plugins), middleware chains (a `Bus` wrapper), the failure path, send-API channels and their callbacks, event routing |
-//! | 6 | [`supervisor`] | builds a running host from a `Config`: the one place naming concrete back ends |
+//! | 5 | [`admin`] | the operators' API: plugins, deploy, reload, transports, failures, `/metrics`, `/health` |
+//! | 6 | [`supervisor`] | builds a running host from a `Config`: the one place naming concrete back ends; applies config reloads |
 //! | 6 | [`harness`] | a plugin on in-memory back ends, for plugin authors' tests |
 //! | 7 | [`cli`] | the `vumi` command line |
 //!
@@ -30,6 +31,7 @@
 //!   none is dropped silently. A middleware's deliberate drop is logged, and an outbound one is
 //!   answered with a nack to its sender.
 
+pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod config;

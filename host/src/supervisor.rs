@@ -1,19 +1,35 @@
 //! Builds a running host from a [`Config`]: the one place that names concrete back ends. Starts
-//! transports and app workers, and stops them gracefully.
+//! transports and app workers, applies config reloads, and stops everything gracefully.
+//!
+//! A host is the long-lived parts (bus, state, engine, failure path, plugin registry, HTTP and
+//! admin listeners), the **transports** (each kept across a config reload unless its own config
+//! changed, so telnet sessions and pending USSD requests survive), and a **generation**: every
+//! app worker, dispatcher, channel and event router built from one config. A reload loads every
+//! new or changed plugin first (any failure rejects the whole config, and nothing has changed),
+//! then swaps the middleware chains, stops the old generation — each worker finishes the messages
+//! it has taken; what it has not taken stays queued — and starts the new one on the same queues.
+//! Plugins whose config did not change keep their slot: their version, counters and any version
+//! hot-swapped in since.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+
+use crate::admin::{AdminState, Control, HostStatus, TransportStatus};
+use crate::message::Timestamp;
 
 use crate::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
 use crate::config::{BusConfig, Config, InstancesConfig, MiddlewareConfig, StateConfig, TransportConfig};
-use crate::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError};
+use crate::plugins::{AppLimits, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError, Plugin, PluginSlot, Registry, Watcher, World};
 use crate::state::{KvStore, MemoryStore, Namespaced};
-use crate::names::ConnectorName;
+use crate::names::{AppName, ConnectorName};
 use crate::transports::TransportContext;
 use crate::transports::sink::SinkTransport;
 use crate::transports::sms_http::SmsHttpTransport;
@@ -66,6 +82,25 @@ pub enum StartError {
     /// The engine could not be made.
     #[error(transparent)]
     Engine(LoadError),
+    /// The admin listener could not listen.
+    #[error("`admin.bind`: cannot listen on {addr}: {source}")]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Plugin files cannot be watched.
+    #[error(transparent)]
+    Watch(#[from] crate::plugins::WatchError),
+    /// A reloaded config asks for what only a restart can change.
+    #[error("`{key}`: {problem}")]
+    NeedsRestart {
+        /// The key.
+        key: String,
+        /// Why.
+        problem: String,
+    },
     /// The failures file could not be opened.
     #[error("`failures.path`: cannot open `{path}`: {source}")]
     FailuresFile {
@@ -80,15 +115,30 @@ pub enum StartError {
 pub struct RunningHost {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
-    bus: Arc<dyn Bus>,
+    raw_bus: Arc<dyn Bus>,
+    bus: Arc<MiddlewareBus>,
+    state: Arc<dyn KvStore>,
+    engine: Engine,
+    engine_memory_mb: u32,
+    config: Config,
+    transports: BTreeMap<ConnectorName, RunningTransport>,
+    generation: Option<Generation>,
+    routes: Arc<ArcSwap<axum::Router>>,
+    watcher: Option<Arc<Watcher>>,
+    control: Option<mpsc::Receiver<Control>>,
+    reloads: Option<ReloadTriggers>,
     /// Where each socket transport listens, by transport name.
     pub listening: BTreeMap<String, SocketAddr>,
     /// Where the shared HTTP listener listens, if any HTTP transport is configured.
     pub http: Option<SocketAddr>,
+    /// Where the admin API listens, if `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
     /// The failure path, for inspection.
     pub failures: Arc<FailureLog>,
-    /// Loaded apps by name.
-    pub apps: BTreeMap<String, Arc<Plugin>>,
+    /// Every loaded plugin (apps, routers, middleware) by name.
+    pub registry: Arc<Registry>,
+    /// Transports and config reload history, as the admin API shows them.
+    pub status: Arc<HostStatus>,
 }
 
 impl std::fmt::Debug for RunningHost {
@@ -97,10 +147,37 @@ impl std::fmt::Debug for RunningHost {
     }
 }
 
+/// What asks for a config reload besides the admin API: `SIGHUP`, and the config file changing.
+struct ReloadTriggers {
+    path: std::path::PathBuf,
+    hup: mpsc::UnboundedReceiver<()>,
+    file: mpsc::UnboundedReceiver<()>,
+    _watch: Option<ConfigWatch>,
+}
+
+type ConfigWatch = notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>;
+
+/// A transport and how to stop it.
+struct RunningTransport {
+    config: TransportConfig,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    routes: Option<axum::Router>,
+    listening: Option<SocketAddr>,
+    status: Arc<Mutex<TransportStatus>>,
+}
+
+/// Everything built from one config on the app side of the bus.
+struct Generation {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    routes: axum::Router,
+}
+
 /// Start everything `config` names. Plugins are compiled before any transport accepts traffic, so
 /// a bad plugin stops start-up instead of failing users' messages.
 pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
-    let bus: Arc<dyn Bus> = match config.host.bus {
+    let raw_bus: Arc<dyn Bus> = match config.host.bus {
         BusConfig::Embedded => Arc::new(EmbeddedBus::new()),
     };
     let state: Arc<dyn KvStore> = match config.host.state {
@@ -110,8 +187,80 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
     let failures = Arc::new(FailureLog::new(config.failures.keep, failures_path.as_deref()).map_err(|source| {
         StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source }
     })?);
+    let engine_memory_mb = largest_memory_limit(config).max(64);
+    let cache_dir = config.cache_dir();
+    if let Some(dir) = &cache_dir {
+        tracing::info!(dir = %dir.display(), "compiled-component cache");
+    }
+    let engine = Engine::new(&EngineSettings {
+        max_memory_bytes: (engine_memory_mb as usize) << 20,
+        cache_dir,
+        ..Default::default()
+    })
+    .map_err(StartError::Engine)?;
+    // Everything publishes through the chains (none until the config is applied).
+    let bus = Arc::new(MiddlewareBus::new(raw_bus.clone(), Chains::new(), failures.clone()));
 
-    let max_memory_mb = config
+    let shutdown = CancellationToken::new();
+    let mut host = RunningHost {
+        shutdown: shutdown.clone(),
+        tasks: JoinSet::new(),
+        raw_bus,
+        bus,
+        state,
+        engine,
+        engine_memory_mb,
+        config: config.clone(),
+        transports: BTreeMap::new(),
+        generation: None,
+        routes: Arc::new(ArcSwap::from_pointee(axum::Router::new())),
+        watcher: None,
+        control: None,
+        reloads: None,
+        listening: BTreeMap::new(),
+        http: None,
+        admin: None,
+        failures,
+        registry: Arc::new(Registry::new()),
+        status: Arc::new(HostStatus::default()),
+    };
+    host.apply(None, config.clone()).await?;
+
+    if config.plugins.watch {
+        let debounce = Duration::from_millis(config.plugins.watch_debounce_ms);
+        host.watcher = Some(Watcher::start(host.registry.clone(), debounce, shutdown.clone())?);
+    }
+    if let Some(admin) = &config.admin {
+        let bind_err = |source| StartError::AdminBind { addr: admin.bind, source };
+        let listener = tokio::net::TcpListener::bind(admin.bind).await.map_err(bind_err)?;
+        host.admin = Some(listener.local_addr().map_err(bind_err)?);
+        let (tx, rx) = mpsc::channel(4);
+        host.control = Some(rx);
+        let router = crate::admin::router(AdminState {
+            token: admin.token.as_str().into(),
+            registry: host.registry.clone(),
+            failures: host.failures.clone(),
+            status: host.status.clone(),
+            control: tx,
+            max_upload_bytes: admin.max_upload_bytes,
+        });
+        let stop = shutdown.clone();
+        host.tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "admin listener stopped");
+            }
+        });
+    }
+    host.status.with_config(|c| {
+        c.path = config.base_dir.display().to_string();
+        c.loaded_at = Timestamp::now().to_string();
+    });
+    Ok(host)
+}
+
+/// The largest memory cap any plugin in `config` asks for.
+fn largest_memory_limit(config: &Config) -> u32 {
+    config
         .apps
         .values()
         .map(|a| a.memory_limit_mb)
@@ -122,38 +271,245 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         }))
         .max()
         .unwrap_or(64)
-        .max(64);
-    let engine = Engine::new(&EngineSettings { max_memory_bytes: (max_memory_mb as usize) << 20, ..Default::default() })
-        .map_err(StartError::Engine)?;
-    // Everything below publishes through the chains, if any.
-    let bus = with_middleware(config, &engine, bus, &state, &failures).await?;
+}
 
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    let mut apps = BTreeMap::new();
-
-    // Connectors shared by several app-side components get an event router (see workers::events).
-    let mut sharers: BTreeMap<&ConnectorName, usize> = BTreeMap::new();
-    for c in config.apps.values().map(|a| &a.connector).chain(config.channels.values().map(|c| &c.connector)) {
-        *sharers.entry(c).or_default() += 1;
+impl RunningHost {
+    /// The config running now.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
-    let mut routers: BTreeMap<ConnectorName, EventRouter> = sharers
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(c, _)| {
-            let kv = Arc::new(Namespaced::new(state.clone(), &format!("origin:{c}")));
-            let origins = Arc::new(Origins::new(kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
-            (c.clone(), EventRouter::new(c.clone(), bus.clone(), origins, failures.clone()))
-        })
-        .collect();
 
-    for (name, app) in &config.apps {
+    /// Take config reloads from `config_path`: on `SIGHUP` and (with `plugins.watch`) when the
+    /// file changes. Call it before telling anyone the host is ready, so no change or signal
+    /// falls between start-up and [`RunningHost::serve`].
+    pub fn reload_on_change(&mut self, config_path: &Path) {
+        let (file_tx, file) = mpsc::unbounded_channel();
+        let watch = if self.config.plugins.watch { watch_config(config_path, file_tx) } else { None };
+        self.reloads = Some(ReloadTriggers { path: config_path.to_owned(), hup: hangup(), file, _watch: watch });
+    }
+
+    /// Serve until `until` resolves, applying the config reloads asked for (see
+    /// [`RunningHost::reload_on_change`]; the admin API's `POST /reload` too). Then stop
+    /// gracefully.
+    pub async fn serve(mut self, until: impl std::future::Future<Output = ()>) {
+        tokio::pin!(until);
+        let mut control = self.control.take();
+        let mut triggers = self.reloads.take();
+        let path = triggers.as_ref().map(|t| t.path.clone());
+        loop {
+            let reason = tokio::select! {
+                () = &mut until => break,
+                Some(reason) = next_trigger(&mut triggers) => reason,
+                Some(Control::ReloadConfig(reply)) = recv(&mut control) => {
+                    let result = match &path {
+                        Some(p) => self.reload_from(p, "the admin API").await,
+                        None => Err("this host was not started from a config file".to_owned()),
+                    };
+                    let _ = reply.send(result);
+                    continue;
+                }
+            };
+            if let Some(p) = &path {
+                let _ = self.reload_from(p, reason).await;
+            }
+        }
+        tracing::info!("shutting down");
+        self.shutdown(Duration::from_secs(5)).await;
+    }
+
+    /// Load `path` and apply it; an invalid config is rejected whole and the running one stays.
+    pub async fn reload_from(&mut self, path: &Path, why: &str) -> Result<String, String> {
+        tracing::info!(config = %path.display(), why, "reloading config");
+        let result = match Config::load(path) {
+            Ok(new) => self.reload(new).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match &result {
+            Ok(summary) => {
+                crate::telemetry::metrics::metrics().reload("config", "swapped");
+                tracing::info!(config = %path.display(), summary, "config reloaded");
+                self.status.with_config(|c| {
+                    c.reloads += 1;
+                    c.loaded_at = Timestamp::now().to_string();
+                    c.rejected = None;
+                });
+            }
+            Err(reason) => {
+                crate::telemetry::metrics::metrics().reload("config", "rejected");
+                tracing::error!(config = %path.display(), reason, "config rejected; the running config stays");
+                self.status.with_config(|c| {
+                    c.rejected = Some(crate::plugins::Rejection { at: Timestamp::now().to_string(), reason: reason.clone() });
+                });
+            }
+        }
+        result
+    }
+
+    /// Apply `new` in place of the running config: a summary of what changed, or why nothing did.
+    pub async fn reload(&mut self, new: Config) -> Result<String, StartError> {
+        for (key, changed) in [
+            ("host", self.config.host != new.host),
+            ("failures", self.config.failures != new.failures),
+            ("plugins", self.config.plugins != new.plugins),
+            ("admin", self.config.admin != new.admin),
+            ("http.bind", self.config.http.bind != new.http.bind && self.http.is_some()),
+        ] {
+            if changed {
+                return Err(StartError::NeedsRestart {
+                    key: key.into(),
+                    problem: "changed, and only a restart applies it; revert it to reload the rest".into(),
+                });
+            }
+        }
+        let limit = largest_memory_limit(&new);
+        if limit > self.engine_memory_mb {
+            return Err(StartError::NeedsRestart {
+                key: "memory_limit_mb".into(),
+                problem: format!("{limit} MiB is over the {} MiB the engine reserved at start; restart to raise it", self.engine_memory_mb),
+            });
+        }
+        let old = self.config.clone();
+        self.apply(Some(&old), new).await
+    }
+
+    /// Make the running host match `new`, given that it matches `old` (`None`: nothing runs yet).
+    async fn apply(&mut self, old: Option<&Config>, new: Config) -> Result<String, StartError> {
+        let mut summary = Vec::new();
+        // 1. Every plugin the new config names, loaded before anything stops: a failure here
+        //    rejects the whole config with nothing changed.
+        let slots = self.load_plugins(old, &new, &mut summary).await?;
+
+        // 2. Transports that go or change stop; their replacements are bound before the app side
+        //    switches, so a bind failure at start-up stops start-up.
+        let mut gone: Vec<ConnectorName> = Vec::new();
+        for (name, t) in &self.transports {
+            if new.transports.get(name) != Some(&t.config) {
+                gone.push(name.clone());
+            }
+        }
+        for name in &gone {
+            if let Some(t) = self.transports.remove(name) {
+                t.stop.cancel();
+                let _ = t.task.await;
+                self.listening.remove(name.as_str());
+                summary.push(format!("transport {name} stopped"));
+            }
+        }
+        for (name, tc) in &new.transports {
+            if self.transports.contains_key(name) {
+                continue;
+            }
+            match self.start_transport(&new, name, tc).await {
+                Ok(t) => {
+                    summary.push(format!("transport {name} started"));
+                    if let Some(addr) = t.listening {
+                        self.listening.insert(name.to_string(), addr);
+                    }
+                    self.transports.insert(name.clone(), t);
+                }
+                Err(e) if old.is_none() => return Err(e),
+                Err(e) => {
+                    tracing::error!(transport = %name, error = %e, "transport could not start");
+                    summary.push(format!("transport {name} FAILED: {e}"));
+                }
+            }
+        }
+
+        // 3. The app side: chains first (what publishes next goes through the new ones), then the
+        //    old generation finishes what it holds, then the new one takes over the queues.
+        self.bus.set_chains(chains(&new, &slots));
+        if let Some(g) = self.generation.take() {
+            g.stop.cancel();
+            let mut tasks = g.tasks;
+            while tasks.join_next().await.is_some() {}
+        }
+        let generation = self.start_generation(&new, &slots).await?;
+        self.registry.replace_all(slots.into_iter().map(|(k, s)| (k.to_string(), s)).collect());
+        if let Some(w) = &self.watcher {
+            w.sync()?;
+        }
+
+        // 4. HTTP: one listener, serving whatever the transports and channels of now route.
+        let mut routes = generation.routes.clone();
+        for t in self.transports.values() {
+            if let Some(r) = &t.routes {
+                routes = routes.merge(r.clone());
+            }
+        }
+        self.routes.store(Arc::new(routes.fallback(crate::web::not_found)));
+        if new.serves_http() && self.http.is_none() {
+            self.start_http(new.http.bind).await?;
+        }
+        self.generation = Some(generation);
+        self.status.set_transports(self.transports.iter().map(|(n, t)| (n.to_string(), t.status.clone())).collect());
+        self.config = new;
+        Ok(if summary.is_empty() { "nothing changed".into() } else { summary.join("; ") })
+    }
+
+    /// Slots for every plugin in `new`: kept from the running host where the plugin's config is
+    /// unchanged, loaded otherwise.
+    async fn load_plugins(
+        &self,
+        old: Option<&Config>,
+        new: &Config,
+        summary: &mut Vec<String>,
+    ) -> Result<BTreeMap<AppName, Arc<PluginSlot>>, StartError> {
+        // (name, config section, unchanged since `old`, file, world, settings)
+        let mut wanted: Vec<(&AppName, &str, bool, std::path::PathBuf, World, AppSettings)> = Vec::new();
+        for (name, app) in &new.apps {
+            let same = old.is_some_and(|o| o.apps.get(name) == Some(app));
+            wanted.push((name, "apps", same, new.resolve(&app.plugin), World::Application, self.app_settings(name, app)));
+        }
+        for (name, rc) in &new.routers {
+            let same = old.is_some_and(|o| o.routers.get(name) == Some(rc));
+            let kv = Namespaced::new(self.state.clone(), &format!("router:{name}"));
+            let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config);
+            wanted.push((name, "routers", same, new.resolve(&rc.plugin), World::Router, settings));
+        }
+        for (name, m) in &new.middleware {
+            let MiddlewareConfig::Plugin(p) = m else { continue };
+            let same = old.is_some_and(|o| o.middleware.get(name) == Some(m));
+            let kv = Namespaced::new(self.state.clone(), &format!("middleware:{name}"));
+            let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config);
+            wanted.push((name, "middleware", same, new.resolve(&p.plugin), World::Middleware, settings));
+        }
+        let mut slots = BTreeMap::new();
+        for (name, section, same, path, world, settings) in wanted {
+            let kept = if same { self.registry.get(name.as_str()) } else { None };
+            let slot = match kept {
+                Some(s) => s,
+                None => {
+                    let plugin = Plugin::load_world(&self.engine, &path, world, settings)
+                        .await
+                        .map_err(|source| StartError::Plugin { key: format!("{section}.{name}.plugin"), source })?;
+                    tracing::info!(plugin = %name, section, file = %path.display(), hash = %&plugin.version().hash[..12], "plugin loaded");
+                    summary.push(format!("{name} loaded"));
+                    Arc::new(PluginSlot::new(plugin))
+                }
+            };
+            slots.insert(name.clone(), slot);
+        }
+        if let Some(o) = old {
+            let removed: Vec<String> = o
+                .apps
+                .keys()
+                .chain(o.routers.keys())
+                .chain(o.middleware.iter().filter(|(_, m)| matches!(m, MiddlewareConfig::Plugin(_))).map(|(n, _)| n))
+                .filter(|n| !slots.contains_key(*n))
+                .map(|n| format!("{n} removed"))
+                .collect();
+            summary.extend(removed);
+        }
+        Ok(slots)
+    }
+
+    fn app_settings(&self, name: &AppName, app: &crate::config::AppConfig) -> AppSettings {
         let policy = policy_of(app.instances, app.max_messages_per_instance, Duration::from_secs(app.max_instance_age_secs));
         let mut endpoints: Vec<String> = app.endpoints.iter().map(|e| e.to_string()).collect();
         if !endpoints.iter().any(|e| e == "default") {
             endpoints.push("default".to_owned());
         }
-        let settings = AppSettings {
+        AppSettings {
             name: name.to_string(),
             policy,
             limits: AppLimits {
@@ -161,156 +517,203 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
                 max_memory_bytes: (app.memory_limit_mb as usize) << 20,
                 max_sends: app.max_sends_per_message,
             },
-            kv: Namespaced::new(state.clone(), &format!("app:{name}")),
+            kv: Namespaced::new(self.state.clone(), &format!("app:{name}")),
             config: toml_to_json(&app.config),
             endpoints,
-        };
-        let path = config.resolve(&app.plugin);
-        let plugin = Arc::new(
-            Plugin::load(&engine, &path, settings)
-                .await
-                .map_err(|source| StartError::Plugin { key: format!("apps.{name}.plugin"), source })?,
-        );
-        tracing::info!(app = %name, plugin = %path.display(), connector = %app.connector, "app loaded");
-        apps.insert(name.to_string(), plugin.clone());
-        let mut worker =
-            AppWorker::new(plugin, bus.clone(), app.connector.clone(), failures.clone(), usize::from(app.concurrency));
-        if let Some(router) = routers.get_mut(&app.connector) {
-            worker = worker.with_routed_events(router.subscribe(name), router.origins());
         }
-        let stop = shutdown.clone();
-        let app_name = name.to_string();
-        tasks.spawn(async move {
-            if let Err(e) = worker.run(stop).await {
-                tracing::error!(app = app_name, error = %e, "app worker stopped");
-            }
-        });
     }
 
-    for (name, rc) in &config.routers {
-        let kv = Namespaced::new(state.clone(), &format!("router:{name}"));
-        let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config);
-        let path = config.resolve(&rc.plugin);
-        let router = Arc::new(
-            Plugin::load_router(&engine, &path, settings)
-                .await
-                .map_err(|source| StartError::Plugin { key: format!("routers.{name}.plugin"), source })?,
-        );
-        tracing::info!(router = %name, plugin = %path.display(), "router loaded");
-        let origins_kv = Arc::new(Namespaced::new(state.clone(), &format!("router:{name}:origin")));
-        let origins = Arc::new(Origins::new(origins_kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
-        let dispatcher =
-            Dispatcher::new(router, bus.clone(), rc.transports.clone(), rc.apps.clone(), origins, failures.clone());
-        let (stop, rname) = (shutdown.clone(), name.to_string());
-        tasks.spawn(async move {
-            if let Err(e) = dispatcher.run(stop).await {
-                tracing::error!(router = rname, error = %e, "dispatcher stopped");
-            }
-        });
-    }
-
-    let mut http_routes = axum::Router::new();
-    let mut channels = Vec::new();
-    for (name, ch) in &config.channels {
-        let kv: Arc<dyn KvStore> = Arc::new(Namespaced::new(state.clone(), &format!("channel:{name}")));
-        let callbacks = Callbacks::start(&config.callbacks, name, &ch.connector, failures.clone(), shutdown.clone());
-        let router = routers.get_mut(&ch.connector);
-        let channel = Arc::new(Channel::new(ChannelParts {
+    async fn start_transport(&self, config: &Config, name: &ConnectorName, t: &TransportConfig) -> Result<RunningTransport, StartError> {
+        let bus: Arc<dyn Bus> = self.bus.clone();
+        let ctx = TransportContext { bus, connector: name.clone() };
+        let kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(self.state.clone(), &format!("transport:{name}"))) };
+        let stop = self.shutdown.child_token();
+        let status = Arc::new(Mutex::new(TransportStatus {
             name: name.to_string(),
-            config: ch.clone(),
-            transport_type: config.transports.get(&ch.connector).map(|t| t.transport_type().to_owned()),
-            kv,
-            bus: bus.clone(),
-            origins: router.as_ref().map(|r| r.origins()),
-            callbacks,
+            kind: t.transport_type().to_owned(),
+            listening: None,
+            state: "running".into(),
+            since: Timestamp::now().to_string(),
         }));
-        let consume = |key: RoutingKey| {
-            let bus = bus.clone();
-            async move { bus.consume(&key, 64).await.map_err(|source| StartError::Bus { key: key.to_string(), source }) }
-        };
-        let events: Box<dyn Consumer> = match router {
-            Some(r) => Box::new(r.subscribe(name)),
-            None => consume(RoutingKey::event(&ch.connector)).await?,
-        };
-        let inbound = match ch.mo_url {
-            Some(_) => Some(consume(RoutingKey::inbound(&ch.connector)).await?),
-            None => None,
-        };
-        tasks.spawn(channel.clone().run(inbound, events, shutdown.clone()));
-        channels.push(channel);
-    }
-    if !channels.is_empty() {
-        http_routes = http_routes.merge(SendApi::new(channels, config.http.max_body_bytes).router());
-    }
-    for (connector, router) in routers {
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = router.run(stop).await {
-                tracing::error!(connector = %connector, error = %e, "event router stopped");
-            }
-        });
-    }
-
-    let mut listening = BTreeMap::new();
-    for (name, t) in &config.transports {
-        let ctx = TransportContext { bus: bus.clone(), connector: name.clone() };
-        let transport_kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(state.clone(), &format!("transport:{name}"))) };
-        let stop = shutdown.clone();
-        let tname = name.to_string();
-        let report = move |r: Result<(), crate::transports::TransportError>| {
-            if let Err(e) = r {
-                tracing::error!(transport = tname, error = %e, "transport stopped");
+        let report = {
+            let status = status.clone();
+            let tname = name.to_string();
+            move |r: Result<(), crate::transports::TransportError>| {
+                let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+                s.since = Timestamp::now().to_string();
+                match r {
+                    Ok(()) => s.state = "stopped".into(),
+                    Err(e) => {
+                        tracing::error!(transport = tname, error = %e, "transport stopped");
+                        s.state = format!("failed: {e}");
+                    }
+                }
             }
         };
-        match t {
+        let token = stop.clone();
+        let mut listening = None;
+        let (task, routes) = match t {
             TransportConfig::UssdAt(uc) => {
-                let transport = UssdAtTransport::new(ctx, transport_kv(), uc, config.http.max_body_bytes);
-                http_routes = http_routes.merge(transport.router());
-                tasks.spawn(async move { report(transport.run(stop).await) });
+                let transport = UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes);
+                let routes = transport.router();
+                (tokio::spawn(async move { report(transport.run(token).await) }), Some(routes))
             }
             TransportConfig::SmsHttp(sc) => {
-                let transport = SmsHttpTransport::new(ctx, transport_kv(), sc, config.http.max_body_bytes);
-                http_routes = http_routes.merge(transport.router());
-                tasks.spawn(async move { report(transport.run(stop).await) });
+                let transport = SmsHttpTransport::new(ctx, kv(), sc, config.http.max_body_bytes);
+                let routes = transport.router();
+                (tokio::spawn(async move { report(transport.run(token).await) }), Some(routes))
             }
             TransportConfig::Sink(_) => {
                 let transport = SinkTransport::new(ctx);
-                tasks.spawn(async move { report(transport.run(stop).await) });
+                (tokio::spawn(async move { report(transport.run(token).await) }), None)
             }
             TransportConfig::Telnet(tc) => {
                 let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
                 let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;
-                listening.insert(name.to_string(), listener.local_addr().map_err(bind_err)?);
+                let addr = listener.local_addr().map_err(bind_err)?;
+                status.lock().unwrap_or_else(|p| p.into_inner()).listening = Some(addr.to_string());
+                listening = Some(addr);
                 let transport = TelnetTransport::new(listener, tc).map_err(bind_err)?;
-                tasks.spawn(async move { report(transport.run(ctx, stop).await) });
+                (tokio::spawn(async move { report(transport.run(ctx, token).await) }), None)
             }
-        }
+        };
+        Ok(RunningTransport { config: t.clone(), stop, task, routes, listening, status })
     }
 
-    let mut http = None;
-    if config.serves_http() {
-        let addr = config.http.bind;
+    /// Every app-side component of `config`, on the plugins in `slots`.
+    async fn start_generation(&mut self, config: &Config, slots: &BTreeMap<AppName, Arc<PluginSlot>>) -> Result<Generation, StartError> {
+        let bus: Arc<dyn Bus> = self.bus.clone();
+        let (state, failures) = (self.state.clone(), self.failures.clone());
+        let stop = self.shutdown.child_token();
+        let mut tasks = JoinSet::new();
+
+        // Connectors shared by several app-side components get an event router (see workers::events).
+        let mut sharers: BTreeMap<&ConnectorName, usize> = BTreeMap::new();
+        for c in config.apps.values().map(|a| &a.connector).chain(config.channels.values().map(|c| &c.connector)) {
+            *sharers.entry(c).or_default() += 1;
+        }
+        let mut routers: BTreeMap<ConnectorName, EventRouter> = sharers
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(c, _)| {
+                let kv = Arc::new(Namespaced::new(state.clone(), &format!("origin:{c}")));
+                let origins = Arc::new(Origins::new(kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
+                (c.clone(), EventRouter::new(c.clone(), bus.clone(), origins, failures.clone()))
+            })
+            .collect();
+
+        for (name, app) in &config.apps {
+            let Some(slot) = slots.get(name) else { continue };
+            let mut worker =
+                AppWorker::new(slot.clone(), bus.clone(), app.connector.clone(), failures.clone(), usize::from(app.concurrency));
+            if let Some(router) = routers.get_mut(&app.connector) {
+                worker = worker.with_routed_events(router.subscribe(name), router.origins());
+            }
+            let (stop, app_name) = (stop.clone(), name.to_string());
+            tasks.spawn(async move {
+                if let Err(e) = worker.run(stop).await {
+                    tracing::error!(app = app_name, error = %e, "app worker stopped");
+                }
+            });
+        }
+
+        for (name, rc) in &config.routers {
+            let Some(slot) = slots.get(name) else { continue };
+            let origins_kv = Arc::new(Namespaced::new(state.clone(), &format!("router:{name}:origin")));
+            let origins = Arc::new(Origins::new(origins_kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
+            let dispatcher =
+                Dispatcher::new(slot.clone(), bus.clone(), rc.transports.clone(), rc.apps.clone(), origins, failures.clone());
+            let (stop, rname) = (stop.clone(), name.to_string());
+            tasks.spawn(async move {
+                if let Err(e) = dispatcher.run(stop).await {
+                    tracing::error!(router = rname, error = %e, "dispatcher stopped");
+                }
+            });
+        }
+
+        let mut routes = axum::Router::new();
+        let mut channels = Vec::new();
+        for (name, ch) in &config.channels {
+            let kv: Arc<dyn KvStore> = Arc::new(Namespaced::new(state.clone(), &format!("channel:{name}")));
+            let callbacks = Callbacks::start(&config.callbacks, name, &ch.connector, failures.clone(), stop.clone());
+            let router = routers.get_mut(&ch.connector);
+            let channel = Arc::new(Channel::new(ChannelParts {
+                name: name.to_string(),
+                config: ch.clone(),
+                transport_type: config.transports.get(&ch.connector).map(|t| t.transport_type().to_owned()),
+                kv,
+                bus: bus.clone(),
+                origins: router.as_ref().map(|r| r.origins()),
+                callbacks,
+            }));
+            let consume = |key: RoutingKey| {
+                let bus = bus.clone();
+                async move { bus.consume(&key, 64).await.map_err(|source| StartError::Bus { key: key.to_string(), source }) }
+            };
+            let events: Box<dyn Consumer> = match router {
+                Some(r) => Box::new(r.subscribe(name)),
+                None => consume(RoutingKey::event(&ch.connector)).await?,
+            };
+            let inbound = match ch.mo_url {
+                Some(_) => Some(consume(RoutingKey::inbound(&ch.connector)).await?),
+                None => None,
+            };
+            tasks.spawn(channel.clone().run(inbound, events, stop.clone()));
+            channels.push(channel);
+        }
+        if !channels.is_empty() {
+            routes = routes.merge(SendApi::new(channels, config.http.max_body_bytes).router());
+        }
+        for (connector, router) in routers {
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                if let Err(e) = router.run(stop).await {
+                    tracing::error!(connector = %connector, error = %e, "event router stopped");
+                }
+            });
+        }
+        Ok(Generation { stop, tasks, routes })
+    }
+
+    /// The shared HTTP listener. It serves the routes current at each request, so a config
+    /// reload changes what it serves without closing it.
+    async fn start_http(&mut self, addr: SocketAddr) -> Result<(), StartError> {
         let bind_err = |source| StartError::HttpBind { addr, source };
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?;
-        http = Some(listener.local_addr().map_err(bind_err)?);
-        let router = http_routes.fallback(crate::web::not_found);
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(e) = served {
+        self.http = Some(listener.local_addr().map_err(bind_err)?);
+        let routes = self.routes.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let current = routes.load_full();
+            async move {
+                use tower::ServiceExt;
+                match current.as_ref().clone().oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        });
+        let stop = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
                 tracing::error!(error = %e, "HTTP listener stopped");
             }
         });
+        Ok(())
     }
 
-    Ok(RunningHost { shutdown, tasks, bus, listening, http, failures, apps })
-}
-
-impl RunningHost {
     /// Stop accepting, let workers finish the messages they hold, then close the bus.
     pub async fn shutdown(mut self, grace: Duration) {
         self.shutdown.cancel();
+        let generation = self.generation.take();
+        let transports = std::mem::take(&mut self.transports);
         let drained = tokio::time::timeout(grace, async {
+            if let Some(g) = generation {
+                let mut tasks = g.tasks;
+                while tasks.join_next().await.is_some() {}
+            }
+            for t in transports.into_values() {
+                let _ = t.task.await;
+            }
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
@@ -318,35 +721,88 @@ impl RunningHost {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "tasks still running after the grace period; stopping them");
             self.tasks.abort_all();
         }
-        self.bus.close().await;
+        self.raw_bus.close().await;
     }
 }
 
-/// `bus` behind the configured middleware chains (unchanged without any).
-async fn with_middleware(
-    config: &Config,
-    engine: &Engine,
-    bus: Arc<dyn Bus>,
-    state: &Arc<dyn KvStore>,
-    failures: &Arc<FailureLog>,
-) -> Result<Arc<dyn Bus>, StartError> {
-    if config.chains.is_empty() {
-        return Ok(bus);
+async fn recv(control: &mut Option<mpsc::Receiver<Control>>) -> Option<Control> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
+}
+
+async fn next_trigger(triggers: &mut Option<ReloadTriggers>) -> Option<&'static str> {
+    let Some(t) = triggers else { return std::future::pending().await };
+    tokio::select! {
+        Some(()) = t.hup.recv() => Some("SIGHUP"),
+        Some(()) = t.file.recv() => Some("the config file changed"),
+        else => std::future::pending().await,
+    }
+}
+
+/// `SIGHUP`s, as a stream of `()`.
+fn hangup() -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        if tx.send(()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; reload through the admin API instead"),
+        }
+    }
+    rx
+}
+
+/// Watch the config file's directory for changes to the file. Editors save by writing a new
+/// file and renaming it over the old one, which a watch on the file itself would miss.
+fn watch_config(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<ConfigWatch> {
+    let target = crate::plugins::normalize_path(path);
+    let dir = target.parent()?.to_owned();
+    let file = target.clone();
+    let debouncer = notify_debouncer_full::new_debouncer(Duration::from_millis(200), None, move |r: notify_debouncer_full::DebounceEventResult| {
+        let Ok(events) = r else { return };
+        let touched = events.iter().any(|e| {
+            !matches!(e.event.kind, notify::EventKind::Access(_)) && e.event.paths.iter().any(|p| p == &file)
+        });
+        if touched {
+            let _ = tx.send(());
+        }
+    });
+    match debouncer {
+        Ok(mut d) => match d.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config file; reload with SIGHUP or the admin API");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or the admin API");
+            None
+        }
+    }
+}
+
+/// The middleware chains of `config`, on the plugins in `slots`.
+fn chains(config: &Config, slots: &BTreeMap<AppName, Arc<PluginSlot>>) -> Chains {
     let mut steps = BTreeMap::new();
     for (name, m) in &config.middleware {
         let step = match m {
             MiddlewareConfig::Log(l) => Step::Log { name: name.to_string(), level: l.level.parse().unwrap_or(tracing::Level::INFO) },
-            MiddlewareConfig::Plugin(p) => {
-                let kv = Namespaced::new(state.clone(), &format!("middleware:{name}"));
-                let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config);
-                let path = config.resolve(&p.plugin);
-                let plugin = Plugin::load_middleware(engine, &path, settings)
-                    .await
-                    .map_err(|source| StartError::Plugin { key: format!("middleware.{name}.plugin"), source })?;
-                tracing::info!(middleware = %name, plugin = %path.display(), "middleware loaded");
-                Step::Plugin(Arc::new(plugin))
-            }
+            MiddlewareConfig::Plugin(_) => match slots.get(name) {
+                Some(s) => Step::Plugin(s.clone()),
+                None => continue,
+            },
         };
         steps.insert(name.clone(), step);
     }
@@ -366,13 +822,13 @@ async fn with_middleware(
             }
         }
     }
-    Ok(Arc::new(MiddlewareBus::new(bus, chains, failures.clone())))
+    chains
 }
 
 /// Settings for a plugin that sends nothing itself (a router or a middleware): it decides where
 /// a message goes or what it becomes.
 fn rule_settings(
-    name: &crate::names::AppName,
+    name: &AppName,
     instances: InstancesConfig,
     deadline_ms: u64,
     memory_limit_mb: u32,

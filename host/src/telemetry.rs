@@ -1,5 +1,7 @@
 //! Logging setup. Logs are `tracing` events; the filter comes from `VUMI_LOG` (or `RUST_LOG`),
-//! in `tracing-subscriber`'s `EnvFilter` syntax.
+//! in `tracing-subscriber`'s `EnvFilter` syntax. Metrics: [`metrics`].
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -157,7 +157,7 @@ pub fn check_bearer(headers: &HeaderMap, expected: &str) -> Result<(), ApiError>
     match given {
         None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the `Authorization` header must be `Bearer <token>`")),
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "this token may not use this channel")),
+        Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "this token is not accepted here")),
     }
 }
 

@@ -16,7 +16,8 @@ pub fn workspace() -> PathBuf {
 
 pub fn vumi() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vumi"));
-    c.current_dir(workspace()).env("VUMI_LOG", "info");
+    // Compiled components are cached under target/, not in the user's home.
+    c.current_dir(workspace()).env("VUMI_LOG", "info").env("XDG_CACHE_HOME", workspace().join("target").join("test-cache"));
     c
 }
 
@@ -94,8 +95,10 @@ pub struct Host {
     pub http: Option<SocketAddr>,
     /// Every socket transport's address, by name.
     pub listening: std::collections::HashMap<String, SocketAddr>,
+    /// The admin API's address, if the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Host {
@@ -132,6 +135,7 @@ impl Host {
         });
         let mut listening = std::collections::HashMap::new();
         let mut http = None;
+        let mut admin = None;
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -144,6 +148,9 @@ impl Host {
                     }
                     if let Some(rest) = line.strip_prefix("vumi: http listening on ") {
                         http = Some(rest.trim().parse().expect("address"));
+                    }
+                    if let Some(rest) = line.strip_prefix("vumi: admin API listening on http://") {
+                        admin = Some(rest.split_whitespace().next().expect("address").parse().expect("address"));
                     }
                     if line.starts_with("vumi: ready") {
                         break;
@@ -158,7 +165,23 @@ impl Host {
             }
         }
         let telnet = listening.get("telnet").copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        Host { child, telnet, http, listening, log, _dir: dir }
+        Host { child, telnet, http, listening, admin, log, dir }
+    }
+
+    /// The config file the host runs from (tests rewrite it to reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("vumi.toml")
+    }
+
+    /// `http://<the admin listener><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("the config has [admin]"))
+    }
+
+    /// Send the host a signal (e.g. `HUP`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// `http://<the HTTP listener><path>`.
@@ -216,6 +239,11 @@ impl Telnet {
         let s = TcpStream::connect(addr).expect("connect to telnet transport");
         s.set_read_timeout(Some(WAIT)).expect("timeout");
         Telnet { reader: BufReader::new(s.try_clone().expect("clone")), writer: s }
+    }
+
+    /// The reading and writing halves, for a test that reads on one thread and writes on another.
+    pub fn into_parts(self) -> (BufReader<TcpStream>, TcpStream) {
+        (self.reader, self.writer)
     }
 
     pub fn send(&mut self, line: &str) {

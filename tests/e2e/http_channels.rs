@@ -341,6 +341,7 @@ fn the_default_config_serves_the_readme_sessions() {
     let config = default
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:9010", "127.0.0.1:0")
+        .replace("127.0.0.1:8081", "127.0.0.1:0")
         .replace("http://127.0.0.1:9099/sms", &aggregator.url("/sms"))
         .replace("../plugins/dist/", &format!("{}/", crate::common::plugins().display()));
     let host = Host::start(&config);

@@ -13,5 +13,6 @@ mod faults;
 mod harness;
 mod http_channels;
 mod middleware;
+mod reload;
 mod survey;
 mod telnet_transport;

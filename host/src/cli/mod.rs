@@ -1,12 +1,12 @@
 //! The `vumi` command line.
 
+mod admin_client;
 mod fake_aggregator;
 mod plugin_build;
 
 pub use plugin_build::build as build_plugins;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -54,9 +54,28 @@ pub enum Command {
         #[arg(long)]
         build_plugins: bool,
     },
-    /// Work with plugins.
-    #[command(subcommand)]
-    Plugin(PluginCommand),
+    /// Build plugins, and list, deploy and reload them on a running host (through its admin API).
+    #[command(subcommand, visible_alias = "plugin")]
+    Plugins(PluginCommand),
+    /// Ask a running host to reload its config file (as `kill -HUP` does). An invalid config is
+    /// rejected whole, with the reason, and the running one stays.
+    Reload {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
+    /// List a running host's transports and their status.
+    Transports {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
+    /// Show a running host's most recent failures (messages a handler could not handle, and why).
+    Failures {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -70,9 +89,38 @@ pub enum Command {
     },
 }
 
-/// `vumi plugin ...`
+/// `vumi plugins ...`
+///
+/// The commands that talk to a running host find its admin API and token in the config file's
+/// `[admin]` section (or take --admin-url and --token).
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// List the running plugins: world, content hash, messages handled, failures, swaps, last
+    /// error, and the reason a reload was rejected.
+    List {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
+    /// Upload FILE as the new version of plugin NAME. The host checks it (a valid component of
+    /// the plugin's world that starts), writes it over the plugin's file and swaps it in:
+    /// messages in flight finish on the old version, every later one uses the new. A bad file is
+    /// refused with the reason and the old version keeps serving.
+    Deploy {
+        /// The plugin's name in the config (e.g. `survey`).
+        name: String,
+        /// The new `.wasm` component.
+        file: PathBuf,
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
+    /// Reload plugin NAME from its file now (the host also does this by itself when the file
+    /// changes, unless `plugins.watch = false`).
+    Reload {
+        /// The plugin's name in the config.
+        name: String,
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
     /// Build every plugin crate under <workspace>/plugins for wasm32-wasip2 and copy the
     /// components to the output directory (installing the wasm32-wasip2 target with rustup if
     /// it is missing).
@@ -110,10 +158,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             run_host(&config).await
         }
-        Command::Plugin(PluginCommand::Build { workspace, out }) => {
+        Command::Plugins(PluginCommand::Build { workspace, out }) => {
             plugin_build::build(&workspace, out.as_deref())?;
             Ok(())
         }
+        Command::Plugins(PluginCommand::List { admin }) => admin_client::list(&admin).await,
+        Command::Plugins(PluginCommand::Deploy { name, file, admin }) => admin_client::deploy(&admin, &name, &file).await,
+        Command::Plugins(PluginCommand::Reload { name, admin }) => admin_client::reload_plugin(&admin, &name).await,
+        Command::Reload { admin } => admin_client::reload_config(&admin).await,
+        Command::Transports { admin } => admin_client::transports(&admin).await,
+        Command::Failures { limit, admin } => admin_client::failures(&admin, limit).await,
         Command::Config(ConfigCommand::Check { config }) => {
             let c = Config::load(&config)?;
             println!("{}: valid", config.display());
@@ -152,7 +206,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_host(path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let host = crate::supervisor::start(&config).await.with_context(|| format!("cannot start from `{}`", path.display()))?;
+    let mut host = crate::supervisor::start(&config).await.with_context(|| format!("cannot start from `{}`", path.display()))?;
+    host.reload_on_change(path);
     for (name, addr) in &host.listening {
         // A stable line on stdout: users see where to connect, tests wait for it.
         println!("vumi: transport `{name}` listening on {addr}");
@@ -163,15 +218,16 @@ async fn run_host(path: &std::path::Path) -> anyhow::Result<()> {
             println!("vumi: send API for channel `{name}` at http://{addr}/api/v1/channels/{name}/messages");
         }
     }
+    if let Some(addr) = host.admin {
+        println!("vumi: admin API listening on http://{addr} (try `vumi plugins list`)");
+    }
     println!(
-        "vumi: ready ({} apps, {} routers, {} transports); Ctrl-C stops",
-        host.apps.len(),
+        "vumi: ready ({} apps, {} routers, {} transports); Ctrl-C stops, SIGHUP reloads the config",
+        config.apps.len(),
         config.routers.len(),
         config.transports.len()
     );
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    host.shutdown(Duration::from_secs(5)).await;
+    host.serve(wait_for_signal()).await;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! policy, and the per-message call that turns a message into what the plugin decided: the
 //! messages an app sent, the targets a router chose, or a middleware's verdict.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,10 @@ use super::bindings::middleware::Middleware;
 use super::bindings::router::Router;
 use super::engine::{Engine, TICK};
 use super::host::{AppContext, HostState};
-use super::loader::{self, LoadError, Loaded, World};
+use super::cache::CacheOutcome;
+use super::loader::{self, Compiled, LoadError, Loaded, World};
+use crate::telemetry::metrics::metrics;
+use prometheus_client::metrics::histogram::Histogram;
 use super::{bindings, convert};
 
 /// How instances of an app are used. See `../shared/design.md`, "Instances": a fresh instance per
@@ -183,22 +186,55 @@ enum Returned {
     Verdict(bindings::types::Verdict),
 }
 
-/// A loaded plugin. Shared by all of an app's worker lanes (or a dispatcher's).
+/// One version of a loaded plugin. Shared by all of an app's worker lanes (or a dispatcher's);
+/// a reload makes a new `Plugin` beside it (see [`super::PluginSlot`]).
 pub struct Plugin {
     name: String,
     engine: Engine,
     pre: Loaded,
+    world: World,
+    path: PathBuf,
+    version: Version,
     ctx: Arc<AppContext>,
     policy: InstancePolicy,
     limits: AppLimits,
     idle: Mutex<Vec<Instance>>,
-    stats: PluginStats,
+    /// Shared by every version of the plugin: an operator counts the plugin, not the version.
+    stats: Arc<PluginStats>,
+    latency: Histogram,
+}
+
+/// What identifies one version of a plugin to an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// SHA-256 of the component file, hex.
+    pub hash: String,
+    /// The component's size in bytes.
+    pub size: usize,
+    /// When it was loaded (Vumi's timestamp form, UTC).
+    pub loaded_at: String,
+    /// How long compiling (or loading from the cache) and starting one instance took.
+    pub load_time: Duration,
+    /// Whether the compiled-component cache served it.
+    pub cache: CacheOutcome,
 }
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin").field("name", &self.name).field("policy", &self.policy).finish_non_exhaustive()
     }
+}
+
+/// What a version of a plugin is made from, besides its component.
+struct Parts {
+    name: String,
+    engine: Engine,
+    world: World,
+    path: PathBuf,
+    ctx: Arc<AppContext>,
+    policy: InstancePolicy,
+    limits: AppLimits,
+    stats: Arc<PluginStats>,
 }
 
 /// Idle instances kept per app; more concurrent calls than this instantiate and then drop.
@@ -223,8 +259,10 @@ impl Plugin {
         Self::load_world(engine, path, World::Middleware, settings).await
     }
 
-    async fn load_world(engine: &Engine, path: &Path, world: World, settings: AppSettings) -> Result<Self, LoadError> {
-        let loaded = loader::load(engine, path, world).await?;
+    /// Load `path` as a plugin of `world` (what [`Plugin::load`] and its siblings do).
+    pub async fn load_world(engine: &Engine, path: &Path, world: World, settings: AppSettings) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let compiled = loader::load(engine, path, world).await?;
         let ctx = Arc::new(AppContext {
             app: settings.name.clone(),
             kv: settings.kv,
@@ -233,23 +271,88 @@ impl Plugin {
             endpoints: settings.endpoints,
             max_sends: settings.limits.max_sends,
         });
-        let plugin = Self {
+        let parts = Parts {
             name: settings.name,
             engine: engine.clone(),
-            pre: loaded,
+            world,
+            path: path.to_owned(),
             ctx,
             policy: settings.policy,
             limits: settings.limits,
+            stats: Arc::default(),
+        };
+        Self::start(parts, compiled, started).await
+    }
+
+    /// A new version of this plugin from `bytes` (or, with `None`, from its file as it is now):
+    /// same name, world, settings and counters. The running version is untouched; the caller
+    /// swaps the result in. Fails as [`Plugin::load`] does: a corrupt file, another world, or a
+    /// component that traps while starting.
+    pub async fn new_version(&self, bytes: Option<Vec<u8>>) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let compiled = match bytes {
+            Some(b) => loader::load_bytes(&self.engine, &self.path, b, self.world).await?,
+            None => loader::load(&self.engine, &self.path, self.world).await?,
+        };
+        let parts = Parts {
+            name: self.name.clone(),
+            engine: self.engine.clone(),
+            world: self.world,
+            path: self.path.clone(),
+            ctx: self.ctx.clone(),
+            policy: self.policy.clone(),
+            limits: self.limits.clone(),
+            stats: self.stats.clone(),
+        };
+        Self::start(parts, compiled, started).await
+    }
+
+    /// Make one instance to prove the component starts (one that traps while starting is refused
+    /// here, not on the first user's message).
+    async fn start(p: Parts, compiled: Compiled, started: Instant) -> Result<Self, LoadError> {
+        let mut plugin = Self {
+            latency: metrics().handler_seconds(&p.name),
+            name: p.name,
+            engine: p.engine,
+            pre: compiled.loaded,
+            world: p.world,
+            path: p.path,
+            version: Version {
+                hash: compiled.hash,
+                size: compiled.size,
+                loaded_at: crate::message::Timestamp::now().to_string(),
+                load_time: Duration::ZERO,
+                cache: compiled.cache,
+            },
+            ctx: p.ctx,
+            policy: p.policy,
+            limits: p.limits,
             idle: Mutex::new(Vec::new()),
-            stats: PluginStats::default(),
+            stats: p.stats,
         };
         let first = plugin.instantiate().await.map_err(|e| LoadError::WrongWorld {
-            path: path.to_owned(),
-            world,
+            path: plugin.path.clone(),
+            world: plugin.world,
             reason: format!("it fails to start: {e}"),
         })?;
         plugin.release(first);
+        plugin.version.load_time = started.elapsed();
         Ok(plugin)
+    }
+
+    /// The world it was built for.
+    pub fn world(&self) -> World {
+        self.world
+    }
+
+    /// The file it was loaded from (and is reloaded from).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Which version this is.
+    pub fn version(&self) -> &Version {
+        &self.version
     }
 
     /// The app's name.
@@ -308,7 +411,9 @@ impl Plugin {
     }
 
     async fn call(&self, current: Option<Arc<UserMessage>>, input: Input) -> Result<Output, HandlerFailure> {
+        let started = Instant::now();
         let result = self.call_inner(current, input).await;
+        self.latency.observe(started.elapsed().as_secs_f64());
         match &result {
             Ok(_) => {
                 self.stats.handled.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+use super::cache::ComponentCache;
 use super::loader::LoadError;
 
 /// How often the epoch advances. A handler's CPU deadline is counted in these ticks, so this is
@@ -22,11 +23,13 @@ pub struct EngineSettings {
     pub max_memory_bytes: usize,
     /// How many component instances may be live at once across all plugins.
     pub max_instances: u32,
+    /// Where compiled components are cached across restarts (`None`: compile every time).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { max_memory_bytes: 256 << 20, max_instances: 1000 }
+        Self { max_memory_bytes: 256 << 20, max_instances: 1000, cache_dir: None }
     }
 }
 
@@ -34,6 +37,7 @@ impl Default for EngineSettings {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: wasmtime::Engine,
+    pub(crate) cache: Option<ComponentCache>,
     _ticker: Arc<Ticker>,
 }
 
@@ -83,6 +87,13 @@ impl Engine {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let inner = wasmtime::Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
+        let cache = match &settings.cache_dir {
+            Some(dir) => Some(ComponentCache::new(dir, &inner).map_err(|e| {
+                LoadError::Engine(format!("cannot use `{}` as the compiled-component cache: {e}", dir.display()))
+            })?),
+            None => None,
+        };
+
         let stop = Arc::new(AtomicBool::new(false));
         let engine = inner.clone();
         let flag = stop.clone();
@@ -95,6 +106,6 @@ impl Engine {
                 }
             })
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
-        Ok(Self { inner, _ticker: Arc::new(Ticker { stop }) })
+        Ok(Self { inner, cache, _ticker: Arc::new(Ticker { stop }) })
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::ApplicationPre;
+use super::cache::{CacheOutcome, content_hash};
 use super::bindings::middleware::MiddlewarePre;
 use super::bindings::router::RouterPre;
 use super::engine::Engine;
@@ -46,6 +47,14 @@ pub enum LoadError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A deployed version could not be written over the plugin's file.
+    #[error("cannot write plugin `{path}`: {source}")]
+    Write {
+        /// The plugin file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The bytes are not a WebAssembly component (corrupt, truncated, or a core module).
     #[error(
         "`{path}` is not a valid WebAssembly component: {reason} (build plugins for the wasm32-wasip2 target, e.g. `vumi plugin build`)"
@@ -68,6 +77,18 @@ pub enum LoadError {
     },
 }
 
+/// One version of a plugin file: compiled, linked and checked against its world.
+pub(crate) struct Compiled {
+    /// Ready to instantiate.
+    pub loaded: Loaded,
+    /// SHA-256 of the file's bytes.
+    pub hash: String,
+    /// The file's size.
+    pub size: usize,
+    /// Whether the compiled-component cache served it.
+    pub cache: CacheOutcome,
+}
+
 /// A compiled component, linked and checked against its world.
 pub(crate) enum Loaded {
     /// `world application`.
@@ -78,21 +99,35 @@ pub(crate) enum Loaded {
     Middleware(MiddlewarePre<HostState>),
 }
 
-/// Read and compile `path` as a component of `world`. Compilation is CPU-heavy (cranelift), so it
-/// runs on the blocking pool, off the message path.
-pub(crate) async fn load(engine: &Engine, path: &Path, world: World) -> Result<Loaded, LoadError> {
+/// Read `path` and compile it as a component of `world`.
+pub(crate) async fn load(engine: &Engine, path: &Path, world: World) -> Result<Compiled, LoadError> {
     let bytes =
         tokio::fs::read(path).await.map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-    let engine = engine.clone();
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || compile(&engine, &path, &bytes, world))
-        .await
-        .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
+    load_bytes(engine, path, bytes, world).await
 }
 
-fn compile(engine: &Engine, path: &Path, bytes: &[u8], world: World) -> Result<Loaded, LoadError> {
-    let component = Component::from_binary(&engine.inner, bytes)
-        .map_err(|e| LoadError::Invalid { path: path.to_owned(), reason: format!("{e:#}") })?;
+/// Compile `bytes` (the contents of `path`, or what an operator uploaded for it) as a component
+/// of `world`. Compilation is CPU-heavy (cranelift), so it runs on the blocking pool, off the
+/// message path; the compiled-component cache, if configured, is consulted first.
+pub(crate) async fn load_bytes(engine: &Engine, path: &Path, bytes: Vec<u8>, world: World) -> Result<Compiled, LoadError> {
+    let engine = engine.clone();
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let hash = content_hash(&bytes);
+        let compile = || Component::from_binary(&engine.inner, &bytes);
+        let (component, cache) = match &engine.cache {
+            Some(c) => c.get_or_compile(&engine.inner, &hash, compile),
+            None => compile().map(|c| (c, CacheOutcome::Compiled)),
+        }
+        .map_err(|e| LoadError::Invalid { path: path.clone(), reason: format!("{e:#}") })?;
+        let loaded = link(&engine, &path, &component, world)?;
+        Ok(Compiled { loaded, hash, size: bytes.len(), cache })
+    })
+    .await
+    .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
+}
+
+fn link(engine: &Engine, path: &Path, component: &Component, world: World) -> Result<Loaded, LoadError> {
     let mut linker: Linker<HostState> = Linker::new(&engine.inner);
     type Me = wasmtime::component::HasSelf<HostState>;
     let linked = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -107,7 +142,7 @@ fn compile(engine: &Engine, path: &Path, bytes: &[u8], world: World) -> Result<L
     linked?;
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.to_owned(), world, reason: format!("{e:#}") };
     // Fails on imports we do not provide (another world's, or a WASI we do not grant)...
-    let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+    let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
     // ...and this on missing or mistyped exports.
     Ok(match world {
         World::Application => Loaded::App(ApplicationPre::new(instance_pre).map_err(wrong_world)?),

@@ -20,7 +20,7 @@ use super::events::Origins;
 use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
-use crate::plugins::{Plugin, Target};
+use crate::plugins::{PluginSlot, Target};
 
 /// Which way a queue flows.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +32,7 @@ enum Flow {
 
 /// A router plugin wired between connectors.
 pub struct Dispatcher {
-    router: Arc<Plugin>,
+    router: Arc<PluginSlot>,
     bus: Arc<dyn Bus>,
     transports: Vec<ConnectorName>,
     apps: Vec<ConnectorName>,
@@ -43,7 +43,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher running `router` between `transports` and `apps`.
     pub fn new(
-        router: Arc<Plugin>,
+        router: Arc<PluginSlot>,
         bus: Arc<dyn Bus>,
         transports: Vec<ConnectorName>,
         apps: Vec<ConnectorName>,
@@ -64,7 +64,7 @@ impl Dispatcher {
         for a in &me.apps {
             queues.push((Flow::Outbound, a.clone(), me.bus.consume(&RoutingKey::outbound(a), 64).await?));
         }
-        tracing::info!(router = me.router.name(), transports = ?me.transports, apps = ?me.apps, "dispatcher started");
+        tracing::info!(router = %me.router.name(), transports = ?me.transports, apps = ?me.apps, "dispatcher started");
         let mut tasks = JoinSet::new();
         for (flow, from, mut queue) in queues {
             let (me, stop) = (me.clone(), shutdown.clone());
@@ -86,7 +86,7 @@ impl Dispatcher {
         match self.route(flow, from, &delivery.message).await {
             Ok(()) => delivery.ack(),
             Err(Failure::Requeue(reason)) => {
-                tracing::warn!(router = self.router.name(), reason, "requeueing a message");
+                tracing::warn!(router = %self.router.name(), reason, "requeueing a message");
                 delivery.nack(true);
             }
             Err(Failure::Fail { kind, reason }) => {
@@ -101,18 +101,18 @@ impl Dispatcher {
         // Inbound may also go straight out by another transport (transport-to-transport).
         let both: Vec<ConnectorName> = self.apps.iter().chain(&self.transports).cloned().collect();
         let (targets, allowed) = match (flow, message) {
-            (Flow::Inbound, Message::User(m)) => (self.router.route_inbound(m, from).await.map_err(fail)?, &both),
-            (Flow::Outbound, Message::User(m)) => (self.router.route_outbound(m, from).await.map_err(fail)?, &self.transports),
+            (Flow::Inbound, Message::User(m)) => (self.router.current().route_inbound(m, from).await.map_err(fail)?, &both),
+            (Flow::Outbound, Message::User(m)) => (self.router.current().route_outbound(m, from).await.map_err(fail)?, &self.transports),
             (Flow::Event, Message::Event(e)) => {
                 let origin = self.origins.lookup(&e.user_message_id).await.map_err(|e| Failure::Requeue(e.to_string()))?;
-                (self.router.route_event(e, from, origin.as_deref()).await.map_err(fail)?, &self.apps)
+                (self.router.current().route_event(e, from, origin.as_deref()).await.map_err(fail)?, &self.apps)
             }
             // Status messages and misfiled messages are not routed.
             _ => return Ok(()),
         };
         let resolved = resolve(&targets, allowed).map_err(|reason| Failure::Fail { kind: "unknown_connector", reason })?;
         if resolved.is_empty() {
-            tracing::info!(router = self.router.name(), from = %from, id = message.id(), ?flow, "router dropped a message (no targets)");
+            tracing::info!(router = %self.router.name(), from = %from, id = message.id(), ?flow, "router dropped a message (no targets)");
         }
         for (connector, endpoint) in resolved {
             let mut out = message.clone();

@@ -56,6 +56,7 @@ impl FailureLog {
     /// Record that `app` could not handle `message` from `connector`.
     pub fn record(&self, app: &str, connector: &str, kind: &str, reason: &str, message: &Message) {
         self.total.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::metrics::metrics().failure(app, kind);
         tracing::warn!(app, connector, kind, reason, message_id = message.id(), "message sent to the failure path");
         let message = serde_json::from_slice(&message.to_json()).unwrap_or(serde_json::Value::Null);
         let rec = FailureRecord {

@@ -8,21 +8,24 @@
 //! the connector's event queue, so whoever sent it hears why.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::bus::{Bus, BusError, Consumer, QueueKind, RoutingKey};
 use crate::message::{Event, Message};
-use crate::plugins::{Direction, Plugin, Verdict};
+use crate::plugins::{Direction, PluginSlot, Verdict};
 
 use super::FailureLog;
+use crate::telemetry::metrics::metrics;
 
 /// One step of a chain.
 #[derive(Clone)]
 pub enum Step {
     /// A `world middleware` plugin.
-    Plugin(Arc<Plugin>),
+    Plugin(Arc<PluginSlot>),
     /// The native logging middleware: logs each message (Vumi JSON) at `level`, changes nothing.
     Log {
         /// The middleware's name in config.
@@ -51,17 +54,35 @@ impl std::fmt::Debug for Step {
 /// takes native ones (config validation sees to that).
 pub type Chains = HashMap<RoutingKey, Vec<Step>>;
 
-/// A [`Bus`] that runs each published message through its connector's chain first.
+/// A [`Bus`] that runs each published message through its connector's chain first, and counts
+/// what is published per connector and queue (the `vumi_messages_total` metric).
 pub struct MiddlewareBus {
     inner: Arc<dyn Bus>,
-    chains: Chains,
+    chains: ArcSwap<Chains>,
     failures: Arc<FailureLog>,
+    counters: RwLock<HashMap<RoutingKey, Counter>>,
 }
 
 impl MiddlewareBus {
     /// `inner`, with `chains` in front of its publishes.
     pub fn new(inner: Arc<dyn Bus>, chains: Chains, failures: Arc<FailureLog>) -> Self {
-        Self { inner, chains, failures }
+        Self { inner, chains: ArcSwap::from_pointee(chains), failures, counters: RwLock::default() }
+    }
+
+    /// Replace every chain at once (a config reload). A message already in a chain finishes the
+    /// chain it started.
+    pub fn set_chains(&self, chains: Chains) {
+        self.chains.store(Arc::new(chains));
+    }
+
+    fn count(&self, key: &RoutingKey) {
+        if let Some(c) = self.counters.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            c.inc();
+            return;
+        }
+        let c = metrics().messages(key.connector.as_str(), key.kind.as_str());
+        c.inc();
+        self.counters.write().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), c);
     }
 }
 
@@ -84,7 +105,7 @@ async fn run(chain: &[Step], key: &RoutingKey, mut message: Message) -> Outcome 
                     QueueKind::Outbound => Direction::Outbound,
                     QueueKind::Event | QueueKind::Status => continue,
                 };
-                match plugin.process(m, direction, key.connector.as_str()).await {
+                match plugin.current().process(m, direction, key.connector.as_str()).await {
                     Ok(Verdict::Pass(changed)) => message = Message::User(changed),
                     Ok(Verdict::Drop(reason)) => return Outcome::Dropped { by: plugin.name().to_owned(), reason },
                     Err(f) => return Outcome::Failed { by: plugin.name().to_owned(), kind: f.kind(), reason: f.to_string() },
@@ -116,13 +137,18 @@ fn log(name: &str, level: tracing::Level, key: &RoutingKey, message: &Message) {
 #[async_trait]
 impl Bus for MiddlewareBus {
     async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
-        let Some(chain) = self.chains.get(key) else {
+        let chains = self.chains.load_full();
+        let Some(chain) = chains.get(key) else {
+            self.count(key);
             return self.inner.publish(key, message).await;
         };
         // Kept for the nack or the failure record: what the publisher sent, before any step.
         let original = message.clone();
         match run(chain, key, message).await {
-            Outcome::Pass(m) => self.inner.publish(key, m).await,
+            Outcome::Pass(m) => {
+                self.count(key);
+                self.inner.publish(key, m).await
+            }
             Outcome::Dropped { by, reason } => {
                 tracing::info!(middleware = by, queue = %key, reason, "middleware dropped a message");
                 if let (QueueKind::Outbound, Message::User(m)) = (key.kind, &original) {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::message::{Event, UserMessage};
-use crate::plugins::{Plugin, HandlerFailure};
+use crate::plugins::{HandlerFailure, Plugin, PluginSlot};
 
 pub use app::{AppWorker, WorkerError};
 pub use failures::{FailureLog, FailureRecord};
@@ -43,5 +43,20 @@ impl Handler for Plugin {
     }
     async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
         Plugin::handle_event(self, event).await
+    }
+}
+
+/// A slot serves each message with the version current when the message arrives; a reload
+/// swaps the version between messages, never under one.
+#[async_trait]
+impl Handler for PluginSlot {
+    fn name(&self) -> &str {
+        PluginSlot::name(self)
+    }
+    async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
+        self.current().handle_user_message(msg).await
+    }
+    async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
+        self.current().handle_event(event).await
     }
 }

@@ -1,0 +1,300 @@
+//! The operators' API, on its own listener (`[admin]`): what runs, how it is doing, and the two
+//! things an operator does while traffic flows — deploy a new plugin version and reload.
+//!
+//! Every route but `/health` wants `Authorization: Bearer <admin.token>`. Responses use the same
+//! envelope as the send API (`status`, `code`, `description`, `result`).
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /health` | `200` while the host serves (no token: for load balancers) |
+//! | `GET /metrics` | Prometheus metrics (OpenMetrics text) |
+//! | `GET /plugins` | every plugin: world, content hash, loaded at, handled, failures, last error, last rejected reload |
+//! | `GET /plugins/{name}` | one plugin |
+//! | `PUT /plugins/{name}` | body: a `.wasm` component. Validated, written over the plugin's file, swapped in; `422` with the reason if it is not a sound component of the plugin's world |
+//! | `POST /plugins/{name}/reload` | reload the plugin from its file |
+//! | `POST /reload` | reload the config file (as `SIGHUP` does); `422` if it is invalid, and the running config stays |
+//! | `GET /transports` | transports and their status |
+//! | `GET /failures?limit=N` | the most recent failures, newest last, with the messages |
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::plugins::{PluginSlot, Registry};
+use crate::telemetry::metrics::{CONTENT_TYPE, metrics};
+use crate::web::{ApiError, check_bearer, ok_json, read_body};
+use crate::workers::FailureLog;
+
+/// A request the admin API passes to the supervisor, which owns what it changes.
+#[derive(Debug)]
+pub enum Control {
+    /// Reload the config file; answer with a summary of what changed, or why it was rejected.
+    ReloadConfig(oneshot::Sender<Result<String, String>>),
+}
+
+/// A transport as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportStatus {
+    /// The transport's name (its connector).
+    pub name: String,
+    /// Its kind (`telnet`, `ussd_at`, `sms_http`, `sink`).
+    pub kind: String,
+    /// Where it listens, for a socket transport.
+    pub listening: Option<String>,
+    /// `running`, `stopped`, or `failed: <reason>`.
+    pub state: String,
+    /// Since when it has been in this state (Vumi's timestamp form).
+    pub since: String,
+}
+
+/// What the supervisor reports about the host as a whole; it writes, the admin API reads.
+#[derive(Debug, Default)]
+pub struct HostStatus {
+    transports: RwLock<BTreeMap<String, Arc<Mutex<TransportStatus>>>>,
+    config: Mutex<ConfigStatus>,
+}
+
+/// The config file's reload history.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConfigStatus {
+    /// The file.
+    pub path: String,
+    /// When the running config was loaded.
+    pub loaded_at: String,
+    /// Config reloads applied since start.
+    pub reloads: u64,
+    /// The latest rejected reload: when and why.
+    pub rejected: Option<crate::plugins::Rejection>,
+}
+
+impl HostStatus {
+    /// Replace the set of transports (start, config reload).
+    pub fn set_transports(&self, t: BTreeMap<String, Arc<Mutex<TransportStatus>>>) {
+        *self.transports.write().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+
+    /// The transports, by name.
+    pub fn transports(&self) -> Vec<TransportStatus> {
+        let t = self.transports.read().unwrap_or_else(|p| p.into_inner());
+        t.values().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+    }
+
+    /// Update the config's status.
+    pub fn with_config(&self, f: impl FnOnce(&mut ConfigStatus)) {
+        f(&mut self.config.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The config's status.
+    pub fn config(&self) -> ConfigStatus {
+        self.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What the admin API reads and whom it asks.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The bearer token.
+    pub token: Arc<str>,
+    /// Live plugins.
+    pub registry: Arc<Registry>,
+    /// The failure path.
+    pub failures: Arc<FailureLog>,
+    /// Transports and config.
+    pub status: Arc<HostStatus>,
+    /// The supervisor's ear.
+    pub control: mpsc::Sender<Control>,
+    /// The largest upload accepted.
+    pub max_upload_bytes: usize,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
+}
+
+/// The admin API's routes.
+pub fn router(state: AdminState) -> axum::Router {
+    let guarded = axum::Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/plugins", get(list_plugins))
+        .route("/plugins/{name}", get(one_plugin).put(deploy))
+        .route("/plugins/{name}/reload", post(reload_plugin))
+        .route("/reload", post(reload_config))
+        .route("/transports", get(transports))
+        .route("/failures", get(failures))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
+    axum::Router::new()
+        .route("/health", get(health))
+        .merge(guarded)
+        .fallback(crate::web::not_found)
+        .with_state(state)
+}
+
+async fn require_token(
+    State(s): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    check_bearer(req.headers(), &s.token)?;
+    Ok(next.run(req).await)
+}
+
+async fn health(State(s): State<AdminState>) -> Response {
+    let plugins = s.registry.all().len();
+    let transports = s.status.transports();
+    let failed: Vec<&str> =
+        transports.iter().filter(|t| t.state.starts_with("failed")).map(|t| t.name.as_str()).collect();
+    let result = serde_json::json!({ "plugins": plugins, "transports": transports.len(), "failed_transports": failed });
+    if failed.is_empty() {
+        ok_json(StatusCode::OK, "serving", result)
+    } else {
+        ok_json(StatusCode::SERVICE_UNAVAILABLE, "a transport has failed", result)
+    }
+}
+
+async fn metrics_text() -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics().render()).into_response()
+}
+
+/// A plugin as `GET /plugins` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PluginView {
+    /// Its name in config.
+    pub name: String,
+    /// The WIT world it was built for.
+    pub world: String,
+    /// The file it runs from.
+    pub path: String,
+    /// SHA-256 of the running version.
+    pub hash: String,
+    /// The running version's size in bytes.
+    pub size: usize,
+    /// When the running version was loaded.
+    pub loaded_at: String,
+    /// How long loading it took, in milliseconds.
+    pub load_ms: f64,
+    /// Whether the compiled-component cache served it (`hit`, `compiled`, `rebuilt: <why>`).
+    pub cache: String,
+    /// Calls that returned ok, across versions.
+    pub handled: u64,
+    /// Calls that failed, across versions.
+    pub failures: u64,
+    /// The latest failure's reason.
+    pub last_error: Option<String>,
+    /// Versions swapped in since start.
+    pub reloads: u64,
+    /// The latest reload attempt, if it was rejected (the old version kept serving).
+    pub rejected: Option<crate::plugins::Rejection>,
+    /// The file was removed; the loaded version keeps serving.
+    pub file_missing: bool,
+}
+
+fn view(slot: &PluginSlot) -> PluginView {
+    use std::sync::atomic::Ordering::Relaxed;
+    let p = slot.current();
+    let v = p.version();
+    PluginView {
+        name: slot.name().to_owned(),
+        world: p.world().to_string(),
+        path: p.path().display().to_string(),
+        hash: v.hash.clone(),
+        size: v.size,
+        loaded_at: v.loaded_at.clone(),
+        load_ms: v.load_time.as_secs_f64() * 1000.0,
+        cache: match &v.cache {
+            crate::plugins::CacheOutcome::Hit => "hit".into(),
+            crate::plugins::CacheOutcome::Compiled => "compiled".into(),
+            crate::plugins::CacheOutcome::Rebuilt(why) => format!("rebuilt: {why}"),
+        },
+        handled: p.stats().handled.load(Relaxed),
+        failures: p.stats().failed.load(Relaxed),
+        last_error: p.stats().last_error(),
+        reloads: slot.reloads(),
+        rejected: slot.rejection(),
+        file_missing: slot.file_missing(),
+    }
+}
+
+async fn list_plugins(State(s): State<AdminState>) -> Response {
+    let plugins: Vec<PluginView> = s.registry.all().values().map(|slot| view(slot)).collect();
+    ok_json(StatusCode::OK, "plugins", serde_json::json!({ "plugins": plugins }))
+}
+
+fn slot(s: &AdminState, name: &str) -> Result<Arc<PluginSlot>, ApiError> {
+    s.registry.get(name).ok_or_else(|| {
+        let known: Vec<String> = s.registry.all().into_keys().collect();
+        ApiError::new(StatusCode::NOT_FOUND, format!("no plugin named `{name}` (running: {})", known.join(", ")))
+    })
+}
+
+async fn one_plugin(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let slot = slot(&s, &name)?;
+    Ok(ok_json(StatusCode::OK, "plugin", serde_json::to_value(view(&slot)).unwrap_or_default()))
+}
+
+fn reloaded(slot: &PluginSlot, r: Result<crate::plugins::ReloadOutcome, crate::plugins::LoadError>) -> Result<Response, ApiError> {
+    match r {
+        Ok(crate::plugins::ReloadOutcome::Swapped { from, to }) => Ok(ok_json(
+            StatusCode::OK,
+            "new version serving",
+            serde_json::json!({ "outcome": "swapped", "from": from, "to": to, "plugin": view(slot) }),
+        )),
+        Ok(crate::plugins::ReloadOutcome::Unchanged) => Ok(ok_json(
+            StatusCode::OK,
+            "this version is already serving",
+            serde_json::json!({ "outcome": "unchanged", "plugin": view(slot) }),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("rejected; the running version keeps serving: {e}"),
+        )),
+    }
+}
+
+async fn deploy(State(s): State<AdminState>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+    let slot = slot(&s, &name)?;
+    let bytes = read_body(body, s.max_upload_bytes).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be the plugin's .wasm component"));
+    }
+    reloaded(&slot, slot.deploy(bytes.to_vec()).await)
+}
+
+async fn reload_plugin(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let slot = slot(&s, &name)?;
+    reloaded(&slot, slot.reload().await)
+}
+
+async fn reload_config(State(s): State<AdminState>) -> Result<Response, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the host is shutting down");
+    s.control.send(Control::ReloadConfig(tx)).await.map_err(|_| gone())?;
+    match rx.await.map_err(|_| gone())? {
+        Ok(summary) => Ok(ok_json(StatusCode::OK, &summary, serde_json::to_value(s.status.config()).unwrap_or_default())),
+        Err(why) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("config rejected; the running one stays: {why}"))),
+    }
+}
+
+async fn transports(State(s): State<AdminState>) -> Response {
+    ok_json(StatusCode::OK, "transports", serde_json::json!({ "transports": s.status.transports(), "config": s.status.config() }))
+}
+
+#[derive(Debug, Deserialize)]
+struct FailuresQuery {
+    limit: Option<usize>,
+}
+
+async fn failures(State(s): State<AdminState>, Query(q): Query<FailuresQuery>) -> Response {
+    let all = s.failures.recent();
+    let limit = q.limit.unwrap_or(100);
+    let recent: Vec<_> = all[all.len().saturating_sub(limit)..].to_vec();
+    ok_json(StatusCode::OK, "recent failures, newest last", serde_json::json!({ "total": s.failures.total(), "failures": recent }))
+}

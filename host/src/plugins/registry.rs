@@ -1,0 +1,266 @@
+//! Live plugins by name, each in a slot whose version can be swapped while messages flow.
+//!
+//! A worker takes the slot's current version **per message** ([`PluginSlot::current`] is one
+//! atomic load) and holds that `Arc` until the message is done. A swap replaces what later
+//! messages get; a message already in a handler finishes on the version it started with, which
+//! is dropped when its last message is done. So a swap neither loses nor repeats a message: each
+//! is handled exactly once, by one version.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use super::app::Plugin;
+use super::cache::content_hash;
+use super::loader::LoadError;
+use crate::message::Timestamp;
+use crate::telemetry::metrics::metrics;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new version now serves.
+    Swapped {
+        /// The previous version's content hash.
+        from: String,
+        /// The new version's content hash.
+        to: String,
+    },
+    /// The file holds the version already serving (a touch, a copy of the same bytes, or the
+    /// host's own deploy seen again by the watcher): nothing to do.
+    Unchanged,
+}
+
+/// Why the latest reload attempt did not swap, as operators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rejection {
+    /// When (Vumi's timestamp form).
+    pub at: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    reloads: u64,
+    rejected: Option<Rejection>,
+    file_missing: bool,
+}
+
+/// One named plugin: the version serving now, and what happened to the latest attempt to
+/// replace it.
+pub struct PluginSlot {
+    name: String,
+    current: ArcSwap<Plugin>,
+    /// One reload at a time: two concurrent ones could swap in the older of two files last.
+    reloading: tokio::sync::Mutex<()>,
+    history: Mutex<History>,
+}
+
+impl std::fmt::Debug for PluginSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSlot").field("plugin", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl PluginSlot {
+    /// A slot serving `plugin`.
+    pub fn new(plugin: Plugin) -> Self {
+        Self { name: plugin.name().to_owned(), current: ArcSwap::from_pointee(plugin), reloading: tokio::sync::Mutex::new(()), history: Mutex::default() }
+    }
+
+    /// The version serving now. Hold it for one message, not longer: a held version outlives a
+    /// swap.
+    pub fn current(&self) -> Arc<Plugin> {
+        self.current.load_full()
+    }
+
+    /// The plugin's name (the same for every version).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reload from the plugin's file. A file that cannot be read, is not a valid component of
+    /// the plugin's world, or traps while starting leaves the running version serving; the
+    /// reason is returned, logged, and kept for the admin API.
+    pub async fn reload(&self) -> Result<ReloadOutcome, LoadError> {
+        let _one = self.reloading.lock().await;
+        let path = self.current().path().to_owned();
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(source) => return Err(self.rejected(LoadError::Read { path, source })),
+        };
+        self.history().file_missing = false;
+        self.swap_to(bytes).await
+    }
+
+    /// Validate `bytes` as a new version and, if sound, write them to the plugin's file (so a
+    /// restart runs the same version) and swap them in. Invalid bytes change nothing, on disk or
+    /// in memory.
+    pub async fn deploy(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError> {
+        let _one = self.reloading.lock().await;
+        let current = self.current();
+        if content_hash(&bytes) == current.version().hash {
+            return Ok(self.unchanged());
+        }
+        let next = match current.new_version(Some(bytes.clone())).await {
+            Ok(p) => p,
+            Err(e) => return Err(self.rejected(e)),
+        };
+        if let Err(source) = write_atomically(current.path(), &bytes).await {
+            return Err(self.rejected(LoadError::Write { path: current.path().to_owned(), source }));
+        }
+        self.history().file_missing = false;
+        Ok(self.swap(next))
+    }
+
+    async fn swap_to(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError> {
+        let current = self.current();
+        if content_hash(&bytes) == current.version().hash {
+            return Ok(self.unchanged());
+        }
+        match current.new_version(Some(bytes)).await {
+            Ok(next) => Ok(self.swap(next)),
+            Err(e) => Err(self.rejected(e)),
+        }
+    }
+
+    fn swap(&self, next: Plugin) -> ReloadOutcome {
+        let (name, to, took, cache) =
+            (next.name().to_owned(), next.version().hash.clone(), next.version().load_time, next.version().cache.clone());
+        let previous = self.current.swap(Arc::new(next));
+        let from = previous.version().hash.clone();
+        {
+            let mut h = self.history();
+            h.reloads += 1;
+            h.rejected = None;
+        }
+        metrics().reload(&name, "swapped");
+        tracing::info!(plugin = name, from = short(&from), to = short(&to), load_ms = took.as_millis() as u64, cache = ?cache, "new plugin version serving");
+        ReloadOutcome::Swapped { from, to }
+    }
+
+    fn unchanged(&self) -> ReloadOutcome {
+        // The file is back to what serves: an earlier rejection no longer describes it.
+        self.history().rejected = None;
+        metrics().reload(self.name(), "unchanged");
+        ReloadOutcome::Unchanged
+    }
+
+    fn rejected(&self, e: LoadError) -> LoadError {
+        let name = self.name();
+        tracing::error!(plugin = name, error = %e, "new plugin version rejected; the running version keeps serving");
+        metrics().reload(name, "rejected");
+        self.history().rejected = Some(Rejection { at: Timestamp::now().to_string(), reason: e.to_string() });
+        e
+    }
+
+    /// The file was removed: keep serving what is loaded, and say so.
+    pub fn file_removed(&self) {
+        let name = self.name();
+        tracing::warn!(plugin = name, path = %self.current().path().display(), "plugin file removed; the loaded version keeps serving until a new file appears");
+        self.history().file_missing = true;
+    }
+
+    /// Swaps since start.
+    pub fn reloads(&self) -> u64 {
+        self.history().reloads
+    }
+
+    /// The latest reload attempt's rejection, if it was rejected.
+    pub fn rejection(&self) -> Option<Rejection> {
+        self.history().rejected.clone()
+    }
+
+    /// Whether the plugin's file has been removed since it was loaded.
+    pub fn file_missing(&self) -> bool {
+        self.history().file_missing
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// Write beside the target, then rename over it: the watcher and a restarting host see the old
+/// file or the new one, never half of one.
+async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("wasm.deploy{}", std::process::id()));
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+/// The plugin slots of a running host, by kind and name.
+#[derive(Debug, Default)]
+pub struct Registry {
+    slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add or replace the slot under `key` (e.g. `apps.survey`, `routers.keywords`).
+    pub fn insert(&self, key: String, slot: Arc<PluginSlot>) {
+        self.slots.write().unwrap_or_else(|p| p.into_inner()).insert(key, slot);
+    }
+
+    /// Replace every slot at once (after a config reload).
+    pub fn replace_all(&self, slots: BTreeMap<String, Arc<PluginSlot>>) {
+        *self.slots.write().unwrap_or_else(|p| p.into_inner()) = slots;
+    }
+
+    /// The slot under `key`.
+    pub fn get(&self, key: &str) -> Option<Arc<PluginSlot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    /// Every slot, by key.
+    pub fn all(&self) -> BTreeMap<String, Arc<PluginSlot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The slots loaded from `path` (several apps may run the same file).
+    pub fn loaded_from(&self, path: &Path) -> Vec<Arc<PluginSlot>> {
+        self.all().into_values().filter(|s| same_file(s.current().path(), path)).collect()
+    }
+
+    /// The files the slots were loaded from.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.all().values().map(|s| s.current().path().to_owned()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Paths name the same file if they are equal once made absolute and cleaned of `.`/`..`.
+/// (Not `canonicalize`: a removed file has no canonical form, and removal is an event we handle.)
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    normalize(a) == normalize(b)
+}
+
+/// `p` made absolute and cleaned of `.` and `..`, without touching the file system.
+pub fn normalize(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() { p.to_owned() } else { std::env::current_dir().unwrap_or_default().join(p) };
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}

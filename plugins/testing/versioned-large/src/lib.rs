@@ -1,0 +1,26 @@
+//! `versioned` with a 4 MiB table: answers `<version> <text> <a byte of the table>`.
+
+#[path = "../../versioned/src/version.rs"]
+mod version;
+
+use version::version;
+use vumi_sdk::{Application, Message, Result};
+
+static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/table.bin"));
+
+struct Versioned;
+
+impl Application for Versioned {
+    fn new_session(msg: &Message) -> Result<()> {
+        Self::consume_user_message(msg)
+    }
+
+    fn consume_user_message(msg: &Message) -> Result<()> {
+        let text = msg.content().unwrap_or_default();
+        let byte = TABLE[text.len() * 4099 % TABLE.len()];
+        msg.reply(format!("{} {text} {byte}", version()))?;
+        Ok(())
+    }
+}
+
+vumi_sdk::export_app!(Versioned);
