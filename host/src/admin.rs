@@ -44,7 +44,7 @@ pub enum Control {
 pub struct TransportStatus {
     /// The transport's name (its connector).
     pub name: String,
-    /// Its kind (`telnet`, `ussd_at`, `sms_http`, `sink`).
+    /// Its Vumi transport type (`telnet`, `ussd`, `sms`, ...).
     pub kind: String,
     /// Where it listens, for a socket transport.
     pub listening: Option<String>,

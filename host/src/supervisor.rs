@@ -251,10 +251,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             }
         });
     }
-    host.status.with_config(|c| {
-        c.path = config.base_dir.display().to_string();
-        c.loaded_at = Timestamp::now().to_string();
-    });
+    host.status.with_config(|c| c.loaded_at = Timestamp::now().to_string());
     Ok(host)
 }
 
@@ -286,6 +283,7 @@ impl RunningHost {
         let (file_tx, file) = mpsc::unbounded_channel();
         let watch = if self.config.plugins.watch { watch_config(config_path, file_tx) } else { None };
         self.reloads = Some(ReloadTriggers { path: config_path.to_owned(), hup: hangup(), file, _watch: watch });
+        self.status.with_config(|c| c.path = config_path.display().to_string());
     }
 
     /// Serve until `until` resolves, applying the config reloads asked for (see

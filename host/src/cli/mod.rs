@@ -95,14 +95,18 @@ pub enum Command {
 /// `[admin]` section (or take --admin-url and --token).
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// List the running plugins: world, content hash, messages handled, failures, swaps, last
-    /// error, and the reason a reload was rejected.
+    /// List the running plugins.
+    ///
+    /// For each: world, content hash, messages handled, failures, swaps, last error, and the
+    /// reason the latest reload was rejected, if it was.
     List {
         #[command(flatten)]
         admin: admin_client::AdminArgs,
     },
-    /// Upload FILE as the new version of plugin NAME. The host checks it (a valid component of
-    /// the plugin's world that starts), writes it over the plugin's file and swaps it in:
+    /// Upload FILE as the new version of plugin NAME.
+    ///
+    /// The host checks it (a valid component of the plugin's world that starts), writes it over
+    /// the plugin's file and swaps it in:
     /// messages in flight finish on the old version, every later one uses the new. A bad file is
     /// refused with the reason and the old version keeps serving.
     Deploy {
@@ -113,8 +117,9 @@ pub enum PluginCommand {
         #[command(flatten)]
         admin: admin_client::AdminArgs,
     },
-    /// Reload plugin NAME from its file now (the host also does this by itself when the file
-    /// changes, unless `plugins.watch = false`).
+    /// Reload plugin NAME from its file now.
+    ///
+    /// The host also does this by itself when the file changes, unless `plugins.watch = false`.
     Reload {
         /// The plugin's name in the config.
         name: String,
@@ -190,6 +195,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     list(&r.apps)
                 );
             }
+            match &c.admin {
+                Some(a) => println!("  admin API on http://{} (token from the config)", a.bind),
+                None => println!("  no admin API ([admin] absent)"),
+            }
+            let cache = c.cache_dir().map_or_else(|| "off".to_owned(), |d| d.display().to_string());
+            println!("  plugins: watch {}, compiled-component cache {cache}", if c.plugins.watch { "on" } else { "off" });
             for (connector, chain) in &c.chains {
                 for (direction, steps) in [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)] {
                     if !steps.is_empty() {

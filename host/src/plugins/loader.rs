@@ -119,12 +119,17 @@ pub(crate) async fn load_bytes(engine: &Engine, path: &Path, bytes: Vec<u8>, wor
             Some(c) => c.get_or_compile(&engine.inner, &hash, compile),
             None => compile().map(|c| (c, CacheOutcome::Compiled)),
         }
-        .map_err(|e| LoadError::Invalid { path: path.clone(), reason: format!("{e:#}") })?;
+        // wasmparser's messages span lines (byte arrays); one line reads better in logs and UIs.
+        .map_err(|e| LoadError::Invalid { path: path.clone(), reason: one_line(&format!("{e:#}")) })?;
         let loaded = link(&engine, &path, &component, world)?;
         Ok(Compiled { loaded, hash, size: bytes.len(), cache })
     })
     .await
     .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn link(engine: &Engine, path: &Path, component: &Component, world: World) -> Result<Loaded, LoadError> {
