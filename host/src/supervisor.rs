@@ -422,13 +422,17 @@ impl RunningHost {
             while tasks.join_next().await.is_some() {}
         }
         let generation = self.start_generation(&new, &slots).await?;
+        let mut routes = generation.routes.clone();
+        self.generation = Some(generation);
         self.registry.replace_all(slots.into_iter().map(|(k, s)| (k.to_string(), s)).collect());
-        if let Some(w) = &self.watcher {
-            w.sync()?;
+        if let Some(w) = &self.watcher
+            && let Err(e) = w.sync()
+        {
+            // Everything runs; only automatic reload of a new plugin directory is missing.
+            tracing::warn!(error = %e, "cannot watch a new plugin directory; reload those plugins with `vumi plugins reload`");
         }
 
         // 4. HTTP: one listener, serving whatever the transports and channels of now route.
-        let mut routes = generation.routes.clone();
         for t in self.transports.values() {
             if let Some(r) = &t.routes {
                 routes = routes.merge(r.clone());
@@ -436,9 +440,16 @@ impl RunningHost {
         }
         self.routes.store(Arc::new(routes.fallback(crate::web::not_found)));
         if new.serves_http() && self.http.is_none() {
-            self.start_http(new.http.bind).await?;
+            match self.start_http(new.http.bind).await {
+                Ok(()) => {}
+                Err(e) if old.is_none() => return Err(e),
+                // The rest of the config is in place; what HTTP serves waits for a retry.
+                Err(e) => {
+                    tracing::error!(error = %e, "the HTTP listener could not start");
+                    summary.push(format!("HTTP listener FAILED: {e}"));
+                }
+            }
         }
-        self.generation = Some(generation);
         self.status.set_transports(self.transports.iter().map(|(n, t)| (n.to_string(), t.status.clone())).collect());
         self.config = new;
         Ok(if summary.is_empty() { "nothing changed".into() } else { summary.join("; ") })
