@@ -143,8 +143,10 @@ event = ["log"]
     let end = ussd("1*1");
     assert!(end.starts_with("END "), "{end}");
 
-    // The logger runs after session_length, so the JSON it logs carries the annotation.
-    let log = host.wait_for_log("session_length");
+    // The logger runs after session_length, so the JSON it logs carries the annotation. Wait for
+    // the closing answer's (the last line logged): the stderr reader may lag the HTTP answer, and
+    // the middleware's name alone is already in the start-up lines.
+    let log = host.wait_for_log("\"session_length\":");
     let logged: Vec<Value> = log
         .lines()
         .filter(|l| l.contains("vumi::middleware::log"))
