@@ -271,11 +271,6 @@ fn largest_memory_limit(config: &Config) -> u32 {
 }
 
 impl RunningHost {
-    /// The config running now.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Take config reloads from `config_path`: on `SIGHUP` and (with `plugins.watch`) when the
     /// file changes. Call it before telling anyone the host is ready, so no change or signal
     /// falls between start-up and [`RunningHost::serve`].

@@ -58,7 +58,7 @@ impl ComponentCache {
     }
 
     /// The entry for a component with content hash `hash`.
-    pub fn entry_path(&self, hash: &str) -> PathBuf {
+    fn entry_path(&self, hash: &str) -> PathBuf {
         self.dir.join(format!("{hash}-{}.cwasm", self.engine_key))
     }
 

@@ -27,7 +27,7 @@ mod registry;
 mod watcher;
 
 pub use app::{AppLimits, AppSettings, Direction, HandlerFailure, InstancePolicy, Plugin, PluginStats, Target, Verdict, Version};
-pub use cache::{CacheOutcome, ComponentCache, content_hash};
+pub use cache::CacheOutcome;
 pub use engine::{Engine, EngineSettings};
 pub use loader::{LoadError, World};
 pub use registry::{PluginSlot, Registry, Rejection, ReloadOutcome, normalize as normalize_path};

@@ -94,7 +94,10 @@ impl PluginSlot {
             Err(source) => return Err(self.rejected(LoadError::Read { path, source })),
         };
         self.history().file_missing = false;
-        self.swap_to(bytes).await
+        Ok(match self.candidate(bytes).await? {
+            Some(next) => self.swap(next),
+            None => self.unchanged(),
+        })
     }
 
     /// Validate `bytes` as a new version and, if sound, write them to the plugin's file (so a
@@ -102,30 +105,22 @@ impl PluginSlot {
     /// in memory.
     pub async fn deploy(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError> {
         let _one = self.reloading.lock().await;
-        let current = self.current();
-        if content_hash(&bytes) == current.version().hash {
-            return Ok(self.unchanged());
-        }
-        let next = match current.new_version(Some(bytes.clone())).await {
-            Ok(p) => p,
-            Err(e) => return Err(self.rejected(e)),
-        };
-        if let Err(source) = write_atomically(current.path(), &bytes).await {
-            return Err(self.rejected(LoadError::Write { path: current.path().to_owned(), source }));
+        let Some(next) = self.candidate(bytes.clone()).await? else { return Ok(self.unchanged()) };
+        if let Err(source) = write_atomically(next.path(), &bytes).await {
+            return Err(self.rejected(LoadError::Write { path: next.path().to_owned(), source }));
         }
         self.history().file_missing = false;
         Ok(self.swap(next))
     }
 
-    async fn swap_to(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError> {
+    /// A new version from `bytes`, loaded and started beside the running one; `None` if `bytes`
+    /// are the running version. A rejection is recorded before it is returned.
+    async fn candidate(&self, bytes: Vec<u8>) -> Result<Option<Plugin>, LoadError> {
         let current = self.current();
         if content_hash(&bytes) == current.version().hash {
-            return Ok(self.unchanged());
+            return Ok(None);
         }
-        match current.new_version(Some(bytes)).await {
-            Ok(next) => Ok(self.swap(next)),
-            Err(e) => Err(self.rejected(e)),
-        }
+        current.new_version(Some(bytes)).await.map(Some).map_err(|e| self.rejected(e))
     }
 
     fn swap(&self, next: Plugin) -> ReloadOutcome {
