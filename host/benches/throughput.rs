@@ -3,7 +3,9 @@
 //! - the echo plugin as a WASM component with pooled instances,
 //! - the same plugin with a fresh instance per message,
 //! - the pooled plugin behind the keyword router (a dispatcher between the transport connector
-//!   and the app's), to see what one router in the path costs against direct wiring.
+//!   and the app's), to see what one router in the path costs against direct wiring;
+//! - the same two wirings with the survey app (kv read and write per message), the cost of a
+//!   router beside a campaign app rather than beside the cheapest app there is.
 //!
 //! Run: `cargo bench -p vumi-host --bench throughput` (builds the plugins first if needed).
 //! The figure that matters is the ratio to the native baseline measured in the same run: this
@@ -42,9 +44,28 @@ impl Handler for NativeEcho {
     }
 }
 
+/// What the simulated users type: anything for the echo app; for the survey, a valid answer
+/// (`1`), so every message moves a user's survey on (read state, write state, next question).
+#[derive(Clone, Copy)]
+enum Typing {
+    Anything,
+    Answers,
+}
+
 /// Publish `n` messages from `users` distinct senders and time until `n` replies are out.
 /// With `router`, the app sits behind it on its own connector; without, on the transport's.
 async fn run(handler: Arc<dyn Handler>, router: Option<Arc<PluginSlot>>, n: usize, concurrency: usize, users: usize) -> f64 {
+    run_typing(handler, router, n, concurrency, users, Typing::Anything).await
+}
+
+async fn run_typing(
+    handler: Arc<dyn Handler>,
+    router: Option<Arc<PluginSlot>>,
+    n: usize,
+    concurrency: usize,
+    users: usize,
+    typing: Typing,
+) -> f64 {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
     let connector: ConnectorName = "bench".parse().expect("name");
     let failures = Arc::new(FailureLog::new(10, None).expect("failure log"));
@@ -68,7 +89,10 @@ async fn run(handler: Arc<dyn Handler>, router: Option<Arc<PluginSlot>>, n: usiz
                 "telnet",
                 format!("127.0.0.1:{}", 10_000 + i % users),
                 "127.0.0.1:9010",
-                Some(format!("message number {i}")),
+                Some(match typing {
+                    Typing::Anything => format!("message number {i}"),
+                    Typing::Answers => "1".to_owned(),
+                }),
                 Some(SessionEvent::Resume),
             ))
         })
@@ -112,6 +136,31 @@ async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> 
     Arc::new(PluginSlot::new(Plugin::load(engine, &path, settings).await.expect("load echo.wasm")))
 }
 
+/// The survey app (`plugins/survey`) with the three questions of `config/vumi.toml`: each
+/// message reads the user's place in the survey from kv and writes the next one.
+async fn load_survey(engine: &Engine) -> Arc<dyn Handler> {
+    let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let config = serde_json::json!({
+        "title": "Vumi survey",
+        "session_ttl_seconds": 600,
+        "questions": [
+            {"prompt": "How did you hear about us?", "options": ["Radio", "A friend", "SMS", "Other"]},
+            {"prompt": "How old are you?", "options": ["Under 18", "18-35", "36-60", "Over 60"]},
+            {"prompt": "Would you recommend this service?", "options": ["Yes", "No", "Not sure"]},
+        ],
+    });
+    let settings = AppSettings {
+        name: "survey".into(),
+        policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
+        limits: AppLimits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+        kv: Namespaced::new(store, "survey"),
+        config: config.as_object().expect("an object").clone(),
+        endpoints: vec!["default".into()],
+    };
+    let plugin = Plugin::load(engine, &plugin_path("survey"), settings).await.expect("load survey.wasm");
+    Arc::new(PluginSlot::new(plugin))
+}
+
 /// The keyword router with everything going to connector `app`.
 async fn load_router(engine: &Engine) -> Arc<PluginSlot> {
     let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
@@ -152,20 +201,41 @@ fn main() {
         let pooled = load_echo(&engine, InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) }).await;
         let fresh = load_echo(&engine, InstancePolicy::Fresh).await;
         let router = load_router(&engine).await;
+        let survey = load_survey(&engine).await;
         // Warm up each path once (allocator, instance pool, caches).
         for h in [&native, &pooled, &fresh] {
             run(h.clone(), None, 5_000, concurrency, users).await;
         }
         run(pooled.clone(), Some(router.clone()), 5_000, concurrency, users).await;
+        run_typing(survey.clone(), None, 5_000, concurrency, users, Typing::Answers).await;
+        run_typing(survey.clone(), Some(router.clone()), 5_000, concurrency, users, Typing::Answers).await;
+        // `VUMI_BENCH_PROFILE=router` (or `direct`, `survey-router`, `survey-direct`) runs only
+        // that path, once, for `perf record`.
+        if let Ok(path) = std::env::var("VUMI_BENCH_PROFILE") {
+            let answers = |h: &Arc<dyn Handler>, r| run_typing(h.clone(), r, n, concurrency, users, Typing::Answers);
+            let r = match path.as_str() {
+                "router" => run(pooled.clone(), Some(router.clone()), n, concurrency, users).await,
+                "direct" => run(pooled.clone(), None, n, concurrency, users).await,
+                "survey-router" => answers(&survey, Some(router.clone())).await,
+                "survey-direct" => answers(&survey, None).await,
+                other => panic!("VUMI_BENCH_PROFILE must be `router`, `direct`, `survey-router` or `survey-direct`, not `{other}`"),
+            };
+            println!("{path}: {r:.0} messages/s");
+            return;
+        }
         // Interleave rounds so drift on a shared machine hits every path alike.
         let (mut rn, mut rp, mut rf, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut sd, mut sr) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             rn.push(run(native.clone(), None, n, concurrency, users).await);
             rp.push(run(pooled.clone(), None, n, concurrency, users).await);
             rf.push(run(fresh.clone(), None, n, concurrency, users).await);
             rr.push(run(pooled.clone(), Some(router.clone()), n, concurrency, users).await);
+            sd.push(run_typing(survey.clone(), None, n, concurrency, users, Typing::Answers).await);
+            sr.push(run_typing(survey.clone(), Some(router.clone()), n, concurrency, users, Typing::Answers).await);
         }
         let (n_, p, f, r) = (median(rn), median(rp), median(rf), median(rr));
+        let (s_d, s_r) = (median(sd), median(sr));
         println!("messages per run: {n}, rounds: {rounds} (median), worker lanes: {concurrency}, distinct users: {users}");
         println!("| path | messages/s | vs native |");
         println!("|---|---:|---:|");
@@ -177,5 +247,10 @@ fn main() {
         println!("|---|---:|---:|");
         println!("| direct: transport connector -> app (baseline) | {p:.0} | 1.00 |");
         println!("| keyword router (WASM) between transport and app | {r:.0} | {:.2} |", r / p);
+        println!();
+        println!("| wiring (WASM survey, pooled: kv read and write per message) | messages/s | vs direct |");
+        println!("|---|---:|---:|");
+        println!("| direct: transport connector -> app (baseline) | {s_d:.0} | 1.00 |");
+        println!("| keyword router (WASM) between transport and app | {s_r:.0} | {:.2} |", s_r / s_d);
     });
 }
