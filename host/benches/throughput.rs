@@ -3,8 +3,9 @@
 //! - the echo plugin as a WASM component with pooled instances,
 //! - the same plugin with a fresh instance per message,
 //! - the pooled plugin behind the keyword router (a dispatcher between the transport connector
-//!   and the app's), to see what one router in the path costs against direct wiring;
-//! - the same two wirings with the survey app (kv read and write per message), the cost of a
+//!   and the app's), to see what one router in the path costs against direct wiring: routed at
+//!   publish as the host does, and through the dispatcher's queues;
+//! - the same wirings with the survey app (kv read and write per message), the cost of a
 //!   router beside a campaign app rather than beside the cheapest app there is.
 //!
 //! Run: `cargo bench -p vumi-host --bench throughput` (builds the plugins first if needed).
@@ -26,6 +27,7 @@ use vumi_host::plugins::{AppLimits, AppSettings, Engine, EngineSettings, Handler
 use vumi_host::state::{KvStore, MemoryStore, Namespaced};
 use vumi_host::workers::dispatcher::Dispatcher;
 use vumi_host::workers::events::Origins;
+use vumi_host::workers::middleware::{Chains, MiddlewareBus};
 use vumi_host::workers::{AppWorker, FailureLog, Handler};
 
 /// The echo plugin's logic, natively.
@@ -52,30 +54,47 @@ enum Typing {
     Answers,
 }
 
+/// How the router row is wired.
+#[derive(Clone, Copy)]
+enum Routing {
+    /// As the host runs it: routed inside `publish` (the dispatcher's consumer runs too, idle).
+    AtPublish,
+    /// Every message through the dispatcher's input queues, as one published by another process
+    /// on RabbitMQ would be.
+    Queued,
+}
+
 /// Publish `n` messages from `users` distinct senders and time until `n` replies are out.
 /// With `router`, the app sits behind it on its own connector; without, on the transport's.
-async fn run(handler: Arc<dyn Handler>, router: Option<Arc<PluginSlot>>, n: usize, concurrency: usize, users: usize) -> f64 {
+/// Everything publishes through the middleware bus (no chains), as in the host.
+async fn run(handler: Arc<dyn Handler>, router: Option<(Arc<PluginSlot>, Routing)>, n: usize, concurrency: usize, users: usize) -> f64 {
     run_typing(handler, router, n, concurrency, users, Typing::Anything).await
 }
 
 async fn run_typing(
     handler: Arc<dyn Handler>,
-    router: Option<Arc<PluginSlot>>,
+    router: Option<(Arc<PluginSlot>, Routing)>,
     n: usize,
     concurrency: usize,
     users: usize,
     typing: Typing,
 ) -> f64 {
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
-    let connector: ConnectorName = "bench".parse().expect("name");
     let failures = Arc::new(FailureLog::new(10, None).expect("failure log"));
+    let raw: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
+    let middleware = Arc::new(MiddlewareBus::new(raw, Chains::new(), failures.clone()));
+    let bus: Arc<dyn Bus> = middleware.clone();
+    let connector: ConnectorName = "bench".parse().expect("name");
     let stop = CancellationToken::new();
     let app_connector: ConnectorName = if router.is_some() { "app".parse().expect("name") } else { connector.clone() };
     let worker = AppWorker::new(handler, bus.clone(), app_connector.clone(), failures.clone(), concurrency);
     let w = tokio::spawn(worker.run(stop.clone()));
-    let d = router.map(|r| {
+    let d = router.map(|(r, routing)| {
         let origins = Arc::new(Origins::new(Arc::new(MemoryStore::new()), Duration::from_secs(3600)));
-        let dispatcher = Dispatcher::new(r, bus.clone(), vec![connector.clone()], vec![app_connector], origins, failures.clone());
+        let transports = vec![connector.clone()];
+        let dispatcher = Arc::new(Dispatcher::new(r, middleware.queued(), transports, vec![app_connector], origins, failures.clone()));
+        if let Routing::AtPublish = routing {
+            middleware.set_routes(dispatcher.inputs().into_iter().map(|k| (k, dispatcher.clone())).collect());
+        }
         tokio::spawn(dispatcher.run(stop.clone()))
     });
     // Let the consumers subscribe before the first publish.
@@ -206,51 +225,57 @@ fn main() {
         for h in [&native, &pooled, &fresh] {
             run(h.clone(), None, 5_000, concurrency, users).await;
         }
-        run(pooled.clone(), Some(router.clone()), 5_000, concurrency, users).await;
-        run_typing(survey.clone(), None, 5_000, concurrency, users, Typing::Answers).await;
-        run_typing(survey.clone(), Some(router.clone()), 5_000, concurrency, users, Typing::Answers).await;
-        // `VUMI_BENCH_PROFILE=router` (or `direct`, `survey-router`, `survey-direct`) runs only
-        // that path, once, for `perf record`.
+        let at_publish = Some((router.clone(), Routing::AtPublish));
+        let queued = Some((router.clone(), Routing::Queued));
+        for r in [None, at_publish.clone(), queued.clone()] {
+            run(pooled.clone(), r.clone(), 5_000, concurrency, users).await;
+            run_typing(survey.clone(), r, 5_000, concurrency, users, Typing::Answers).await;
+        }
+        // `VUMI_BENCH_PROFILE=<path>` runs only that path, once, for `perf record` (and for
+        // host/benches/experiments/router-ceiling.sh).
         if let Ok(path) = std::env::var("VUMI_BENCH_PROFILE") {
-            let answers = |h: &Arc<dyn Handler>, r| run_typing(h.clone(), r, n, concurrency, users, Typing::Answers);
+            let answers = |r| run_typing(survey.clone(), r, n, concurrency, users, Typing::Answers);
             let r = match path.as_str() {
-                "router" => run(pooled.clone(), Some(router.clone()), n, concurrency, users).await,
                 "direct" => run(pooled.clone(), None, n, concurrency, users).await,
-                "survey-router" => answers(&survey, Some(router.clone())).await,
-                "survey-direct" => answers(&survey, None).await,
-                other => panic!("VUMI_BENCH_PROFILE must be `router`, `direct`, `survey-router` or `survey-direct`, not `{other}`"),
+                "router" => run(pooled.clone(), at_publish, n, concurrency, users).await,
+                "router-queued" => run(pooled.clone(), queued, n, concurrency, users).await,
+                "survey-direct" => answers(None).await,
+                "survey-router" => answers(at_publish).await,
+                "survey-router-queued" => answers(queued).await,
+                other => panic!(
+                    "VUMI_BENCH_PROFILE must be one of direct, router, router-queued, survey-direct, survey-router, survey-router-queued; not `{other}`"
+                ),
             };
             println!("{path}: {r:.0} messages/s");
             return;
         }
         // Interleave rounds so drift on a shared machine hits every path alike.
-        let (mut rn, mut rp, mut rf, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut sd, mut sr) = (Vec::new(), Vec::new());
+        let mut runs: [Vec<f64>; 8] = Default::default();
         for _ in 0..rounds {
-            rn.push(run(native.clone(), None, n, concurrency, users).await);
-            rp.push(run(pooled.clone(), None, n, concurrency, users).await);
-            rf.push(run(fresh.clone(), None, n, concurrency, users).await);
-            rr.push(run(pooled.clone(), Some(router.clone()), n, concurrency, users).await);
-            sd.push(run_typing(survey.clone(), None, n, concurrency, users, Typing::Answers).await);
-            sr.push(run_typing(survey.clone(), Some(router.clone()), n, concurrency, users, Typing::Answers).await);
+            runs[0].push(run(native.clone(), None, n, concurrency, users).await);
+            runs[1].push(run(pooled.clone(), None, n, concurrency, users).await);
+            runs[2].push(run(fresh.clone(), None, n, concurrency, users).await);
+            runs[3].push(run(pooled.clone(), at_publish.clone(), n, concurrency, users).await);
+            runs[4].push(run(pooled.clone(), queued.clone(), n, concurrency, users).await);
+            let answers = |r| run_typing(survey.clone(), r, n, concurrency, users, Typing::Answers);
+            runs[5].push(answers(None).await);
+            runs[6].push(answers(at_publish.clone()).await);
+            runs[7].push(answers(queued.clone()).await);
         }
-        let (n_, p, f, r) = (median(rn), median(rp), median(rf), median(rr));
-        let (s_d, s_r) = (median(sd), median(sr));
+        let [n_, p, f, r, rq, s_d, s_r, s_rq] = runs.map(median);
         println!("messages per run: {n}, rounds: {rounds} (median), worker lanes: {concurrency}, distinct users: {users}");
         println!("| path | messages/s | vs native |");
         println!("|---|---:|---:|");
         println!("| native Rust echo (baseline) | {n_:.0} | 1.00 |");
         println!("| WASM echo, pooled instances | {p:.0} | {:.2} |", p / n_);
         println!("| WASM echo, fresh instance per message | {f:.0} | {:.2} |", f / n_);
-        println!();
-        println!("| wiring (WASM echo, pooled) | messages/s | vs direct |");
-        println!("|---|---:|---:|");
-        println!("| direct: transport connector -> app (baseline) | {p:.0} | 1.00 |");
-        println!("| keyword router (WASM) between transport and app | {r:.0} | {:.2} |", r / p);
-        println!();
-        println!("| wiring (WASM survey, pooled: kv read and write per message) | messages/s | vs direct |");
-        println!("|---|---:|---:|");
-        println!("| direct: transport connector -> app (baseline) | {s_d:.0} | 1.00 |");
-        println!("| keyword router (WASM) between transport and app | {s_r:.0} | {:.2} |", s_r / s_d);
+        for (app, direct, routed, queued) in [("echo", p, r, rq), ("survey: kv read and write per message", s_d, s_r, s_rq)] {
+            println!();
+            println!("| wiring (WASM {app}, pooled) | messages/s | vs direct |");
+            println!("|---|---:|---:|");
+            println!("| direct: transport connector -> app (baseline) | {direct:.0} | 1.00 |");
+            println!("| keyword router (WASM), routed at publish (as the host runs it) | {routed:.0} | {:.2} |", routed / direct);
+            println!("| keyword router (WASM), through the dispatcher's queues | {queued:.0} | {:.2} |", queued / direct);
+        }
     });
 }

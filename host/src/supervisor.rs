@@ -7,7 +7,8 @@
 //! app worker, dispatcher, channel and event router built from one config. A reload loads every
 //! new or changed plugin first (any failure rejects the whole config, and nothing has changed),
 //! then swaps the middleware chains, stops the old generation — each worker finishes the messages
-//! it has taken; what it has not taken stays queued — and starts the new one on the same queues.
+//! it has taken; what it has not taken stays queued, and messages for dispatchers queue too
+//! instead of being routed at publish time — and starts the new one on the same queues.
 //! Plugins whose config did not change keep their slot: their version, counters and any version
 //! hot-swapped in since.
 
@@ -39,7 +40,7 @@ use crate::workers::callbacks::Callbacks;
 use crate::workers::dispatcher::Dispatcher;
 use crate::workers::events::{EventRouter, Origins};
 use crate::workers::http_api::{Channel, ChannelParts, SendApi};
-use crate::workers::middleware::{Chains, MiddlewareBus, Step};
+use crate::workers::middleware::{Chains, MiddlewareBus, Routes, Step};
 use crate::workers::{AppWorker, FailureLog};
 
 /// Why the host could not start. Each names the config key at fault.
@@ -172,6 +173,8 @@ struct Generation {
     stop: CancellationToken,
     tasks: JoinSet<()>,
     routes: axum::Router,
+    /// Its dispatchers by input queue, for routing at publish time.
+    dispatch: Routes,
 }
 
 /// Start everything `config` names. Plugins are compiled before any transport accepts traffic, so
@@ -410,13 +413,17 @@ impl RunningHost {
 
         // 3. The app side: chains first (what publishes next goes through the new ones), then the
         //    old generation finishes what it holds, then the new one takes over the queues.
+        //    Routing at publish time stops with the old generation: until the new one starts,
+        //    messages for dispatchers wait on their queues, and the new dispatchers take them.
         self.bus.set_chains(chains(&new, &slots));
+        self.bus.set_routes(Routes::new());
         if let Some(g) = self.generation.take() {
             g.stop.cancel();
             let mut tasks = g.tasks;
             while tasks.join_next().await.is_some() {}
         }
         let generation = self.start_generation(&new, &slots).await?;
+        self.bus.set_routes(generation.dispatch.clone());
         let mut routes = generation.routes.clone();
         self.generation = Some(generation);
         self.registry.replace_all(slots.into_iter().map(|(k, s)| (k.to_string(), s)).collect());
@@ -621,12 +628,22 @@ impl RunningHost {
             });
         }
 
+        let mut dispatch = Routes::new();
         for (name, rc) in &config.routers {
             let Some(slot) = slots.get(name) else { continue };
             let origins_kv = Arc::new(Namespaced::new(state.clone(), &format!("router:{name}:origin")));
             let origins = Arc::new(Origins::new(origins_kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
-            let dispatcher =
-                Dispatcher::new(slot.clone(), bus.clone(), rc.transports.clone(), rc.apps.clone(), origins, failures.clone());
+            let dispatcher = Arc::new(Dispatcher::new(
+                slot.clone(),
+                self.bus.queued(),
+                rc.transports.clone(),
+                rc.apps.clone(),
+                origins,
+                failures.clone(),
+            ));
+            for input in dispatcher.inputs() {
+                dispatch.insert(input, dispatcher.clone());
+            }
             let (stop, rname) = (stop.clone(), name.to_string());
             tasks.spawn(async move {
                 if let Err(e) = dispatcher.run(stop).await {
@@ -676,7 +693,7 @@ impl RunningHost {
                 }
             });
         }
-        Ok(Generation { stop, tasks, routes })
+        Ok(Generation { stop, tasks, routes, dispatch })
     }
 
     /// The shared HTTP listener. It serves the routes current at each request, so a config

@@ -12,6 +12,7 @@ mod common;
 mod faults;
 mod harness;
 mod http_channels;
+mod inline_routing;
 mod middleware;
 mod reload;
 mod survey;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Where a router's cost comes from (BENCHMARKS.md, "A router in the path"): the dispatcher's two
-# queue hops, or the two WASM calls. Applies router-ceiling.patch (benchmark-only switches: a
-# routing decision taken natively, routing done inside `publish` instead of through the
-# dispatcher's queues), runs every combination interleaved, prints the medians, and takes the
-# patch out again. Not part of the test suite: an experiment, kept so its figures can be re-made.
+# Where a router's cost comes from (BENCHMARKS.md, "A router in the path"): the dispatcher's
+# queue hops, or the two WASM calls. Applies router-ceiling.patch (a benchmark-only switch,
+# VUMI_BENCH_DECISION=native: the keyword router's decision taken natively, for free, instead of
+# calling the component), runs the throughput benchmark's paths one process each, interleaved,
+# prints the medians, and takes the patch out again. Not part of the test suite: an experiment,
+# kept so its figures can be re-made.
 #
 # Run from the repository root: bash host/benches/experiments/router-ceiling.sh [rounds] [messages]
 set -euo pipefail
@@ -18,18 +19,18 @@ cargo bench -p vumi-host --bench throughput --no-run 2>/dev/null
 bin=$(ls -t target/release/deps/throughput-* | grep -v '\.d$' | head -1)
 
 declare -A runs
-# name|profile|decision|routing: echo app rows, then survey app rows (ratios to their own direct).
-rows=("direct|direct||" "wasm-queued|router|wasm|queued" "native-queued|router|native|queued"
-      "wasm-inline|router|wasm|inline" "native-inline|router|native|inline"
-      "survey-direct|survey-direct||" "survey-wasm-queued|survey-router|wasm|queued"
-      "survey-native-queued|survey-router|native|queued" "survey-wasm-inline|survey-router|wasm|inline"
-      "survey-native-inline|survey-router|native|inline")
+# name|profile|decision: echo app rows, then survey app rows (ratios to their own direct row).
+rows=("direct|direct|" "wasm-at-publish|router|wasm" "native-at-publish|router|native"
+      "wasm-queued|router-queued|wasm" "native-queued|router-queued|native"
+      "survey-direct|survey-direct|" "survey-wasm-at-publish|survey-router|wasm"
+      "survey-native-at-publish|survey-router|native" "survey-wasm-queued|survey-router-queued|wasm"
+      "survey-native-queued|survey-router-queued|native")
 cd host
 for _ in $(seq "$rounds"); do
     for row in "${rows[@]}"; do
-        IFS='|' read -r name path decision routing <<<"$row"
-        r=$(VUMI_BENCH_PROFILE=$path VUMI_BENCH_DECISION=$decision VUMI_BENCH_ROUTING=$routing \
-            VUMI_BENCH_MESSAGES=$messages "../$bin" --bench | awk '{print $2}')
+        IFS='|' read -r name path decision <<<"$row"
+        r=$(VUMI_BENCH_PROFILE=$path VUMI_BENCH_DECISION=$decision VUMI_BENCH_MESSAGES=$messages \
+            "../$bin" --bench | awk '{print $2}')
         runs[$name]+="$r "
     done
 done

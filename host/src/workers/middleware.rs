@@ -6,9 +6,14 @@
 //! connector's traffic, and nothing that publishes needs to know a chain exists. A step that fails
 //! sends the message to the failure path; a dropped outbound message is answered with a nack on
 //! the connector's event queue, so whoever sent it hears why.
+//!
+//! For the same reason the dispatchers' routing happens here too: a message published on a
+//! dispatcher's input (after that connector's chain) is routed at once, in the publisher's task,
+//! and what the router chose is published in turn (through the target connector's chain). See
+//! [`super::dispatcher`] for why, and for what still goes through the queue.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -19,6 +24,7 @@ use crate::message::{Event, Message};
 use crate::plugins::{Direction, PluginSlot, Verdict};
 
 use super::FailureLog;
+use super::dispatcher::Dispatcher;
 use crate::telemetry::metrics::metrics;
 
 /// One step of a chain.
@@ -54,11 +60,16 @@ impl std::fmt::Debug for Step {
 /// takes native ones (config validation sees to that).
 pub type Chains = HashMap<RoutingKey, Vec<Step>>;
 
-/// A [`Bus`] that runs each published message through its connector's chain first, and counts
-/// what is published per connector and queue (the `vumi_messages_total` metric).
+/// The dispatchers, by the input queue each routes from.
+pub type Routes = HashMap<RoutingKey, Arc<Dispatcher>>;
+
+/// A [`Bus`] that runs each published message through its connector's chain first, routes it if
+/// a dispatcher takes that queue, and counts what is published per connector and queue (the
+/// `vumi_messages_total` metric).
 pub struct MiddlewareBus {
     inner: Arc<dyn Bus>,
     chains: ArcSwap<Chains>,
+    routes: ArcSwap<Routes>,
     failures: Arc<FailureLog>,
     counters: RwLock<HashMap<RoutingKey, Counter>>,
 }
@@ -66,13 +77,33 @@ pub struct MiddlewareBus {
 impl MiddlewareBus {
     /// `inner`, with `chains` in front of its publishes.
     pub fn new(inner: Arc<dyn Bus>, chains: Chains, failures: Arc<FailureLog>) -> Self {
-        Self { inner, chains: ArcSwap::from_pointee(chains), failures, counters: RwLock::default() }
+        Self {
+            inner,
+            chains: ArcSwap::from_pointee(chains),
+            routes: ArcSwap::default(),
+            failures,
+            counters: RwLock::default(),
+        }
     }
 
     /// Replace every chain at once (a config reload). A message already in a chain finishes the
     /// chain it started.
     pub fn set_chains(&self, chains: Chains) {
         self.chains.store(Arc::new(chains));
+    }
+
+    /// Replace every dispatcher routed at publish time (a config reload). With none, messages
+    /// for dispatchers wait on their input queues.
+    pub fn set_routes(&self, routes: Routes) {
+        self.routes.store(Arc::new(routes));
+    }
+
+    /// This bus without routing at publish time (chains and counting only): what a dispatcher
+    /// publishes through. A message one dispatcher routes into another's input then waits on
+    /// that queue instead of being routed within the first one's publish, so a loop of
+    /// dispatchers in a config cannot recurse without end.
+    pub fn queued(self: &Arc<Self>) -> Arc<dyn Bus> {
+        Arc::new(Queued(Arc::downgrade(self)))
     }
 
     fn count(&self, key: &RoutingKey) {
@@ -134,28 +165,23 @@ fn log(name: &str, level: tracing::Level, key: &RoutingKey, message: &Message) {
     }
 }
 
-#[async_trait]
-impl Bus for MiddlewareBus {
-    async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
+impl MiddlewareBus {
+    async fn publish_routed(&self, key: &RoutingKey, message: Message, route: bool) -> Result<(), BusError> {
         let chains = self.chains.load_full();
         let Some(chain) = chains.get(key) else {
-            self.count(key);
-            return self.inner.publish(key, message).await;
+            return self.deliver(key, message, route).await;
         };
         // Kept for the nack or the failure record: what the publisher sent, before any step.
         let original = message.clone();
         match run(chain, key, message).await {
-            Outcome::Pass(m) => {
-                self.count(key);
-                self.inner.publish(key, m).await
-            }
+            Outcome::Pass(m) => self.deliver(key, m, route).await,
             Outcome::Dropped { by, reason } => {
                 tracing::info!(middleware = by, queue = %key, reason, "middleware dropped a message");
                 if let (QueueKind::Outbound, Message::User(m)) = (key.kind, &original) {
                     let mut nack = Event::nack(&m.message_id, &format!("dropped by middleware `{by}`: {reason}"));
                     nack.transport_name = Some(key.connector.to_string());
                     nack.routing_metadata = m.routing_metadata.clone();
-                    self.publish(&RoutingKey::event(&key.connector), Message::Event(nack)).await?;
+                    Box::pin(self.publish_routed(&RoutingKey::event(&key.connector), Message::Event(nack), route)).await?;
                 }
                 Ok(())
             }
@@ -166,11 +192,59 @@ impl Bus for MiddlewareBus {
         }
     }
 
+    /// After the chain: to the dispatcher that takes `key`, if any (and `route`), else (or if it
+    /// hands the message back) onto the queue.
+    async fn deliver(&self, key: &RoutingKey, message: Message, route: bool) -> Result<(), BusError> {
+        self.count(key);
+        let dispatcher = if route { self.routes.load().get(key).cloned() } else { None };
+        let message = match dispatcher {
+            Some(d) => match d.route_published(key, message).await {
+                Ok(()) => return Ok(()),
+                Err(set_aside) => set_aside,
+            },
+            None => message,
+        };
+        self.inner.publish(key, message).await
+    }
+}
+
+#[async_trait]
+impl Bus for MiddlewareBus {
+    async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
+        self.publish_routed(key, message, true).await
+    }
+
     async fn consume(&self, key: &RoutingKey, prefetch: u16) -> Result<Box<dyn Consumer>, BusError> {
         self.inner.consume(key, prefetch).await
     }
 
     async fn close(&self) {
         self.inner.close().await;
+    }
+}
+
+/// [`MiddlewareBus::queued`]. Holds the bus weakly: the bus holds the dispatchers that hold this.
+struct Queued(Weak<MiddlewareBus>);
+
+impl Queued {
+    fn bus(&self) -> Result<Arc<MiddlewareBus>, BusError> {
+        self.0.upgrade().ok_or(BusError::Closed)
+    }
+}
+
+#[async_trait]
+impl Bus for Queued {
+    async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
+        self.bus()?.publish_routed(key, message, false).await
+    }
+
+    async fn consume(&self, key: &RoutingKey, prefetch: u16) -> Result<Box<dyn Consumer>, BusError> {
+        self.bus()?.consume(key, prefetch).await
+    }
+
+    async fn close(&self) {
+        if let Ok(bus) = self.bus() {
+            bus.close().await;
+        }
     }
 }
