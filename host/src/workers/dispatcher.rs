@@ -38,6 +38,18 @@ enum Flow {
     Event,
 }
 
+impl Flow {
+    /// The flow of one of a dispatcher's input queues (status queues are not routed).
+    fn of(kind: QueueKind) -> Option<Self> {
+        match kind {
+            QueueKind::Inbound => Some(Flow::Inbound),
+            QueueKind::Outbound => Some(Flow::Outbound),
+            QueueKind::Event => Some(Flow::Event),
+            QueueKind::Status => None,
+        }
+    }
+}
+
 /// A router plugin wired between connectors.
 pub struct Dispatcher {
     router: Arc<PluginSlot>,
@@ -78,12 +90,7 @@ impl Dispatcher {
     /// consumer retries it. A router's own failure is not such a reason: that message goes to the
     /// failure path, as it would from the queue.
     pub async fn route_published(&self, key: &RoutingKey, message: Message) -> Result<(), Message> {
-        let flow = match key.kind {
-            QueueKind::Inbound => Flow::Inbound,
-            QueueKind::Outbound => Flow::Outbound,
-            QueueKind::Event => Flow::Event,
-            QueueKind::Status => return Err(message),
-        };
+        let Some(flow) = Flow::of(key.kind) else { return Err(message) };
         match self.route(flow, &key.connector, &message).await {
             Ok(()) => Ok(()),
             Err(Failure::Requeue(reason)) => {
@@ -99,19 +106,15 @@ impl Dispatcher {
 
     /// Route what arrives on its input queues until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BusError> {
-        let me = self;
         let mut queues: Vec<(Flow, ConnectorName, Box<dyn Consumer>)> = Vec::new();
-        for t in &me.transports {
-            queues.push((Flow::Inbound, t.clone(), me.bus.consume(&RoutingKey::inbound(t), 64).await?));
-            queues.push((Flow::Event, t.clone(), me.bus.consume(&RoutingKey::event(t), 64).await?));
+        for key in self.inputs() {
+            let Some(flow) = Flow::of(key.kind) else { continue };
+            queues.push((flow, key.connector.clone(), self.bus.consume(&key, 64).await?));
         }
-        for a in &me.apps {
-            queues.push((Flow::Outbound, a.clone(), me.bus.consume(&RoutingKey::outbound(a), 64).await?));
-        }
-        tracing::info!(router = %me.router.name(), transports = ?me.transports, apps = ?me.apps, "dispatcher started");
+        tracing::info!(router = %self.router.name(), transports = ?self.transports, apps = ?self.apps, "dispatcher started");
         let mut tasks = JoinSet::new();
         for (flow, from, mut queue) in queues {
-            let (me, stop) = (me.clone(), shutdown.clone());
+            let (me, stop) = (self.clone(), shutdown.clone());
             tasks.spawn(async move {
                 loop {
                     let d = tokio::select! {
