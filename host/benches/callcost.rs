@@ -11,26 +11,26 @@ use std::time::{Duration, Instant};
 
 use common::plugin_path;
 use vumi_host::message::{SessionEvent, UserMessage};
-use vumi_host::plugins::{AppLimits, AppSettings, Engine, EngineSettings, InstancePolicy, Plugin};
-use vumi_host::state::{KvStore, MemoryStore, Namespaced};
+use vumi_host::plugins::{AppPlugin, Engine, EngineSettings, InstancePolicy, Limits, RouterPlugin, Settings};
+use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let engine = Engine::new(&EngineSettings::default()).expect("engine");
         let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-        let settings = |name: &str, config| AppSettings {
+        let settings = |name: &'static str, config| Settings {
             name: name.into(),
             policy: InstancePolicy::Pooled { max_messages: u32::MAX, max_age: Duration::from_secs(3600) },
-            limits: AppLimits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 4 },
-            kv: Namespaced::new(store.clone(), name),
+            limits: Limits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 4 },
+            kv: Namespaced::new(store.clone(), Namespace::plugin("bench", name)),
             config,
             endpoints: vec!["default".into()],
         };
         let mut config = serde_json::Map::new();
         config.insert("default".into(), "app".into());
-        let router = Plugin::load_router(&engine, &plugin_path("keyword-router"), settings("router", config)).await.expect("router");
-        let echo = Plugin::load(&engine, &plugin_path("echo"), settings("echo", Default::default())).await.expect("echo");
+        let router = RouterPlugin::load(&engine, &plugin_path("keyword-router"), settings("router", config)).await.expect("router");
+        let echo = AppPlugin::load(&engine, &plugin_path("echo"), settings("echo", Default::default())).await.expect("echo");
         let msg = UserMessage::inbound("bench", "telnet", "127.0.0.1:1", "127.0.0.1:9010", Some("hello there".into()), Some(SessionEvent::Resume));
         let shared = Arc::new(msg.clone());
         let n = 200_000;
@@ -39,7 +39,7 @@ fn main() {
         for _ in 0..2 {
             let t = Instant::now();
             for _ in 0..n {
-                router.route_inbound(&msg, "bench").await.expect("route");
+                router.route_inbound(shared.clone(), "bench").await.expect("route");
             }
             r = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
             let t = Instant::now();

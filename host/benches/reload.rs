@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use common::plugin_path;
 use vumi_host::config::Config;
 use vumi_host::message::{SessionEvent, UserMessage};
-use vumi_host::plugins::{AppLimits, AppSettings, Engine, EngineSettings, InstancePolicy, Plugin, PluginSlot, Registry, Watcher};
-use vumi_host::state::{KvStore, MemoryStore, Namespaced};
+use vumi_host::plugins::{AppPlugin, AppSlot, Engine, EngineSettings, InstancePolicy, Limits, Registry, Settings, Watcher};
+use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced};
 
 
 /// `name`.wasm with its `VERSION-00` marker patched to version `n`: a distinct component.
@@ -31,12 +31,12 @@ fn version(name: &str, n: u32) -> Vec<u8> {
     bytes
 }
 
-fn settings(store: &Arc<dyn KvStore>) -> AppSettings {
-    AppSettings {
+fn settings(store: &Arc<dyn KvStore>) -> Settings {
+    Settings {
         name: "app".into(),
         policy: InstancePolicy::Pooled { max_messages: u32::MAX, max_age: Duration::from_secs(3600) },
-        limits: AppLimits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 4 },
-        kv: Namespaced::new(store.clone(), "app"),
+        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 4 },
+        kv: Namespaced::new(store.clone(), Namespace::plugin("app", "app")),
         config: Default::default(),
         endpoints: vec!["default".into()],
     }
@@ -65,11 +65,11 @@ async fn swap(name: &str, label: &str) {
         let path = dir.join(format!("direct-{n}.wasm"));
         std::fs::write(&path, version(name, n)).expect("write");
         let t = Instant::now();
-        let _p = Plugin::load(&engine, &path, settings(&store)).await.expect("load");
+        let _p = AppPlugin::load(&engine, &path, settings(&store)).await.expect("load");
         direct.push(t.elapsed());
     }
 
-    let slot = Arc::new(PluginSlot::new(Plugin::load(&engine, &wasm, settings(&store)).await.expect("load")));
+    let slot = Arc::new(AppSlot::new(AppPlugin::load(&engine, &wasm, settings(&store)).await.expect("load")));
     let registry = Arc::new(Registry::new());
     registry.insert("app".into(), slot.clone());
     let stop = CancellationToken::new();

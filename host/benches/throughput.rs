@@ -21,14 +21,15 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use common::plugin_path;
 use vumi_host::bus::{Bus, EmbeddedBus, RoutingKey};
+use vumi_host::config::RetryPolicy;
 use vumi_host::message::{Event, Message, SessionEvent, UserMessage};
 use vumi_host::names::ConnectorName;
-use vumi_host::plugins::{AppLimits, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy, Plugin, PluginSlot};
-use vumi_host::state::{KvStore, MemoryStore, Namespaced};
+use vumi_host::plugins::{AppPlugin, AppSlot, Engine, EngineSettings, HandlerFailure, InstancePolicy, Limits, RouterPlugin, RouterSlot, Settings};
+use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced};
 use vumi_host::workers::dispatcher::Dispatcher;
 use vumi_host::workers::events::Origins;
-use vumi_host::workers::middleware::{Chains, MiddlewareBus};
-use vumi_host::workers::{AppWorker, FailureLog, Handler};
+use vumi_host::workers::flow::Flow;
+use vumi_host::workers::{AppWorker, AppWorkerParts, FailureLog, Handler};
 
 /// The echo plugin's logic, natively.
 struct NativeEcho;
@@ -41,7 +42,7 @@ impl Handler for NativeEcho {
     async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
         Ok(vec![msg.reply(msg.content.clone(), false)])
     }
-    async fn handle_event(&self, _event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
+    async fn handle_event(&self, _event: Arc<Event>) -> Result<Vec<UserMessage>, HandlerFailure> {
         Ok(Vec::new())
     }
 }
@@ -66,36 +67,43 @@ enum Routing {
 
 /// Publish `n` messages from `users` distinct senders and time until `n` replies are out.
 /// With `router`, the app sits behind it on its own connector; without, on the transport's.
-/// Everything publishes through the middleware bus (no chains), as in the host.
-async fn run(handler: Arc<dyn Handler>, router: Option<(Arc<PluginSlot>, Routing)>, n: usize, concurrency: usize, users: usize) -> f64 {
+/// Everything publishes through the flow (no chains), as in the host.
+async fn run(handler: Arc<dyn Handler>, router: Option<(Arc<RouterSlot>, Routing)>, n: usize, concurrency: usize, users: usize) -> f64 {
     run_typing(handler, router, n, concurrency, users, Typing::Anything).await
 }
 
 async fn run_typing(
     handler: Arc<dyn Handler>,
-    router: Option<(Arc<PluginSlot>, Routing)>,
+    router: Option<(Arc<RouterSlot>, Routing)>,
     n: usize,
     concurrency: usize,
     users: usize,
     typing: Typing,
 ) -> f64 {
     let failures = Arc::new(FailureLog::new(10, None).expect("failure log"));
-    let raw: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
-    let middleware = Arc::new(MiddlewareBus::new(raw, Chains::new(), failures.clone()));
-    let bus: Arc<dyn Bus> = middleware.clone();
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
+    let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
     let connector: ConnectorName = "bench".parse().expect("name");
     let stop = CancellationToken::new();
     let app_connector: ConnectorName = if router.is_some() { "app".parse().expect("name") } else { connector.clone() };
-    let worker = AppWorker::new(handler, bus.clone(), app_connector.clone(), failures.clone(), concurrency);
+    let worker = AppWorker::new(AppWorkerParts {
+        handler,
+        bus: bus.clone(),
+        publish: flow.clone(),
+        connector: app_connector.clone(),
+        failures: failures.clone(),
+        concurrency,
+        retry: RetryPolicy::default(),
+    });
     let w = tokio::spawn(worker.run(stop.clone()));
     let d = router.map(|(r, routing)| {
         let origins = Arc::new(Origins::new(Arc::new(MemoryStore::new()), Duration::from_secs(3600)));
         let transports = vec![connector.clone()];
-        let dispatcher = Arc::new(Dispatcher::new(r, middleware.queued(), transports, vec![app_connector], origins, failures.clone()));
+        let dispatcher = Arc::new(Dispatcher::new(r, transports, vec![app_connector], origins));
         if let Routing::AtPublish = routing {
-            middleware.set_routes(dispatcher.inputs().into_iter().map(|k| (k, dispatcher.clone())).collect());
+            flow.set_dispatchers(dispatcher.inputs().into_iter().map(|k| (k, dispatcher.clone())).collect());
         }
-        tokio::spawn(dispatcher.run(stop.clone()))
+        tokio::spawn(flow.clone().serve(dispatcher, RetryPolicy::default(), stop.clone()))
     });
     // Let the consumers subscribe before the first publish.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -103,7 +111,7 @@ async fn run_typing(
     let inbound = RoutingKey::inbound(&connector);
     let msgs: Vec<Message> = (0..n)
         .map(|i| {
-            Message::User(UserMessage::inbound(
+            Message::from(UserMessage::inbound(
                 "bench",
                 "telnet",
                 format!("127.0.0.1:{}", 10_000 + i % users),
@@ -118,10 +126,10 @@ async fn run_typing(
         .collect();
     let start = Instant::now();
     let publisher = {
-        let bus = bus.clone();
+        let flow = flow.clone();
         tokio::spawn(async move {
             for m in msgs {
-                bus.publish(&inbound, m).await.expect("publish");
+                flow.publish(&inbound, m).await.expect("publish");
             }
         })
     };
@@ -143,16 +151,16 @@ async fn run_typing(
 async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> {
     let path = echo_path();
     let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-    let settings = AppSettings {
+    let settings = Settings {
         name: "echo".into(),
         policy,
-        limits: AppLimits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
-        kv: Namespaced::new(store, "bench"),
+        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+        kv: Namespaced::new(store, Namespace::plugin("app", "echo")),
         config: Default::default(),
         endpoints: vec!["default".into()],
     };
     // In a slot, as the host runs it: one atomic load per message picks the current version.
-    Arc::new(PluginSlot::new(Plugin::load(engine, &path, settings).await.expect("load echo.wasm")))
+    Arc::new(AppSlot::new(AppPlugin::load(engine, &path, settings).await.expect("load echo.wasm")))
 }
 
 /// The survey app (`plugins/survey`) with the three questions of `config/vumi.toml`: each
@@ -168,33 +176,33 @@ async fn load_survey(engine: &Engine) -> Arc<dyn Handler> {
             {"prompt": "Would you recommend this service?", "options": ["Yes", "No", "Not sure"]},
         ],
     });
-    let settings = AppSettings {
+    let settings = Settings {
         name: "survey".into(),
         policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
-        limits: AppLimits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
-        kv: Namespaced::new(store, "survey"),
+        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+        kv: Namespaced::new(store, Namespace::plugin("app", "survey")),
         config: config.as_object().expect("an object").clone(),
         endpoints: vec!["default".into()],
     };
-    let plugin = Plugin::load(engine, &plugin_path("survey"), settings).await.expect("load survey.wasm");
-    Arc::new(PluginSlot::new(plugin))
+    let plugin = AppPlugin::load(engine, &plugin_path("survey"), settings).await.expect("load survey.wasm");
+    Arc::new(AppSlot::new(plugin))
 }
 
 /// The keyword router with everything going to connector `app`.
-async fn load_router(engine: &Engine) -> Arc<PluginSlot> {
+async fn load_router(engine: &Engine) -> Arc<RouterSlot> {
     let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
     let mut config = serde_json::Map::new();
     config.insert("default".into(), "app".into());
-    let settings = AppSettings {
+    let settings = Settings {
         name: "keywords".into(),
         policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
-        limits: AppLimits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 0 },
-        kv: Namespaced::new(store, "router"),
+        limits: Limits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 0 },
+        kv: Namespaced::new(store, Namespace::plugin("router", "keywords")),
         config,
         endpoints: Vec::new(),
     };
-    Arc::new(PluginSlot::new(
-        Plugin::load_router(engine, &plugin_path("keyword-router"), settings).await.expect("load keyword-router.wasm"),
+    Arc::new(RouterSlot::new(
+        RouterPlugin::load(engine, &plugin_path("keyword-router"), settings).await.expect("load keyword-router.wasm"),
     ))
 }
 

@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::plugins::{PluginSlot, Registry};
+use crate::plugins::{AnySlot, Registry};
 use crate::telemetry::metrics::{CONTENT_TYPE, metrics};
 use crate::web::{ApiError, check_bearer, ok_json, read_body};
 use crate::workers::FailureLog;
@@ -197,14 +197,13 @@ pub struct PluginView {
     pub file_missing: bool,
 }
 
-fn view(slot: &PluginSlot) -> PluginView {
-    use std::sync::atomic::Ordering::Relaxed;
-    let p = slot.current();
-    let v = p.version();
+fn view(slot: &dyn AnySlot) -> PluginView {
+    let info = slot.info();
+    let v = &info.version;
     PluginView {
-        name: slot.name().to_owned(),
-        world: p.world().to_string(),
-        path: p.path().display().to_string(),
+        name: info.name.clone(),
+        world: info.world.to_string(),
+        path: info.path.display().to_string(),
         hash: v.hash.clone(),
         size: v.size,
         loaded_at: v.loaded_at.clone(),
@@ -214,21 +213,21 @@ fn view(slot: &PluginSlot) -> PluginView {
             crate::plugins::CacheOutcome::Compiled => "compiled".into(),
             crate::plugins::CacheOutcome::Rebuilt(why) => format!("rebuilt: {why}"),
         },
-        handled: p.stats().handled.load(Relaxed),
-        failures: p.stats().failed.load(Relaxed),
-        last_error: p.stats().last_error(),
-        reloads: slot.reloads(),
-        rejected: slot.rejection(),
-        file_missing: slot.file_missing(),
+        handled: info.handled,
+        failures: info.failed,
+        last_error: info.last_error.clone(),
+        reloads: info.reloads,
+        rejected: info.rejected.clone(),
+        file_missing: info.file_missing,
     }
 }
 
 async fn list_plugins(State(s): State<AdminState>) -> Response {
-    let plugins: Vec<PluginView> = s.registry.all().values().map(|slot| view(slot)).collect();
+    let plugins: Vec<PluginView> = s.registry.all().values().map(|slot| view(slot.as_ref())).collect();
     ok_json(StatusCode::OK, "plugins", serde_json::json!({ "plugins": plugins }))
 }
 
-fn slot(s: &AdminState, name: &str) -> Result<Arc<PluginSlot>, ApiError> {
+fn slot(s: &AdminState, name: &str) -> Result<Arc<dyn AnySlot>, ApiError> {
     s.registry.get(name).ok_or_else(|| {
         let known: Vec<String> = s.registry.all().into_keys().collect();
         ApiError::new(StatusCode::NOT_FOUND, format!("no plugin named `{name}` (running: {})", known.join(", ")))
@@ -237,10 +236,10 @@ fn slot(s: &AdminState, name: &str) -> Result<Arc<PluginSlot>, ApiError> {
 
 async fn one_plugin(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let slot = slot(&s, &name)?;
-    Ok(ok_json(StatusCode::OK, "plugin", serde_json::to_value(view(&slot)).unwrap_or_default()))
+    Ok(ok_json(StatusCode::OK, "plugin", serde_json::to_value(view(slot.as_ref())).unwrap_or_default()))
 }
 
-fn reloaded(slot: &PluginSlot, r: Result<crate::plugins::ReloadOutcome, crate::plugins::LoadError>) -> Result<Response, ApiError> {
+fn reloaded(slot: &dyn AnySlot, r: Result<crate::plugins::ReloadOutcome, crate::plugins::LoadError>) -> Result<Response, ApiError> {
     match r {
         Ok(crate::plugins::ReloadOutcome::Swapped { from, to }) => Ok(ok_json(
             StatusCode::OK,
@@ -265,12 +264,12 @@ async fn deploy(State(s): State<AdminState>, Path(name): Path<String>, body: Bod
     if bytes.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be the plugin's .wasm component"));
     }
-    reloaded(&slot, slot.deploy(bytes.to_vec()).await)
+    reloaded(slot.as_ref(), slot.deploy(bytes.to_vec()).await)
 }
 
 async fn reload_plugin(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let slot = slot(&s, &name)?;
-    reloaded(&slot, slot.reload().await)
+    reloaded(slot.as_ref(), slot.reload().await)
 }
 
 async fn reload_config(State(s): State<AdminState>) -> Result<Response, ApiError> {

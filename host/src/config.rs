@@ -101,16 +101,57 @@ pub struct HostConfig {
     /// events reach it when several components share a connector.
     #[serde(default = "default_origin_ttl")]
     pub event_origin_ttl_secs: u64,
+    /// How a message is retried when a back end is down or a plugin says `retry-later`.
+    #[serde(default)]
+    pub retry: RetryPolicy,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { bus: BusConfig::default(), state: StateConfig::default(), event_origin_ttl_secs: default_origin_ttl() }
+        Self {
+            bus: BusConfig::default(),
+            state: StateConfig::default(),
+            event_origin_ttl_secs: default_origin_ttl(),
+            retry: Default::default(),
+        }
     }
 }
 
 fn default_origin_ttl() -> u64 {
     86_400
+}
+
+/// How a component retries (`[host.retry]` in config).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// The first wait, in milliseconds.
+    #[serde(default = "default_initial_ms")]
+    pub initial_ms: u64,
+    /// The longest wait, in milliseconds: the doubling stops here.
+    #[serde(default = "default_max_ms")]
+    pub max_ms: u64,
+    /// Tries of one message in place before giving up on it: a `retry-later` message then goes
+    /// to the failure path; one held up by a back end that is down goes back on its queue (it is
+    /// never dropped), and the waits carry on from the longest.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_initial_ms() -> u64 {
+    100
+}
+fn default_max_ms() -> u64 {
+    10_000
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { initial_ms: default_initial_ms(), max_ms: default_max_ms(), max_attempts: default_max_attempts() }
+    }
 }
 
 /// Which bus to use. Only the embedded one exists so far.

@@ -19,15 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::message::{Event, SessionEvent, UserMessage};
-use crate::plugins::{AppLimits, Plugin, AppSettings, Engine, EngineSettings, HandlerFailure, InstancePolicy, LoadError};
-use crate::state::{KvStore, MemoryStore, Namespaced};
+use crate::plugins::{AppPlugin, Engine, EngineSettings, HandlerFailure, InstancePolicy, Limits, LoadError, Settings};
+use crate::state::{KvStore, MemoryStore, Namespace, Namespaced};
 
 /// Builds a [`PluginHarness`].
 #[derive(Debug, Clone)]
 pub struct HarnessBuilder {
     path: PathBuf,
     policy: InstancePolicy,
-    limits: AppLimits,
+    limits: Limits,
     config: serde_json::Map<String, serde_json::Value>,
     transport_type: String,
 }
@@ -69,8 +69,8 @@ impl HarnessBuilder {
             cache_dir: None,
         })?;
         let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-        let kv = Namespaced::new(store, "harness");
-        let settings = AppSettings {
+        let kv = Namespaced::new(store, Namespace::plugin("app", "harness"));
+        let settings = Settings {
             name: self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into()),
             policy: self.policy,
             limits: self.limits,
@@ -78,14 +78,14 @@ impl HarnessBuilder {
             config: self.config,
             endpoints: vec!["default".to_owned()],
         };
-        let plugin = Plugin::load(&engine, &self.path, settings).await?;
+        let plugin = AppPlugin::load(&engine, &self.path, settings).await?;
         Ok(PluginHarness { plugin, kv, transport_type: self.transport_type })
     }
 }
 
 /// A loaded plugin with in-memory state.
 pub struct PluginHarness {
-    plugin: Plugin,
+    plugin: AppPlugin,
     kv: Namespaced,
     transport_type: String,
 }
@@ -102,7 +102,7 @@ impl PluginHarness {
         HarnessBuilder {
             path: path.as_ref().to_owned(),
             policy: InstancePolicy::Pooled { max_messages: 10_000, max_age: Duration::from_secs(300) },
-            limits: AppLimits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+            limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
             config: Default::default(),
             transport_type: "telnet".to_owned(),
         }
@@ -115,7 +115,7 @@ impl PluginHarness {
 
     /// Handle `event`; returns what the plugin sent.
     pub async fn event(&self, event: Event) -> Result<Vec<UserMessage>, HandlerFailure> {
-        self.plugin.handle_event(&event).await
+        self.plugin.handle_event(Arc::new(event)).await
     }
 
     /// The app's state, as the plugin sees it through `kv`.
@@ -124,7 +124,7 @@ impl PluginHarness {
     }
 
     /// The loaded plugin (its stats, for example).
-    pub fn plugin(&self) -> &Plugin {
+    pub fn plugin(&self) -> &AppPlugin {
         &self.plugin
     }
 

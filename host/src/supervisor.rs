@@ -28,10 +28,13 @@ use crate::message::Timestamp;
 
 use crate::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
 use crate::config::{BusConfig, Config, InstancesConfig, MiddlewareConfig, StateConfig, TransportConfig};
-use crate::plugins::{AppLimits, AppSettings, Engine, EngineSettings, InstancePolicy, LoadError, Plugin, PluginSlot, Registry, Watcher, World};
-use crate::state::{KvStore, MemoryStore, Namespaced};
+use crate::plugins::{
+    AnySlot, AppSlot, Engine, EngineSettings, Face, InstancePolicy, Limits, LoadError, MiddlewareSlot, Plugin, PluginSlot, Registry,
+    RouterSlot, Settings, Watcher,
+};
+use crate::state::{KvStore, MemoryStore, Namespace, Namespaced};
 use crate::names::{AppName, ConnectorName};
-use crate::transports::TransportContext;
+use crate::transports::{Transport, TransportContext};
 use crate::transports::sink::SinkTransport;
 use crate::transports::sms_http::SmsHttpTransport;
 use crate::transports::telnet::TelnetTransport;
@@ -40,8 +43,9 @@ use crate::workers::callbacks::Callbacks;
 use crate::workers::dispatcher::Dispatcher;
 use crate::workers::events::{EventRouter, Origins};
 use crate::workers::http_api::{Channel, ChannelParts, SendApi};
-use crate::workers::middleware::{Chains, MiddlewareBus, Routes, Step};
-use crate::workers::{AppWorker, FailureLog};
+use crate::workers::flow::{Dispatchers, Flow};
+use crate::workers::middleware::{Chains, Step};
+use crate::workers::{AppWorker, AppWorkerParts, FailureLog};
 
 /// Why the host could not start. Each names the config key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +120,8 @@ pub enum StartError {
 pub struct RunningHost {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
-    raw_bus: Arc<dyn Bus>,
-    bus: Arc<MiddlewareBus>,
+    bus: Arc<dyn Bus>,
+    flow: Arc<Flow>,
     state: Arc<dyn KvStore>,
     engine: Engine,
     engine_memory_mb: u32,
@@ -174,13 +178,33 @@ struct Generation {
     tasks: JoinSet<()>,
     routes: axum::Router,
     /// Its dispatchers by input queue, for routing at publish time.
-    dispatch: Routes,
+    dispatch: Dispatchers,
+    /// The plugins it runs, kept for the next config where theirs is unchanged.
+    slots: Slots,
+}
+
+/// Every plugin of a config, in a slot of its world.
+#[derive(Default, Clone)]
+struct Slots {
+    apps: BTreeMap<AppName, Arc<AppSlot>>,
+    routers: BTreeMap<AppName, Arc<RouterSlot>>,
+    middleware: BTreeMap<AppName, Arc<MiddlewareSlot>>,
+}
+
+impl Slots {
+    /// For the admin API, by name.
+    fn all(&self) -> BTreeMap<String, Arc<dyn AnySlot>> {
+        let apps = self.apps.iter().map(|(k, s)| (k.to_string(), s.clone() as Arc<dyn AnySlot>));
+        let routers = self.routers.iter().map(|(k, s)| (k.to_string(), s.clone() as Arc<dyn AnySlot>));
+        let middleware = self.middleware.iter().map(|(k, s)| (k.to_string(), s.clone() as Arc<dyn AnySlot>));
+        apps.chain(routers).chain(middleware).collect()
+    }
 }
 
 /// Start everything `config` names. Plugins are compiled before any transport accepts traffic, so
 /// a bad plugin stops start-up instead of failing users' messages.
 pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
-    let raw_bus: Arc<dyn Bus> = match config.host.bus {
+    let bus: Arc<dyn Bus> = match config.host.bus {
         BusConfig::Embedded => Arc::new(EmbeddedBus::new()),
     };
     let state: Arc<dyn KvStore> = match config.host.state {
@@ -201,15 +225,15 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         ..Default::default()
     })
     .map_err(StartError::Engine)?;
-    // Everything publishes through the chains (none until the config is applied).
-    let bus = Arc::new(MiddlewareBus::new(raw_bus.clone(), Chains::new(), failures.clone()));
+    // Everything publishes through the flow (no chains or dispatchers until the config is applied).
+    let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
 
     let shutdown = CancellationToken::new();
     let mut host = RunningHost {
         shutdown: shutdown.clone(),
         tasks: JoinSet::new(),
-        raw_bus,
         bus,
+        flow,
         state,
         engine,
         engine_memory_mb,
@@ -415,18 +439,18 @@ impl RunningHost {
         //    old generation finishes what it holds, then the new one takes over the queues.
         //    Routing at publish time stops with the old generation: until the new one starts,
         //    messages for dispatchers wait on their queues, and the new dispatchers take them.
-        self.bus.set_chains(chains(&new, &slots));
-        self.bus.set_routes(Routes::new());
+        self.flow.set_chains(chains(&new, &slots));
+        self.flow.set_dispatchers(Dispatchers::new());
         if let Some(g) = self.generation.take() {
             g.stop.cancel();
             let mut tasks = g.tasks;
             while tasks.join_next().await.is_some() {}
         }
-        let generation = self.start_generation(&new, &slots).await?;
-        self.bus.set_routes(generation.dispatch.clone());
+        let generation = self.start_generation(&new, slots).await?;
+        self.flow.set_dispatchers(generation.dispatch.clone());
         let mut routes = generation.routes.clone();
+        self.registry.replace_all(generation.slots.all());
         self.generation = Some(generation);
-        self.registry.replace_all(slots.into_iter().map(|(k, s)| (k.to_string(), s)).collect());
         if let Some(w) = &self.watcher
             && let Err(e) = w.sync()
         {
@@ -457,56 +481,43 @@ impl RunningHost {
         Ok(if summary.is_empty() { "nothing changed".into() } else { summary.join("; ") })
     }
 
-    /// Slots for every plugin in `new`: kept from the running host where the plugin's config is
-    /// unchanged, loaded otherwise.
-    async fn load_plugins(
-        &self,
-        old: Option<&Config>,
-        new: &Config,
-        summary: &mut Vec<String>,
-    ) -> Result<BTreeMap<AppName, Arc<PluginSlot>>, StartError> {
-        // (name, config section, unchanged since `old`, file, world, settings)
-        let mut wanted: Vec<(&AppName, &str, bool, std::path::PathBuf, World, AppSettings)> = Vec::new();
+    /// Slots for every plugin in `new`: kept from the running generation where the plugin's
+    /// config is unchanged, loaded otherwise.
+    async fn load_plugins(&self, old: Option<&Config>, new: &Config, summary: &mut Vec<String>) -> Result<Slots, StartError> {
+        let running = self.generation.as_ref().map(|g| g.slots.clone()).unwrap_or_default();
+        let mut slots = Slots::default();
         for (name, app) in &new.apps {
             let same = old.is_some_and(|o| o.apps.get(name) == Some(app));
-            wanted.push((name, "apps", same, new.resolve(&app.plugin), World::Application, self.app_settings(name, app)));
+            let kept = running.apps.get(name).filter(|_| same).cloned();
+            let settings = self.app_settings(name, app);
+            let slot = self.slot(kept, "apps", name, new.resolve(&app.plugin), settings, summary).await?;
+            slots.apps.insert(name.clone(), slot);
         }
         for (name, rc) in &new.routers {
             let same = old.is_some_and(|o| o.routers.get(name) == Some(rc));
-            let kv = Namespaced::new(self.state.clone(), &format!("router:{name}"));
+            let kept = running.routers.get(name).filter(|_| same).cloned();
+            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str()));
             let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config);
-            wanted.push((name, "routers", same, new.resolve(&rc.plugin), World::Router, settings));
+            let slot = self.slot(kept, "routers", name, new.resolve(&rc.plugin), settings, summary).await?;
+            slots.routers.insert(name.clone(), slot);
         }
         for (name, m) in &new.middleware {
             let MiddlewareConfig::Plugin(p) = m else { continue };
             let same = old.is_some_and(|o| o.middleware.get(name) == Some(m));
-            let kv = Namespaced::new(self.state.clone(), &format!("middleware:{name}"));
+            let kept = running.middleware.get(name).filter(|_| same).cloned();
+            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str()));
             let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config);
-            wanted.push((name, "middleware", same, new.resolve(&p.plugin), World::Middleware, settings));
-        }
-        let mut slots = BTreeMap::new();
-        for (name, section, same, path, world, settings) in wanted {
-            let kept = if same { self.registry.get(name.as_str()) } else { None };
-            let slot = match kept {
-                Some(s) => s,
-                None => {
-                    let plugin = Plugin::load_world(&self.engine, &path, world, settings)
-                        .await
-                        .map_err(|source| StartError::Plugin { key: format!("{section}.{name}.plugin"), source })?;
-                    tracing::info!(plugin = %name, section, file = %path.display(), hash = %&plugin.version().hash[..12], "plugin loaded");
-                    summary.push(format!("{name} loaded"));
-                    Arc::new(PluginSlot::new(plugin))
-                }
-            };
-            slots.insert(name.clone(), slot);
+            let slot = self.slot(kept, "middleware", name, new.resolve(&p.plugin), settings, summary).await?;
+            slots.middleware.insert(name.clone(), slot);
         }
         if let Some(o) = old {
+            let now = slots.all();
             let removed: Vec<String> = o
                 .apps
                 .keys()
                 .chain(o.routers.keys())
                 .chain(o.middleware.iter().filter(|(_, m)| matches!(m, MiddlewareConfig::Plugin(_))).map(|(n, _)| n))
-                .filter(|n| !slots.contains_key(*n))
+                .filter(|n| !now.contains_key(n.as_str()))
                 .map(|n| format!("{n} removed"))
                 .collect();
             summary.extend(removed);
@@ -514,42 +525,81 @@ impl RunningHost {
         Ok(slots)
     }
 
-    fn app_settings(&self, name: &AppName, app: &crate::config::AppConfig) -> AppSettings {
+    /// `kept`, or a new slot with `path` loaded as a plugin of world `F`.
+    async fn slot<F: Face>(
+        &self,
+        kept: Option<Arc<PluginSlot<F>>>,
+        section: &str,
+        name: &AppName,
+        path: std::path::PathBuf,
+        settings: Settings,
+        summary: &mut Vec<String>,
+    ) -> Result<Arc<PluginSlot<F>>, StartError> {
+        if let Some(s) = kept {
+            return Ok(s);
+        }
+        let plugin = Plugin::<F>::load(&self.engine, &path, settings)
+            .await
+            .map_err(|source| StartError::Plugin { key: format!("{section}.{name}.plugin"), source })?;
+        tracing::info!(plugin = %name, section, file = %path.display(), hash = %&plugin.version().hash[..12], "plugin loaded");
+        summary.push(format!("{name} loaded"));
+        Ok(Arc::new(PluginSlot::new(plugin)))
+    }
+
+    fn app_settings(&self, name: &AppName, app: &crate::config::AppConfig) -> Settings {
         let policy = policy_of(app.instances, app.max_messages_per_instance, Duration::from_secs(app.max_instance_age_secs));
         let mut endpoints: Vec<String> = app.endpoints.iter().map(|e| e.to_string()).collect();
         if !endpoints.iter().any(|e| e == "default") {
             endpoints.push("default".to_owned());
         }
-        AppSettings {
+        Settings {
             name: name.to_string(),
             policy,
-            limits: AppLimits {
+            limits: Limits {
                 deadline: Duration::from_millis(app.deadline_ms),
                 max_memory_bytes: (app.memory_limit_mb as usize) << 20,
                 max_sends: app.max_sends_per_message,
             },
-            kv: Namespaced::new(self.state.clone(), &format!("app:{name}")),
+            kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())),
             config: toml_to_json(&app.config),
             endpoints,
         }
     }
 
     async fn start_transport(&self, config: &Config, name: &ConnectorName, t: &TransportConfig) -> Result<RunningTransport, StartError> {
-        let bus: Arc<dyn Bus> = self.bus.clone();
-        let ctx = TransportContext { bus, connector: name.clone() };
-        let kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(self.state.clone(), &format!("transport:{name}"))) };
-        let stop = self.shutdown.child_token();
+        let ctx = TransportContext { publish: self.flow.clone(), connector: name.clone() };
+        let kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(self.state.clone(), Namespace::Transport(name.as_str()))) };
+        let mut listening = None;
+        let transport: Box<dyn Transport> = match t {
+            TransportConfig::UssdAt(uc) => Box::new(UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes)),
+            TransportConfig::SmsHttp(sc) => Box::new(SmsHttpTransport::new(ctx, kv(), sc, config.http.max_body_bytes)),
+            TransportConfig::Sink(_) => Box::new(SinkTransport::new(ctx)),
+            TransportConfig::Telnet(tc) => {
+                let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
+                let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;
+                listening = Some(listener.local_addr().map_err(bind_err)?);
+                Box::new(TelnetTransport::new(ctx, listener, tc).map_err(bind_err)?)
+            }
+        };
+        let key = RoutingKey::outbound(name);
+        let outbound = self
+            .bus
+            .consume(&key, transport.prefetch())
+            .await
+            .map_err(|source| StartError::Bus { key: key.to_string(), source })?;
         let status = Arc::new(Mutex::new(TransportStatus {
             name: name.to_string(),
             kind: t.transport_type().to_owned(),
-            listening: None,
+            listening: listening.map(|a| a.to_string()),
             state: "running".into(),
             since: Timestamp::now().to_string(),
         }));
-        let report = {
-            let status = status.clone();
-            let tname = name.to_string();
-            move |r: Result<(), crate::transports::TransportError>| {
+        let stop = self.shutdown.child_token();
+        let routes = transport.routes();
+        let task = {
+            let (status, tname, token) = (status.clone(), name.to_string(), stop.clone());
+            tokio::spawn(async move {
+                let r = transport.run(outbound, token).await;
                 let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
                 s.since = Timestamp::now().to_string();
                 match r {
@@ -559,42 +609,16 @@ impl RunningHost {
                         s.state = format!("failed: {e}");
                     }
                 }
-            }
-        };
-        let token = stop.clone();
-        let mut listening = None;
-        let (task, routes) = match t {
-            TransportConfig::UssdAt(uc) => {
-                let transport = UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes);
-                let routes = transport.router();
-                (tokio::spawn(async move { report(transport.run(token).await) }), Some(routes))
-            }
-            TransportConfig::SmsHttp(sc) => {
-                let transport = SmsHttpTransport::new(ctx, kv(), sc, config.http.max_body_bytes);
-                let routes = transport.router();
-                (tokio::spawn(async move { report(transport.run(token).await) }), Some(routes))
-            }
-            TransportConfig::Sink(_) => {
-                let transport = SinkTransport::new(ctx);
-                (tokio::spawn(async move { report(transport.run(token).await) }), None)
-            }
-            TransportConfig::Telnet(tc) => {
-                let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
-                let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;
-                let addr = listener.local_addr().map_err(bind_err)?;
-                status.lock().unwrap_or_else(|p| p.into_inner()).listening = Some(addr.to_string());
-                listening = Some(addr);
-                let transport = TelnetTransport::new(listener, tc).map_err(bind_err)?;
-                (tokio::spawn(async move { report(transport.run(ctx, token).await) }), None)
-            }
+            })
         };
         Ok(RunningTransport { config: t.clone(), stop, task, routes, listening, status })
     }
 
     /// Every app-side component of `config`, on the plugins in `slots`.
-    async fn start_generation(&mut self, config: &Config, slots: &BTreeMap<AppName, Arc<PluginSlot>>) -> Result<Generation, StartError> {
-        let bus: Arc<dyn Bus> = self.bus.clone();
+    async fn start_generation(&mut self, config: &Config, slots: Slots) -> Result<Generation, StartError> {
+        let bus = self.bus.clone();
         let (state, failures) = (self.state.clone(), self.failures.clone());
+        let retry = config.host.retry.clone();
         let stop = self.shutdown.child_token();
         let mut tasks = JoinSet::new();
 
@@ -607,16 +631,23 @@ impl RunningHost {
             .into_iter()
             .filter(|(_, n)| *n > 1)
             .map(|(c, _)| {
-                let kv = Arc::new(Namespaced::new(state.clone(), &format!("origin:{c}")));
+                let kv = Arc::new(Namespaced::new(state.clone(), Namespace::origins("connector", c.as_str())));
                 let origins = Arc::new(Origins::new(kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
-                (c.clone(), EventRouter::new(c.clone(), bus.clone(), origins, failures.clone()))
+                (c.clone(), EventRouter::new(c.clone(), bus.clone(), origins, failures.clone(), retry.clone()))
             })
             .collect();
 
         for (name, app) in &config.apps {
-            let Some(slot) = slots.get(name) else { continue };
-            let mut worker =
-                AppWorker::new(slot.clone(), bus.clone(), app.connector.clone(), failures.clone(), usize::from(app.concurrency));
+            let Some(slot) = slots.apps.get(name) else { continue };
+            let mut worker = AppWorker::new(AppWorkerParts {
+                handler: slot.clone(),
+                bus: bus.clone(),
+                publish: self.flow.clone(),
+                connector: app.connector.clone(),
+                failures: failures.clone(),
+                concurrency: usize::from(app.concurrency),
+                retry: retry.clone(),
+            });
             if let Some(router) = routers.get_mut(&app.connector) {
                 worker = worker.with_routed_events(router.subscribe(name), router.origins());
             }
@@ -628,25 +659,18 @@ impl RunningHost {
             });
         }
 
-        let mut dispatch = Routes::new();
+        let mut dispatch = Dispatchers::new();
         for (name, rc) in &config.routers {
-            let Some(slot) = slots.get(name) else { continue };
-            let origins_kv = Arc::new(Namespaced::new(state.clone(), &format!("router:{name}:origin")));
+            let Some(slot) = slots.routers.get(name) else { continue };
+            let origins_kv = Arc::new(Namespaced::new(state.clone(), Namespace::origins("router", name.as_str())));
             let origins = Arc::new(Origins::new(origins_kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
-            let dispatcher = Arc::new(Dispatcher::new(
-                slot.clone(),
-                self.bus.queued(),
-                rc.transports.clone(),
-                rc.apps.clone(),
-                origins,
-                failures.clone(),
-            ));
+            let dispatcher = Arc::new(Dispatcher::new(slot.clone(), rc.transports.clone(), rc.apps.clone(), origins));
             for input in dispatcher.inputs() {
                 dispatch.insert(input, dispatcher.clone());
             }
-            let (stop, rname) = (stop.clone(), name.to_string());
+            let (flow, stop, rname, retry) = (self.flow.clone(), stop.clone(), name.to_string(), retry.clone());
             tasks.spawn(async move {
-                if let Err(e) = dispatcher.run(stop).await {
+                if let Err(e) = flow.serve(dispatcher, retry, stop).await {
                     tracing::error!(router = rname, error = %e, "dispatcher stopped");
                 }
             });
@@ -655,7 +679,7 @@ impl RunningHost {
         let mut routes = axum::Router::new();
         let mut channels = Vec::new();
         for (name, ch) in &config.channels {
-            let kv: Arc<dyn KvStore> = Arc::new(Namespaced::new(state.clone(), &format!("channel:{name}")));
+            let kv: Arc<dyn KvStore> = Arc::new(Namespaced::new(state.clone(), Namespace::Channel(name.as_str())));
             let callbacks = Callbacks::start(&config.callbacks, name, &ch.connector, failures.clone(), stop.clone());
             let router = routers.get_mut(&ch.connector);
             let channel = Arc::new(Channel::new(ChannelParts {
@@ -663,7 +687,7 @@ impl RunningHost {
                 config: ch.clone(),
                 transport_type: config.transports.get(&ch.connector).map(|t| t.transport_type().to_owned()),
                 kv,
-                bus: bus.clone(),
+                publish: self.flow.clone(),
                 origins: router.as_ref().map(|r| r.origins()),
                 callbacks,
             }));
@@ -693,7 +717,7 @@ impl RunningHost {
                 }
             });
         }
-        Ok(Generation { stop, tasks, routes, dispatch })
+        Ok(Generation { stop, tasks, routes, dispatch, slots })
     }
 
     /// The shared HTTP listener. It serves the routes current at each request, so a config
@@ -742,7 +766,7 @@ impl RunningHost {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "tasks still running after the grace period; stopping them");
             self.tasks.abort_all();
         }
-        self.raw_bus.close().await;
+        self.bus.close().await;
     }
 }
 
@@ -815,12 +839,12 @@ fn watch_config(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<ConfigWatc
 }
 
 /// The middleware chains of `config`, on the plugins in `slots`.
-fn chains(config: &Config, slots: &BTreeMap<AppName, Arc<PluginSlot>>) -> Chains {
+fn chains(config: &Config, slots: &Slots) -> Chains {
     let mut steps = BTreeMap::new();
     for (name, m) in &config.middleware {
         let step = match m {
             MiddlewareConfig::Log(l) => Step::Log { name: name.to_string(), level: l.level.parse().unwrap_or(tracing::Level::INFO) },
-            MiddlewareConfig::Plugin(_) => match slots.get(name) {
+            MiddlewareConfig::Plugin(_) => match slots.middleware.get(name) {
                 Some(s) => Step::Plugin(s.clone()),
                 None => continue,
             },
@@ -855,11 +879,11 @@ fn rule_settings(
     memory_limit_mb: u32,
     kv: Namespaced,
     config: &toml::Table,
-) -> AppSettings {
-    AppSettings {
+) -> Settings {
+    Settings {
         name: name.to_string(),
         policy: policy_of(instances, 10_000, Duration::from_secs(300)),
-        limits: AppLimits {
+        limits: Limits {
             deadline: Duration::from_millis(deadline_ms),
             max_memory_bytes: (memory_limit_mb as usize) << 20,
             max_sends: 0,

@@ -1,19 +1,27 @@
 //! # vumi-sdk
 //!
-//! Write a vumi campaign application in Rust. Your app is a WebAssembly component that the vumi
-//! host runs in a sandbox; it sees Vumi messages, never the channel they came through, so the same
-//! app serves telnet, SMS and USSD.
+//! Write vumi plugins in Rust. A plugin is a WebAssembly component that the vumi host runs in a
+//! sandbox, built for one of three worlds of the WIT contract (`wit/`, `vumi:plugin@0.2.0`):
 //!
-//! Implement [`Application`] (only [`Application::consume_user_message`] is required), export it
-//! with [`export_app!`], and build for `wasm32-wasip2`:
+//! - an **application** ([`app`]): campaign logic, answering users;
+//! - a **router** ([`router`]): a dispatch rule between transports and apps;
+//! - a **middleware** ([`middleware`]): a step every message of a connector passes.
+//!
+//! Implement the world's trait, export it with its macro, build for `wasm32-wasip2` (the crate
+//! needs `crate-type = ["cdylib"]`; `vumi plugin build` builds every crate under `plugins/` and
+//! writes the components to `plugins/dist/`). Plugins never see the channel: the same app serves
+//! telnet, SMS and USSD.
+//!
+//! An application, echoing what it is sent:
 //!
 //! ```no_run
-//! use vumi_sdk::{Application, Message, Result};
+//! use vumi_sdk::app::Application;
+//! use vumi_sdk::{Message, Result};
 //!
 //! struct Echo;
 //!
 //! impl Application for Echo {
-//!     fn consume_user_message(msg: &Message) -> Result<()> {
+//!     fn consume_user_message(msg: &Message, _config: &()) -> Result<()> {
 //!         msg.reply(msg.content().unwrap_or_default())?;
 //!         Ok(())
 //!     }
@@ -22,192 +30,248 @@
 //! vumi_sdk::export_app!(Echo);
 //! ```
 //!
-//! The crate needs `crate-type = ["cdylib"]`; `vumi plugin build` builds every crate under
-//! `plugins/` and writes the components to `plugins/dist/`.
+//! A router with a config (`[routers.<name>.config] app = "survey"`), parsed once per instance:
 //!
-//! What an app may do is exactly what this crate offers: reply or send ([`Message::reply`],
-//! [`send_to`]), keep state ([`kv`]), read its configuration ([`config`]) and log ([`log`]).
-//! Sends are transactional: the host publishes them only if your handler returns `Ok`. Returning
-//! an [`Error`] (or panicking, or running out of time or memory) publishes nothing and puts the
-//! message on the host's failure path with the error's text as the reason.
+//! ```no_run
+//! use vumi_sdk::router::{Router, Target};
+//! use vumi_sdk::{Message, Result};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Settings {
+//!     app: String,
+//! }
+//!
+//! /// Everything from the transports to one app; replies back by the transport they came from.
+//! struct OneApp;
+//!
+//! impl Router<Settings> for OneApp {
+//!     fn route_inbound(_msg: &Message, _from: &str, s: &Settings) -> Result<Vec<Target>> {
+//!         Ok(vec![Target::to(s.app.as_str())])
+//!     }
+//!     fn route_outbound(msg: &Message, _from: &str, _: &Settings) -> Result<Vec<Target>> {
+//!         Ok(msg.transport_name().map(Target::to).into_iter().collect())
+//!     }
+//! }
+//!
+//! vumi_sdk::export_router!(OneApp, config = Settings);
+//! ```
+//!
+//! A middleware, changing messages as they pass:
+//!
+//! ```no_run
+//! use vumi_sdk::middleware::{Editable, Middleware, Verdict};
+//! use vumi_sdk::Result;
+//!
+//! /// Shouting is rude: lowercase every inbound message.
+//! struct Calm;
+//!
+//! impl Middleware for Calm {
+//!     fn inbound(msg: &mut Editable, _connector: &str, _config: &()) -> Result<Verdict> {
+//!         let calm = msg.content().map(str::to_lowercase);
+//!         msg.set_content(calm.as_deref());
+//!         Ok(Verdict::Pass)
+//!     }
+//! }
+//!
+//! vumi_sdk::export_middleware!(Calm);
+//! ```
+//!
+//! What a plugin may do is what this crate offers: read the message ([`Message`], [`Event`]:
+//! each getter asks the host for one field, so a plugin pays only for what it reads), reply or
+//! send (apps: [`Message::reply`], [`app::send_to`]), change it (middleware:
+//! [`middleware::Editable`]), keep state ([`kv`]), read its configuration ([`config`]) and log
+//! ([`log`]). A handler's [`Error`] is a reject (to the failure path) or a retry-later (the host
+//! hands the message back after a backoff); either way, nothing it sent is published.
+//!
+//! ## How the worlds stay apart
+//!
+//! A component carries the world its bindings describe, so an app must not carry a router's
+//! exports. This crate generates the *imports* once, every world's, in its hidden `wit` module.
+//! Each export macro expands, in the plugin's own crate, to `wit_bindgen::generate!` for its one
+//! world with every import mapped (`with`) to this crate's bindings, so only that world's exports
+//! are generated there. Imports a component never calls are left out of it: an app does not
+//! import `edit`, a router neither `edit` nor `outbound`.
 
 #![deny(missing_docs)]
 
 extern crate self as vumi_sdk;
 
+pub mod app;
 pub mod config;
+mod error;
 pub mod kv;
 pub mod log;
 mod message;
-
-pub use message::{DeliveryStatus, Event, EventKind, Message, SessionEvent, send_to};
-
-/// The raw bindings generated from `wit/`. Use the wrappers in this crate instead; this is public
-/// only for the [`export_app!`] macro.
+pub mod middleware;
+pub mod router;
 #[doc(hidden)]
-pub mod wit {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "vumi:plugin/application",
-        pub_export_macro: true,
-        export_macro_name: "__export_application",
-        default_bindings_module: "::vumi_sdk::wit",
-        runtime_path: "::vumi_sdk::__wit_bindgen::rt",
-    });
-}
+pub mod wit;
 
+pub use error::{Error, Result};
+pub use message::{DeliveryStatus, Event, EventKind, Message, Metadata, SendError, SessionEvent};
+
+#[doc(hidden)]
+pub use vumi_sdk_macro::__bindings;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-/// The error an app returns: its text is the reason the host records on the failure path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
-
-impl Error {
-    /// An error with this reason.
-    pub fn new(reason: impl Into<String>) -> Self {
-        Self(reason.into())
-    }
-    /// The reason.
-    pub fn reason(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<&str> for Error {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
-impl From<String> for Error {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Self(format!("JSON: {e}"))
-    }
-}
-
-impl From<wit::vumi::plugin::outbound::SendError> for Error {
-    fn from(e: wit::vumi::plugin::outbound::SendError) -> Self {
-        use wit::vumi::plugin::outbound::SendError as E;
-        Self(match e {
-            E::NothingToReplyTo => "send refused: there is no user message to reply to".to_owned(),
-            E::UnknownEndpoint(ep) => format!("send refused: unknown endpoint `{ep}`"),
-            E::TooManySends(n) => format!("send refused: at most {n} sends per message"),
-            E::Invalid(why) => format!("send refused: {why}"),
-        })
-    }
-}
-
-impl From<wit::vumi::plugin::kv::KvError> for Error {
-    fn from(e: wit::vumi::plugin::kv::KvError) -> Self {
-        use wit::vumi::plugin::kv::KvError as E;
-        Self(match e {
-            E::Unavailable(why) => format!("kv unavailable: {why}"),
-            E::Limit(why) => format!("kv limit: {why}"),
-            E::NotAnInteger(key) => format!("kv: value under `{key}` is not an integer"),
-        })
-    }
-}
-
-/// `Result` with the SDK's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// A campaign application. The host calls one method per message, dispatching as Vumi's
-/// application workers did: by session event for user messages, by event type for events.
+/// Export a type implementing [`app::Application`] as this component's application. Call it
+/// once, at the crate root.
 ///
-/// Methods take no `self`: an instance may be fresh for every message, or reused by many users.
-/// Keep anything that must last in [`kv`].
-pub trait Application {
-    /// A session starts (`session_event` `new`; a USSD dial-in, a telnet connect). By default,
-    /// handled like any other message.
-    fn new_session(msg: &Message) -> Result<()> {
-        Self::consume_user_message(msg)
-    }
-
-    /// A message within a session (`resume`) or outside one (a plain SMS).
-    fn consume_user_message(msg: &Message) -> Result<()>;
-
-    /// The user ended the session or it timed out (`close`). Nothing can be sent back to a closed
-    /// session; use this to clean up state. By default, does nothing.
-    fn close_session(_msg: &Message) -> Result<()> {
-        Ok(())
-    }
-
-    /// A message this app sent was accepted by the transport.
-    fn consume_ack(_event: &Event) -> Result<()> {
-        Ok(())
-    }
-
-    /// A message this app sent could not be sent.
-    fn consume_nack(_event: &Event) -> Result<()> {
-        Ok(())
-    }
-
-    /// The network reported on the delivery of a message this app sent.
-    fn consume_delivery_report(_event: &Event) -> Result<()> {
-        Ok(())
-    }
-}
-
-#[doc(hidden)]
-pub fn __dispatch_user_message<A: Application>(raw: wit::vumi::plugin::types::UserMessage) -> std::result::Result<(), String> {
-    let msg = Message::from_raw(raw);
-    let r = match msg.session_event() {
-        Some(SessionEvent::New) => A::new_session(&msg),
-        Some(SessionEvent::Close) => A::close_session(&msg),
-        _ => A::consume_user_message(&msg),
-    };
-    r.map_err(|e| e.0)
-}
-
-#[doc(hidden)]
-pub fn __dispatch_event<A: Application>(raw: wit::vumi::plugin::types::Event) -> std::result::Result<(), String> {
-    let event = Event::from_raw(raw);
-    let r = match event.kind() {
-        EventKind::Ack(_) => A::consume_ack(&event),
-        EventKind::Nack(_) => A::consume_nack(&event),
-        EventKind::DeliveryReport(_) => A::consume_delivery_report(&event),
-    };
-    r.map_err(|e| e.0)
-}
-
-/// Export a type implementing [`Application`] as this component's app. Call it once, at the
-/// crate root.
+/// - `export_app!(MyApp)`: no config is read; the trait's `C` is `()`.
+/// - `export_app!(MyApp, config = Settings)`: `[apps.<name>.config]` is parsed into `Settings`
+///   (any `serde::de::DeserializeOwned + Send + Sync`) on the first message and kept for the
+///   instance's life; `MyApp` implements `Application<Settings>`. A table that does not parse
+///   rejects every message with `invalid app config: <serde's error, naming the field>`.
 #[macro_export]
 macro_rules! export_app {
-    ($app:ty) => {
-        const _: () = {
-            struct __VumiApplication;
+    ($app:ty $(,)?) => {
+        $crate::__export_app!($app, (), { ::core::result::Result::Ok(&()) });
+    };
+    ($app:ty, config = $config:ty $(,)?) => {
+        $crate::__export_app!($app, $config, {
+            static CONFIG: ::std::sync::OnceLock<$crate::Result<$config>> = ::std::sync::OnceLock::new();
+            $crate::config::__cached(&CONFIG, "app")
+        });
+    };
+}
 
-            impl $crate::wit::Guest for __VumiApplication {
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_app {
+    ($app:ty, $config:ty, $get:block) => {
+        $crate::__bindings!(application);
+
+        const _: () = {
+            fn config() -> $crate::Result<&'static $config> $get
+
+            struct Export;
+
+            impl __vumi_bindings::Guest for Export {
                 fn handle_user_message(
-                    message: $crate::wit::vumi::plugin::types::UserMessage,
-                ) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::__dispatch_user_message::<$app>(message)
+                    message: &$crate::wit::vumi::plugin::message::UserMessage,
+                ) -> ::core::result::Result<(), $crate::wit::vumi::plugin::types::HandlerError> {
+                    $crate::app::__handle_user_message::<$app, $config>(message, config())
                 }
 
                 fn handle_event(
-                    event: $crate::wit::vumi::plugin::types::Event,
-                ) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::__dispatch_event::<$app>(event)
+                    event: &$crate::wit::vumi::plugin::message::Event,
+                ) -> ::core::result::Result<(), $crate::wit::vumi::plugin::types::HandlerError> {
+                    $crate::app::__handle_event::<$app, $config>(event, config())
                 }
             }
 
-            $crate::wit::__export_application!(__VumiApplication with_types_in $crate::wit);
+            __vumi_bindings::export!(Export with_types_in __vumi_bindings);
+        };
+    };
+}
+
+/// Export a type implementing [`router::Router`] as this component's router. Call it once, at
+/// the crate root. `config = T` as for [`export_app!`] (`[routers.<name>.config]`; a bad table
+/// rejects with `invalid router config: ...`).
+#[macro_export]
+macro_rules! export_router {
+    ($router:ty $(,)?) => {
+        $crate::__export_router!($router, (), { ::core::result::Result::Ok(&()) });
+    };
+    ($router:ty, config = $config:ty $(,)?) => {
+        $crate::__export_router!($router, $config, {
+            static CONFIG: ::std::sync::OnceLock<$crate::Result<$config>> = ::std::sync::OnceLock::new();
+            $crate::config::__cached(&CONFIG, "router")
+        });
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_router {
+    ($router:ty, $config:ty, $get:block) => {
+        $crate::__bindings!(router);
+
+        const _: () = {
+            fn config() -> $crate::Result<&'static $config> $get
+
+            struct Export;
+
+            impl __vumi_bindings::Guest for Export {
+                fn route_inbound(
+                    message: &$crate::wit::vumi::plugin::message::UserMessage,
+                    from: ::std::string::String,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::wit::vumi::plugin::types::Target>,
+                    $crate::wit::vumi::plugin::types::HandlerError,
+                > {
+                    $crate::router::__route_inbound::<$router, $config>(message, from, config())
+                }
+
+                fn route_outbound(
+                    message: &$crate::wit::vumi::plugin::message::UserMessage,
+                    from: ::std::string::String,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::wit::vumi::plugin::types::Target>,
+                    $crate::wit::vumi::plugin::types::HandlerError,
+                > {
+                    $crate::router::__route_outbound::<$router, $config>(message, from, config())
+                }
+
+                fn route_event(
+                    event: &$crate::wit::vumi::plugin::message::Event,
+                    from: ::std::string::String,
+                    origin: ::core::option::Option<::std::string::String>,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::wit::vumi::plugin::types::Target>,
+                    $crate::wit::vumi::plugin::types::HandlerError,
+                > {
+                    $crate::router::__route_event::<$router, $config>(event, from, origin, config())
+                }
+            }
+
+            __vumi_bindings::export!(Export with_types_in __vumi_bindings);
+        };
+    };
+}
+
+/// Export a type implementing [`middleware::Middleware`] as this component's middleware. Call
+/// it once, at the crate root. `config = T` as for [`export_app!`]
+/// (`[middleware.<name>.config]`; a bad table rejects with `invalid middleware config: ...`).
+#[macro_export]
+macro_rules! export_middleware {
+    ($mw:ty $(,)?) => {
+        $crate::__export_middleware!($mw, (), { ::core::result::Result::Ok(&()) });
+    };
+    ($mw:ty, config = $config:ty $(,)?) => {
+        $crate::__export_middleware!($mw, $config, {
+            static CONFIG: ::std::sync::OnceLock<$crate::Result<$config>> = ::std::sync::OnceLock::new();
+            $crate::config::__cached(&CONFIG, "middleware")
+        });
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_middleware {
+    ($mw:ty, $config:ty, $get:block) => {
+        $crate::__bindings!(middleware);
+
+        const _: () = {
+            fn config() -> $crate::Result<&'static $config> $get
+
+            struct Export;
+
+            impl __vumi_bindings::Guest for Export {
+                fn process(
+                    message: &$crate::wit::vumi::plugin::message::UserMessage,
+                    direction: $crate::wit::vumi::plugin::types::Direction,
+                    connector: ::std::string::String,
+                ) -> ::core::result::Result<
+                    $crate::wit::vumi::plugin::types::Verdict,
+                    $crate::wit::vumi::plugin::types::HandlerError,
+                > {
+                    $crate::middleware::__process::<$mw, $config>(message, direction, connector, config())
+                }
+            }
+
+            __vumi_bindings::export!(Export with_types_in __vumi_bindings);
         };
     };
 }

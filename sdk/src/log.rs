@@ -1,4 +1,5 @@
-//! Logging into the host's log, tagged with the app's name.
+//! Logging into the host's structured log, each line tagged with the plugin's name. The host's
+//! log filter decides what is shown, so debug lines cost little when they are filtered out.
 
 use crate::wit::vumi::plugin::log::{Level, log};
 

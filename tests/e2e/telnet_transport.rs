@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use vumi_host::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
 use vumi_host::config::TelnetConfig;
 use vumi_host::message::{EventKind, Message, SessionEvent, UserMessage};
-use vumi_host::transports::TransportContext;
+use vumi_host::transports::{Transport, TransportContext};
 use vumi_host::transports::telnet::TelnetTransport;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -23,7 +23,7 @@ async fn next(c: &mut Box<dyn Consumer>) -> Message {
 
 fn user(m: Message) -> UserMessage {
     match m {
-        Message::User(u) => u,
+        Message::User(u) => Arc::unwrap_or_clone(u),
         other => panic!("expected a user message, got {other:?}"),
     }
 }
@@ -32,15 +32,16 @@ fn user(m: Message) -> UserMessage {
 fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new());
+        let bus = Arc::new(EmbeddedBus::new());
         let connector: vumi_host::names::ConnectorName = "tn".parse().expect("name");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = TelnetConfig { bind: addr, to_addr: Some("*120#".into()), max_line_bytes: 4096 };
-        let transport = TelnetTransport::new(listener, &config).expect("transport");
+        let ctx = TransportContext { publish: bus.clone(), connector: connector.clone() };
+        let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         let stop = CancellationToken::new();
-        let ctx = TransportContext { bus: bus.clone(), connector: connector.clone() };
-        let server = tokio::spawn(transport.run(ctx, stop.clone()));
+        let outbound = bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume");
+        let server = tokio::spawn(transport.run(outbound, stop.clone()));
         let mut inbound = bus.consume(&RoutingKey::inbound(&connector), 10).await.expect("consume");
         let mut events = bus.consume(&RoutingKey::event(&connector), 10).await.expect("consume");
 
@@ -62,7 +63,7 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
 
         // A reply is written to the connection and acked with its own id as sent_message_id.
         let reply = line.reply(Some("hi!".into()), false);
-        bus.publish(&RoutingKey::outbound(&connector), Message::User(reply.clone())).await.expect("publish");
+        bus.publish(&RoutingKey::outbound(&connector), reply.clone().into()).await.expect("publish");
         let got = tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read");
         assert_eq!(got.as_deref(), Some("hi!"));
         let Message::Event(ack) = next(&mut events).await else { panic!("an event") };
@@ -71,7 +72,7 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
 
         // To nobody connected: a nack saying so.
         let stray = UserMessage::send_to("10.0.0.1:1", Some("anyone?".into()), "default");
-        bus.publish(&RoutingKey::outbound(&connector), Message::User(stray.clone())).await.expect("publish");
+        bus.publish(&RoutingKey::outbound(&connector), stray.clone().into()).await.expect("publish");
         let Message::Event(nack) = next(&mut events).await else { panic!("an event") };
         assert_eq!(nack.user_message_id, stray.message_id);
         assert_eq!(nack.kind, EventKind::Nack { nack_reason: "Unknown address.".into() });
@@ -79,7 +80,7 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
         // A reply that ends the session is written, then the connection closes, and the
         // transport publishes `close`.
         let bye = line.reply(Some("bye".into()), true);
-        bus.publish(&RoutingKey::outbound(&connector), Message::User(bye)).await.expect("publish");
+        bus.publish(&RoutingKey::outbound(&connector), bye.into()).await.expect("publish");
         assert_eq!(tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read").as_deref(), Some("bye"));
         assert_eq!(tokio::time::timeout(WAIT, lines.next_line()).await.expect("closed in time").expect("read"), None);
         let close = user(next(&mut inbound).await);

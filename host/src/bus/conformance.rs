@@ -13,7 +13,7 @@ fn key(run: &str, kind: &str) -> RoutingKey {
 }
 
 fn msg(n: usize) -> Message {
-    Message::User(UserMessage::inbound("conformance", "telnet", "127.0.0.1:1", "127.0.0.1:2", Some(n.to_string()), None))
+    UserMessage::inbound("conformance", "telnet", "127.0.0.1:1", "127.0.0.1:2", Some(n.to_string()), None).into()
 }
 
 fn content(m: &Message) -> String {

@@ -95,7 +95,26 @@ impl BusError {
     }
 }
 
-/// A message bus.
+/// Where a component publishes: the one method transports, app lanes and channels are given.
+/// In the host it is the message path (`workers::flow::Flow`), which runs middleware chains and
+/// routes through dispatchers before anything reaches a queue; components never hold the bus
+/// itself, so none can skip the chains. A plain [`Bus`] is a `Publish` too (tests, tools).
+#[async_trait]
+pub trait Publish: Send + Sync + 'static {
+    /// Publish `message` on `key`. Returns once it is queued (or routed, or set aside on the
+    /// failure path by a chain): a caller that acks its input afterwards loses nothing.
+    async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError>;
+}
+
+#[async_trait]
+impl<B: Bus> Publish for B {
+    async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
+        Bus::publish(self, key, message).await
+    }
+}
+
+/// A message bus: plain queues. What runs between a publisher and a queue (chains, routing)
+/// is the message path's business, not the bus's.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publish `message` to the queue named by `key`. Returns once the bus has accepted it
@@ -135,7 +154,7 @@ impl std::fmt::Debug for Delivery {
 }
 
 /// How a back end settles a delivery.
-pub trait Settle: Send {
+pub trait Settle: Send + Sync {
     /// Done with the message: remove it from the queue.
     fn ack(self: Box<Self>);
     /// Put `message` back (at the head of the queue) for another delivery, or drop it.
@@ -156,7 +175,9 @@ impl Delivery {
     }
 
     /// Reject: with `requeue` the message is delivered again, otherwise it is dropped (the
-    /// caller is expected to have set it aside on the failure path first).
+    /// caller is expected to have set it aside on the failure path first). A caller that
+    /// requeues because a back end is down waits first (`workers::retry`): a requeued message
+    /// comes straight back.
     pub fn nack(mut self, requeue: bool) {
         if let Some(s) = self.settle.take() {
             let message = requeue.then(|| self.message.clone());

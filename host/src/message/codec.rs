@@ -80,9 +80,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
     }
     let message_type = f.string("message_type")?;
     match message_type.as_str() {
-        "user_message" => decode_user(f).map(Message::User),
-        "event" => decode_event(f).map(Message::Event),
-        "status_event" => decode_status(f).map(Message::Status),
+        "user_message" => decode_user(f).map(Message::from),
+        "event" => decode_event(f).map(Message::from),
+        "status_event" => decode_status(f).map(Message::from),
         other => Err(MessageError::Value {
             field: "message_type",
             problem: format!("must be \"user_message\", \"event\" or \"status_event\", got \"{other}\""),

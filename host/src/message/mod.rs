@@ -13,6 +13,8 @@
 mod codec;
 mod timestamp;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 pub use timestamp::{Timestamp, TimestampError};
@@ -191,7 +193,7 @@ impl UserMessage {
     /// Parse a `user_message`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, MessageError> {
         match Message::from_json(bytes)? {
-            Message::User(m) => Ok(m),
+            Message::User(m) => Ok(Arc::unwrap_or_clone(m)),
             other => Err(MessageError::WrongType { expected: "user_message", got: other.message_type().to_owned() }),
         }
     }
@@ -315,7 +317,7 @@ impl Event {
     /// Parse an `event`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, MessageError> {
         match Message::from_json(bytes)? {
-            Message::Event(e) => Ok(e),
+            Message::Event(e) => Ok(Arc::unwrap_or_clone(e)),
             other => Err(MessageError::WrongType { expected: "event", got: other.message_type().to_owned() }),
         }
     }
@@ -372,15 +374,35 @@ pub struct Status {
     pub extra: Metadata,
 }
 
-/// Any message on the bus.
+/// Any message on the bus. Each variant is shared (`Arc`): a queue, a lane, a fan-out to
+/// several targets, a requeue and a plugin call all hold the same message, and cloning one is a
+/// pointer bump. Change one with `Arc::make_mut`, which copies only if it is shared.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     /// `user_message`.
-    User(UserMessage),
+    User(Arc<UserMessage>),
     /// `event`.
-    Event(Event),
+    Event(Arc<Event>),
     /// `status_event`.
-    Status(Status),
+    Status(Arc<Status>),
+}
+
+impl From<UserMessage> for Message {
+    fn from(m: UserMessage) -> Self {
+        Message::User(Arc::new(m))
+    }
+}
+
+impl From<Event> for Message {
+    fn from(e: Event) -> Self {
+        Message::Event(Arc::new(e))
+    }
+}
+
+impl From<Status> for Message {
+    fn from(s: Status) -> Self {
+        Message::Status(Arc::new(s))
+    }
 }
 
 impl Message {

@@ -1,17 +1,29 @@
-//! The generated bindings for `wit/`, private to `plugins`. One `bindgen!` per world; the router
-//! and middleware worlds reuse the application world's interfaces (`with`), so each import is implemented once.
+//! The generated bindings for `wit/` (`vumi:plugin@0.2.0`), private to `plugins`. One
+//! `bindgen!` per world; the router and middleware worlds reuse the application world's
+//! interfaces (`with`), so each import is implemented once, on [`super::host::HostState`].
+//!
+//! The message resources are backed by host types ([`MessageRef`], [`EventRef`]): the guest
+//! holds a handle and copies out only the fields it asks for.
+
+pub use super::host::message::{EventRef, MessageRef};
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "vumi:plugin/application",
     imports: {
         // Only `kv` awaits (a networked store); the rest answer from memory.
-        "vumi:plugin/kv": async,
+        "vumi:plugin/kv": async | trappable,
+        // A handle the host cannot find is the host's bug, not the guest's: trap, don't guess.
+        default: trappable,
     },
     exports: { default: async },
+    with: {
+        "vumi:plugin/message.user-message": MessageRef,
+        "vumi:plugin/message.event": EventRef,
+    },
 });
 
-pub(crate) use vumi::plugin::{config, kv, log, outbound, types};
+pub(crate) use vumi::plugin::{config, kv, log, message, outbound, types};
 
 /// `world router`.
 pub(crate) mod router {
@@ -21,6 +33,7 @@ pub(crate) mod router {
         exports: { default: async },
         with: {
             "vumi:plugin/types": super::vumi::plugin::types,
+            "vumi:plugin/message": super::vumi::plugin::message,
             "vumi:plugin/kv": super::vumi::plugin::kv,
             "vumi:plugin/config": super::vumi::plugin::config,
             "vumi:plugin/log": super::vumi::plugin::log,
@@ -28,17 +41,20 @@ pub(crate) mod router {
     });
 }
 
-/// `world middleware`.
+/// `world middleware`: the only one importing `edit`.
 pub(crate) mod middleware {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "vumi:plugin/middleware",
+        imports: { default: trappable },
         exports: { default: async },
         with: {
             "vumi:plugin/types": super::vumi::plugin::types,
+            "vumi:plugin/message": super::vumi::plugin::message,
             "vumi:plugin/kv": super::vumi::plugin::kv,
             "vumi:plugin/config": super::vumi::plugin::config,
             "vumi:plugin/log": super::vumi::plugin::log,
         },
     });
+    pub(crate) use vumi::plugin::edit;
 }

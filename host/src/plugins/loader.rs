@@ -4,10 +4,8 @@ use std::path::{Path, PathBuf};
 
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::ApplicationPre;
 use super::cache::{CacheOutcome, content_hash};
-use super::bindings::middleware::MiddlewarePre;
-use super::bindings::router::RouterPre;
+use super::plugin::Face;
 use super::engine::Engine;
 use super::host::HostState;
 
@@ -25,9 +23,9 @@ pub enum World {
 impl std::fmt::Display for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            World::Application => f.write_str("vumi:plugin/application@0.1.0"),
-            World::Router => f.write_str("vumi:plugin/router@0.1.0"),
-            World::Middleware => f.write_str("vumi:plugin/middleware@0.1.0"),
+            World::Application => f.write_str("vumi:plugin/application@0.2.0"),
+            World::Router => f.write_str("vumi:plugin/router@0.2.0"),
+            World::Middleware => f.write_str("vumi:plugin/middleware@0.2.0"),
         }
     }
 }
@@ -75,12 +73,21 @@ pub enum LoadError {
         /// What does not match (a missing export, an unknown import).
         reason: String,
     },
+    /// A component of the right world that fails while starting (its start function traps,
+    /// or runs out of time or memory before the first message).
+    #[error("`{path}` fails to start: {reason}")]
+    Start {
+        /// The plugin file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// One version of a plugin file: compiled, linked and checked against its world.
-pub(crate) struct Compiled {
+/// One version of a plugin file: compiled, linked and checked against its face's world.
+pub(crate) struct Compiled<F: Face> {
     /// Ready to instantiate.
-    pub loaded: Loaded,
+    pub pre: F::Pre,
     /// SHA-256 of the file's bytes.
     pub hash: String,
     /// The file's size.
@@ -89,27 +96,17 @@ pub(crate) struct Compiled {
     pub cache: CacheOutcome,
 }
 
-/// A compiled component, linked and checked against its world.
-pub(crate) enum Loaded {
-    /// `world application`.
-    App(ApplicationPre<HostState>),
-    /// `world router`.
-    Router(RouterPre<HostState>),
-    /// `world middleware`.
-    Middleware(MiddlewarePre<HostState>),
-}
-
-/// Read `path` and compile it as a component of `world`.
-pub(crate) async fn load(engine: &Engine, path: &Path, world: World) -> Result<Compiled, LoadError> {
+/// Read `path` and compile it as a component of `F`'s world.
+pub(crate) async fn load<F: Face>(engine: &Engine, path: &Path) -> Result<Compiled<F>, LoadError> {
     let bytes =
         tokio::fs::read(path).await.map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-    load_bytes(engine, path, bytes, world).await
+    load_bytes::<F>(engine, path, bytes).await
 }
 
 /// Compile `bytes` (the contents of `path`, or what an operator uploaded for it) as a component
-/// of `world`. Compilation is CPU-heavy (cranelift), so it runs on the blocking pool, off the
+/// of `F`'s world. Compilation is CPU-heavy (cranelift), so it runs on the blocking pool, off the
 /// message path; the compiled-component cache, if configured, is consulted first.
-pub(crate) async fn load_bytes(engine: &Engine, path: &Path, bytes: Vec<u8>, world: World) -> Result<Compiled, LoadError> {
+pub(crate) async fn load_bytes<F: Face>(engine: &Engine, path: &Path, bytes: Vec<u8>) -> Result<Compiled<F>, LoadError> {
     let engine = engine.clone();
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -121,8 +118,8 @@ pub(crate) async fn load_bytes(engine: &Engine, path: &Path, bytes: Vec<u8>, wor
         }
         // wasmparser's messages span lines (byte arrays); one line reads better in logs and UIs.
         .map_err(|e| LoadError::Invalid { path: path.clone(), reason: one_line(&format!("{e:#}")) })?;
-        let loaded = link(&engine, &path, &component, world)?;
-        Ok(Compiled { loaded, hash, size: bytes.len(), cache })
+        let pre = link::<F>(&engine, &path, &component)?;
+        Ok(Compiled { pre, hash, size: bytes.len(), cache })
     })
     .await
     .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
@@ -132,26 +129,15 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn link(engine: &Engine, path: &Path, component: &Component, world: World) -> Result<Loaded, LoadError> {
+fn link<F: Face>(engine: &Engine, path: &Path, component: &Component) -> Result<F::Pre, LoadError> {
     let mut linker: Linker<HostState> = Linker::new(&engine.inner);
-    type Me = wasmtime::component::HasSelf<HostState>;
-    let linked = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .and_then(|()| match world {
-            World::Application => super::bindings::Application::add_to_linker::<HostState, Me>(&mut linker, |s| s),
-            World::Router => super::bindings::router::Router::add_to_linker::<HostState, Me>(&mut linker, |s| s),
-            World::Middleware => {
-                super::bindings::middleware::Middleware::add_to_linker::<HostState, Me>(&mut linker, |s| s)
-            }
-        })
-        .map_err(|e| LoadError::Engine(format!("{e:#}")));
-    linked?;
-    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.to_owned(), world, reason: format!("{e:#}") };
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| F::add_to_linker(&mut linker))
+        .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+    let wrong_world =
+        |e: wasmtime::Error| LoadError::WrongWorld { path: path.to_owned(), world: F::WORLD, reason: one_line(&format!("{e:#}")) };
     // Fails on imports we do not provide (another world's, or a WASI we do not grant)...
     let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
     // ...and this on missing or mistyped exports.
-    Ok(match world {
-        World::Application => Loaded::App(ApplicationPre::new(instance_pre).map_err(wrong_world)?),
-        World::Router => Loaded::Router(RouterPre::new(instance_pre).map_err(wrong_world)?),
-        World::Middleware => Loaded::Middleware(MiddlewarePre::new(instance_pre).map_err(wrong_world)?),
-    })
+    F::pre(instance_pre).map_err(wrong_world)
 }

@@ -7,28 +7,41 @@
 //!
 //! - `engine.rs`: the one wasmtime `Engine` (pooling allocator, epoch ticker, limits);
 //! - `bindings.rs`: the one `bindgen!`, private;
-//! - `host/`: one file per WIT import (`outbound`, `kv`, `config`, `log`);
-//! - `convert.rs`: host messages ⇄ WIT records;
+//! - `host/`: one file per WIT import (`message` with `edit`, `outbound`, `kv`, `config`, `log`);
 //! - `loader.rs`: read, compile, check the world;
 //! - `cache.rs`: compiled components on disk, keyed by content and engine, checksummed;
-//! - `app.rs`: one version of a plugin (application, router or middleware) with its instance
-//!   policy (`fresh` or `pooled`);
+//! - `plugin.rs`: the core: one version of a plugin of any world, its instance policy (`fresh` or
+//!   `pooled`), limits, and the call with its failure classification;
+//! - `app.rs`, `router.rs`, `middleware.rs`: the three typed faces, one per world, each owning
+//!   its world's bindings and calls;
 //! - `registry.rs`: plugins by name, each in a slot whose version swaps atomically;
 //! - `watcher.rs`: reloads a slot when its file changes.
 
 mod app;
 mod bindings;
 mod cache;
-mod convert;
+mod plugin;
 mod engine;
 mod host;
 mod loader;
+mod middleware;
 mod registry;
+mod router;
 mod watcher;
 
-pub use app::{AppLimits, AppSettings, Direction, HandlerFailure, InstancePolicy, Plugin, PluginStats, Target, Verdict, Version};
+pub use app::{AppPlugin, AppWorld};
+pub use plugin::{Face, HandlerFailure, InstancePolicy, Limits, Plugin, PluginStats, Settings, Version};
+pub use middleware::{Direction, MiddlewarePlugin, MiddlewareWorld, Verdict};
+pub use router::{RouterPlugin, RouterWorld, Target};
 pub use cache::CacheOutcome;
 pub use engine::{Engine, EngineSettings};
 pub use loader::{LoadError, World};
-pub use registry::{PluginSlot, Registry, Rejection, ReloadOutcome, normalize as normalize_path};
+pub use registry::{AnySlot, PluginSlot, Registry, Rejection, ReloadOutcome, SlotInfo, normalize as normalize_path};
+
+/// The slot of an application.
+pub type AppSlot = PluginSlot<AppWorld>;
+/// The slot of a router.
+pub type RouterSlot = PluginSlot<RouterWorld>;
+/// The slot of a middleware.
+pub type MiddlewareSlot = PluginSlot<MiddlewareWorld>;
 pub use watcher::{WatchError, Watcher};

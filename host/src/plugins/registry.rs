@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use super::app::Plugin;
+use async_trait::async_trait;
+
 use super::cache::content_hash;
-use super::loader::LoadError;
+use super::plugin::{Face, Plugin, Version};
+use super::loader::{LoadError, World};
 use crate::message::Timestamp;
 use crate::telemetry::metrics::metrics;
 
@@ -50,31 +52,31 @@ struct History {
     file_missing: bool,
 }
 
-/// One named plugin: the version serving now, and what happened to the latest attempt to
-/// replace it.
-pub struct PluginSlot {
+/// One named plugin of world `F`: the version serving now, and what happened to the latest
+/// attempt to replace it.
+pub struct PluginSlot<F: Face> {
     name: String,
-    current: ArcSwap<Plugin>,
+    current: ArcSwap<Plugin<F>>,
     /// One reload at a time: two concurrent ones could swap in the older of two files last.
     reloading: tokio::sync::Mutex<()>,
     history: Mutex<History>,
 }
 
-impl std::fmt::Debug for PluginSlot {
+impl<F: Face> std::fmt::Debug for PluginSlot<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginSlot").field("plugin", &self.name).finish_non_exhaustive()
     }
 }
 
-impl PluginSlot {
+impl<F: Face> PluginSlot<F> {
     /// A slot serving `plugin`.
-    pub fn new(plugin: Plugin) -> Self {
+    pub fn new(plugin: Plugin<F>) -> Self {
         Self { name: plugin.name().to_owned(), current: ArcSwap::from_pointee(plugin), reloading: tokio::sync::Mutex::new(()), history: Mutex::default() }
     }
 
     /// The version serving now. Hold it for one message, not longer: a held version outlives a
     /// swap.
-    pub fn current(&self) -> Arc<Plugin> {
+    pub fn current(&self) -> Arc<Plugin<F>> {
         self.current.load_full()
     }
 
@@ -115,7 +117,7 @@ impl PluginSlot {
 
     /// A new version from `bytes`, loaded and started beside the running one; `None` if `bytes`
     /// are the running version. A rejection is recorded before it is returned.
-    async fn candidate(&self, bytes: Vec<u8>) -> Result<Option<Plugin>, LoadError> {
+    async fn candidate(&self, bytes: Vec<u8>) -> Result<Option<Plugin<F>>, LoadError> {
         let current = self.current();
         if content_hash(&bytes) == current.version().hash {
             return Ok(None);
@@ -123,7 +125,7 @@ impl PluginSlot {
         current.new_version(Some(bytes)).await.map(Some).map_err(|e| self.rejected(e))
     }
 
-    fn swap(&self, next: Plugin) -> ReloadOutcome {
+    fn swap(&self, next: Plugin<F>) -> ReloadOutcome {
         let (name, to, took, cache) =
             (next.name().to_owned(), next.version().hash.clone(), next.version().load_time, next.version().cache.clone());
         let previous = self.current.swap(Arc::new(next));
@@ -192,10 +194,82 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tokio::fs::rename(&tmp, path).await
 }
 
+/// What an operator sees of a slot, whatever its world.
+#[derive(Debug, Clone)]
+pub struct SlotInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// Its world.
+    pub world: World,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// The version serving now.
+    pub version: Version,
+    /// Calls that returned `ok`, across versions.
+    pub handled: u64,
+    /// Calls that failed, across versions.
+    pub failed: u64,
+    /// The latest failure's reason.
+    pub last_error: Option<String>,
+    /// Swaps since start.
+    pub reloads: u64,
+    /// The latest reload attempt's rejection, if it was rejected.
+    pub rejected: Option<Rejection>,
+    /// Whether its file has been removed since it was loaded.
+    pub file_missing: bool,
+}
+
+/// A slot of any world: what the registry, the watcher and the admin API need.
+#[async_trait]
+pub trait AnySlot: Send + Sync + std::fmt::Debug {
+    /// See [`PluginSlot::reload`].
+    async fn reload(&self) -> Result<ReloadOutcome, LoadError>;
+    /// See [`PluginSlot::deploy`].
+    async fn deploy(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError>;
+    /// See [`PluginSlot::file_removed`].
+    fn file_removed(&self);
+    /// The file the serving version was loaded from.
+    fn path(&self) -> PathBuf;
+    /// What an operator sees.
+    fn info(&self) -> SlotInfo;
+}
+
+#[async_trait]
+impl<F: Face> AnySlot for PluginSlot<F> {
+    async fn reload(&self) -> Result<ReloadOutcome, LoadError> {
+        PluginSlot::reload(self).await
+    }
+    async fn deploy(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError> {
+        PluginSlot::deploy(self, bytes).await
+    }
+    fn file_removed(&self) {
+        PluginSlot::file_removed(self);
+    }
+    fn path(&self) -> PathBuf {
+        self.current().path().to_owned()
+    }
+    fn info(&self) -> SlotInfo {
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = self.current();
+        SlotInfo {
+            name: self.name.clone(),
+            world: p.world(),
+            path: p.path().to_owned(),
+            version: p.version().clone(),
+            handled: p.stats().handled.load(Relaxed),
+            failed: p.stats().failed.load(Relaxed),
+            last_error: p.stats().last_error(),
+            reloads: self.reloads(),
+            rejected: self.rejection(),
+            file_missing: self.file_missing(),
+        }
+    }
+}
+
 /// The plugin slots of a running host, by kind and name.
 #[derive(Debug, Default)]
 pub struct Registry {
-    slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    slots: RwLock<BTreeMap<String, Arc<dyn AnySlot>>>,
 }
 
 impl Registry {
@@ -205,33 +279,33 @@ impl Registry {
     }
 
     /// Add or replace the slot under `key` (e.g. `apps.survey`, `routers.keywords`).
-    pub fn insert(&self, key: String, slot: Arc<PluginSlot>) {
+    pub fn insert(&self, key: String, slot: Arc<dyn AnySlot>) {
         self.slots.write().unwrap_or_else(|p| p.into_inner()).insert(key, slot);
     }
 
     /// Replace every slot at once (after a config reload).
-    pub fn replace_all(&self, slots: BTreeMap<String, Arc<PluginSlot>>) {
+    pub fn replace_all(&self, slots: BTreeMap<String, Arc<dyn AnySlot>>) {
         *self.slots.write().unwrap_or_else(|p| p.into_inner()) = slots;
     }
 
     /// The slot under `key`.
-    pub fn get(&self, key: &str) -> Option<Arc<PluginSlot>> {
+    pub fn get(&self, key: &str) -> Option<Arc<dyn AnySlot>> {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
     }
 
     /// Every slot, by key.
-    pub fn all(&self) -> BTreeMap<String, Arc<PluginSlot>> {
+    pub fn all(&self) -> BTreeMap<String, Arc<dyn AnySlot>> {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The slots loaded from `path` (several apps may run the same file).
-    pub fn loaded_from(&self, path: &Path) -> Vec<Arc<PluginSlot>> {
-        self.all().into_values().filter(|s| same_file(s.current().path(), path)).collect()
+    pub fn loaded_from(&self, path: &Path) -> Vec<Arc<dyn AnySlot>> {
+        self.all().into_values().filter(|s| same_file(&s.path(), path)).collect()
     }
 
     /// The files the slots were loaded from.
     pub fn paths(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = self.all().values().map(|s| s.current().path().to_owned()).collect();
+        let mut v: Vec<PathBuf> = self.all().values().map(|s| s.path()).collect();
         v.sort();
         v.dedup();
         v

@@ -94,8 +94,8 @@ async fn concurrent_incr_loses_no_update(s: &dyn KvStore, run: &str) {
 /// Namespaced views of one store must not see each other's keys.
 pub async fn namespaces_are_isolated(inner: Arc<dyn KvStore>) {
     let run = crate::message::new_id();
-    let a = Namespaced::new(inner.clone(), &format!("{run}-a"));
-    let b = Namespaced::new(inner, &format!("{run}-b"));
+    let a = Namespaced::new(inner.clone(), crate::state::Namespace::Channel(&format!("{run}-a")));
+    let b = Namespaced::new(inner, crate::state::Namespace::Channel(&format!("{run}-b")));
     a.set("k", b"for a", None).await.expect("set");
     assert_eq!(b.get("k").await.expect("get"), None);
     assert_eq!(a.get("k").await.expect("get").as_deref(), Some(&b"for a"[..]));

@@ -128,7 +128,7 @@ mod tests {
     #[tokio::test]
     async fn namespaced_memory_store_passes_the_conformance_suite() {
         let inner: std::sync::Arc<dyn KvStore> = std::sync::Arc::new(MemoryStore::new());
-        crate::state::conformance::run_all(&crate::state::Namespaced::new(inner.clone(), "tenant-a:app")).await;
+        crate::state::conformance::run_all(&crate::state::Namespaced::new(inner.clone(), crate::state::Namespace::plugin("app", "tenant-a"))).await;
         crate::state::conformance::namespaces_are_isolated(inner).await;
     }
 }

@@ -4,7 +4,8 @@
 //! embedded default; a networked store (Redis) implements the same trait and must pass the same
 //! behaviour suite (`conformance.rs`), so callers never learn which one they hold.
 //!
-//! Keys are namespaced with [`Namespaced`]: each app sees only its own keys, whatever the back end.
+//! Keys are namespaced with [`Namespaced`] and [`Namespace`]: each plugin sees only its own keys,
+//! whatever the back end.
 
 pub mod conformance;
 pub mod memory;
@@ -60,8 +61,64 @@ pub trait KvStore: Send + Sync + 'static {
     async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError>;
 }
 
-/// A view of a store in which every key is prefixed with `<namespace>:`, so that tenants and apps
-/// sharing one back end (one Redis) never see each other's keys.
+/// Whose keys a [`Namespaced`] view holds. Every namespace in the host is built here, and
+/// nowhere else, so that no two owners can meet.
+///
+/// A namespace is written `{<kind>:<name>...}:` before each key: the parts are validated names
+/// (`names`), which cannot contain `{`, `}` or `:`, so one namespace's prefix is never a prefix
+/// of another's keys, whatever keys a plugin writes. (A router named `x` that writes the key
+/// `origin:<id>` stays inside `{plugin:router:x}:`; the records that send its messages' events
+/// home live in `{origins:router:x}:`.) The braces are also Redis Cluster's hash tag, so every
+/// key of one owner lands on one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace<'a> {
+    /// A plugin's own `kv`: `kind` is `app`, `router` or `middleware`.
+    Plugin {
+        /// The plugin's kind.
+        kind: &'static str,
+        /// Its name in config.
+        name: &'a str,
+    },
+    /// Which component sent each outbound message: a dispatcher's (`owner` `router:<name>`) or
+    /// a shared connector's (`owner` `connector:<name>`).
+    Origins {
+        /// Whose records.
+        owner: &'static str,
+        /// Its name.
+        name: &'a str,
+    },
+    /// A transport's own state (session maps, message ids).
+    Transport(&'a str),
+    /// A send-API channel's message store.
+    Channel(&'a str),
+}
+
+impl Namespace<'_> {
+    /// A plugin's namespace.
+    pub fn plugin<'a>(kind: &'static str, name: &'a str) -> Namespace<'a> {
+        Namespace::Plugin { kind, name }
+    }
+
+    /// The origin records of a dispatcher (`owner` `router`) or a shared connector (`owner`
+    /// `connector`).
+    pub fn origins<'a>(owner: &'static str, name: &'a str) -> Namespace<'a> {
+        Namespace::Origins { owner, name }
+    }
+
+    /// The key prefix, `{...}:`.
+    pub fn prefix(&self) -> String {
+        match self {
+            Namespace::Plugin { kind, name } => format!("{{plugin:{kind}:{name}}}:"),
+            Namespace::Origins { owner, name } => format!("{{origins:{owner}:{name}}}:"),
+            Namespace::Transport(name) => format!("{{transport:{name}}}:"),
+            Namespace::Channel(name) => format!("{{channel:{name}}}:"),
+        }
+    }
+}
+
+/// A view of a store in which every key is prefixed with its [`Namespace`], so that tenants,
+/// plugins and the host's own records sharing one back end (one Redis) never see each other's
+/// keys.
 #[derive(Clone)]
 pub struct Namespaced {
     inner: Arc<dyn KvStore>,
@@ -69,9 +126,9 @@ pub struct Namespaced {
 }
 
 impl Namespaced {
-    /// Keys written through this view are stored as `<namespace>:<key>` in `inner`.
-    pub fn new(inner: Arc<dyn KvStore>, namespace: &str) -> Self {
-        Self { inner, prefix: format!("{namespace}:") }
+    /// Keys written through this view are stored under `namespace` in `inner`.
+    pub fn new(inner: Arc<dyn KvStore>, namespace: Namespace<'_>) -> Self {
+        Self { inner, prefix: namespace.prefix() }
     }
 
     fn key(&self, key: &str) -> String {

@@ -20,6 +20,8 @@ pub struct Metrics {
     handler_seconds: Family<Labels, Histogram>,
     failures: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    retry_wait: Family<Labels, Counter<f64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -53,7 +55,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Plugin reloads, by plugin and outcome (swapped, rejected, unchanged) and config reloads (plugin=\"config\")",
         reloads.clone(),
     );
-    Metrics { registry, messages, handler_seconds, failures, reloads }
+    let retries = Family::<Labels, Counter>::default();
+    registry.register(
+        "retries",
+        "Messages tried again after a wait, by component and reason (retry_later: the plugin asked; unavailable: a back end was down)",
+        retries.clone(),
+    );
+    let retry_wait = Family::<Labels, Counter<f64>>::default();
+    registry.register(
+        "retry_wait_seconds",
+        "Time spent waiting before retries (the backoff), by component",
+        retry_wait.clone(),
+    );
+    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait }
 });
 
 /// The process-wide metrics.
@@ -81,6 +95,12 @@ impl Metrics {
     /// Count one reload attempt of `plugin` that ended in `outcome`.
     pub fn reload(&self, plugin: &str, outcome: &str) {
         self.reloads.get_or_create(&vec![("plugin", plugin.to_owned()), ("outcome", outcome.to_owned())]).inc();
+    }
+
+    /// Count one retry of a message by `component` after waiting `waited`, because of `reason`.
+    pub fn retry(&self, component: &str, reason: &str, waited: std::time::Duration) {
+        self.retries.get_or_create(&vec![("component", component.to_owned()), ("reason", reason.to_owned())]).inc();
+        self.retry_wait.get_or_create(&vec![("component", component.to_owned())]).inc_by(waited.as_secs_f64());
     }
 
     /// Everything, in the OpenMetrics text format (which Prometheus reads).

@@ -1,5 +1,9 @@
-//! Transports: native Rust servers and clients that turn channel traffic into Vumi messages on
-//! the bus and deliver outbound messages back to users. One module per transport.
+//! Transports: native Rust servers and clients that turn channel traffic into Vumi messages and
+//! deliver outbound messages back to users. One module per transport, each a [`Transport`].
+//!
+//! A transport publishes through a [`Publish`] handle (the host's message path) and consumes
+//! only its own outbound queue, handed to it at start: it never holds the bus or a plugin, so
+//! whatever chains and routers the operator configured run on everything it publishes.
 
 pub mod sink;
 pub mod sms_http;
@@ -8,7 +12,10 @@ pub mod ussd_at;
 
 use std::sync::Arc;
 
-use crate::bus::{Bus, BusError};
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{BusError, Consumer, Publish};
 use crate::names::ConnectorName;
 
 /// Why a transport stopped.
@@ -32,23 +39,38 @@ pub enum TransportError {
     },
 }
 
-/// What every transport is given: the bus, and the connector whose queues it serves
-/// (`<connector>.inbound` and `.event` it publishes, `.outbound` it consumes).
+/// A running transport, as the supervisor starts it.
+#[async_trait]
+pub trait Transport: Send + 'static {
+    /// The HTTP routes it serves on the host's shared listener, if it speaks HTTP.
+    fn routes(&self) -> Option<axum::Router> {
+        None
+    }
+
+    /// How many outbound deliveries it wants outstanding at once.
+    fn prefetch(&self) -> u16 {
+        64
+    }
+
+    /// Serve until `shutdown`, delivering what arrives on `outbound` (its connector's outbound
+    /// queue).
+    async fn run(self: Box<Self>, outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError>;
+}
+
+/// What every transport is given: where to publish, and the connector it serves
+/// (`<connector>.inbound` and `.event` it publishes, `.outbound` it is handed).
 #[derive(Clone)]
 pub struct TransportContext {
-    /// The bus.
-    pub bus: Arc<dyn Bus>,
+    /// Where it publishes.
+    pub publish: Arc<dyn Publish>,
     /// Its connector; also the `transport_name` of the messages it makes.
     pub connector: ConnectorName,
 }
 
 impl TransportContext {
-    /// Start consuming this transport's outbound queue.
-    pub async fn consume_outbound(&self, prefetch: u16) -> Result<Box<dyn crate::bus::Consumer>, TransportError> {
-        self.bus
-            .consume(&crate::bus::RoutingKey::outbound(&self.connector), prefetch)
-            .await
-            .map_err(|source| TransportError::Bus { connector: self.connector.clone(), source })
+    /// Publish a message from an end user on `<connector>.inbound`.
+    pub async fn publish_inbound(&self, message: crate::message::UserMessage) -> Result<(), BusError> {
+        self.publish.publish(&crate::bus::RoutingKey::inbound(&self.connector), message.into()).await
     }
 
     /// Publish `event` about one of this transport's outbound messages on `<connector>.event`,
@@ -58,7 +80,7 @@ impl TransportContext {
         event.transport_name = Some(self.connector.to_string());
         event.routing_metadata = about.routing_metadata.clone();
         let key = crate::bus::RoutingKey::event(&self.connector);
-        if let Err(e) = self.bus.publish(&key, crate::message::Message::Event(event)).await {
+        if let Err(e) = self.publish.publish(&key, event.into()).await {
             tracing::warn!(connector = %self.connector, error = %e, "cannot publish an event");
         }
     }

@@ -6,7 +6,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{TransportContext, TransportError};
+use super::{Transport, TransportContext, TransportError};
+use crate::bus::Consumer;
 use crate::message::{Event, Message};
 
 /// A transport that acks everything.
@@ -20,9 +21,16 @@ impl SinkTransport {
         Self { ctx }
     }
 
+}
+
+#[async_trait::async_trait]
+impl Transport for SinkTransport {
+    fn prefetch(&self) -> u16 {
+        256
+    }
+
     /// Ack outbound messages until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), TransportError> {
-        let mut outbound = self.ctx.consume_outbound(256).await?;
+    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
         loop {
             let delivery = tokio::select! {
                 () = shutdown.cancelled() => break,

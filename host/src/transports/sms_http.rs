@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{TransportContext, TransportError};
-use crate::bus::{Delivery, RoutingKey};
+use super::{Transport, TransportContext, TransportError};
+use crate::bus::{Consumer, Delivery};
 use crate::config::{BodyFormat, SmsHttpConfig};
 use crate::message::{DeliveryStatus, Event, Message, Metadata, UserMessage};
 use crate::state::KvStore;
@@ -76,10 +76,21 @@ impl SmsHttpTransport {
             .with_state(self.shared.clone())
     }
 
+}
+
+#[async_trait::async_trait]
+impl Transport for SmsHttpTransport {
+    fn routes(&self) -> Option<axum::Router> {
+        Some(self.router())
+    }
+
+    fn prefetch(&self) -> u16 {
+        u16::try_from(usize::from(self.shared.config.concurrency) * 2).unwrap_or(u16::MAX)
+    }
+
     /// Send outbound messages until `shutdown`, up to `concurrency` at once.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), TransportError> {
+    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
         let concurrency = usize::from(self.shared.config.concurrency);
-        let mut outbound = self.shared.ctx.consume_outbound(u16::try_from(concurrency * 2).unwrap_or(u16::MAX)).await?;
         let slots = Arc::new(Semaphore::new(concurrency));
         loop {
             let delivery = tokio::select! {
@@ -224,7 +235,7 @@ async fn inbound(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         msg.transport_metadata.insert("aggregator_message_id".into(), id.into());
     }
     let id = msg.message_id.clone();
-    s.ctx.bus.publish(&RoutingKey::inbound(&s.ctx.connector), Message::User(msg)).await.map_err(|e| unavailable("message bus", &e))?;
+    s.ctx.publish_inbound(msg).await.map_err(|e| unavailable("message bus", &e))?;
     Ok(ok_json(StatusCode::OK, "message received", serde_json::json!({ "message_id": id })))
 }
 

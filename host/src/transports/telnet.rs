@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{TransportContext, TransportError};
-use crate::bus::{Delivery, RoutingKey};
+use super::{Transport, TransportContext, TransportError};
+use crate::bus::{Consumer, Delivery, RoutingKey};
 use crate::config::TelnetConfig;
 use crate::message::{Event, Message, SessionEvent, UserMessage};
 
@@ -30,30 +30,32 @@ type Clients = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Out>>>>;
 /// A telnet server on an already bound listener (so the caller reports bind errors, and tests
 /// can bind port 0).
 pub struct TelnetTransport {
+    ctx: TransportContext,
     listener: TcpListener,
     to_addr: String,
     max_line_bytes: usize,
 }
 
 impl TelnetTransport {
-    /// Serve on `listener` with `config`'s settings.
-    pub fn new(listener: TcpListener, config: &TelnetConfig) -> std::io::Result<Self> {
+    /// Serve `ctx`'s connector on `listener` with `config`'s settings.
+    pub fn new(ctx: TransportContext, listener: TcpListener, config: &TelnetConfig) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         Ok(Self {
+            ctx,
             listener,
             to_addr: config.to_addr.clone().unwrap_or_else(|| local.to_string()),
             max_line_bytes: config.max_line_bytes,
         })
     }
 
+}
+
+#[async_trait::async_trait]
+impl Transport for TelnetTransport {
     /// Accept connections and deliver outbound messages until `shutdown`.
-    pub async fn run(self, ctx: TransportContext, shutdown: CancellationToken) -> Result<(), TransportError> {
+    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
+        let ctx = self.ctx.clone();
         let clients: Clients = Arc::default();
-        let mut outbound = ctx
-            .bus
-            .consume(&RoutingKey::outbound(&ctx.connector), 64)
-            .await
-            .map_err(|source| TransportError::Bus { connector: ctx.connector.clone(), source })?;
         let conn = Arc::new(Conn {
             ctx: ctx.clone(),
             to_addr: self.to_addr,
@@ -104,7 +106,7 @@ async fn deliver(ctx: &TransportContext, clients: &Clients, delivery: Delivery) 
     let mut event = event;
     event.transport_name = Some(ctx.connector.to_string());
     event.routing_metadata = msg.routing_metadata.clone();
-    if let Err(e) = ctx.bus.publish(&RoutingKey::event(&ctx.connector), Message::Event(event)).await {
+    if let Err(e) = ctx.publish.publish(&RoutingKey::event(&ctx.connector), event.into()).await {
         tracing::warn!(connector = %ctx.connector, error = %e, "cannot publish telnet event");
     }
     delivery.ack();
@@ -126,7 +128,7 @@ enum Line {
 
 impl Conn {
     fn inbound(&self, peer: &str, content: Option<String>, session: SessionEvent) -> Message {
-        Message::User(UserMessage::inbound(
+        Message::from(UserMessage::inbound(
             self.ctx.connector.as_str(),
             "telnet",
             peer.to_owned(),
@@ -137,7 +139,7 @@ impl Conn {
     }
 
     async fn publish(&self, m: Message) {
-        if let Err(e) = self.ctx.bus.publish(&RoutingKey::inbound(&self.ctx.connector), m).await {
+        if let Err(e) = self.ctx.publish.publish(&RoutingKey::inbound(&self.ctx.connector), m).await {
             tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot publish telnet inbound message");
         }
     }

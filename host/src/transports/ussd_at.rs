@@ -24,8 +24,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::web::{ApiError, FieldError, parse_form, read_body, required, unavailable};
-use super::{TransportContext, TransportError};
-use crate::bus::{Delivery, RoutingKey};
+use super::{Transport, TransportContext, TransportError};
+use crate::bus::{Consumer, Delivery};
 use crate::config::UssdAtConfig;
 use crate::message::{Event, Message, SessionEvent, UserMessage};
 use crate::state::KvStore;
@@ -39,7 +39,7 @@ struct Session {
 struct Shared {
     ctx: TransportContext,
     kv: Arc<dyn KvStore>,
-    pending: Mutex<HashMap<String, oneshot::Sender<UserMessage>>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Arc<UserMessage>>>>,
     deadline: Duration,
     session_ttl: Duration,
     late_message: String,
@@ -75,25 +75,6 @@ impl UssdAtTransport {
         axum::Router::new().route(&self.path, axum::routing::post(handle)).with_state(self.shared.clone())
     }
 
-    /// Answer held requests with the app's replies until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), TransportError> {
-        let ctx = &self.shared.ctx;
-        let mut outbound = ctx
-            .bus
-            .consume(&RoutingKey::outbound(&ctx.connector), 64)
-            .await
-            .map_err(|source| TransportError::Bus { connector: ctx.connector.clone(), source })?;
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                d = outbound.next() => match d {
-                    Some(d) => self.deliver(d).await,
-                    None => break,
-                },
-            }
-        }
-        Ok(())
-    }
 
     async fn deliver(&self, delivery: Delivery) {
         let ctx = &self.shared.ctx;
@@ -118,6 +99,28 @@ impl UssdAtTransport {
         ctx.publish_event(event, msg).await;
         delivery.ack();
     }
+}
+
+#[async_trait::async_trait]
+impl Transport for UssdAtTransport {
+    fn routes(&self) -> Option<axum::Router> {
+        Some(self.router())
+    }
+
+    /// Answer held requests with the app's replies until `shutdown`.
+    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                d = outbound.next() => match d {
+                    Some(d) => self.deliver(d).await,
+                    None => break,
+                },
+            }
+        }
+        Ok(())
+    }
+
 }
 
 fn text_response(body: String) -> Response {
@@ -158,14 +161,14 @@ async fn handle(State(s): State<Arc<Shared>>, body: Body) -> Result<Response, Ap
     let id = msg.message_id.clone();
     let (tx, rx) = oneshot::channel();
     s.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), tx);
-    if let Err(e) = s.ctx.bus.publish(&RoutingKey::inbound(&s.ctx.connector), Message::User(msg.clone())).await {
+    if let Err(e) = s.ctx.publish_inbound(msg.clone()).await {
         s.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         return Err(unavailable("message bus", &e));
     }
 
     match tokio::time::timeout(s.deadline, rx).await {
         Ok(Ok(reply)) => {
-            let body = reply.content.unwrap_or_default();
+            let body = reply.content.clone().unwrap_or_default();
             if reply.session_event == Some(SessionEvent::Close) {
                 let _ = s.kv.delete(&key).await;
                 Ok(text_response(format!("END {body}")))
@@ -183,7 +186,7 @@ async fn handle(State(s): State<Arc<Shared>>, body: Body) -> Result<Response, Ap
             close.timestamp = crate::message::Timestamp::now();
             close.session_event = Some(SessionEvent::Close);
             close.content = None;
-            let _ = s.ctx.bus.publish(&RoutingKey::inbound(&s.ctx.connector), Message::User(close)).await;
+            let _ = s.ctx.publish_inbound(close).await;
             Ok(text_response(format!("END {}", s.late_message)))
         }
     }

@@ -8,8 +8,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Origins, RoutedEvents};
+use super::retry::{Backoff, RetryPolicy};
 use super::{FailureLog, Handler};
-use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
+use crate::bus::{Bus, BusError, Consumer, Delivery, Publish, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
 
@@ -32,26 +33,52 @@ pub enum WorkerError {
 ///
 /// Messages are spread over `concurrency` lanes by sender (`from_addr`), so one user's messages
 /// are handled one at a time and in order, as a dialogue needs, while different users proceed in
-/// parallel.
+/// parallel. A lane that must retry a message (the handler said `retry-later`, or a back end is
+/// down) waits in place with a backoff, so the user's later messages stay behind it.
 pub struct AppWorker {
     handler: Arc<dyn Handler>,
+    /// Where the worker's queues are consumed from.
     bus: Arc<dyn Bus>,
+    /// Where the lanes publish what the handler sent.
+    publish: Arc<dyn Publish>,
     connector: ConnectorName,
     failures: Arc<FailureLog>,
     concurrency: usize,
+    retry: RetryPolicy,
     routed: Option<(RoutedEvents, Arc<Origins>)>,
 }
 
+/// What an app worker is made of.
+pub struct AppWorkerParts {
+    /// The app.
+    pub handler: Arc<dyn Handler>,
+    /// Where its queues are consumed from.
+    pub bus: Arc<dyn Bus>,
+    /// Where what it sends is published (in the host: the message path).
+    pub publish: Arc<dyn Publish>,
+    /// Its connector.
+    pub connector: ConnectorName,
+    /// The failure path.
+    pub failures: Arc<FailureLog>,
+    /// Lanes.
+    pub concurrency: usize,
+    /// How a lane waits before retrying a message.
+    pub retry: RetryPolicy,
+}
+
 impl AppWorker {
-    /// A worker for `handler` on `connector`.
-    pub fn new(
-        handler: Arc<dyn Handler>,
-        bus: Arc<dyn Bus>,
-        connector: ConnectorName,
-        failures: Arc<FailureLog>,
-        concurrency: usize,
-    ) -> Self {
-        Self { handler, bus, connector, failures, concurrency: concurrency.max(1), routed: None }
+    /// A worker from its parts.
+    pub fn new(p: AppWorkerParts) -> Self {
+        Self {
+            handler: p.handler,
+            bus: p.bus,
+            publish: p.publish,
+            connector: p.connector,
+            failures: p.failures,
+            concurrency: p.concurrency.max(1),
+            retry: p.retry,
+            routed: None,
+        }
     }
 
     /// For a connector shared with other components: take events from the connector's
@@ -87,7 +114,7 @@ impl AppWorker {
 
         let shared = Arc::new(Lane {
             handler: self.handler.clone(),
-            bus: self.bus.clone(),
+            publish: self.publish.clone(),
             outbound: RoutingKey::outbound(&self.connector),
             connector: self.connector.to_string(),
             failures: self.failures.clone(),
@@ -99,7 +126,8 @@ impl AppWorker {
             // Unbounded is safe: the prefetch window bounds what is in flight.
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.push(tx);
-            tasks.push(tokio::spawn(shared.clone().run(rx)));
+            let backoff = Backoff::new(self.retry.clone(), format!("app:{app}"));
+            tasks.push(tokio::spawn(shared.clone().run(rx, backoff)));
         }
         tracing::info!(app, connector = %self.connector, lanes = self.concurrency, "app worker started");
 
@@ -138,56 +166,86 @@ fn lane_of(message: &Message, lanes: usize) -> usize {
 
 struct Lane {
     handler: Arc<dyn Handler>,
-    bus: Arc<dyn Bus>,
+    publish: Arc<dyn Publish>,
     outbound: RoutingKey,
     connector: String,
     failures: Arc<FailureLog>,
     origins: Option<Arc<Origins>>,
 }
 
+/// How one try of a message ended.
+enum Tried {
+    /// Published what the handler sent (or recorded the failure): ack.
+    Done,
+    /// The handler said `retry-later`.
+    RetryLater(String),
+    /// A back end failed after the handler succeeded; what was published may be sent again.
+    Unavailable(String),
+}
+
 impl Lane {
-    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Delivery>) {
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Delivery>, mut backoff: Backoff) {
         while let Some(delivery) = rx.recv().await {
-            self.handle(delivery).await;
+            self.handle(delivery, &mut backoff).await;
         }
     }
 
-    async fn handle(&self, delivery: Delivery) {
-        let result = match &delivery.message {
-            Message::User(m) => self.handler.handle_user_message(Arc::new(m.clone())).await,
-            Message::Event(e) => self.handler.handle_event(e).await,
-            Message::Status(_) => Ok(Vec::new()),
-        };
-        match result {
-            Ok(sends) => {
-                for msg in sends {
-                    if let Some(origins) = &self.origins
-                        && let Err(e) = origins.record(&msg.message_id, self.handler.name()).await
-                    {
-                        tracing::error!(app = self.handler.name(), error = %e, "cannot record a reply's origin; requeueing its message");
-                        delivery.nack(true);
-                        return;
-                    }
-                    if let Err(e) = self.bus.publish(&self.outbound, Message::User(msg)).await {
-                        // Requeue the input rather than lose what it would have caused; what was
-                        // already published may be sent again (at-least-once).
-                        tracing::error!(app = self.handler.name(), error = %e, "cannot publish a reply; requeueing its message");
-                        delivery.nack(true);
-                        return;
-                    }
+    async fn handle(&self, delivery: Delivery, backoff: &mut Backoff) {
+        let tries = backoff.max_attempts();
+        for attempt in 1..=tries {
+            match self.try_once(&delivery).await {
+                Tried::Done => {
+                    backoff.reset();
+                    delivery.ack();
+                    return;
                 }
-                delivery.ack();
-            }
-            Err(failure) => {
-                self.failures.record(
-                    self.handler.name(),
-                    &self.connector,
-                    failure.kind(),
-                    &failure.to_string(),
-                    &delivery.message,
-                );
-                delivery.ack();
+                Tried::RetryLater(reason) if attempt == tries => {
+                    let reason = format!("{reason} (gave up after {tries} tries)");
+                    self.failures.record(self.handler.name(), &self.connector, "retry_later", &reason, &delivery.message);
+                    delivery.ack();
+                    return;
+                }
+                Tried::RetryLater(reason) => {
+                    tracing::debug!(app = self.handler.name(), reason, attempt, "the handler asked to retry later");
+                    backoff.wait("retry_later").await;
+                }
+                Tried::Unavailable(reason) => {
+                    tracing::warn!(app = self.handler.name(), reason, attempt, "cannot publish what the handler sent; retrying after a wait");
+                    // Waits after the last try too, so a message put back does not spin.
+                    backoff.wait("unavailable").await;
+                }
             }
         }
+        // A back end is still down: back on the queue, never dropped.
+        delivery.nack(true);
+    }
+
+    async fn try_once(&self, delivery: &Delivery) -> Tried {
+        let result = match &delivery.message {
+            Message::User(m) => self.handler.handle_user_message(m.clone()).await,
+            Message::Event(e) => self.handler.handle_event(e.clone()).await,
+            Message::Status(_) => Ok(Vec::new()),
+        };
+        let sends = match result {
+            Ok(sends) => sends,
+            Err(f) if f.is_retryable() => return Tried::RetryLater(f.to_string()),
+            Err(f) => {
+                self.failures.record(self.handler.name(), &self.connector, f.kind(), &f.to_string(), &delivery.message);
+                return Tried::Done;
+            }
+        };
+        for msg in sends {
+            if let Some(origins) = &self.origins
+                && let Err(e) = origins.record(&msg.message_id, self.handler.name()).await
+            {
+                return Tried::Unavailable(format!("cannot record a reply's origin: {e}"));
+            }
+            // On failure the input is tried again; what was already published may be sent
+            // again (at-least-once).
+            if let Err(e) = self.publish.publish(&self.outbound, msg.into()).await {
+                return Tried::Unavailable(format!("cannot publish a reply: {e}"));
+            }
+        }
+        Tried::Done
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::FailureLog;
+use super::retry::{Backoff, RetryPolicy};
 use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
@@ -70,13 +71,14 @@ pub struct EventRouter {
     bus: Arc<dyn Bus>,
     origins: Arc<Origins>,
     failures: Arc<FailureLog>,
+    retry: RetryPolicy,
     routes: HashMap<String, mpsc::Sender<Delivery>>,
 }
 
 impl EventRouter {
     /// A router for `connector` with no components yet.
-    pub fn new(connector: ConnectorName, bus: Arc<dyn Bus>, origins: Arc<Origins>, failures: Arc<FailureLog>) -> Self {
-        Self { connector, bus, origins, failures, routes: HashMap::new() }
+    pub fn new(connector: ConnectorName, bus: Arc<dyn Bus>, origins: Arc<Origins>, failures: Arc<FailureLog>, retry: RetryPolicy) -> Self {
+        Self { connector, bus, origins, failures, retry, routes: HashMap::new() }
     }
 
     /// Where the components record their messages' origins.
@@ -97,6 +99,7 @@ impl EventRouter {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut events = self.bus.consume(&RoutingKey::event(&self.connector), 256).await?;
         let me = format!("event-router:{}", self.connector);
+        let mut backoff = Backoff::new(self.retry.clone(), me.clone());
         loop {
             let delivery = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -106,14 +109,23 @@ impl EventRouter {
                 delivery.ack();
                 continue;
             };
-            let origin = match self.origins.lookup(&event.user_message_id).await {
-                Ok(o) => o,
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(connector = %self.connector, error = %e, "state store unavailable; requeueing an event");
-                    delivery.nack(true);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+            let origin = loop {
+                match self.origins.lookup(&event.user_message_id).await {
+                    Err(e) if e.is_retryable() => {
+                        // Retried in place: the events behind it wait, and nothing spins.
+                        tracing::warn!(connector = %self.connector, error = %e, "state store unavailable; retrying an event after a wait");
+                        tokio::select! {
+                            () = backoff.wait("unavailable") => continue,
+                            // Stopping mid-wait leaves the event unsettled: it is requeued.
+                            () = shutdown.cancelled() => return Ok(()),
+                        }
+                    }
+                    other => break other,
                 }
+            };
+            backoff.reset();
+            let origin = match origin {
+                Ok(o) => o,
                 Err(e) => {
                     self.failures.record(&me, self.connector.as_str(), "unroutable_event", &format!("cannot look up the event's origin: {e}"), &delivery.message);
                     delivery.ack();
@@ -158,7 +170,7 @@ mod tests {
         let connector: ConnectorName = "sms".parse().unwrap();
         let origins = Arc::new(Origins::new(Arc::new(MemoryStore::new()), Duration::from_secs(60)));
         let failures = Arc::new(FailureLog::new(10, None).unwrap());
-        let mut router = EventRouter::new(connector.clone(), bus.clone(), origins.clone(), failures.clone());
+        let mut router = EventRouter::new(connector.clone(), bus.clone(), origins.clone(), failures.clone(), RetryPolicy::default());
         let mut app = router.subscribe("app");
         let mut channel = router.subscribe("channel");
         let stop = CancellationToken::new();
@@ -170,7 +182,7 @@ mod tests {
         origins.record(&c.message_id, "channel").await.unwrap();
         let key = RoutingKey::event(&connector);
         for id in [&c.message_id, &a.message_id, &"unknown".to_owned()] {
-            bus.publish(&key, Message::Event(Event::ack(id, id))).await.unwrap();
+            bus.publish(&key, Event::ack(id, id).into()).await.unwrap();
         }
         let got = channel.next().await.unwrap();
         assert_eq!(got.message.id().len(), 32);

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::callbacks::{Callback, Callbacks};
 use super::events::Origins;
-use crate::bus::{Bus, Consumer, Delivery, RoutingKey};
+use crate::bus::{Consumer, Delivery, Publish, RoutingKey};
 use crate::config::{ChannelConfig, check_url};
 use crate::message::{DeliveryStatus, Event, EventKind, Message, SessionEvent, UserMessage};
 use crate::names::ConnectorName;
@@ -53,7 +53,7 @@ pub struct Channel {
     transport_type: Option<String>,
     config: ChannelConfig,
     kv: Arc<dyn KvStore>,
-    bus: Arc<dyn Bus>,
+    publish: Arc<dyn Publish>,
     origins: Option<Arc<Origins>>,
     callbacks: Callbacks,
 }
@@ -69,8 +69,8 @@ pub struct ChannelParts {
     pub transport_type: Option<String>,
     /// Its message store (namespaced for it).
     pub kv: Arc<dyn KvStore>,
-    /// The bus.
-    pub bus: Arc<dyn Bus>,
+    /// Where it publishes what callers send (the message path).
+    pub publish: Arc<dyn Publish>,
     /// Set when it shares its connector with other components.
     pub origins: Option<Arc<Origins>>,
     /// Its callback sender.
@@ -86,7 +86,7 @@ impl Channel {
             transport_type: p.transport_type,
             config: p.config,
             kv: p.kv,
-            bus: p.bus,
+            publish: p.publish,
             origins: p.origins,
             callbacks: p.callbacks,
         }
@@ -279,7 +279,7 @@ impl Channel {
         if let Some(origins) = &self.origins {
             origins.record(&msg.message_id, &self.name).await.map_err(unavailable)?;
         }
-        if let Err(e) = self.bus.publish(&RoutingKey::outbound(&self.connector), Message::User(msg)).await {
+        if let Err(e) = self.publish.publish(&RoutingKey::outbound(&self.connector), msg.into()).await {
             let _ = self.kv.delete(&out).await;
             let _ = self.kv.delete(&ev).await;
             return Err(crate::web::unavailable("message bus", &e));

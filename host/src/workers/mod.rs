@@ -1,27 +1,30 @@
 //! Workers: consume a connector's queues, hand each message to a handler (a plugin), publish what
-//! it sent, then ack. The only module that sees both the bus and the plugins. Also the other
-//! app-side components: send-API channels, their callbacks, the event router that hands each
-//! event to the component that sent its message, and the middleware chains in front of the bus.
+//! it sent, then ack. The only module that sees both the bus and the plugins. Also the message
+//! path itself (`flow`: middleware chains and dispatch at publish), the other app-side
+//! components (send-API channels, their callbacks, the event router that hands each event to the
+//! component that sent its message), the failure path, and retries with backoff.
 
 mod app;
 pub mod callbacks;
 pub mod dispatcher;
 pub mod events;
 mod failures;
+pub mod flow;
 pub mod http_api;
 pub mod middleware;
+pub mod retry;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::message::{Event, UserMessage};
-use crate::plugins::{HandlerFailure, Plugin, PluginSlot};
+use crate::plugins::{AppPlugin, AppSlot, HandlerFailure};
 
-pub use app::{AppWorker, WorkerError};
+pub use app::{AppWorker, AppWorkerParts, WorkerError};
 pub use failures::{FailureLog, FailureRecord};
 
-/// What an app worker runs messages through. A WASM [`Plugin`] in production; benchmarks also
+/// What an app worker runs messages through. A WASM application in production; benchmarks also
 /// run native Rust handlers through the same worker to measure what the sandbox costs.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
@@ -30,33 +33,33 @@ pub trait Handler: Send + Sync + 'static {
     /// Handle a user message; return the messages to publish.
     async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure>;
     /// Handle an event; return the messages to publish.
-    async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure>;
+    async fn handle_event(&self, event: Arc<Event>) -> Result<Vec<UserMessage>, HandlerFailure>;
 }
 
 #[async_trait]
-impl Handler for Plugin {
+impl Handler for AppPlugin {
     fn name(&self) -> &str {
-        Plugin::name(self)
+        AppPlugin::name(self)
     }
     async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
-        Plugin::handle_user_message(self, msg).await
+        AppPlugin::handle_user_message(self, msg).await
     }
-    async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
-        Plugin::handle_event(self, event).await
+    async fn handle_event(&self, event: Arc<Event>) -> Result<Vec<UserMessage>, HandlerFailure> {
+        AppPlugin::handle_event(self, event).await
     }
 }
 
 /// A slot serves each message with the version current when the message arrives; a reload
 /// swaps the version between messages, never under one.
 #[async_trait]
-impl Handler for PluginSlot {
+impl Handler for AppSlot {
     fn name(&self) -> &str {
-        PluginSlot::name(self)
+        AppSlot::name(self)
     }
     async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
         self.current().handle_user_message(msg).await
     }
-    async fn handle_event(&self, event: &Event) -> Result<Vec<UserMessage>, HandlerFailure> {
+    async fn handle_event(&self, event: Arc<Event>) -> Result<Vec<UserMessage>, HandlerFailure> {
         self.current().handle_event(event).await
     }
 }

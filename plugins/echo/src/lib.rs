@@ -1,12 +1,13 @@
 //! Echo: answers every message with its own text. The smallest useful app, and the benchmark's
 //! subject.
 
-use vumi_sdk::{Application, Message, Result};
+use vumi_sdk::app::Application;
+use vumi_sdk::{Message, Result};
 
 struct Echo;
 
 impl Application for Echo {
-    fn new_session(msg: &Message) -> Result<()> {
+    fn new_session(msg: &Message, _config: &()) -> Result<()> {
         match msg.content() {
             Some(text) => msg.reply(text)?,
             None => msg.reply("echo: ready")?,
@@ -14,7 +15,7 @@ impl Application for Echo {
         Ok(())
     }
 
-    fn consume_user_message(msg: &Message) -> Result<()> {
+    fn consume_user_message(msg: &Message, _config: &()) -> Result<()> {
         msg.reply(msg.content().unwrap_or_default())?;
         Ok(())
     }

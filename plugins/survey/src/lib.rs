@@ -12,13 +12,10 @@ pub mod logic;
 use std::time::Duration;
 
 use logic::{Outcome, Progress, Survey};
-use vumi_sdk::{Application, Message, Result, kv, log, send_to};
+use vumi_sdk::app::{Application, send_to};
+use vumi_sdk::{Message, Result, kv, log};
 
 struct SurveyApp;
-
-fn survey() -> Result<Survey> {
-    Ok(Survey::from_config(vumi_sdk::config::get_as()?))
-}
 
 fn key(msg: &Message) -> String {
     format!("progress:{}", msg.from_addr().unwrap_or("unknown"))
@@ -31,16 +28,15 @@ fn ask_first(msg: &Message, survey: &Survey) -> Result<()> {
     kv::set_json(&key(msg), &progress, Some(Duration::from_secs(u64::from(survey.session_ttl_seconds))))
 }
 
-impl Application for SurveyApp {
-    fn new_session(msg: &Message) -> Result<()> {
-        ask_first(msg, &survey()?)
+impl Application<Survey> for SurveyApp {
+    fn new_session(msg: &Message, survey: &Survey) -> Result<()> {
+        ask_first(msg, survey)
     }
 
-    fn consume_user_message(msg: &Message) -> Result<()> {
-        let survey = survey()?;
+    fn consume_user_message(msg: &Message, survey: &Survey) -> Result<()> {
         let Some(progress) = kv::get_json::<Progress>(&key(msg))? else {
             // No dialogue in progress (an SMS, or the session expired): start one.
-            return ask_first(msg, &survey);
+            return ask_first(msg, survey);
         };
         match survey.answer(&progress, msg.content().unwrap_or_default()) {
             Outcome::Invalid { text } => {
@@ -62,7 +58,7 @@ impl Application for SurveyApp {
         Ok(())
     }
 
-    fn close_session(msg: &Message) -> Result<()> {
+    fn close_session(msg: &Message, _survey: &Survey) -> Result<()> {
         if kv::delete(&key(msg))? {
             log::info(&format!("{} left the survey before finishing", msg.from_addr().unwrap_or("unknown")));
         }
@@ -70,4 +66,6 @@ impl Application for SurveyApp {
     }
 }
 
-vumi_sdk::export_app!(SurveyApp);
+// The config table is parsed into a `Survey` once per instance (see `logic::Survey`'s
+// `Deserialize`, which goes through `logic::Config`).
+vumi_sdk::export_app!(SurveyApp, config = Survey);

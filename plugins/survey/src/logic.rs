@@ -66,8 +66,9 @@ pub enum Outcome {
     },
 }
 
-/// A configured survey.
-#[derive(Debug, Clone)]
+/// A configured survey: the app's config table, read through [`Config`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "Config")]
 pub struct Survey {
     title: Option<String>,
     questions: Vec<Question>,
@@ -86,6 +87,12 @@ fn default_questions() -> Vec<Question> {
         q("How old are you?", &["Under 18", "18-35", "36-60", "Over 60"]),
         q("Would you recommend this service?", &["Yes", "No", "Not sure"]),
     ]
+}
+
+impl From<Config> for Survey {
+    fn from(c: Config) -> Self {
+        Self::from_config(c)
+    }
 }
 
 impl Survey {
@@ -205,6 +212,16 @@ mod tests {
             let Outcome::Invalid { text } = s.answer(&p, bad) else { panic!("{bad:?} must be invalid") };
             assert_eq!(text, "Please reply with a number from 1 to 2.\nColour?\n1. Red\n2. Blue");
         }
+    }
+
+    #[test]
+    fn the_config_table_deserializes_into_a_survey() {
+        let s: Survey = serde_json::from_str(r#"{"session_ttl_seconds": 5, "questions": [{"prompt": "Q?", "options": ["A"]}]}"#)
+            .expect("parses");
+        assert_eq!(s.session_ttl_seconds, 5);
+        assert_eq!(s.start().0, "Q?\n1. A");
+        let err = serde_json::from_str::<Survey>(r#"{"questions": 3}"#).unwrap_err().to_string();
+        assert!(err.contains("invalid type"), "{err}");
     }
 
     #[test]

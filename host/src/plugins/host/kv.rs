@@ -1,4 +1,4 @@
-//! `vumi:plugin/kv`: the app's namespaced view of the host's state store.
+//! `vumi:plugin/kv`: the plugin's namespaced view of the host's state store.
 
 use std::time::Duration;
 
@@ -6,6 +6,8 @@ use crate::plugins::bindings::kv::{Host, KvError};
 use crate::state::{KvStore, StateError};
 
 use super::HostState;
+
+type R<T> = wasmtime::Result<T>;
 
 /// Keys and values beyond these sizes are refused: state is for dialogue progress, not blobs,
 /// and Redis round-trips grow with value size.
@@ -28,31 +30,39 @@ fn check_key(key: &str) -> Result<(), KvError> {
 }
 
 impl Host for HostState {
-    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        check_key(&key)?;
-        self.ctx.kv.get(&key).await.map_err(to_wit)
+    async fn get(&mut self, key: String) -> R<Result<Option<Vec<u8>>, KvError>> {
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.kv.get(&key).await.map_err(to_wit))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>, ttl_seconds: Option<u32>) -> Result<(), KvError> {
-        check_key(&key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(KvError::Limit(format!("value must be at most {MAX_VALUE_BYTES} bytes, got {}", value.len())));
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> R<Result<(), KvError>> {
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
         }
-        let ttl = match ttl_seconds {
-            Some(0) => return Err(KvError::Limit("ttl-seconds must be at least 1".into())),
-            Some(s) => Some(Duration::from_secs(u64::from(s))),
+        if value.len() > MAX_VALUE_BYTES {
+            return Ok(Err(KvError::Limit(format!("value must be at most {MAX_VALUE_BYTES} bytes, got {}", value.len()))));
+        }
+        let ttl = match ttl_ms {
+            Some(0) => return Ok(Err(KvError::Limit("ttl-ms must be at least 1".into()))),
+            Some(ms) => Some(Duration::from_millis(ms)),
             None => None,
         };
-        self.ctx.kv.set(&key, &value, ttl).await.map_err(to_wit)
+        Ok(self.ctx.kv.set(&key, &value, ttl).await.map_err(to_wit))
     }
 
-    async fn delete(&mut self, key: String) -> Result<bool, KvError> {
-        check_key(&key)?;
-        self.ctx.kv.delete(&key).await.map_err(to_wit)
+    async fn delete(&mut self, key: String) -> R<Result<bool, KvError>> {
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.kv.delete(&key).await.map_err(to_wit))
     }
 
-    async fn incr(&mut self, key: String, by: i64) -> Result<i64, KvError> {
-        check_key(&key)?;
-        self.ctx.kv.incr(&key, by).await.map_err(to_wit)
+    async fn incr(&mut self, key: String, by: i64) -> R<Result<i64, KvError>> {
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.kv.incr(&key, by).await.map_err(to_wit))
     }
 }

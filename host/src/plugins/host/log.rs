@@ -8,8 +8,8 @@ use super::HostState;
 const MAX_LINE: usize = 4096;
 
 impl Host for HostState {
-    fn log(&mut self, level: Level, message: String) {
-        let app = self.ctx.app.as_str();
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let plugin = self.ctx.plugin.as_str();
         let mut message = message;
         if message.len() > MAX_LINE {
             let mut cut = MAX_LINE;
@@ -20,11 +20,12 @@ impl Host for HostState {
             message.push('…');
         }
         match level {
-            Level::Trace => tracing::trace!(target: "vumi::plugin", app, "{message}"),
-            Level::Debug => tracing::debug!(target: "vumi::plugin", app, "{message}"),
-            Level::Info => tracing::info!(target: "vumi::plugin", app, "{message}"),
-            Level::Warn => tracing::warn!(target: "vumi::plugin", app, "{message}"),
-            Level::Error => tracing::error!(target: "vumi::plugin", app, "{message}"),
+            Level::Trace => tracing::trace!(target: "vumi::plugin", plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: "vumi::plugin", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "vumi::plugin", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "vumi::plugin", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "vumi::plugin", plugin, "{message}"),
         }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 mod config;
 mod kv;
 mod log;
+pub(crate) mod message;
 mod outbound;
 mod stderr;
 
@@ -15,9 +16,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::message::UserMessage;
 use crate::state::Namespaced;
 
-/// Per-app facts the imports need, shared by all instances of one app version.
-pub(crate) struct AppContext {
-    pub app: String,
+/// Per-plugin facts the imports need, shared by all instances of one plugin version.
+pub(crate) struct PluginContext {
+    pub plugin: String,
     pub kv: Namespaced,
     pub config: serde_json::Map<String, serde_json::Value>,
     /// `config` as JSON text, made once: `get-json` is called on every message by most plugins.
@@ -26,10 +27,9 @@ pub(crate) struct AppContext {
     pub max_sends: u32,
 }
 
-/// The state of one call: what the handler is answering and what it has sent so far.
+/// The state of one call: what the handler has sent so far, and its CPU budget.
 #[derive(Default)]
 pub(crate) struct CallState {
-    pub current: Option<Arc<UserMessage>>,
     pub sends: Vec<UserMessage>,
     /// Epoch ticks the guest has run past in this call.
     pub ticks: u64,
@@ -37,19 +37,20 @@ pub(crate) struct CallState {
     pub deadline_hit: bool,
 }
 
-/// The data of one wasmtime `Store`: WASI (with nothing granted), limits, and the call.
-pub(crate) struct HostState {
+/// The data of one wasmtime `Store`: WASI (with nothing granted), limits, and the call. Public
+/// only because [`super::Face`] names it; nothing outside `plugins` can make or read one.
+pub struct HostState {
     wasi: WasiCtx,
     /// The end of what the guest wrote to stderr, for trap reasons.
-    pub stderr: stderr::StderrTail,
-    table: ResourceTable,
-    pub limiter: MemoryLimiter,
-    pub ctx: Arc<AppContext>,
-    pub call: CallState,
+    pub(crate) stderr: stderr::StderrTail,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) ctx: Arc<PluginContext>,
+    pub(crate) call: CallState,
 }
 
 impl HostState {
-    pub fn new(ctx: Arc<AppContext>, max_memory_bytes: usize) -> Self {
+    pub(crate) fn new(ctx: Arc<PluginContext>, max_memory_bytes: usize) -> Self {
         // WASI with no preopened directories, no environment, no arguments, no sockets, stdin
         // and stdout closed, and stderr kept only as a bounded tail: everything a plugin may
         // touch is one of our imports.

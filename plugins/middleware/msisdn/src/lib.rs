@@ -15,31 +15,33 @@
 
 mod logic;
 
-use vumi_middleware_sdk::{Message, Middleware, Result, Verdict, config};
+use vumi_sdk::Result;
+use vumi_sdk::middleware::{Editable, Middleware, Verdict};
 
 use logic::Settings;
 
-/// The config, parsed once per instance.
-static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
-
 struct Msisdn;
 
-impl Middleware for Msisdn {
-    fn inbound(mut msg: Message, _connector: &str) -> Result<Verdict> {
-        let s = config::cached(&SETTINGS)?;
-        if let Some(n) = msg.from_addr.as_deref().and_then(|a| s.normalise(a)) {
-            msg.from_addr = Some(n);
+impl Middleware<Settings> for Msisdn {
+    fn inbound(msg: &mut Editable, _connector: &str, s: &Settings) -> Result<Verdict> {
+        // An address already in its normal form is not written back: one host call saved.
+        if let Some(n) = msg.from_addr().and_then(|a| s.normalise(a).filter(|n| n != a)) {
+            msg.set_from_addr(Some(&n));
         }
-        Ok(Verdict::Pass(msg))
+        Ok(Verdict::Pass)
     }
 
-    fn outbound(mut msg: Message, _connector: &str) -> Result<Verdict> {
-        let s = config::cached(&SETTINGS)?;
-        if let Some(n) = msg.to_addr.as_deref().and_then(|a| s.normalise(a)) {
-            msg.to_addr = Some(if s.strip_plus { n.trim_start_matches('+').to_owned() } else { n });
+    fn outbound(msg: &mut Editable, _connector: &str, s: &Settings) -> Result<Verdict> {
+        let written = msg.to_addr().and_then(|a| {
+            let n = s.normalise(a)?;
+            let n = if s.strip_plus { n.trim_start_matches('+').to_owned() } else { n };
+            (n != a).then_some(n)
+        });
+        if let Some(n) = written {
+            msg.set_to_addr(Some(&n));
         }
-        Ok(Verdict::Pass(msg))
+        Ok(Verdict::Pass)
     }
 }
 
-vumi_middleware_sdk::export_middleware!(Msisdn);
+vumi_sdk::export_middleware!(Msisdn, config = Settings);

@@ -20,12 +20,10 @@
 
 mod logic;
 
-use vumi_middleware_sdk::{Message, Middleware, Result, Verdict, config, kv};
+use vumi_sdk::middleware::{Editable, Middleware, Verdict};
+use vumi_sdk::{Result, kv};
 
 use logic::{Decision, Settings};
-
-/// The config, parsed once per instance.
-static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
 
 struct OptOut;
 
@@ -33,12 +31,12 @@ fn key(addr: &str) -> String {
     format!("optout:{addr}")
 }
 
-impl Middleware for OptOut {
-    fn inbound(mut msg: Message, _connector: &str) -> Result<Verdict> {
-        let s = config::cached(&SETTINGS)?;
-        let Some(from) = msg.from_addr.clone() else { return Ok(Verdict::Pass(msg)) };
+impl Middleware<Settings> for OptOut {
+    fn inbound(msg: &mut Editable, _connector: &str, s: &Settings) -> Result<Verdict> {
+        let Some(from) = msg.from_addr().map(str::to_owned) else { return Ok(Verdict::Pass) };
         let keyword = msg.keyword();
-        let opted_out = match s.classify(&keyword) {
+        let decision = s.classify(&keyword);
+        let opted_out = match decision {
             Decision::OptOut => {
                 kv::set(&key(&from), keyword.as_bytes(), None)?;
                 true
@@ -49,21 +47,20 @@ impl Middleware for OptOut {
             }
             Decision::Other => kv::get(&key(&from))?.is_some(),
         };
-        let mut helper = msg.helper_metadata();
-        helper.insert("optout".into(), logic::marker(opted_out, s.classify(&keyword), &keyword));
-        msg.set_helper_metadata(helper);
-        Ok(Verdict::Pass(msg))
+        msg.set_helper_metadata("optout", logic::marker(opted_out, decision, &keyword))?;
+        Ok(Verdict::Pass)
     }
 
-    fn outbound(msg: Message, _connector: &str) -> Result<Verdict> {
-        let Some(to) = msg.to_addr.as_deref() else { return Ok(Verdict::Pass(msg)) };
-        let Some(keyword) = kv::get(&key(to))? else { return Ok(Verdict::Pass(msg)) };
-        if logic::answers_the_opt_out(&msg.helper_metadata()) {
-            return Ok(Verdict::Pass(msg));
+    fn outbound(msg: &mut Editable, _connector: &str, _s: &Settings) -> Result<Verdict> {
+        let Some(to) = msg.to_addr() else { return Ok(Verdict::Pass) };
+        let Some(keyword) = kv::get(&key(to))? else { return Ok(Verdict::Pass) };
+        // One key of the helper metadata, not the whole dictionary: outbound is every reply's path.
+        if logic::answers_the_opt_out(msg.helper_metadata_get("optout").as_ref()) {
+            return Ok(Verdict::Pass);
         }
         let keyword = String::from_utf8_lossy(&keyword).into_owned();
         Ok(Verdict::Drop(format!("`{to}` has opted out (sent {keyword})")))
     }
 }
 
-vumi_middleware_sdk::export_middleware!(OptOut);
+vumi_sdk::export_middleware!(OptOut, config = Settings);

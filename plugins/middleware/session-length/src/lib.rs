@@ -22,25 +22,25 @@
 
 mod logic;
 
+use std::time::Duration;
+
 use serde_json::Value;
-use vumi_middleware_sdk::{Message, Middleware, Result, SessionEvent, Verdict, config, kv};
+use vumi_sdk::middleware::{Editable, Middleware, Verdict};
+use vumi_sdk::{Result, SessionEvent, kv};
 
 use logic::Settings;
-
-/// The config, parsed once per instance.
-static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
 
 struct SessionLength;
 
 /// Mark `msg`, the user being `user` on `connector`.
-fn mark(mut msg: Message, connector: &str, user: Option<String>) -> Result<Verdict> {
-    let (Some(user), Some(event)) = (user, msg.session_event) else { return Ok(Verdict::Pass(msg)) };
-    let s = config::cached(&SETTINGS)?;
+fn mark(msg: &mut Editable, connector: &str, user: Option<&str>, s: &Settings) -> Result<Verdict> {
+    let (Some(user), Some(event)) = (user, msg.session_event()) else { return Ok(Verdict::Pass) };
     let key = format!("start:{connector}:{user}");
+    let timestamp = msg.timestamp().to_owned();
     let start = match event {
         SessionEvent::New => {
-            kv::set(&key, msg.timestamp.as_bytes(), Some(s.max_session_secs))?;
-            Some(msg.timestamp.clone())
+            kv::set(&key, timestamp.as_bytes(), Some(Duration::from_secs(u64::from(s.max_session_secs))))?;
+            Some(timestamp.clone())
         }
         SessionEvent::Resume => kv::get(&key)?.map(|b| String::from_utf8_lossy(&b).into_owned()),
         SessionEvent::Close => {
@@ -49,31 +49,29 @@ fn mark(mut msg: Message, connector: &str, user: Option<String>) -> Result<Verdi
             start
         }
     };
-    let Some(start) = start else { return Ok(Verdict::Pass(msg)) };
+    let Some(start) = start else { return Ok(Verdict::Pass) };
     let mut session = serde_json::Map::new();
     session.insert("session_start".into(), Value::from(start.clone()));
     if event == SessionEvent::Close {
-        session.insert("session_end".into(), Value::from(msg.timestamp.clone()));
-        if let Some(secs) = logic::seconds_between(&start, &msg.timestamp) {
+        session.insert("session_end".into(), Value::from(timestamp.clone()));
+        if let Some(secs) = logic::seconds_between(&start, &timestamp) {
             session.insert("session_length".into(), Value::from(secs));
         }
     }
-    let mut helper = msg.helper_metadata();
-    helper.insert("session".into(), Value::Object(session));
-    msg.set_helper_metadata(helper);
-    Ok(Verdict::Pass(msg))
+    msg.set_helper_metadata("session", Value::Object(session))?;
+    Ok(Verdict::Pass)
 }
 
-impl Middleware for SessionLength {
-    fn inbound(msg: Message, connector: &str) -> Result<Verdict> {
-        let user = msg.from_addr.clone();
-        mark(msg, connector, user)
+impl Middleware<Settings> for SessionLength {
+    fn inbound(msg: &mut Editable, connector: &str, s: &Settings) -> Result<Verdict> {
+        let user = msg.from_addr().map(str::to_owned);
+        mark(msg, connector, user.as_deref(), s)
     }
 
-    fn outbound(msg: Message, connector: &str) -> Result<Verdict> {
-        let user = msg.to_addr.clone();
-        mark(msg, connector, user)
+    fn outbound(msg: &mut Editable, connector: &str, s: &Settings) -> Result<Verdict> {
+        let user = msg.to_addr().map(str::to_owned);
+        mark(msg, connector, user.as_deref(), s)
     }
 }
 
-vumi_middleware_sdk::export_middleware!(SessionLength);
+vumi_sdk::export_middleware!(SessionLength, config = Settings);

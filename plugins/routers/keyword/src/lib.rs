@@ -14,32 +14,28 @@
 
 mod logic;
 
-use vumi_router_sdk::{Message, Result, Router, Target, config};
+use vumi_sdk::router::{Router, Target};
+use vumi_sdk::{Message, Result};
 
 use logic::Rules;
 
 struct Keyword;
 
-/// The config, parsed once per instance.
-static RULES: std::sync::OnceLock<Result<Rules>> = std::sync::OnceLock::new();
-
-impl Router for Keyword {
-    fn route_inbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
-        let rules = config::cached(&RULES)?;
+impl Router<Rules> for Keyword {
+    fn route_inbound(msg: &Message, _from: &str, rules: &Rules) -> Result<Vec<Target>> {
         Ok(vec![Target::to(rules.route(msg.content())?)])
     }
 
-    fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
+    fn route_outbound(msg: &Message, _from: &str, rules: &Rules) -> Result<Vec<Target>> {
         match msg.transport_name() {
             Some(t) if !t.is_empty() => Ok(vec![Target::to(t)]),
-            _ => {
-                let rules = config::cached(&RULES)?;
-                rules.default_transport.as_deref().map(|t| vec![Target::to(t)]).ok_or_else(|| {
-                    "the message names no transport and the router has no `default_transport`".to_owned()
-                })
-            }
+            _ => rules
+                .default_transport
+                .as_deref()
+                .map(|t| vec![Target::to(t)])
+                .ok_or_else(|| "the message names no transport and the router has no `default_transport`".into()),
         }
     }
 }
 
-vumi_router_sdk::export_router!(Keyword);
+vumi_sdk::export_router!(Keyword, config = Rules);

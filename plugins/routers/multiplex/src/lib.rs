@@ -9,7 +9,8 @@
 //! ```
 
 use serde::Deserialize;
-use vumi_router_sdk::{Message, Result, Router, Target, config};
+use vumi_sdk::router::{Router, Target};
+use vumi_sdk::{Message, Result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,16 +20,16 @@ struct Settings {
 
 struct Multiplex;
 
-/// The config, parsed once per instance.
-static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
-
-impl Router for Multiplex {
-    fn route_inbound(_msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s = config::cached(&SETTINGS)?;
+impl Router<Settings> for Multiplex {
+    fn route_inbound(_msg: &Message, from: &str, s: &Settings) -> Result<Vec<Target>> {
         Ok(vec![Target::with_endpoint(s.app.as_str(), from)])
     }
-    fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
-        reply_transport(msg.transport_name(), &msg.endpoint()).map(|t| vec![Target::to(t)])
+    fn route_outbound(msg: &Message, _from: &str, _s: &Settings) -> Result<Vec<Target>> {
+        // The endpoint is read only when the transport name does not decide.
+        match msg.transport_name().filter(|t| !t.is_empty()) {
+            Some(t) => Ok(vec![Target::to(t)]),
+            None => reply_transport(None, msg.endpoint()).map(|t| vec![Target::to(t)]),
+        }
     }
 }
 
@@ -41,7 +42,7 @@ fn reply_transport(transport_name: Option<&str>, endpoint: &str) -> Result<Strin
     }
 }
 
-vumi_router_sdk::export_router!(Multiplex);
+vumi_sdk::export_router!(Multiplex, config = Settings);
 
 #[cfg(test)]
 mod tests {

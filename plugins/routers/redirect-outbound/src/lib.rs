@@ -16,7 +16,8 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use vumi_router_sdk::{Message, Result, Router, Target, config};
+use vumi_sdk::router::{Router, Target};
+use vumi_sdk::{Message, Result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,7 +35,7 @@ impl Settings {
         transport_name
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
-            .ok_or_else(|| format!("endpoint `{endpoint}` maps to no transport, and the message names none"))
+            .ok_or_else(|| format!("endpoint `{endpoint}` maps to no transport, and the message names none").into())
     }
 
     fn endpoint_of(&self, transport: &str) -> Option<&str> {
@@ -44,24 +45,19 @@ impl Settings {
 
 struct Redirect;
 
-/// The config, parsed once per instance.
-static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
-
-impl Router for Redirect {
-    fn route_inbound(_msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s = config::cached(&SETTINGS)?;
+impl Router<Settings> for Redirect {
+    fn route_inbound(_msg: &Message, from: &str, s: &Settings) -> Result<Vec<Target>> {
         Ok(vec![match s.endpoint_of(from) {
             Some(ep) => Target::with_endpoint(s.app.clone(), ep),
             None => Target::to(s.app.clone()),
         }])
     }
-    fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
-        let s = config::cached(&SETTINGS)?;
-        Ok(vec![Target::to(s.transport_for(&msg.endpoint(), msg.transport_name())?)])
+    fn route_outbound(msg: &Message, _from: &str, s: &Settings) -> Result<Vec<Target>> {
+        Ok(vec![Target::to(s.transport_for(msg.endpoint(), msg.transport_name())?)])
     }
 }
 
-vumi_router_sdk::export_router!(Redirect);
+vumi_sdk::export_router!(Redirect, config = Settings);
 
 #[cfg(test)]
 mod tests {
@@ -72,7 +68,7 @@ mod tests {
         let s = Settings { app: "a".into(), endpoints: [("sms".to_owned(), "sms_http".to_owned())].into() };
         assert_eq!(s.transport_for("sms", Some("ussd")).unwrap(), "sms_http", "a send-to on `sms` leaves by SMS");
         assert_eq!(s.transport_for("default", Some("ussd")).unwrap(), "ussd", "a reply leaves by its transport");
-        assert!(s.transport_for("default", None).unwrap_err().contains("`default`"));
+        assert!(s.transport_for("default", None).unwrap_err().reason().contains("`default`"));
         assert_eq!(s.endpoint_of("sms_http"), Some("sms"));
         assert_eq!(s.endpoint_of("ussd"), None);
     }

@@ -10,15 +10,31 @@
 //! app = "survey_app"
 //! ```
 
+use std::sync::OnceLock;
+
 use regex::Regex;
 use serde::Deserialize;
-use vumi_router_sdk::{Message, Result, Router, Target, config};
+use vumi_sdk::router::{Router, Target};
+use vumi_sdk::{Message, Result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Route {
     to_addr: String,
     app: String,
+    /// `to_addr` compiled, on first use, and kept with the config for the instance's life (an
+    /// invalid pattern is an error only for the messages that reach it, as it always was).
+    #[serde(skip)]
+    compiled: OnceLock<std::result::Result<Regex, String>>,
+}
+
+impl Route {
+    fn pattern(&self) -> Result<&Regex> {
+        let compiled = self
+            .compiled
+            .get_or_init(|| Regex::new(&self.to_addr).map_err(|e| format!("invalid pattern `{}`: {e}", self.to_addr)));
+        Ok(compiled.as_ref().map_err(Clone::clone)?)
+    }
 }
 
 #[derive(Deserialize)]
@@ -33,42 +49,41 @@ struct Rules {
 impl Rules {
     fn route(&self, to_addr: &str) -> Result<String> {
         for r in &self.routes {
-            let re = Regex::new(&r.to_addr).map_err(|e| format!("invalid pattern `{}`: {e}", r.to_addr))?;
-            if re.is_match(to_addr) {
+            if r.pattern()?.is_match(to_addr) {
                 return Ok(r.app.clone());
             }
         }
-        self.default.clone().ok_or_else(|| format!("no route matches to_addr `{to_addr}` and there is no `default`"))
+        self.default.clone().ok_or_else(|| format!("no route matches to_addr `{to_addr}` and there is no `default`").into())
     }
 }
 
 struct ToAddr;
 
-/// The config, parsed once per instance.
-static RULES: std::sync::OnceLock<Result<Rules>> = std::sync::OnceLock::new();
-
-impl Router for ToAddr {
-    fn route_inbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
-        let rules = config::cached(&RULES)?;
+impl Router<Rules> for ToAddr {
+    fn route_inbound(msg: &Message, _from: &str, rules: &Rules) -> Result<Vec<Target>> {
         Ok(vec![Target::to(rules.route(msg.to_addr().unwrap_or_default())?)])
     }
-    fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
+    fn route_outbound(msg: &Message, _from: &str, _rules: &Rules) -> Result<Vec<Target>> {
         Ok(msg.transport_name().map(Target::to).into_iter().collect())
     }
 }
 
-vumi_router_sdk::export_router!(ToAddr);
+vumi_sdk::export_router!(ToAddr, config = Rules);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn route(to_addr: &str, app: &str) -> Route {
+        Route { to_addr: to_addr.into(), app: app.into(), compiled: OnceLock::new() }
+    }
+
     #[test]
     fn the_first_matching_pattern_wins_and_the_default_catches_the_rest() {
         let rules = Rules {
             routes: vec![
-                Route { to_addr: r"^\*120\*7(#|\*)".into(), app: "survey".into() },
-                Route { to_addr: r"^\*120".into(), app: "menu".into() },
+                route(r"^\*120\*7(#|\*)", "survey"),
+                route(r"^\*120", "menu"),
             ],
             default: Some("other".into()),
         };
@@ -76,8 +91,8 @@ mod tests {
         assert_eq!(rules.route("*120*77#").unwrap(), "menu");
         assert_eq!(rules.route("12345").unwrap(), "other");
         let strict = Rules { default: None, ..rules };
-        assert!(strict.route("12345").unwrap_err().contains("`12345`"));
-        let bad = Rules { routes: vec![Route { to_addr: "(".into(), app: "x".into() }], default: None };
-        assert!(bad.route("1").unwrap_err().contains("invalid pattern"));
+        assert!(strict.route("12345").unwrap_err().reason().contains("`12345`"));
+        let bad = Rules { routes: vec![route("(", "x")], default: None };
+        assert!(bad.route("1").unwrap_err().reason().contains("invalid pattern"));
     }
 }

@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use vumi_router_sdk::{Message, Result, Router, Target, config};
+use vumi_sdk::router::{Router, Target};
+use vumi_sdk::{Message, Result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,18 +21,14 @@ struct Settings {
 
 struct Bridge;
 
-/// The config, parsed once per instance.
-static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
-
-impl Router for Bridge {
-    fn route_inbound(_msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s = config::cached(&SETTINGS)?;
+impl Router<Settings> for Bridge {
+    fn route_inbound(_msg: &Message, from: &str, s: &Settings) -> Result<Vec<Target>> {
         let to = s.routes.get(from).ok_or_else(|| format!("no route for messages from transport `{from}`"))?;
         Ok(vec![Target::to(to.clone())])
     }
-    fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
+    fn route_outbound(msg: &Message, _from: &str, _s: &Settings) -> Result<Vec<Target>> {
         Ok(msg.transport_name().map(Target::to).into_iter().collect())
     }
 }
 
-vumi_router_sdk::export_router!(Bridge);
+vumi_sdk::export_router!(Bridge, config = Settings);

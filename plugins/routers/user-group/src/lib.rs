@@ -8,7 +8,8 @@
 //! ```
 
 use serde::Deserialize;
-use vumi_router_sdk::{Message, Result, Router, Target, config, kv};
+use vumi_sdk::router::{Router, Target};
+use vumi_sdk::{Message, Result, kv};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,12 +19,8 @@ struct Settings {
 
 struct UserGroup;
 
-/// The config, parsed once per instance.
-static SETTINGS: std::sync::OnceLock<Result<Settings>> = std::sync::OnceLock::new();
-
-impl Router for UserGroup {
-    fn route_inbound(msg: &Message, from: &str) -> Result<Vec<Target>> {
-        let s = config::cached(&SETTINGS)?;
+impl Router<Settings> for UserGroup {
+    fn route_inbound(msg: &Message, from: &str, s: &Settings) -> Result<Vec<Target>> {
         let key = format!("user:{from}:{}", msg.from_addr().unwrap_or_default());
         if let Some(app) = kv::get(&key)?.and_then(|b| String::from_utf8(b).ok()).filter(|a| s.apps.contains(a)) {
             return Ok(vec![Target::to(app)]);
@@ -33,7 +30,7 @@ impl Router for UserGroup {
         kv::set(&key, app.as_bytes(), None)?;
         Ok(vec![Target::to(app)])
     }
-    fn route_outbound(msg: &Message, _from: &str) -> Result<Vec<Target>> {
+    fn route_outbound(msg: &Message, _from: &str, _s: &Settings) -> Result<Vec<Target>> {
         Ok(msg.transport_name().map(Target::to).into_iter().collect())
     }
 }
@@ -47,7 +44,7 @@ fn pick(apps: &[String], n: i64) -> Result<String> {
     Ok(apps[i].clone())
 }
 
-vumi_router_sdk::export_router!(UserGroup);
+vumi_sdk::export_router!(UserGroup, config = Settings);
 
 #[cfg(test)]
 mod tests {

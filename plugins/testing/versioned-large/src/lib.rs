@@ -4,18 +4,19 @@
 mod version;
 
 use version::version;
-use vumi_sdk::{Application, Message, Result};
+use vumi_sdk::app::Application;
+use vumi_sdk::{Message, Result};
 
 static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/table.bin"));
 
 struct Versioned;
 
 impl Application for Versioned {
-    fn new_session(msg: &Message) -> Result<()> {
-        Self::consume_user_message(msg)
+    fn new_session(msg: &Message, config: &()) -> Result<()> {
+        Self::consume_user_message(msg, config)
     }
 
-    fn consume_user_message(msg: &Message) -> Result<()> {
+    fn consume_user_message(msg: &Message, _config: &()) -> Result<()> {
         let text = msg.content().unwrap_or_default();
         let byte = TABLE[text.len() * 4099 % TABLE.len()];
         msg.reply(format!("{} {text} {byte}", version()))?;

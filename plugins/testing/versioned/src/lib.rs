@@ -3,16 +3,17 @@
 mod version;
 
 use version::version;
-use vumi_sdk::{Application, Message, Result};
+use vumi_sdk::app::Application;
+use vumi_sdk::{Message, Result};
 
 struct Versioned;
 
 impl Application for Versioned {
-    fn new_session(msg: &Message) -> Result<()> {
-        Self::consume_user_message(msg)
+    fn new_session(msg: &Message, config: &()) -> Result<()> {
+        Self::consume_user_message(msg, config)
     }
 
-    fn consume_user_message(msg: &Message) -> Result<()> {
+    fn consume_user_message(msg: &Message, _config: &()) -> Result<()> {
         msg.reply(format!("{} {}", version(), msg.content().unwrap_or_default()))?;
         Ok(())
     }
