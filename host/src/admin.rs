@@ -297,3 +297,74 @@ async fn failures(State(s): State<AdminState>, Query(q): Query<FailuresQuery>) -
     let recent: Vec<_> = all[all.len().saturating_sub(limit)..].to_vec();
     ok_json(StatusCode::OK, "recent failures, newest last", serde_json::json!({ "total": s.failures.total(), "failures": recent }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn state() -> (AdminState, mpsc::Receiver<Control>) {
+        let (control, rx) = mpsc::channel(1);
+        let failures = Arc::new(FailureLog::new(10, None).expect("log"));
+        let state = AdminState {
+            token: "secret".into(),
+            registry: Arc::new(Registry::new()),
+            failures,
+            status: Arc::new(HostStatus::default()),
+            control,
+            max_upload_bytes: 1024,
+        };
+        (state, rx)
+    }
+
+    async fn call(state: &AdminState, method: &str, uri: &str, token: Option<&str>, body: Body) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = router(state.clone()).oneshot(req.body(body).expect("request")).await.expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn health_is_open_and_everything_else_wants_the_token() {
+        let (s, _rx) = state();
+        let (status, body) = call(&s, "GET", "/health", None, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["result"]["plugins"], 0);
+        for uri in ["/plugins", "/transports", "/failures", "/metrics"] {
+            assert_eq!(call(&s, "GET", uri, None, Body::empty()).await.0, StatusCode::UNAUTHORIZED, "{uri}");
+            assert_eq!(call(&s, "GET", uri, Some("wrong"), Body::empty()).await.0, StatusCode::FORBIDDEN, "{uri}");
+        }
+        let (status, body) = call(&s, "GET", "/plugins", Some("secret"), Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["result"]["plugins"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_plugin_or_route_is_a_404_in_the_error_envelope() {
+        let (s, _rx) = state();
+        let (status, body) = call(&s, "GET", "/plugins/nope", Some("secret"), Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["description"].as_str().unwrap_or_default().contains("nope"), "{body}");
+        let (status, _) = call(&s, "PUT", "/plugins/nope", Some("secret"), Body::from("x")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(call(&s, "GET", "/nowhere", Some("secret"), Body::empty()).await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_config_reload_is_asked_of_the_supervisor_and_its_answer_returned() {
+        let (s, mut rx) = state();
+        let supervisor = tokio::spawn(async move {
+            let Some(Control::ReloadConfig(reply)) = rx.recv().await else { panic!("a reload request") };
+            let _ = reply.send(Err("`apps.x`: bad".into()));
+        });
+        let (status, body) = call(&s, "POST", "/reload", Some("secret"), Body::empty()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["description"].as_str().unwrap_or_default().contains("`apps.x`: bad"), "{body}");
+        supervisor.await.expect("supervisor");
+    }
+}

@@ -51,3 +51,27 @@ fn the_harness_reports_failures_as_values() {
         assert_eq!(app.plugin().stats().failed.load(std::sync::atomic::Ordering::Relaxed), 2);
     });
 }
+
+#[test]
+fn after_a_hang_up_the_same_users_next_message_starts_the_survey_over() {
+    rt().block_on(async {
+        let app = PluginHarness::builder(plugin("survey"))
+            .config(serde_json::json!({"questions": [
+                {"prompt": "Tea or coffee?", "options": ["Tea", "Coffee"]},
+                {"prompt": "Milk?", "options": ["Yes", "No"]},
+            ]}))
+            .load()
+            .await
+            .expect("load survey");
+        let user = app.user("+27831234567");
+        user.start().await.expect("new session");
+        let r = user.say("2").await.expect("answer 1");
+        assert!(r[0].content.as_deref().unwrap_or_default().contains("Milk?"));
+        user.hang_up().await.expect("close");
+        // Had the close not forgotten the dialogue, "1" would answer "Milk?" and finish.
+        let r = user.say("1").await.expect("after the hang-up");
+        let text = r[0].content.as_deref().unwrap_or_default();
+        assert!(text.contains("Tea or coffee?"), "starts over: {text}");
+        assert_eq!(r[0].session_event, None, "and does not finish");
+    });
+}

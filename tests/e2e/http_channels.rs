@@ -239,8 +239,10 @@ fn callbacks_are_retried_when_the_callback_server_fails_first() {
     let ids: Vec<Value> = got.iter().map(|r| r.json()["message_id"].clone()).collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "the same message is retried: {ids:?}");
     assert!(got.iter().all(|r| r.json()["content"] == "retry me"));
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(mo.received().len(), 3, "once delivered it is not sent again");
+    // A marker after it: by the time the marker arrives, a repeat of the delivered one would have.
+    http().post(host.url("/transports/sms/inbound")).form(&[("from", "+1"), ("to", "5555"), ("content", "marker")]).send().unwrap();
+    let got = mo.wait_for(4);
+    assert_eq!(got[3].json()["content"], "marker", "once delivered it is not sent again: {:?}", got.iter().map(|r| r.json()["content"].clone()).collect::<Vec<_>>());
 }
 
 #[test]
@@ -329,8 +331,12 @@ fn an_app_and_a_channel_sharing_a_transport_each_get_their_own_events() {
     aggregator.wait_for(2);
     let got = events.wait_for(1);
     assert_eq!(got[0].json()["user_message_id"], id.as_str());
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(events.received().len(), 1, "the echo reply's ack is not the channel's business");
+    // A second API message as the marker: the echo reply's ack, had it come here, was published
+    // before this message was even sent, so the next event seen must be the marker's.
+    let resp = post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({"to": "+5", "content": "marker"}));
+    let marker = resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
+    let got = events.wait_for(2);
+    assert_eq!(got[1].json()["user_message_id"], marker.as_str(), "the echo reply's ack is not the channel's business");
     assert!(!host.log().contains("unroutable_event"), "every event found its sender:\n{}", host.log());
 }
 

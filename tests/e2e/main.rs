@@ -14,6 +14,7 @@ mod harness;
 mod http_channels;
 mod flow;
 mod middleware;
+mod plugins;
 mod polyglot;
 mod reload;
 mod survey;

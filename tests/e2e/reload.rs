@@ -54,6 +54,9 @@ struct Load {
     sent: Arc<Mutex<u64>>,
     answers: Arc<Mutex<Vec<(u32, u64, Instant)>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the answer to the closing marker (`c<n> end`) arrives: nothing sent before it
+    /// can be answered after it, so it is the barrier for "nothing doubled".
+    ended: Arc<std::sync::atomic::AtomicBool>,
     writer: Option<std::thread::JoinHandle<()>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -66,9 +69,10 @@ impl Load {
         let sent = Arc::new(Mutex::new(0u64));
         let answers = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (reader, writer) = t.into_parts();
         let reader = {
-            let answers = answers.clone();
+            let (answers, ended) = (answers.clone(), ended.clone());
             let mut reader = reader;
             std::thread::spawn(move || {
                 use std::io::BufRead;
@@ -83,7 +87,12 @@ impl Load {
                     let mut parts = line.split_whitespace();
                     let version = parts.next().and_then(|v| v.strip_prefix("VERSION-")).and_then(|v| v.parse().ok());
                     let _client = parts.next();
-                    let seq = parts.next().and_then(|s| s.strip_prefix('s')).and_then(|s| s.parse().ok());
+                    let word = parts.next();
+                    if word == Some("end") {
+                        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                        continue;
+                    }
+                    let seq = word.and_then(|s| s.strip_prefix('s')).and_then(|s| s.parse().ok());
                     let (Some(v), Some(s)) = (version, seq) else { panic!("unexpected answer {line:?}") };
                     answers.lock().unwrap().push((v, s, Instant::now()));
                 }
@@ -101,28 +110,46 @@ impl Load {
                     *sent.lock().unwrap() = seq;
                     std::thread::sleep(Duration::from_millis(3));
                 }
+                // One user's messages are answered in order: once this one is answered, every
+                // earlier one (and any copy of one) has been.
+                writer.write_all(format!("c{client} end\r\n").as_bytes()).unwrap();
                 // The reader's half keeps the connection open until it has everything.
             })
         };
-        Load { sent, answers, stop, writer: Some(writer), reader: Some(reader) }
+        Load { sent, answers, stop, ended, writer: Some(writer), reader: Some(reader) }
     }
 
     fn latest_version(&self) -> Option<u32> {
         self.answers.lock().unwrap().last().map(|a| a.0)
     }
 
-    /// Stop sending and wait until every message sent has its answer; return them.
+    fn answered(&self) -> usize {
+        self.answers.lock().unwrap().len()
+    }
+
+    /// Wait until `more` answers beyond the first `from` have arrived; their versions.
+    fn versions_after(&self, from: usize, more: usize) -> Vec<u32> {
+        let deadline = Instant::now() + WAIT;
+        while self.answered() < from + more {
+            assert!(Instant::now() < deadline, "no new answers: {} after {from}", self.answered());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.answers.lock().unwrap()[from..].iter().map(|a| a.0).collect()
+    }
+
+    /// Stop sending, send the closing marker, and wait for its answer; return every answer.
     fn finish(mut self) -> Vec<(u32, u64, Instant)> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(w) = self.writer.take() {
+            w.join().unwrap();
+        }
         let sent = *self.sent.lock().unwrap();
         let deadline = Instant::now() + WAIT;
-        while (self.answers.lock().unwrap().len() as u64) < sent && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        while !self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the closing marker was never answered ({} of {sent} answers)", self.answered());
+            std::thread::sleep(Duration::from_millis(5));
         }
-        // Anything doubled would arrive now.
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = (self.writer.take(), self.reader.take());
+        let _ = self.reader.take();
         let got = self.answers.lock().unwrap().clone();
         assert_eq!(got.len() as u64, sent, "every message answered once: sent {sent}, answers {}", got.len());
         got
@@ -156,15 +183,19 @@ fn ten_swaps_under_load_answer_every_message_exactly_once() {
             host.wait_for_log("not a valid WebAssembly component");
             let view = plugin_view(&host, "app");
             assert!(view["rejected"]["reason"].as_str().unwrap().contains("not a valid WebAssembly component"), "{view}");
-            std::thread::sleep(Duration::from_millis(200));
-            assert!(loads.iter().all(|l| l.latest_version() == Some(3)), "the old version keeps answering");
+            let marks: Vec<usize> = loads.iter().map(Load::answered).collect();
+            for (l, m) in loads.iter().zip(marks) {
+                assert!(l.versions_after(m, 5).iter().all(|v| *v == 3), "the old version keeps answering");
+            }
         }
         if v == 7 {
             // A component of another world (a router): refused, version 6 keeps answering.
             install(&wasm, &std::fs::read(plugin("keyword-router")).unwrap());
             host.wait_for_log("is not a vumi:plugin/application@0.2.0 component");
-            std::thread::sleep(Duration::from_millis(200));
-            assert!(loads.iter().all(|l| l.latest_version() == Some(6)), "the old version keeps answering");
+            let marks: Vec<usize> = loads.iter().map(Load::answered).collect();
+            for (l, m) in loads.iter().zip(marks) {
+                assert!(l.versions_after(m, 5).iter().all(|v| *v == 6), "the old version keeps answering");
+            }
         }
         // Alternate an atomic replace with a plain overwrite (truncate, then write).
         if v % 2 == 0 {

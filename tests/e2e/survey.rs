@@ -68,8 +68,10 @@ fn hanging_up_mid_survey_starts_over_next_time() {
     t.send("2");
     t.until("2. Winter");
     drop(t);
-    // The hang-up is a `close` session event; the survey forgets the abandoned dialogue. A new
-    // connection is a new user (telnet's from_addr is the peer address) and starts at question 1.
+    // The hang-up is a `close` session event, and the survey forgets the abandoned dialogue: it
+    // says so when it deletes the user's progress (which it does only if there was some).
+    host.wait_for_log("left the survey before finishing");
+    // A new connection is a new user (telnet's from_addr is the peer address): question 1.
     let mut again = host.connect();
     let q = again.until("3. Blue");
     assert!(q.contains("Favourite colour?"), "got:\n{q}");

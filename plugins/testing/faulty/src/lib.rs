@@ -2,7 +2,8 @@
 //! loop or unbounded allocation costs only the message that caused it.
 //!
 //! Commands (the whole content): `trap` panics, `loop` spins forever, `hog` allocates without
-//! bound, `error` rejects with `asked to fail`, `send-then-trap` replies then panics (the reply
+//! bound, `error` rejects with `asked to fail`, `sleep` sleeps an hour in WASI (only the wall-clock
+//! bound stops it), `send-then-trap` replies then panics (the reply
 //! must never be published), `kv` replies with the incremented counter `count`, `retry [N]`
 //! (N defaults to 2) asks the host to retry later the first N times it is handed to a user, then
 //! replies `retried after N` (the tries are counted in kv key `retry:<from_addr>`, removed on
@@ -68,6 +69,13 @@ impl Application for Faulty {
                 }
             }
             "error" => Err("asked to fail".into()),
+            "sleep" => {
+                // Waits in WASI (a monotonic-clock poll): no guest code runs, so no CPU deadline
+                // fires; only the host's wall-clock bound ends the call.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                msg.reply("slept")?;
+                Ok(())
+            }
             "send-then-trap" => {
                 msg.reply("this must never be published")?;
                 panic!("asked to trap after sending");
