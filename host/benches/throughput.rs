@@ -217,7 +217,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // `VUMI_BENCH_THREADS` (default: one per core) sets the runtime's worker threads, to tell
+    // what crossing cores costs from what the path itself costs.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(t) = std::env::var("VUMI_BENCH_THREADS").ok().and_then(|s| s.parse().ok()) {
+        builder.worker_threads(t);
+    }
+    let rt = builder.enable_all().build().expect("runtime");
     let n: usize = std::env::var("VUMI_BENCH_MESSAGES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let rounds = 5;
     let concurrency = 2;
@@ -244,14 +250,16 @@ fn main() {
         if let Ok(path) = std::env::var("VUMI_BENCH_PROFILE") {
             let answers = |r| run_typing(survey.clone(), r, n, concurrency, users, Typing::Answers);
             let r = match path.as_str() {
+                "native" => run(native.clone(), None, n, concurrency, users).await,
                 "direct" => run(pooled.clone(), None, n, concurrency, users).await,
+                "fresh" => run(fresh.clone(), None, n, concurrency, users).await,
                 "router" => run(pooled.clone(), at_publish, n, concurrency, users).await,
                 "router-queued" => run(pooled.clone(), queued, n, concurrency, users).await,
                 "survey-direct" => answers(None).await,
                 "survey-router" => answers(at_publish).await,
                 "survey-router-queued" => answers(queued).await,
                 other => panic!(
-                    "VUMI_BENCH_PROFILE must be one of direct, router, router-queued, survey-direct, survey-router, survey-router-queued; not `{other}`"
+                    "VUMI_BENCH_PROFILE must be one of native, direct, fresh, router, router-queued, survey-direct, survey-router, survey-router-queued; not `{other}`"
                 ),
             };
             println!("{path}: {r:.0} messages/s");

@@ -8,28 +8,41 @@
 //! | layer | module | owns |
 //! |---|---|---|
 //! | 0 | [`names`] | validated ids: connector, app, endpoint names |
-//! | 0 | [`message`] | Vumi's user message, event and status; the JSON codec; `reply()` |
+//! | 0 | [`message`] | Vumi's user message, event and status (shared, `Arc`); the JSON codec; `reply()` |
 //! | 0 | [`telemetry`] | logging setup; Prometheus metrics |
 //! | 0 | [`web`] | HTTP plumbing: error envelope, body limits, form/JSON parsing, bearer tokens |
 //! | 1 | [`config`] | the typed config, validated once at load |
-//! | 2 | [`bus`] | trait `Bus` (publish, consume, ack/nack); the embedded bus; its conformance suite |
-//! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr; namespaced); in-memory store; conformance suite |
-//! | 3 | [`transports`] | native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `sink` |
-//! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, imports, loader, compiled-component cache, instance policies; apps, routers and middleware; the registry of hot-swappable slots and the file watcher |
-//! | 4 | [`workers`] | app worker (consume → plugin → publish → ack), dispatcher (router plugins), middleware chains (a `Bus` wrapper), the failure path, send-API channels and their callbacks, event routing |
+//! | 2 | [`bus`] | trait `Bus` (plain queues: publish, consume, ack/nack); the `Publish` handle components are given; the embedded bus; its conformance suite |
+//! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr); `Namespace`, the one place keys are partitioned; in-memory store; conformance suite |
+//! | 3 | [`transports`] | trait `Transport`; native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `sink` |
+//! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, one file per WIT import, loader, compiled-component cache; the plugin core and its three typed faces (application, router, middleware); the registry of hot-swappable slots and the file watcher |
+//! | 4 | [`workers`] | the message path (`flow`: chains, dispatch at publish, enqueue), app worker (consume → plugin → publish → ack), dispatcher (the routing decision), middleware chain steps, retries with backoff, the failure path, send-API channels and their callbacks, event routing |
 //! | 5 | [`admin`] | the operators' API: plugins, deploy, reload, transports, failures, `/metrics`, `/health` |
 //! | 6 | [`supervisor`] | builds a running host from a `Config`: the one place naming concrete back ends; applies config reloads |
 //! | 6 | [`harness`] | a plugin on in-memory back ends, for plugin authors' tests |
 //! | 7 | [`cli`] | the `vumi` command line |
 //!
-//! ## Invariants
-//! - Only `plugins` imports wasmtime; `transports` and `plugins` never import each other;
-//!   `workers` is the only module that sees both the bus and the plugins.
+//! ## Invariants (`.ci/layering` checks the `use` lines)
+//! - Only `plugins` imports wasmtime (later: only `bus::amqp` imports lapin, only `state::redis`
+//!   imports redis). No module in `transports` imports `plugins` or `workers`; `plugins` does
+//!   not import `transports`, `workers` or `bus`; `workers` is the only module that sees both
+//!   the bus and the plugins.
+//! - Transports never run plugin code directly, on any path: what they publish goes through the
+//!   `Publish` handle the supervisor gives them (the flow), and they hold neither the bus nor a
+//!   plugin. The flow is the one place chains and routers run on published messages.
 //! - A plugin handler **returns** what it sent; the worker publishes it only if the handler
 //!   returned `ok`. So a handler that errs, traps, or runs out of time or memory sends nothing.
-//! - Every message a worker takes is either published-then-acked or recorded on the failure path:
-//!   none is dropped silently. A middleware's deliberate drop is logged, and an outbound one is
-//!   answered with a nack to its sender.
+//! - Every message a worker takes is either published-then-acked, retried in place with a
+//!   backoff, or recorded on the failure path: none is dropped silently. A middleware's
+//!   deliberate drop is logged, and an outbound one is answered with a nack to its sender.
+//! - Keys in the state store are namespaced only through `state::Namespace`, whose prefixes
+//!   cannot overlap.
+
+/// mimalloc for every binary built on this crate (`vumi`, the tests, the benchmarks): messages
+/// cross threads (a transport's task makes one, an app lane frees it), and glibc's malloc
+/// serialises such frees on its arena locks. Measured in BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod admin;
 pub mod bus;
