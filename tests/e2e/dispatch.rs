@@ -280,7 +280,7 @@ fn a_router_that_traps_loops_or_hoards_memory_costs_only_that_message() {
     for (bad, kind) in [("trap", "kind=\"trap\""), ("loop", "kind=\"deadline\""), ("grow", "kind=\"memory\"")] {
         t.send(bad);
         let log = host.wait_for_log(kind);
-        assert!(log.contains("app=\"faulty\""), "the failure names the router: {log}");
+        assert!(log.contains("component=\"faulty\""), "the failure names the router: {log}");
         t.send(&format!("after {bad}"));
         assert_eq!(t.line(), format!("after {bad}"), "the dispatcher keeps routing after a {bad}");
     }

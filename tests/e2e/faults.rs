@@ -99,6 +99,6 @@ fn failures_are_written_to_the_failures_file() {
     assert_eq!(records[0]["message"]["content"], "trap", "the failed message is kept whole");
     assert_eq!(records[0]["message"]["message_version"], "20110921");
     assert_eq!(records[1]["kind"], "deadline");
-    assert_eq!(records[1]["app"], "app");
+    assert_eq!(records[1]["component"], "app");
     assert_eq!(records[1]["connector"], "telnet");
 }

@@ -9,7 +9,7 @@ use wasmtime::component::{HasSelf, InstancePre, Linker, Resource};
 use super::bindings::types::HandlerError;
 use super::bindings::{Application, ApplicationPre, EventRef, MessageRef};
 use super::plugin::{Face, HandlerFailure, Plugin};
-use super::host::HostState;
+use super::imports::HostState;
 use super::loader::World;
 use crate::message::{Event, UserMessage};
 

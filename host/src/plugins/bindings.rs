@@ -1,11 +1,11 @@
 //! The generated bindings for `wit/` (`vumi:plugin@0.2.0`), private to `plugins`. One
 //! `bindgen!` per world; the router and middleware worlds reuse the application world's
-//! interfaces (`with`), so each import is implemented once, on [`super::host::HostState`].
+//! interfaces (`with`), so each import is implemented once, on [`super::imports::HostState`].
 //!
 //! The message resources are backed by host types ([`MessageRef`], [`EventRef`]): the guest
 //! holds a handle and copies out only the fields it asks for.
 
-pub use super::host::message::{EventRef, MessageRef};
+pub use super::imports::message::{EventRef, MessageRef};
 
 wasmtime::component::bindgen!({
     path: "../wit",

@@ -7,7 +7,7 @@ use wasmtime::component::{Component, Linker};
 use super::cache::{CacheOutcome, content_hash};
 use super::plugin::Face;
 use super::engine::Engine;
-use super::host::HostState;
+use super::imports::HostState;
 
 /// The worlds of `wit/` a plugin can be built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

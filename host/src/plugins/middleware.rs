@@ -11,7 +11,7 @@ use super::bindings::MessageRef;
 use super::bindings::middleware::{Middleware, MiddlewarePre};
 use super::bindings::types::{self, HandlerError};
 use super::plugin::{Face, HandlerFailure, Plugin};
-use super::host::HostState;
+use super::imports::HostState;
 use super::loader::World;
 use crate::message::UserMessage;
 

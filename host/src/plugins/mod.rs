@@ -7,7 +7,7 @@
 //!
 //! - `engine.rs`: the one wasmtime `Engine` (pooling allocator, epoch ticker, limits);
 //! - `bindings.rs`: the one `bindgen!`, private;
-//! - `host/`: one file per WIT import (`message` with `edit`, `outbound`, `kv`, `config`, `log`);
+//! - `imports/`: one file per WIT import (`message` with `edit`, `outbound`, `kv`, `config`, `log`);
 //! - `loader.rs`: read, compile, check the world;
 //! - `cache.rs`: compiled components on disk, keyed by content and engine, checksummed;
 //! - `plugin.rs`: the core: one version of a plugin of any world, its instance policy (`fresh` or
@@ -22,7 +22,7 @@ mod bindings;
 mod cache;
 mod plugin;
 mod engine;
-mod host;
+mod imports;
 mod loader;
 mod middleware;
 mod registry;

@@ -19,7 +19,7 @@ use wasmtime::{Store, UpdateDeadline};
 use super::bindings::types::HandlerError;
 use super::cache::CacheOutcome;
 use super::engine::{Engine, TICK};
-use super::host::{HostState, PluginContext};
+use super::imports::{HostState, PluginContext};
 use super::loader::{self, Compiled, LoadError, World};
 use crate::message::UserMessage;
 use crate::state::Namespaced;

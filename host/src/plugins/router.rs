@@ -11,7 +11,7 @@ use super::bindings::router::{Router, RouterPre};
 use super::bindings::types::HandlerError;
 use super::bindings::{EventRef, MessageRef};
 use super::plugin::{Face, HandlerFailure, Plugin};
-use super::host::HostState;
+use super::imports::HostState;
 use super::loader::World;
 use crate::message::{Event, UserMessage};
 

@@ -82,7 +82,7 @@ impl AppWorker {
     }
 
     /// For a connector shared with other components: take events from the connector's
-    /// [`EventRouter`](super::events::EventRouter) instead of its queue, and record this app as
+    /// [`EventsByOrigin`](super::events::EventsByOrigin) instead of its queue, and record this app as
     /// the origin of everything it sends.
     pub fn with_routed_events(mut self, events: RoutedEvents, origins: Arc<Origins>) -> Self {
         self.routed = Some((events, origins));

@@ -4,7 +4,7 @@
 //! channel) owns a connector, it consumes that queue directly. When several share one (say an
 //! echo app answering SMS and a send-API channel on the same SMS transport), each records
 //! itself as the *origin* of every outbound message before publishing it, in the state store
-//! with a TTL; one [`EventRouter`] then consumes the connector's `.event` queue and hands each
+//! with a TTL; one [`EventsByOrigin`] then consumes the connector's `.event` queue and hands each
 //! event to its origin's in-process queue.
 //!
 //! With a shared state store and every host running the same config (the scaling model), any
@@ -66,7 +66,7 @@ impl Consumer for RoutedEvents {
 
 /// Consumes one connector's `.event` queue and hands each event to the component that sent the
 /// message it is about.
-pub struct EventRouter {
+pub struct EventsByOrigin {
     connector: ConnectorName,
     bus: Arc<dyn Bus>,
     origins: Arc<Origins>,
@@ -75,7 +75,7 @@ pub struct EventRouter {
     routes: HashMap<String, mpsc::Sender<Delivery>>,
 }
 
-impl EventRouter {
+impl EventsByOrigin {
     /// A router for `connector` with no components yet.
     pub fn new(connector: ConnectorName, bus: Arc<dyn Bus>, origins: Arc<Origins>, failures: Arc<FailureLog>, retry: RetryPolicy) -> Self {
         Self { connector, bus, origins, failures, retry, routes: HashMap::new() }
@@ -170,7 +170,7 @@ mod tests {
         let connector: ConnectorName = "sms".parse().unwrap();
         let origins = Arc::new(Origins::new(Arc::new(MemoryStore::new()), Duration::from_secs(60)));
         let failures = Arc::new(FailureLog::new(10, None).unwrap());
-        let mut router = EventRouter::new(connector.clone(), bus.clone(), origins.clone(), failures.clone(), RetryPolicy::default());
+        let mut router = EventsByOrigin::new(connector.clone(), bus.clone(), origins.clone(), failures.clone(), RetryPolicy::default());
         let mut app = router.subscribe("app");
         let mut channel = router.subscribe("channel");
         let stop = CancellationToken::new();

@@ -17,8 +17,8 @@ use crate::message::{Message, Timestamp};
 pub struct FailureRecord {
     /// When it failed (Vumi's timestamp form).
     pub timestamp: String,
-    /// The app (or component) that failed to handle it.
-    pub app: String,
+    /// The component that could not handle it: an app, a router, a middleware, a channel.
+    pub component: String,
     /// The connector it came from.
     pub connector: String,
     /// Machine label: `trap`, `deadline`, `memory`, `handler_error`, `instantiate`, `publish`.
@@ -53,15 +53,15 @@ impl FailureLog {
         Ok(Self { keep, recent: Mutex::new(VecDeque::new()), file, total: AtomicU64::new(0) })
     }
 
-    /// Record that `app` could not handle `message` from `connector`.
-    pub fn record(&self, app: &str, connector: &str, kind: &str, reason: &str, message: &Message) {
+    /// Record that `component` could not handle `message` from `connector`.
+    pub fn record(&self, component: &str, connector: &str, kind: &str, reason: &str, message: &Message) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        crate::telemetry::metrics::metrics().failure(app, kind);
-        tracing::warn!(app, connector, kind, reason, message_id = message.id(), "message sent to the failure path");
+        crate::telemetry::metrics::metrics().failure(component, kind);
+        tracing::warn!(component, connector, kind, reason, message_id = message.id(), "message sent to the failure path");
         let message = serde_json::from_slice(&message.to_json()).unwrap_or(serde_json::Value::Null);
         let rec = FailureRecord {
             timestamp: Timestamp::now().to_string(),
-            app: app.to_owned(),
+            component: component.to_owned(),
             connector: connector.to_owned(),
             kind: kind.to_owned(),
             reason: reason.to_owned(),

@@ -1,7 +1,7 @@
 //! Workers: consume a connector's queues, hand each message to a handler (a plugin), publish what
 //! it sent, then ack. The only module that sees both the bus and the plugins. Also the message
 //! path itself (`flow`: middleware chains and dispatch at publish), the other app-side
-//! components (send-API channels, their callbacks, the event router that hands each event to the
+//! components (send-API channels, their callbacks, `events`, which hands each event to the
 //! component that sent its message), the failure path, and retries with backoff.
 
 mod app;

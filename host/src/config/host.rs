@@ -1,0 +1,169 @@
+//! `[host]` (back ends, retries), `[plugins]`, `[admin]` and `[failures]`: how the host itself
+//! runs, whatever it serves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Host-wide settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// The message bus.
+    #[serde(default)]
+    pub bus: BusConfig,
+    /// The state store.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// How long the host remembers which component sent an outbound message, so the message's
+    /// events reach it when several components share a connector.
+    #[serde(default = "default_origin_ttl")]
+    pub event_origin_ttl_secs: u64,
+    /// How a message is retried when a back end is down or a plugin says `retry-later`.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            bus: BusConfig::default(),
+            state: StateConfig::default(),
+            event_origin_ttl_secs: default_origin_ttl(),
+            retry: Default::default(),
+        }
+    }
+}
+
+fn default_origin_ttl() -> u64 {
+    86_400
+}
+
+/// How a component retries (`[host.retry]` in config).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// The first wait, in milliseconds.
+    #[serde(default = "default_initial_ms")]
+    pub initial_ms: u64,
+    /// The longest wait, in milliseconds: the doubling stops here.
+    #[serde(default = "default_max_ms")]
+    pub max_ms: u64,
+    /// Tries of one message in place before giving up on it: a `retry-later` message then goes
+    /// to the failure path; one held up by a back end that is down goes back on its queue (it is
+    /// never dropped), and the waits carry on from the longest.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_initial_ms() -> u64 {
+    100
+}
+fn default_max_ms() -> u64 {
+    10_000
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { initial_ms: default_initial_ms(), max_ms: default_max_ms(), max_attempts: default_max_attempts() }
+    }
+}
+
+/// Which bus to use. Only the embedded one exists so far.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BusConfig {
+    /// In-process queues: nothing to install.
+    #[default]
+    Embedded,
+}
+
+/// Which state store to use. Only the in-memory one exists so far.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StateConfig {
+    /// A map in this process, lost on restart.
+    #[default]
+    Memory,
+}
+
+/// How plugins are compiled, cached and reloaded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Reload a plugin when its `.wasm` file changes, and the config when the config file changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// How long a file must be quiet before it is reloaded (a copy of a large file is many writes).
+    #[serde(default = "default_debounce")]
+    pub watch_debounce_ms: u64,
+    /// Keep compiled components on disk so a restart does not recompile them.
+    #[serde(default = "default_true")]
+    pub cache: bool,
+    /// Where (relative to the config file). Default: `$XDG_CACHE_HOME/vumi/components`, else
+    /// `~/.cache/vumi/components`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self { watch: true, watch_debounce_ms: default_debounce(), cache: true, cache_dir: None }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_debounce() -> u64 {
+    50
+}
+
+/// The admin API's listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens. Keep it on loopback or a private network.
+    #[serde(default = "default_admin_bind")]
+    pub bind: SocketAddr,
+    /// The bearer token every request but `/health` must carry.
+    pub token: String,
+    /// The largest plugin upload accepted.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: usize,
+}
+
+fn default_admin_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+fn default_max_upload() -> usize {
+    64 << 20
+}
+
+/// The failure path.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailuresConfig {
+    /// Append every failure as a JSON line to this file (relative to the config file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// How many recent failures to keep in memory for the admin API.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+impl Default for FailuresConfig {
+    fn default() -> Self {
+        Self { path: None, keep: default_keep() }
+    }
+}
+
+fn default_keep() -> usize {
+    1000
+}

@@ -1,0 +1,141 @@
+//! The host's configuration: one TOML file, parsed into types and validated once at load.
+//!
+//! Every error names the file, the key and the problem; nothing is checked again later. Unknown
+//! keys are errors (`deny_unknown_fields`), so a typo never silently falls back to a default.
+
+mod components;
+mod host;
+mod http;
+mod transports;
+mod validate;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::names::{AppName, ConnectorName};
+
+pub use components::*;
+pub use host::*;
+pub use http::*;
+pub use transports::*;
+pub use validate::MAX_MEMORY_LIMIT_MB;
+
+/// Why a config file was refused. The `Display` text is what an operator reads: file, key, problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse into the expected shape (syntax, unknown key, wrong type).
+    #[error("invalid config file `{path}`: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's report, with line, column and key.
+        message: String,
+    },
+    /// It parses, but a value is unusable.
+    #[error("invalid config file `{path}`: `{key}`: {problem}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// The dotted key, e.g. `apps.survey.plugin`.
+        key: String,
+        /// What is wrong and, where possible, how to fix it.
+        problem: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host-wide settings: back ends and engine limits.
+    #[serde(default)]
+    pub host: HostConfig,
+    /// Transports by name; the name is also the transport's connector unless it says otherwise.
+    #[serde(default)]
+    pub transports: BTreeMap<ConnectorName, TransportConfig>,
+    /// Campaign applications (WASM plugins) by name.
+    #[serde(default)]
+    pub apps: BTreeMap<AppName, AppConfig>,
+    /// Dispatchers by name: a router plugin between transport connectors and app connectors.
+    #[serde(default)]
+    pub routers: BTreeMap<AppName, RouterConfig>,
+    /// Where failed messages are kept for inspection.
+    #[serde(default)]
+    pub failures: FailuresConfig,
+    /// The HTTP listener shared by every HTTP transport and the send API.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Send-API channels by name (`/api/v1/channels/<name>/messages`).
+    #[serde(default)]
+    pub channels: BTreeMap<AppName, ChannelConfig>,
+    /// How `mo_url` and `event_url` callbacks are delivered.
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
+    /// Middleware by name: plugins (`world middleware`) and native steps.
+    #[serde(default)]
+    pub middleware: BTreeMap<AppName, MiddlewareConfig>,
+    /// Which middleware runs, in order, on a connector's messages in each direction.
+    #[serde(default)]
+    pub chains: BTreeMap<ConnectorName, ChainConfig>,
+    /// How plugins are compiled, cached and reloaded.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The operators' API (`vumi plugins ...` talks to it). Absent: no admin listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// The directory relative paths were resolved against (the config file's). Not a TOML key.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Read, parse and validate `path`. Relative paths inside are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse and validate `text` as if read from `path`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Where compiled components are cached, if anywhere.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if !self.plugins.cache {
+            return None;
+        }
+        if let Some(d) = &self.plugins.cache_dir {
+            return Some(self.resolve(d));
+        }
+        let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache"));
+        xdg.or(home).map(|d| d.join("vumi").join("components"))
+    }
+
+    /// `p` resolved against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+    }
+
+    /// Whether the shared HTTP listener is needed.
+    pub fn serves_http(&self) -> bool {
+        !self.channels.is_empty() || self.transports.values().any(TransportConfig::is_http)
+    }
+}

@@ -1,0 +1,304 @@
+//! Builds a running host from a [`Config`]: the one place that names concrete back ends. Starts
+//! transports and app workers, applies config reloads, and stops everything gracefully.
+//!
+//! A host is the long-lived parts (bus, state, engine, failure path, plugin registry, HTTP and
+//! admin listeners), the **transports** (each kept across a config reload unless its own config
+//! changed, so telnet sessions and pending USSD requests survive), and a **generation**: every
+//! app worker, dispatcher, channel and events-by-origin splitter built from one config. A reload loads every
+//! new or changed plugin first (any failure rejects the whole config, and nothing has changed),
+//! then swaps the middleware chains, stops the old generation — each worker finishes the messages
+//! it has taken; what it has not taken stays queued, and messages for dispatchers queue too
+//! instead of being routed at publish time — and starts the new one on the same queues.
+//! Plugins whose config did not change keep their slot: their version, counters and any version
+//! hot-swapped in since.
+
+mod error;
+mod generation;
+mod reload;
+mod settings;
+mod transports;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{AdminState, Control, HostStatus};
+use crate::message::Timestamp;
+use crate::bus::{Bus, EmbeddedBus};
+use crate::config::{BusConfig, Config, StateConfig};
+use crate::plugins::{Engine, EngineSettings, Registry, Watcher};
+use crate::state::{KvStore, MemoryStore};
+use crate::names::ConnectorName;
+use crate::workers::flow::{Dispatchers, Flow};
+use crate::workers::FailureLog;
+
+pub use error::StartError;
+pub use settings::toml_to_json;
+
+use generation::{Generation, chains};
+use reload::ReloadTriggers;
+use settings::largest_memory_limit;
+use transports::RunningTransport;
+
+/// A started host.
+pub struct RunningHost {
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    bus: Arc<dyn Bus>,
+    flow: Arc<Flow>,
+    state: Arc<dyn KvStore>,
+    engine: Engine,
+    engine_memory_mb: u32,
+    config: Config,
+    transports: BTreeMap<ConnectorName, RunningTransport>,
+    generation: Option<Generation>,
+    routes: Arc<ArcSwap<axum::Router>>,
+    watcher: Option<Arc<Watcher>>,
+    control: Option<mpsc::Receiver<Control>>,
+    reloads: Option<ReloadTriggers>,
+    /// Where each socket transport listens, by transport name.
+    pub listening: BTreeMap<String, SocketAddr>,
+    /// Where the shared HTTP listener listens, if any HTTP transport is configured.
+    pub http: Option<SocketAddr>,
+    /// Where the admin API listens, if `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
+    /// The failure path, for inspection.
+    pub failures: Arc<FailureLog>,
+    /// Every loaded plugin (apps, routers, middleware) by name.
+    pub registry: Arc<Registry>,
+    /// Transports and config reload history, as the admin API shows them.
+    pub status: Arc<HostStatus>,
+}
+
+impl std::fmt::Debug for RunningHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHost").field("listening", &self.listening).finish_non_exhaustive()
+    }
+}
+
+/// Start everything `config` names. Plugins are compiled before any transport accepts traffic, so
+/// a bad plugin stops start-up instead of failing users' messages.
+pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
+    let bus: Arc<dyn Bus> = match config.host.bus {
+        BusConfig::Embedded => Arc::new(EmbeddedBus::new()),
+    };
+    let state: Arc<dyn KvStore> = match config.host.state {
+        StateConfig::Memory => Arc::new(MemoryStore::new()),
+    };
+    let failures_path = config.failures.path.as_ref().map(|p| config.resolve(p));
+    let failures = Arc::new(FailureLog::new(config.failures.keep, failures_path.as_deref()).map_err(|source| {
+        StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source }
+    })?);
+    let engine_memory_mb = largest_memory_limit(config).max(64);
+    let cache_dir = config.cache_dir();
+    if let Some(dir) = &cache_dir {
+        tracing::info!(dir = %dir.display(), "compiled-component cache");
+    }
+    let engine = Engine::new(&EngineSettings {
+        max_memory_bytes: (engine_memory_mb as usize) << 20,
+        cache_dir,
+        ..Default::default()
+    })
+    .map_err(StartError::Engine)?;
+    // Everything publishes through the flow (no chains or dispatchers until the config is applied).
+    let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
+
+    let shutdown = CancellationToken::new();
+    let mut host = RunningHost {
+        shutdown: shutdown.clone(),
+        tasks: JoinSet::new(),
+        bus,
+        flow,
+        state,
+        engine,
+        engine_memory_mb,
+        config: config.clone(),
+        transports: BTreeMap::new(),
+        generation: None,
+        routes: Arc::new(ArcSwap::from_pointee(axum::Router::new())),
+        watcher: None,
+        control: None,
+        reloads: None,
+        listening: BTreeMap::new(),
+        http: None,
+        admin: None,
+        failures,
+        registry: Arc::new(Registry::new()),
+        status: Arc::new(HostStatus::default()),
+    };
+    host.apply(None, config.clone()).await?;
+
+    if config.plugins.watch {
+        let debounce = Duration::from_millis(config.plugins.watch_debounce_ms);
+        host.watcher = Some(Watcher::start(host.registry.clone(), debounce, shutdown.clone())?);
+    }
+    if let Some(admin) = &config.admin {
+        let bind_err = |source| StartError::AdminBind { addr: admin.bind, source };
+        let listener = tokio::net::TcpListener::bind(admin.bind).await.map_err(bind_err)?;
+        host.admin = Some(listener.local_addr().map_err(bind_err)?);
+        let (tx, rx) = mpsc::channel(4);
+        host.control = Some(rx);
+        let router = crate::admin::router(AdminState {
+            token: admin.token.as_str().into(),
+            registry: host.registry.clone(),
+            failures: host.failures.clone(),
+            status: host.status.clone(),
+            control: tx,
+            max_upload_bytes: admin.max_upload_bytes,
+        });
+        let stop = shutdown.clone();
+        host.tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "admin listener stopped");
+            }
+        });
+    }
+    host.status.with_config(|c| c.loaded_at = Timestamp::now().to_string());
+    Ok(host)
+}
+
+impl RunningHost {
+    /// Make the running host match `new`, given that it matches `old` (`None`: nothing runs yet).
+    pub(super) async fn apply(&mut self, old: Option<&Config>, new: Config) -> Result<String, StartError> {
+        let mut summary = Vec::new();
+        // 1. Every plugin the new config names, loaded before anything stops: a failure here
+        //    rejects the whole config with nothing changed.
+        let slots = self.load_plugins(old, &new, &mut summary).await?;
+
+        // 2. Transports that go or change stop; their replacements are bound before the app side
+        //    switches, so a bind failure at start-up stops start-up.
+        let mut gone: Vec<ConnectorName> = Vec::new();
+        for (name, t) in &self.transports {
+            if new.transports.get(name) != Some(&t.config) {
+                gone.push(name.clone());
+            }
+        }
+        for name in &gone {
+            if let Some(t) = self.transports.remove(name) {
+                t.stop.cancel();
+                let _ = t.task.await;
+                self.listening.remove(name.as_str());
+                summary.push(format!("transport {name} stopped"));
+            }
+        }
+        for (name, tc) in &new.transports {
+            if self.transports.contains_key(name) {
+                continue;
+            }
+            match self.start_transport(&new, name, tc).await {
+                Ok(t) => {
+                    summary.push(format!("transport {name} started"));
+                    if let Some(addr) = t.listening {
+                        self.listening.insert(name.to_string(), addr);
+                    }
+                    self.transports.insert(name.clone(), t);
+                }
+                Err(e) if old.is_none() => return Err(e),
+                Err(e) => {
+                    tracing::error!(transport = %name, error = %e, "transport could not start");
+                    summary.push(format!("transport {name} FAILED: {e}"));
+                }
+            }
+        }
+
+        // 3. The app side: chains first (what publishes next goes through the new ones), then the
+        //    old generation finishes what it holds, then the new one takes over the queues.
+        //    Routing at publish time stops with the old generation: until the new one starts,
+        //    messages for dispatchers wait on their queues, and the new dispatchers take them.
+        self.flow.set_chains(chains(&new, &slots));
+        self.flow.set_dispatchers(Dispatchers::new());
+        if let Some(g) = self.generation.take() {
+            g.stop.cancel();
+            let mut tasks = g.tasks;
+            while tasks.join_next().await.is_some() {}
+        }
+        let generation = self.start_generation(&new, slots).await?;
+        self.flow.set_dispatchers(generation.dispatch.clone());
+        let mut routes = generation.routes.clone();
+        self.registry.replace_all(generation.slots.all());
+        self.generation = Some(generation);
+        if let Some(w) = &self.watcher
+            && let Err(e) = w.sync()
+        {
+            // Everything runs; only automatic reload of a new plugin directory is missing.
+            tracing::warn!(error = %e, "cannot watch a new plugin directory; reload those plugins with `vumi plugins reload`");
+        }
+
+        // 4. HTTP: one listener, serving whatever the transports and channels of now route.
+        for t in self.transports.values() {
+            if let Some(r) = &t.routes {
+                routes = routes.merge(r.clone());
+            }
+        }
+        self.routes.store(Arc::new(routes.fallback(crate::web::not_found)));
+        if new.serves_http() && self.http.is_none() {
+            match self.start_http(new.http.bind).await {
+                Ok(()) => {}
+                Err(e) if old.is_none() => return Err(e),
+                // The rest of the config is in place; what HTTP serves waits for a retry.
+                Err(e) => {
+                    tracing::error!(error = %e, "the HTTP listener could not start");
+                    summary.push(format!("HTTP listener FAILED: {e}"));
+                }
+            }
+        }
+        self.status.set_transports(self.transports.iter().map(|(n, t)| (n.to_string(), t.status.clone())).collect());
+        self.config = new;
+        Ok(if summary.is_empty() { "nothing changed".into() } else { summary.join("; ") })
+    }
+
+    /// The shared HTTP listener. It serves the routes current at each request, so a config
+    /// reload changes what it serves without closing it.
+    pub(super) async fn start_http(&mut self, addr: SocketAddr) -> Result<(), StartError> {
+        let bind_err = |source| StartError::HttpBind { addr, source };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind_err)?;
+        self.http = Some(listener.local_addr().map_err(bind_err)?);
+        let routes = self.routes.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let current = routes.load_full();
+            async move {
+                use tower::ServiceExt;
+                match current.as_ref().clone().oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        });
+        let stop = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "HTTP listener stopped");
+            }
+        });
+        Ok(())
+    }
+
+    /// Stop accepting, let workers finish the messages they hold, then close the bus.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.shutdown.cancel();
+        let generation = self.generation.take();
+        let transports = std::mem::take(&mut self.transports);
+        let drained = tokio::time::timeout(grace, async {
+            if let Some(g) = generation {
+                let mut tasks = g.tasks;
+                while tasks.join_next().await.is_some() {}
+            }
+            for t in transports.into_values() {
+                let _ = t.task.await;
+            }
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "tasks still running after the grace period; stopping them");
+            self.tasks.abort_all();
+        }
+        self.bus.close().await;
+    }
+}

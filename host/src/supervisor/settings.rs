@@ -1,0 +1,98 @@
+//! From config tables to what the plugin runtime takes: instance policies, limits, namespaces,
+//! config as JSON.
+
+use std::time::Duration;
+
+
+
+use crate::config::{Config, InstancesConfig, MiddlewareConfig};
+use crate::plugins::{InstancePolicy, Limits, Settings};
+use crate::state::{Namespace, Namespaced};
+use crate::names::AppName;
+
+use super::RunningHost;
+
+/// The largest memory cap any plugin in `config` asks for.
+pub(super) fn largest_memory_limit(config: &Config) -> u32 {
+    config
+        .apps
+        .values()
+        .map(|a| a.memory_limit_mb)
+        .chain(config.routers.values().map(|r| r.memory_limit_mb))
+        .chain(config.middleware.values().filter_map(|m| match m {
+            MiddlewareConfig::Plugin(p) => Some(p.memory_limit_mb),
+            MiddlewareConfig::Log(_) => None,
+        }))
+        .max()
+        .unwrap_or(64)
+}
+
+impl RunningHost {
+    pub(super) fn app_settings(&self, name: &AppName, app: &crate::config::AppConfig) -> Settings {
+        let policy = policy_of(app.instances, app.max_messages_per_instance, Duration::from_secs(app.max_instance_age_secs));
+        let mut endpoints: Vec<String> = app.endpoints.iter().map(|e| e.to_string()).collect();
+        if !endpoints.iter().any(|e| e == "default") {
+            endpoints.push("default".to_owned());
+        }
+        Settings {
+            name: name.to_string(),
+            policy,
+            limits: Limits {
+                deadline: Duration::from_millis(app.deadline_ms),
+                max_memory_bytes: (app.memory_limit_mb as usize) << 20,
+                max_sends: app.max_sends_per_message,
+            },
+            kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())),
+            config: toml_to_json(&app.config),
+            endpoints,
+        }
+    }
+}
+
+/// Settings for a plugin that sends nothing itself (a router or a middleware): it decides where
+/// a message goes or what it becomes.
+pub(super) fn rule_settings(
+    name: &AppName,
+    instances: InstancesConfig,
+    deadline_ms: u64,
+    memory_limit_mb: u32,
+    kv: Namespaced,
+    config: &toml::Table,
+) -> Settings {
+    Settings {
+        name: name.to_string(),
+        policy: policy_of(instances, 10_000, Duration::from_secs(300)),
+        limits: Limits {
+            deadline: Duration::from_millis(deadline_ms),
+            max_memory_bytes: (memory_limit_mb as usize) << 20,
+            max_sends: 0,
+        },
+        kv,
+        config: toml_to_json(config),
+        endpoints: Vec::new(),
+    }
+}
+
+pub(super) fn policy_of(instances: InstancesConfig, max_messages: u32, max_age: Duration) -> InstancePolicy {
+    match instances {
+        InstancesConfig::Fresh => InstancePolicy::Fresh,
+        InstancesConfig::Pooled => InstancePolicy::Pooled { max_messages, max_age },
+    }
+}
+
+/// TOML tables become the JSON an app reads through the `config` import. TOML datetimes become
+/// their text form.
+pub fn toml_to_json(t: &toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    fn conv(v: &toml::Value) -> serde_json::Value {
+        match v {
+            toml::Value::String(s) => serde_json::Value::String(s.clone()),
+            toml::Value::Integer(i) => serde_json::Value::from(*i),
+            toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+            toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+            toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(conv).collect()),
+            toml::Value::Table(t) => serde_json::Value::Object(toml_to_json(t)),
+        }
+    }
+    t.iter().map(|(k, v)| (k.clone(), conv(v))).collect()
+}
