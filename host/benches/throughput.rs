@@ -263,6 +263,12 @@ fn main() {
                 ),
             };
             println!("{path}: {r:.0} messages/s");
+            // What each plugin call took inside the path, from the host's own histogram.
+            for line in vumi_host::telemetry::metrics::metrics().render().lines() {
+                if line.starts_with("vumi_handler_seconds_sum") || line.starts_with("vumi_handler_seconds_count") {
+                    println!("{line}");
+                }
+            }
             return;
         }
         // Interleave rounds so drift on a shared machine hits every path alike.

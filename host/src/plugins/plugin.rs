@@ -136,14 +136,11 @@ pub enum HandlerFailure {
     /// A fresh instance could not be made (e.g. the instance pool is exhausted).
     #[error("plugin could not be instantiated: {0}")]
     Instantiate(String),
-    /// The guest returned something the host cannot accept (a middleware changed a message's id).
-    #[error("plugin returned an invalid result: {0}")]
-    Invalid(String),
 }
 
 impl HandlerFailure {
     /// A short machine label: `handler_error`, `retry_later`, `trap`, `deadline`, `wall_clock`,
-    /// `memory`, `instantiate`, `invalid_result`.
+    /// `memory`, `instantiate`.
     pub fn kind(&self) -> &'static str {
         match self {
             HandlerFailure::Rejected(_) => "handler_error",
@@ -153,7 +150,6 @@ impl HandlerFailure {
             HandlerFailure::WallClock(_) => "wall_clock",
             HandlerFailure::Memory(_) => "memory",
             HandlerFailure::Instantiate(_) => "instantiate",
-            HandlerFailure::Invalid(_) => "invalid_result",
         }
     }
 

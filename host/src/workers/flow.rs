@@ -81,11 +81,6 @@ impl Flow {
         }
     }
 
-    /// The bus underneath, for consumers.
-    pub fn bus(&self) -> &Arc<dyn Bus> {
-        &self.bus
-    }
-
     /// Replace every chain at once (a config reload). A message already in a chain finishes the
     /// chain it started.
     pub fn set_chains(&self, chains: Chains) {
