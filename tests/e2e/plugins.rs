@@ -73,13 +73,20 @@ fn a_component_is_loaded_for_one_world_only() {
 /// An app worker running `faulty` on connector `c`, publishing through a flow; returns the
 /// raw bus, the failure log and a stop token.
 async fn faulty_worker(retry: RetryPolicy) -> (Arc<EmbeddedBus>, Arc<FailureLog>, CancellationToken, tokio::task::JoinHandle<()>) {
+    let (bus, failures, stop, task, _slot) = faulty_worker_with_slot(retry).await;
+    (bus, failures, stop, task)
+}
+
+async fn faulty_worker_with_slot(
+    retry: RetryPolicy,
+) -> (Arc<EmbeddedBus>, Arc<FailureLog>, CancellationToken, tokio::task::JoinHandle<()>, Arc<AppSlot>) {
     let engine = Engine::new(&EngineSettings::default()).expect("engine");
     let slot = Arc::new(AppSlot::new(AppPlugin::load(&engine, &plugin("faulty"), settings("faulty", 200)).await.expect("load")));
     let bus = Arc::new(EmbeddedBus::new());
     let failures = Arc::new(FailureLog::new(10, None).expect("log"));
     let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
     let worker = AppWorker::new(AppWorkerParts {
-        handler: slot,
+        handler: slot.clone(),
         bus: bus.clone(),
         publish: flow,
         connector: "c".parse().expect("name"),
@@ -92,7 +99,7 @@ async fn faulty_worker(retry: RetryPolicy) -> (Arc<EmbeddedBus>, Arc<FailureLog>
         let stop = stop.clone();
         async move { worker.run(stop).await.expect("worker") }
     });
-    (bus, failures, stop, task)
+    (bus, failures, stop, task, slot)
 }
 
 fn say(from: &str, text: &str) -> Message {
@@ -149,5 +156,25 @@ fn a_message_still_asking_to_retry_after_the_last_try_goes_to_the_failure_path()
         assert_eq!(bus.depth(&RoutingKey::inbound(&c)), 0, "taken off the queue, not requeued");
         stop.cancel();
         task.await.unwrap();
+    });
+}
+
+#[test]
+fn a_stop_does_not_wait_out_a_backoff_and_the_message_goes_back_on_its_queue() {
+    rt().block_on(async {
+        // A minute's wait after the first try: a reload or shutdown must not sit it out.
+        let (bus, failures, stop, task, slot) = faulty_worker_with_slot(RetryPolicy { initial_ms: 60_000, max_ms: 60_000, max_attempts: 3 }).await;
+        let c: ConnectorName = "c".parse().unwrap();
+        bus.publish(&RoutingKey::inbound(&c), say("u3", "retry 50")).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while slot.current().stats().failed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the first try never happened");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("the worker stopped without waiting out the backoff").unwrap();
+        assert_eq!(bus.depth(&RoutingKey::inbound(&c)), 1, "the message is back on its queue for the next worker");
+        assert_eq!(failures.total(), 0, "and not on the failure path");
     });
 }

@@ -29,7 +29,12 @@ impl RunningHost {
     /// falls between start-up and [`RunningHost::serve`].
     pub fn reload_on_change(&mut self, config_path: &Path) {
         let (file_tx, file) = mpsc::unbounded_channel();
-        let watch = if self.config.plugins.watch { watch_config(config_path, file_tx) } else { None };
+        let watch = if self.config.plugins.watch {
+            watch_config(config_path, file_tx)
+        } else {
+            tracing::info!(config = %config_path.display(), "not watching the config file (plugins.watch = false): reload with SIGHUP or the admin API");
+            None
+        };
         self.reloads = Some(ReloadTriggers { path: config_path.to_owned(), hup: hangup(), file, _watch: watch });
         self.status.with_config(|c| c.path = config_path.display().to_string());
     }

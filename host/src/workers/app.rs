@@ -127,7 +127,7 @@ impl AppWorker {
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.push(tx);
             let backoff = Backoff::new(self.retry.clone(), format!("app:{app}"));
-            tasks.push(tokio::spawn(shared.clone().run(rx, backoff)));
+            tasks.push(tokio::spawn(shared.clone().run(rx, backoff, shutdown.clone())));
         }
         tracing::info!(app, connector = %self.connector, lanes = self.concurrency, "app worker started");
 
@@ -184,13 +184,15 @@ enum Tried {
 }
 
 impl Lane {
-    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Delivery>, mut backoff: Backoff) {
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Delivery>, mut backoff: Backoff, stop: CancellationToken) {
         while let Some(delivery) = rx.recv().await {
-            self.handle(delivery, &mut backoff).await;
+            self.handle(delivery, &mut backoff, &stop).await;
         }
     }
 
-    async fn handle(&self, delivery: Delivery, backoff: &mut Backoff) {
+    /// A message taken is finished, as a reload expects; only a wait between tries gives way to
+    /// `stop` (the delivery is then dropped unsettled, so it is requeued).
+    async fn handle(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
         let tries = backoff.max_attempts();
         for attempt in 1..=tries {
             match self.try_once(&delivery).await {
@@ -207,17 +209,29 @@ impl Lane {
                 }
                 Tried::RetryLater(reason) => {
                     tracing::debug!(app = self.handler.name(), reason, attempt, "the handler asked to retry later");
-                    backoff.wait("retry_later").await;
+                    if Self::interrupted(backoff.wait("retry_later"), stop).await {
+                        return;
+                    }
                 }
                 Tried::Unavailable(reason) => {
                     tracing::warn!(app = self.handler.name(), reason, attempt, "cannot publish what the handler sent; retrying after a wait");
                     // Waits after the last try too, so a message put back does not spin.
-                    backoff.wait("unavailable").await;
+                    if Self::interrupted(backoff.wait("unavailable"), stop).await {
+                        return;
+                    }
                 }
             }
         }
         // A back end is still down: back on the queue, never dropped.
         delivery.nack(true);
+    }
+
+    /// Wait, unless `stop` comes first: whether it did.
+    async fn interrupted(wait: impl std::future::Future<Output = ()>, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            () = wait => false,
+            () = stop.cancelled() => true,
+        }
     }
 
     async fn try_once(&self, delivery: &Delivery) -> Tried {

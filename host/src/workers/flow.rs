@@ -179,11 +179,9 @@ impl Flow {
                         () = stop.cancelled() => break,
                         d = queue.next() => match d { Some(d) => d, None => break },
                     };
-                    tokio::select! {
-                        () = flow.route_delivery(&d, &key, delivery, &mut backoff) => {}
-                        // Stopping mid-wait drops the delivery unsettled: it is requeued.
-                        () = stop.cancelled() => break,
-                    }
+                    // A message taken is finished (as a reload expects); only a wait between
+                    // tries gives way to a stop.
+                    flow.route_delivery(&d, &key, delivery, &mut backoff, &stop).await;
                 }
             });
         }
@@ -191,7 +189,7 @@ impl Flow {
         Ok(())
     }
 
-    async fn route_delivery(&self, d: &Dispatcher, key: &RoutingKey, delivery: Delivery, backoff: &mut Backoff) {
+    async fn route_delivery(&self, d: &Dispatcher, key: &RoutingKey, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
         for attempt in 1..=backoff.max_attempts() {
             let reason = match d.targets(key, &delivery.message).await {
                 Ok(targets) => match self.run(targets.into_iter().map(|(key, message)| Hop { key, message, route: false }).collect()).await {
@@ -211,7 +209,11 @@ impl Flow {
                 }
             };
             tracing::warn!(router = d.name(), queue = %key, attempt, reason, "cannot route a message now; retrying after a wait");
-            backoff.wait("unavailable").await;
+            tokio::select! {
+                () = backoff.wait("unavailable") => {}
+                // Stopping mid-wait drops the delivery unsettled: it is requeued.
+                () = stop.cancelled() => return,
+            }
         }
         delivery.nack(true);
     }
