@@ -124,21 +124,33 @@ async fn run_typing(
             ))
         })
         .collect();
+    // `VUMI_BENCH_PUBLISHERS` (default 1) publishers share the messages, as a host's many
+    // connections and HTTP requests publish at once.
+    let publishers: usize = std::env::var("VUMI_BENCH_PUBLISHERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
+    let mut batches: Vec<Vec<Message>> = (0..publishers).map(|_| Vec::with_capacity(n / publishers + 1)).collect();
+    for (i, m) in msgs.into_iter().enumerate() {
+        batches[i % publishers].push(m);
+    }
     let start = Instant::now();
-    let publisher = {
-        let flow = flow.clone();
-        tokio::spawn(async move {
-            for m in msgs {
-                flow.publish(&inbound, m).await.expect("publish");
-            }
+    let publishers: Vec<_> = batches
+        .into_iter()
+        .map(|batch| {
+            let (flow, inbound) = (flow.clone(), inbound.clone());
+            tokio::spawn(async move {
+                for m in batch {
+                    flow.publish(&inbound, m).await.expect("publish");
+                }
+            })
         })
-    };
+        .collect();
     for _ in 0..n {
         let d = tokio::time::timeout(Duration::from_secs(60), sink.next()).await.expect("reply in time").expect("open");
         d.ack();
     }
     let elapsed = start.elapsed();
-    publisher.await.expect("publisher");
+    for p in publishers {
+        p.await.expect("publisher");
+    }
     stop.cancel();
     let _ = w.await;
     if let Some(d) = d {

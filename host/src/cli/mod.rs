@@ -201,6 +201,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let cache = c.cache_dir().map_or_else(|| "off".to_owned(), |d| d.display().to_string());
             println!("  plugins: watch {}, compiled-component cache {cache}", if c.plugins.watch { "on" } else { "off" });
+            let r = &c.host.retry;
+            println!("  retries: waits from {} ms doubling to {} ms, {} tries per message", r.initial_ms, r.max_ms, r.max_attempts);
             for (connector, chain) in &c.chains {
                 for (direction, steps) in [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)] {
                     if !steps.is_empty() {
