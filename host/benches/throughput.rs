@@ -218,8 +218,10 @@ async fn load_router(engine: &Engine) -> Arc<RouterSlot> {
     ))
 }
 
+/// `plugins/echo`, or the component `VUMI_BENCH_ECHO` names (to compare another build of echo,
+/// e.g. one with fewer calls across the boundary, in the same harness).
 fn echo_path() -> std::path::PathBuf {
-    plugin_path("echo")
+    std::env::var_os("VUMI_BENCH_ECHO").map_or_else(|| plugin_path("echo"), std::path::PathBuf::from)
 }
 
 
