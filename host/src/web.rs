@@ -30,12 +30,14 @@ pub struct ApiError {
     pub description: String,
     /// The fields at fault, if any.
     pub errors: Vec<FieldError>,
+    /// Seconds for `Retry-After`, on answers that mean "try again later".
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     /// An error with no field list.
     pub fn new(status: StatusCode, description: impl Into<String>) -> Self {
-        Self { status, description: description.into(), errors: Vec::new() }
+        Self { status, description: description.into(), errors: Vec::new(), retry_after: None }
     }
 
     /// `400` naming each bad field.
@@ -51,6 +53,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             description: format!("invalid request: check {}", names.join(", ")),
             errors,
+            retry_after: None,
         }
     }
 
@@ -68,7 +71,11 @@ impl IntoResponse for ApiError {
             "description": self.description,
             "result": { "errors": self.errors },
         });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -139,7 +146,10 @@ pub fn required<'a>(form: &'a HashMap<String, String>, field: &str, errors: &mut
 /// to try again. Nothing was accepted, so nothing is lost.
 pub fn unavailable(what: &str, error: &dyn std::fmt::Display) -> ApiError {
     tracing::error!(%error, "{what} unavailable; request refused with 503");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what} unavailable; try again"))
+    // Said in the description too: a full queue and a store that is down both pass.
+    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what} unavailable ({error}); try again"));
+    e.retry_after = Some(1);
+    e
 }
 
 /// The `404` for routes nobody serves, in the same envelope.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Bus, RoutingKey};
+use super::{Bus, BusError, RoutingKey};
 use crate::message::{Message, UserMessage};
 use crate::names::ConnectorName;
 
@@ -138,4 +138,46 @@ pub async fn close_ends_consumers(bus: &dyn Bus) {
     let waiter = async { c.next().await.is_none() };
     let (ended, ()) = tokio::join!(async { tokio::time::timeout(WAIT, waiter).await }, bus.close());
     assert_eq!(ended.ok(), Some(true), "next() returns None after close");
+}
+
+/// A bounded bus (`capacity` messages a queue, publishers waiting a short time for room): a
+/// publish into a full queue waits for a consumer to take one and then goes in, or, if none
+/// does, is refused with [`BusError::Full`] (retryable). A message put back is never refused,
+/// and nothing is lost.
+pub async fn bounded_queues(bus: &dyn Bus, capacity: usize) {
+    let run = crate::message::new_id();
+    let k = key(&run, "bounded");
+    for n in 0..capacity {
+        bus.publish(&k, msg(n)).await.expect("room for capacity messages");
+    }
+    match bus.publish(&k, msg(900)).await {
+        Err(e @ BusError::Full { .. }) => {
+            assert!(e.is_retryable(), "a full queue may have room later");
+            assert!(e.to_string().contains("is full"), "{e}");
+        }
+        other => panic!("a publish into a full queue that nobody drains must be refused, got {other:?}"),
+    }
+    // A publisher waiting for room goes on as soon as a consumer takes one.
+    let mut c = bus.consume(&k, 100).await.expect("consume");
+    let (published, first) = tokio::join!(bus.publish(&k, msg(capacity)), async {
+        let d = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+        let n = content(&d.message);
+        d.ack();
+        n
+    });
+    published.expect("the waiting publish went in once there was room");
+    assert_eq!(first, "0");
+    // Full again; a delivery put back still goes back.
+    let d = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+    bus.publish(&k, msg(capacity + 1)).await.expect("room left by the delivery taken");
+    d.nack(true);
+    let mut seen = Vec::new();
+    for _ in 0..capacity + 1 {
+        let d = tokio::time::timeout(WAIT, c.next()).await.expect("every message, the requeued one too").expect("open");
+        seen.push(content(&d.message).parse::<usize>().expect("a number"));
+        d.ack();
+    }
+    seen.sort_unstable();
+    let expected: Vec<usize> = (1..=capacity + 1).collect();
+    assert_eq!(seen, expected, "nothing lost and nothing doubled");
 }

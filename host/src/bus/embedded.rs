@@ -1,19 +1,32 @@
 //! The embedded bus: queues in this process. No broker to install; messages live as long as the
 //! process.
+//!
+//! Each queue is bounded: a publisher that finds it full waits for a consumer to take one, for
+//! a bounded time, then is refused with [`BusError::Full`]. So accepting faster than consumers
+//! take cannot grow memory without bound, and what was accepted is never dropped for lack of
+//! room. A message put back (a nack with requeue, a dropped delivery) always goes back, whatever
+//! the queue holds: it was accepted once already.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{Bus, BusError, Consumer, Delivery, RoutingKey, Settle};
 use crate::message::Message;
+use crate::telemetry::metrics::metrics;
 
-#[derive(Default)]
 struct Queue {
     ready: Mutex<QueueState>,
+    /// A message arrived: for consumers.
     notify: Notify,
+    /// A message was taken: for publishers waiting for room.
+    room: Notify,
+    /// `vumi_queue_depth` for this queue.
+    depth: Gauge,
 }
 
 #[derive(Default)]
@@ -31,9 +44,16 @@ impl Queue {
 
 /// In-process [`Bus`]. Queues exist from first use (publish or consume) and keep messages until
 /// a consumer takes them, like durable queues declared up front on RabbitMQ.
-#[derive(Default)]
 pub struct EmbeddedBus {
     queues: Mutex<HashMap<RoutingKey, Arc<Queue>>>,
+    capacity: usize,
+    wait: Duration,
+}
+
+impl Default for EmbeddedBus {
+    fn default() -> Self {
+        Self::bounded(10_000, Duration::from_secs(2))
+    }
 }
 
 impl std::fmt::Debug for EmbeddedBus {
@@ -43,9 +63,15 @@ impl std::fmt::Debug for EmbeddedBus {
 }
 
 impl EmbeddedBus {
-    /// An empty bus.
+    /// An empty bus with the default bounds (10,000 messages a queue, publishers wait 2 s).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty bus whose queues hold `capacity` messages each; a publisher waits up to `wait`
+    /// for room in a full one.
+    pub fn bounded(capacity: usize, wait: Duration) -> Self {
+        Self { queues: Mutex::default(), capacity: capacity.max(1), wait }
     }
 
     fn queue(&self, key: &RoutingKey) -> Arc<Queue> {
@@ -53,7 +79,12 @@ impl EmbeddedBus {
         if let Some(q) = queues.get(key) {
             return q.clone();
         }
-        let q = Arc::new(Queue::default());
+        let q = Arc::new(Queue {
+            ready: Mutex::default(),
+            notify: Notify::new(),
+            room: Notify::new(),
+            depth: metrics().queue(&key.to_string(), self.capacity),
+        });
         queues.insert(key.clone(), q.clone());
         q
     }
@@ -68,15 +99,29 @@ impl EmbeddedBus {
 impl Bus for EmbeddedBus {
     async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
         let q = self.queue(key);
-        {
-            let mut s = q.lock();
-            if s.closed {
-                return Err(BusError::Closed);
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            // Register for room before looking, so a take between the look and the wait wakes us.
+            let room = q.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut s = q.lock();
+                if s.closed {
+                    return Err(BusError::Closed);
+                }
+                if s.items.len() < self.capacity {
+                    s.items.push_back((message, false));
+                    q.depth.set(s.items.len() as i64);
+                    drop(s);
+                    q.notify.notify_one();
+                    return Ok(());
+                }
             }
-            s.items.push_back((message, false));
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(BusError::Full { key: key.to_string(), capacity: self.capacity });
+            }
         }
-        q.notify.notify_one();
-        Ok(())
     }
 
     async fn consume(&self, key: &RoutingKey, prefetch: u16) -> Result<Box<dyn Consumer>, BusError> {
@@ -92,6 +137,7 @@ impl Bus for EmbeddedBus {
         for q in queues {
             q.lock().closed = true;
             q.notify.notify_waiters();
+            q.room.notify_waiters();
         }
     }
 }
@@ -116,7 +162,10 @@ impl Consumer for EmbeddedConsumer {
                 let mut s = self.queue.lock();
                 if let Some((message, redelivered)) = s.items.pop_front() {
                     let more = !s.items.is_empty();
+                    self.queue.depth.set(s.items.len() as i64);
                     drop(s);
+                    // One taken: one waiting publisher may go on.
+                    self.queue.room.notify_one();
                     if more {
                         // Pass the wake-up on: another consumer may be waiting for the rest.
                         self.queue.notify.notify_one();
@@ -144,7 +193,11 @@ impl Settle for EmbeddedSettle {
 
     fn nack(self: Box<Self>, message: Option<Message>) {
         if let Some(m) = message {
-            self.queue.lock().items.push_front((m, true));
+            // Back it goes, full or not: it was accepted once, and refusing it now would lose it.
+            let mut s = self.queue.lock();
+            s.items.push_front((m, true));
+            self.queue.depth.set(s.items.len() as i64);
+            drop(s);
             self.queue.notify.notify_one();
         }
     }
@@ -160,5 +213,10 @@ mod tests {
     #[tokio::test]
     async fn close_ends_consumers() {
         crate::bus::conformance::close_ends_consumers(&super::EmbeddedBus::new()).await;
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_publishers_wait_for_room_then_refuses_but_always_takes_a_requeue() {
+        crate::bus::conformance::bounded_queues(&super::EmbeddedBus::bounded(2, std::time::Duration::from_millis(200)), 2).await;
     }
 }

@@ -86,12 +86,20 @@ pub enum BusError {
     /// The broker could not be reached, or dropped the connection.
     #[error("bus unavailable: {0}")]
     Unavailable(String),
+    /// The queue stayed full for as long as a publisher may wait: its consumers are behind.
+    #[error("queue `{key}` is full ({capacity} messages waiting): its consumers are behind")]
+    Full {
+        /// The queue.
+        key: String,
+        /// Its capacity.
+        capacity: usize,
+    },
 }
 
 impl BusError {
     /// Whether the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BusError::Unavailable(_))
+        matches!(self, BusError::Unavailable(_) | BusError::Full { .. })
     }
 }
 
@@ -119,7 +127,8 @@ impl<B: Bus> Publish for B {
 pub trait Bus: Send + Sync + 'static {
     /// Publish `message` to the queue named by `key`. Returns once the bus has accepted it
     /// (for a broker: once it is confirmed), so a caller that acks its input afterwards loses
-    /// nothing.
+    /// nothing. A full queue makes the publisher wait for room, for a bounded time, then
+    /// refuses with [`BusError::Full`]: memory stays bounded, and nothing accepted is dropped.
     async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError>;
 
     /// Start consuming `key`. Consumers of the same key compete: each message goes to one of

@@ -203,6 +203,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  plugins: watch {}, compiled-component cache {cache}", if c.plugins.watch { "on" } else { "off" });
             let r = &c.host.retry;
             println!("  retries: waits from {} ms doubling to {} ms, {} tries per message", r.initial_ms, r.max_ms, r.max_attempts);
+            let q = &c.host.queues;
+            println!("  queues: {} messages each; a publisher waits up to {} ms for room", q.capacity, q.publish_wait_ms);
             for (connector, chain) in &c.chains {
                 for (direction, steps) in [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)] {
                     if !steps.is_empty() {

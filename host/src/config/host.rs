@@ -23,6 +23,37 @@ pub struct HostConfig {
     /// How a message is retried when a back end is down or a plugin says `retry-later`.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How many messages each queue holds, and how long a publisher waits for room.
+    #[serde(default)]
+    pub queues: QueueLimits,
+}
+
+/// Bounds on every queue of the bus (`[host.queues]`). A publisher inside the host that finds a
+/// queue full waits for room up to `publish_wait_ms`; after that the publish is refused (an HTTP
+/// input answers `503` with `Retry-After`), so memory stays bounded and nothing accepted is
+/// dropped for lack of room.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueLimits {
+    /// Messages waiting in one queue (`<connector>.inbound`, `.outbound`, `.event`) at most.
+    #[serde(default = "default_queue_capacity")]
+    pub capacity: usize,
+    /// How long a publisher waits for room in a full queue, in milliseconds.
+    #[serde(default = "default_publish_wait_ms")]
+    pub publish_wait_ms: u64,
+}
+
+fn default_queue_capacity() -> usize {
+    10_000
+}
+fn default_publish_wait_ms() -> u64 {
+    2_000
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self { capacity: default_queue_capacity(), publish_wait_ms: default_publish_wait_ms() }
+    }
 }
 
 impl Default for HostConfig {
@@ -32,6 +63,7 @@ impl Default for HostConfig {
             state: StateConfig::default(),
             event_origin_ttl_secs: default_origin_ttl(),
             retry: Default::default(),
+            queues: Default::default(),
         }
     }
 }

@@ -185,6 +185,14 @@ impl Config {
         if let Some((k, problem)) = out_of_range(&retries) {
             return Err(invalid(k.into(), problem));
         }
+        let q = &self.host.queues;
+        let queues: [Range; 2] = [
+            ("host.queues.capacity", q.capacity as u64, 1, 100_000_000),
+            ("host.queues.publish_wait_ms", q.publish_wait_ms, 0, 600_000),
+        ];
+        if let Some((k, problem)) = out_of_range(&queues) {
+            return Err(invalid(k.into(), problem));
+        }
         let mut binds: BTreeMap<SocketAddr, &ConnectorName> = BTreeMap::new();
         let mut paths: BTreeMap<&str, &ConnectorName> = BTreeMap::new();
         for (name, t) in &self.transports {

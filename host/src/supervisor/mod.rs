@@ -86,7 +86,10 @@ impl std::fmt::Debug for RunningHost {
 /// a bad plugin stops start-up instead of failing users' messages.
 pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
     let bus: Arc<dyn Bus> = match config.host.bus {
-        BusConfig::Embedded => Arc::new(EmbeddedBus::new()),
+        BusConfig::Embedded => Arc::new(EmbeddedBus::bounded(
+            config.host.queues.capacity,
+            Duration::from_millis(config.host.queues.publish_wait_ms),
+        )),
     };
     let state: Arc<dyn KvStore> = match config.host.state {
         StateConfig::Memory => Arc::new(MemoryStore::new()),

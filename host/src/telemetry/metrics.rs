@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -22,6 +23,8 @@ pub struct Metrics {
     reloads: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     retry_wait: Family<Labels, Counter<f64>>,
+    queue_depth: Family<Labels, Gauge>,
+    queue_capacity: Family<Labels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -67,7 +70,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Time spent waiting before retries (the backoff), by component",
         retry_wait.clone(),
     );
-    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait }
+    let queue_depth = Family::<Labels, Gauge>::default();
+    registry.register("queue_depth", "Messages waiting in each queue of the embedded bus, not yet taken by a consumer", queue_depth.clone());
+    let queue_capacity = Family::<Labels, Gauge>::default();
+    registry.register("queue_capacity", "How many messages each queue of the embedded bus holds before publishers wait", queue_capacity.clone());
+    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity }
 });
 
 /// The process-wide metrics.
@@ -101,6 +108,13 @@ impl Metrics {
     pub fn retry(&self, component: &str, reason: &str, waited: std::time::Duration) {
         self.retries.get_or_create(&vec![("component", component.to_owned()), ("reason", reason.to_owned())]).inc();
         self.retry_wait.get_or_create(&vec![("component", component.to_owned())]).inc_by(waited.as_secs_f64());
+    }
+
+    /// The depth gauge of `queue` (a routing key), with its capacity set.
+    pub fn queue(&self, queue: &str, capacity: usize) -> Gauge {
+        let labels = vec![("queue", queue.to_owned())];
+        self.queue_capacity.get_or_create(&labels).set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        self.queue_depth.get_or_create(&labels).clone()
     }
 
     /// Everything, in the OpenMetrics text format (which Prometheus reads).

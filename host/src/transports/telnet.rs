@@ -138,9 +138,21 @@ impl Conn {
         ))
     }
 
+    /// Publish, waiting as long as the queue is full: this connection reads no further line
+    /// meanwhile, so a fast typist (or a script) is held back by TCP instead of being dropped.
     async fn publish(&self, m: Message) {
-        if let Err(e) = self.ctx.publish.publish(&RoutingKey::inbound(&self.ctx.connector), m).await {
-            tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot publish telnet inbound message");
+        let key = RoutingKey::inbound(&self.ctx.connector);
+        loop {
+            match self.ctx.publish.publish(&key, m.clone()).await {
+                Ok(()) => return,
+                Err(e @ crate::bus::BusError::Full { .. }) => {
+                    tracing::debug!(connector = %self.ctx.connector, error = %e, "inbound queue full; this connection waits");
+                }
+                Err(e) => {
+                    tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot publish telnet inbound message");
+                    return;
+                }
+            }
         }
     }
 
