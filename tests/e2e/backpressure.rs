@@ -58,3 +58,49 @@ deadline_ms = 50
     assert_eq!(delivered, accepted, "each accepted message answered once, none of the refused ones");
     assert!(host.log().contains("kind=\"wall_clock\""), "the sleeper was stopped by its bound");
 }
+
+#[test]
+fn a_full_callback_queue_holds_intake_back_instead_of_dropping_what_was_accepted() {
+    // A callback server that accepts connections and never answers (until the request
+    // timeout): the channel's one callback sender is busy, its queue of one is full.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mo = format!("http://{}/mo", silent.local_addr().unwrap());
+    let host = Host::start(&format!(
+        r#"
+[host.queues]
+capacity = 2
+publish_wait_ms = 100
+
+[http]
+bind = "127.0.0.1:0"
+
+[transports.sms]
+kind = "sms_http"
+outbound_url = "http://127.0.0.1:9/sms"
+
+[channels.api]
+connector = "sms"
+token = "test-token-1"
+mo_url = "{mo}"
+
+[callbacks]
+queue_capacity = 1
+concurrency = 1
+timeout_ms = 5000
+max_attempts = 1
+"#
+    ));
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", "+1"), ("to", "5555"), ("content", &format!("m{i}"))]).send().unwrap();
+        let status = resp.status().as_u16();
+        if status == 503 {
+            assert!(resp.headers().get("retry-after").is_some());
+        }
+        statuses.push(status);
+    }
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    assert!(statuses.contains(&503), "intake was held back once the callbacks could not keep up: {statuses:?}");
+    assert!(!host.log().contains("callback queue is full"), "no accepted message is dropped for lack of room");
+    drop(silent);
+}

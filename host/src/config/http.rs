@@ -60,12 +60,14 @@ fn default_message_ttl() -> u64 {
 }
 
 /// Delivery of `mo_url`/`event_url` callbacks: queued (bounded), retried with exponential
-/// backoff, then recorded on the failure path. A slow or dead callback server never holds up
-/// message flow.
+/// backoff, then recorded on the failure path. A slow or dead callback server holds up nothing
+/// until `queue_capacity` callbacks wait; then the channel waits too, and its transport refuses
+/// new messages with `503` rather than accept what it cannot deliver.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbacksConfig {
-    /// Callbacks waiting per channel; beyond this, new ones are recorded as failures at once.
+    /// Callbacks waiting per channel; when they are this many, the channel waits for room and
+    /// takes no more messages meanwhile (so its transport refuses new ones with `503`).
     #[serde(default = "default_cb_queue")]
     pub queue_capacity: usize,
     /// Tries per callback.

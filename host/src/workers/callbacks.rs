@@ -3,9 +3,10 @@
 //! A callback server is someone else's machine: it may be slow, down, or failing. So callbacks
 //! never run on the message path: they are queued (bounded), sent by a few tasks, retried with
 //! exponential backoff, and after the last try recorded on the failure path with the reason.
-//! When the queue is full, new callbacks go to the failure path at once rather than stall the
-//! messages behind them. (A callback queued in memory is lost if the process dies; the failure
-//! path and the `GET` API are where a client finds what it missed.)
+//! When the queue is full the channel waits for room, and takes no more messages meanwhile: its
+//! connector's queue fills, and the transport answers `503` with `Retry-After` rather than accept
+//! a message it would then drop. (A callback queued in memory is lost if the process dies; the
+//! failure path and the `GET` API are where a client finds what it missed.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,11 +56,11 @@ impl Callbacks {
         this
     }
 
-    /// Queue `callback`; if the queue is full it goes to the failure path instead.
-    pub fn send(&self, callback: Callback) {
-        if let Err(e) = self.tx.try_send(callback) {
-            let (mpsc::error::TrySendError::Full(cb) | mpsc::error::TrySendError::Closed(cb)) = e;
-            self.fail(&cb, "the callback queue is full (the callback server is too slow or down)".into());
+    /// Queue `callback`, waiting while the queue is full (the backpressure described above).
+    /// Only a sender that has stopped (the host shutting down) sends it to the failure path.
+    pub async fn send(&self, callback: Callback) {
+        if let Err(mpsc::error::SendError(cb)) = self.tx.send(callback).await {
+            self.fail(&cb, "the callback sender stopped (the host is shutting down)".into());
         }
     }
 

@@ -123,7 +123,7 @@ impl Channel {
             tracing::warn!(channel = self.name, error = %e, "cannot store an inbound message; `reply_to` it will fail");
         }
         if let Some(url) = &self.config.mo_url {
-            self.callbacks.send(Callback { url: url.clone(), message: delivery.message.clone() });
+            self.callbacks.send(Callback { url: url.clone(), message: delivery.message.clone() }).await;
         }
         delivery.ack();
     }
@@ -150,7 +150,7 @@ impl Channel {
             Err(e) => tracing::warn!(channel = self.name, error = %e, "cannot load a message for its event"),
         }
         if let Some(url) = url {
-            self.callbacks.send(Callback { url, message: delivery.message.clone() });
+            self.callbacks.send(Callback { url, message: delivery.message.clone() }).await;
         }
         delivery.ack();
     }
