@@ -104,3 +104,64 @@ max_attempts = 1
     assert!(!host.log().contains("callback queue is full"), "no accepted message is dropped for lack of room");
     drop(silent);
 }
+
+/// An app that falls behind: its one lane sleeps until its wall-clock bound (1.5 s) on the first
+/// message, and `pings` more from the same user queue behind it.
+fn host_with_a_backlog(drain_timeout_ms: u64, pings: usize) -> (Host, Recorder) {
+    let aggregator = Recorder::start(0);
+    let host = Host::start(&format!(
+        r#"
+[host]
+drain_timeout_ms = {drain_timeout_ms}
+
+[http]
+bind = "127.0.0.1:0"
+
+[transports.sms]
+kind = "sms_http"
+outbound_url = "{}"
+
+[apps.app]
+plugin = "{}"
+connector = "sms"
+concurrency = 1
+deadline_ms = 50
+"#,
+        aggregator.url("/sms"),
+        plugin("faulty").display()
+    ));
+    for content in std::iter::once("sleep".to_owned()).chain((0..pings).map(|i| format!("ping {i}"))) {
+        let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000010"), ("to", "5555"), ("content", &content)]).send().unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    (host, aggregator)
+}
+
+#[test]
+fn a_stop_takes_nothing_new_and_delivers_what_is_queued() {
+    let (mut host, aggregator) = host_with_a_backlog(20_000, 5);
+    host.signal("TERM");
+    host.wait_for_log("taking nothing new");
+    let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", "+2"), ("to", "5555"), ("content", "late")]).send().unwrap();
+    assert_eq!(resp.status(), 503, "a message arriving during the drain is refused");
+    assert!(resp.headers().get("retry-after").is_some());
+    assert!(host.exited_ok(std::time::Duration::from_secs(20)), "the host stops once drained:\n{}", host.log());
+    let mut delivered: Vec<String> = aggregator.received().iter().map(|r| r.json()["content"].as_str().unwrap_or_default().to_owned()).collect();
+    delivered.sort();
+    assert_eq!(delivered, (0..5).map(|i| format!("ok: ping {i}")).collect::<Vec<_>>(), "everything queued was delivered before the stop");
+    assert!(host.log().contains("drained: every queued message was delivered"), "{}", host.log());
+}
+
+#[test]
+fn a_drain_that_cannot_finish_stops_at_its_bound_and_says_how_much_is_left() {
+    let (mut host, _aggregator) = host_with_a_backlog(300, 5);
+    let signalled = std::time::Instant::now();
+    host.signal("TERM");
+    let log = host.wait_for_log("not delivered after the drain bound");
+    let waited = signalled.elapsed();
+    assert!(waited < std::time::Duration::from_millis(300 + 1500), "the drain stopped at its 300 ms bound, not later: {waited:?}");
+    let line = log.lines().find(|l| l.contains("not delivered after the drain bound")).unwrap_or_default().to_owned();
+    assert!(line.contains("left=") && !line.contains("left=0"), "one line with the count: {line}");
+    assert_eq!(log.matches("not delivered after the drain bound").count(), 1, "said once, not per message");
+    assert!(host.exited_ok(std::time::Duration::from_secs(20)), "and the host stops:\n{}", host.log());
+}

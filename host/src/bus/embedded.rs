@@ -8,6 +8,7 @@
 //! the queue holds: it was accepted once already.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub struct EmbeddedBus {
     queues: Mutex<HashMap<RoutingKey, Arc<Queue>>>,
     capacity: usize,
     wait: Duration,
+    /// Deliveries taken and not yet settled, across every queue.
+    taken: Arc<AtomicUsize>,
 }
 
 impl Default for EmbeddedBus {
@@ -71,7 +74,7 @@ impl EmbeddedBus {
     /// An empty bus whose queues hold `capacity` messages each; a publisher waits up to `wait`
     /// for room in a full one.
     pub fn bounded(capacity: usize, wait: Duration) -> Self {
-        Self { queues: Mutex::default(), capacity: capacity.max(1), wait }
+        Self { queues: Mutex::default(), capacity: capacity.max(1), wait, taken: Arc::default() }
     }
 
     fn queue(&self, key: &RoutingKey) -> Arc<Queue> {
@@ -129,7 +132,11 @@ impl Bus for EmbeddedBus {
         if queue.lock().closed {
             return Err(BusError::Closed);
         }
-        Ok(Box::new(EmbeddedConsumer { queue, window: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))) }))
+        Ok(Box::new(EmbeddedConsumer {
+            queue,
+            window: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))),
+            taken: self.taken.clone(),
+        }))
     }
 
     async fn close(&self) {
@@ -140,12 +147,19 @@ impl Bus for EmbeddedBus {
             q.room.notify_waiters();
         }
     }
+
+    fn pending(&self) -> Option<usize> {
+        let queues: Vec<_> = self.queues.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let waiting: usize = queues.iter().map(|q| q.lock().items.len()).sum();
+        Some(waiting + self.taken.load(Ordering::SeqCst))
+    }
 }
 
 struct EmbeddedConsumer {
     queue: Arc<Queue>,
     /// One permit per outstanding delivery: the prefetch window.
     window: Arc<Semaphore>,
+    taken: Arc<AtomicUsize>,
 }
 
 #[async_trait]
@@ -161,6 +175,9 @@ impl Consumer for EmbeddedConsumer {
             {
                 let mut s = self.queue.lock();
                 if let Some((message, redelivered)) = s.items.pop_front() {
+                    // Counted as taken while the queue is still locked, so `pending` never sees
+                    // the message in neither place.
+                    self.taken.fetch_add(1, Ordering::SeqCst);
                     let more = !s.items.is_empty();
                     self.queue.depth.set(s.items.len() as i64);
                     drop(s);
@@ -170,7 +187,7 @@ impl Consumer for EmbeddedConsumer {
                         // Pass the wake-up on: another consumer may be waiting for the rest.
                         self.queue.notify.notify_one();
                     }
-                    let settle = Box::new(EmbeddedSettle { queue: self.queue.clone(), _permit: permit });
+                    let settle = Box::new(EmbeddedSettle { queue: self.queue.clone(), taken: self.taken.clone(), _permit: permit });
                     return Some(Delivery::new(message, redelivered, settle));
                 }
                 if s.closed {
@@ -184,21 +201,31 @@ impl Consumer for EmbeddedConsumer {
 
 struct EmbeddedSettle {
     queue: Arc<Queue>,
+    taken: Arc<AtomicUsize>,
     // Released when settled: frees a slot in the consumer's prefetch window.
     _permit: OwnedSemaphorePermit,
 }
 
 impl Settle for EmbeddedSettle {
-    fn ack(self: Box<Self>) {}
+    fn ack(self: Box<Self>) {
+        self.taken.fetch_sub(1, Ordering::SeqCst);
+    }
 
     fn nack(self: Box<Self>, message: Option<Message>) {
-        if let Some(m) = message {
-            // Back it goes, full or not: it was accepted once, and refusing it now would lose it.
-            let mut s = self.queue.lock();
-            s.items.push_front((m, true));
-            self.queue.depth.set(s.items.len() as i64);
-            drop(s);
-            self.queue.notify.notify_one();
+        match message {
+            Some(m) => {
+                // Back it goes, full or not: it was accepted once, and refusing it now would lose
+                // it. Uncounted only once it is queued again (see `pending`).
+                let mut s = self.queue.lock();
+                s.items.push_front((m, true));
+                self.taken.fetch_sub(1, Ordering::SeqCst);
+                self.queue.depth.set(s.items.len() as i64);
+                drop(s);
+                self.queue.notify.notify_one();
+            }
+            None => {
+                self.taken.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -213,6 +240,28 @@ mod tests {
     #[tokio::test]
     async fn close_ends_consumers() {
         crate::bus::conformance::close_ends_consumers(&super::EmbeddedBus::new()).await;
+    }
+
+    #[tokio::test]
+    async fn pending_counts_what_waits_and_what_is_taken_until_it_is_settled() {
+        use crate::bus::Bus;
+        let bus = super::EmbeddedBus::new();
+        let key = crate::bus::RoutingKey::inbound(&"pending".parse().expect("name"));
+        let msg = || crate::message::UserMessage::inbound("t", "telnet", "a", "b", None, None).into();
+        bus.publish(&key, msg()).await.expect("publish");
+        bus.publish(&key, msg()).await.expect("publish");
+        assert_eq!(bus.pending(), Some(2));
+        let mut c = bus.consume(&key, 10).await.expect("consume");
+        let d = c.next().await.expect("one");
+        assert_eq!(bus.pending(), Some(2), "taken but unsettled is still pending");
+        d.nack(true);
+        assert_eq!(bus.pending(), Some(2), "requeued");
+        c.next().await.expect("again").ack();
+        assert_eq!(bus.pending(), Some(1));
+        drop(c.next().await.expect("the other"));
+        assert_eq!(bus.pending(), Some(1), "a dropped delivery goes back");
+        c.next().await.expect("back").ack();
+        assert_eq!(bus.pending(), Some(0));
     }
 
     #[tokio::test]

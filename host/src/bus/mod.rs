@@ -137,6 +137,12 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Stop delivering: consumers' `next` returns `None` once they have drained nothing more.
     async fn close(&self);
+
+    /// Messages not yet done with: waiting in a queue, or taken and not yet settled. `None` if
+    /// the back end cannot tell (a broker keeps them anyway). A graceful stop waits for zero.
+    fn pending(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A stream of deliveries from one queue.

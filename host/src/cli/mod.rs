@@ -205,6 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  retries: waits from {} ms doubling to {} ms, {} tries per message", r.initial_ms, r.max_ms, r.max_attempts);
             let q = &c.host.queues;
             println!("  queues: {} messages each; a publisher waits up to {} ms for room", q.capacity, q.publish_wait_ms);
+            println!("  on a stop: deliver what is queued for up to {} ms, taking nothing new", c.host.drain_timeout_ms);
             for (connector, chain) in &c.chains {
                 for (direction, steps) in [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)] {
                     if !steps.is_empty() {

@@ -26,6 +26,14 @@ pub struct HostConfig {
     /// How many messages each queue holds, and how long a publisher waits for room.
     #[serde(default)]
     pub queues: QueueLimits,
+    /// On a stop, how long the host goes on delivering what is queued (taking nothing new)
+    /// before it stops anyway and reports what is left, in milliseconds.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Bounds on every queue of the bus (`[host.queues]`). A publisher inside the host that finds a
@@ -64,6 +72,7 @@ impl Default for HostConfig {
             event_origin_ttl_secs: default_origin_ttl(),
             retry: Default::default(),
             queues: Default::default(),
+            drain_timeout_ms: default_drain_timeout_ms(),
         }
     }
 }

@@ -186,9 +186,10 @@ impl Config {
             return Err(invalid(k.into(), problem));
         }
         let q = &self.host.queues;
-        let queues: [Range; 2] = [
+        let queues: [Range; 3] = [
             ("host.queues.capacity", q.capacity as u64, 1, 100_000_000),
             ("host.queues.publish_wait_ms", q.publish_wait_ms, 0, 600_000),
+            ("host.drain_timeout_ms", self.host.drain_timeout_ms, 0, 3_600_000),
         ];
         if let Some((k, problem)) = out_of_range(&queues) {
             return Err(invalid(k.into(), problem));

@@ -195,7 +195,8 @@ impl RunningHost {
                 config: ch.clone(),
                 transport_type: config.transports.get(&ch.connector).map(|t| t.transport_type().to_owned()),
                 kv,
-                publish: self.flow.clone(),
+                // The send API is intake: a graceful stop refuses it first.
+                publish: self.intake.clone(),
                 origins: router.as_ref().map(|r| r.origins()),
                 callbacks,
             }));

@@ -35,7 +35,7 @@ use crate::config::{BusConfig, Config, StateConfig};
 use crate::plugins::{Engine, EngineSettings, Registry, Watcher};
 use crate::state::{KvStore, MemoryStore};
 use crate::names::ConnectorName;
-use crate::workers::flow::{Dispatchers, Flow};
+use crate::workers::flow::{Dispatchers, Flow, Intake};
 use crate::workers::FailureLog;
 
 pub use error::StartError;
@@ -52,6 +52,8 @@ pub struct RunningHost {
     tasks: JoinSet<()>,
     bus: Arc<dyn Bus>,
     flow: Arc<Flow>,
+    /// What transports and channels publish through; closed first on a graceful stop.
+    intake: Arc<Intake>,
     state: Arc<dyn KvStore>,
     engine: Engine,
     engine_memory_mb: u32,
@@ -111,6 +113,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
     .map_err(StartError::Engine)?;
     // Everything publishes through the flow (no chains or dispatchers until the config is applied).
     let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
+    let intake = Arc::new(Intake::new(flow.clone()));
 
     let shutdown = CancellationToken::new();
     let mut host = RunningHost {
@@ -118,6 +121,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         tasks: JoinSet::new(),
         bus,
         flow,
+        intake,
         state,
         engine,
         engine_memory_mb,
@@ -282,8 +286,10 @@ impl RunningHost {
         Ok(())
     }
 
-    /// Stop accepting, let workers finish the messages they hold, then close the bus.
+    /// Take nothing new, deliver what is queued for up to `host.drain_timeout_ms`, then stop:
+    /// let workers finish the messages they hold, and close the bus.
     pub async fn shutdown(mut self, grace: Duration) {
+        self.drain().await;
         self.shutdown.cancel();
         let generation = self.generation.take();
         let transports = std::mem::take(&mut self.transports);
@@ -303,5 +309,33 @@ impl RunningHost {
             self.tasks.abort_all();
         }
         self.bus.close().await;
+    }
+
+    /// Close intake, then wait until nothing is pending on the bus or the drain bound passes.
+    /// What is left is reported once, as a count.
+    async fn drain(&self) {
+        self.intake.close();
+        let bound = Duration::from_millis(self.config.host.drain_timeout_ms);
+        let Some(mut pending) = self.bus.pending() else { return };
+        if pending == 0 {
+            return;
+        }
+        tracing::info!(pending, bound_ms = bound.as_millis() as u64, "stopping: taking nothing new, delivering what is queued");
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + bound;
+        while pending > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pending = self.bus.pending().unwrap_or(0);
+        }
+        let took_ms = started.elapsed().as_millis() as u64;
+        if pending == 0 {
+            tracing::info!(took_ms, "drained: every queued message was delivered");
+        } else {
+            tracing::warn!(
+                left = pending,
+                bound_ms = bound.as_millis() as u64,
+                "stopping with {pending} messages not delivered after the drain bound (the embedded bus keeps them in memory only: they are lost)"
+            );
+        }
     }
 }

@@ -34,7 +34,7 @@ pub(super) struct RunningTransport {
 
 impl RunningHost {
     pub(super) async fn start_transport(&self, config: &Config, name: &ConnectorName, t: &TransportConfig) -> Result<RunningTransport, StartError> {
-        let ctx = TransportContext { publish: self.flow.clone(), connector: name.clone() };
+        let ctx = TransportContext { publish: self.intake.clone(), connector: name.clone() };
         let kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(self.state.clone(), Namespace::Transport(name.as_str()))) };
         let mut listening = None;
         let transport: Box<dyn Transport> = match t {

@@ -219,6 +219,38 @@ impl Flow {
     }
 }
 
+/// The flow as intake sees it: what transports and send-API channels publish through. A
+/// graceful stop closes it first, so new user messages are refused (an HTTP input answers `503`
+/// with `Retry-After`) while what is already queued is delivered; events about deliveries (acks,
+/// delivery reports) still pass, and so does everything published inside the host.
+pub struct Intake {
+    flow: Arc<Flow>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Intake {
+    /// Intake into `flow`, open.
+    pub fn new(flow: Arc<Flow>) -> Self {
+        Self { flow, closed: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Refuse new user messages from now on.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Publish for Intake {
+    async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
+        let new_work = matches!(key.kind, QueueKind::Inbound | QueueKind::Outbound);
+        if new_work && self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(BusError::Unavailable("the host is stopping: it takes no new messages".into()));
+        }
+        self.flow.publish(key, message).await
+    }
+}
+
 #[async_trait]
 impl Publish for Flow {
     async fn publish(&self, key: &RoutingKey, message: Message) -> Result<(), BusError> {
