@@ -2,6 +2,7 @@
 //! in `tracing-subscriber`'s `EnvFilter` syntax. Metrics: [`metrics`].
 
 pub mod metrics;
+pub mod throttle;
 
 use tracing_subscriber::EnvFilter;
 

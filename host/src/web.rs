@@ -145,7 +145,12 @@ pub fn required<'a>(form: &'a HashMap<String, String>, field: &str, errors: &mut
 /// `503` for a back end (state store, bus) that failed: logged with its error, the client told
 /// to try again. Nothing was accepted, so nothing is lost.
 pub fn unavailable(what: &str, error: &dyn std::fmt::Display) -> ApiError {
-    tracing::error!(%error, "{what} unavailable; request refused with 503");
+    // Under overload this happens per request: one line per window, with the count.
+    static REFUSED: crate::telemetry::throttle::Throttle = crate::telemetry::throttle::Throttle::new(std::time::Duration::from_secs(10));
+    crate::telemetry::metrics::metrics().refused(what);
+    if let Some(more) = REFUSED.hit() {
+        tracing::warn!(%error, more, "{what} unavailable; request refused with 503 ({more} more refusals in the last {} s)", REFUSED.window_secs());
+    }
     // Said in the description too: a full queue and a store that is down both pass.
     let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what} unavailable ({error}); try again"));
     e.retry_after = Some(1);

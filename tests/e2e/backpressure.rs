@@ -50,6 +50,8 @@ deadline_ms = 50
         }
     }
     assert!(refused > 0, "the queue never filled: {} accepted", accepted.len());
+    // Said once, with a count, not once per refused request.
+    assert_eq!(host.log().matches("request refused with 503").count(), 1, "{refused} refusals:\n{}", host.log());
     // Everything answered 200 is delivered (the sleeping message itself fails, by its bound).
     let got = aggregator.wait_for(accepted.len());
     let mut delivered: Vec<String> = got.iter().map(|r| r.json()["content"].as_str().unwrap_or_default().to_owned()).collect();

@@ -25,6 +25,7 @@ pub struct Metrics {
     retry_wait: Family<Labels, Counter<f64>>,
     queue_depth: Family<Labels, Gauge>,
     queue_capacity: Family<Labels, Gauge>,
+    refused: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -74,7 +75,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry.register("queue_depth", "Messages waiting in each queue of the embedded bus, not yet taken by a consumer", queue_depth.clone());
     let queue_capacity = Family::<Labels, Gauge>::default();
     registry.register("queue_capacity", "How many messages each queue of the embedded bus holds before publishers wait", queue_capacity.clone());
-    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity }
+    let refused = Family::<Labels, Counter>::default();
+    registry.register(
+        "refused",
+        "Requests refused at intake with 503, by what was unavailable (message bus: a full queue or a stopping host; session store, ...)",
+        refused.clone(),
+    );
+    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused }
 });
 
 /// The process-wide metrics.
@@ -108,6 +115,11 @@ impl Metrics {
     pub fn retry(&self, component: &str, reason: &str, waited: std::time::Duration) {
         self.retries.get_or_create(&vec![("component", component.to_owned()), ("reason", reason.to_owned())]).inc();
         self.retry_wait.get_or_create(&vec![("component", component.to_owned())]).inc_by(waited.as_secs_f64());
+    }
+
+    /// Count one request refused at intake because `what` was unavailable.
+    pub fn refused(&self, what: &str) {
+        self.refused.get_or_create(&vec![("what", what.to_owned())]).inc();
     }
 
     /// The depth gauge of `queue` (a routing key), with its capacity set.

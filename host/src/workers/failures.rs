@@ -2,15 +2,17 @@
 //! each failure is logged with its reason, counted, kept in memory for the admin API, and (if
 //! configured) appended as a JSON line to a file an operator can read or replay.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::message::{Message, Timestamp};
+use crate::telemetry::throttle::Throttle;
 
 /// One failed message and why.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +37,9 @@ pub struct FailureLog {
     recent: Mutex<VecDeque<FailureRecord>>,
     file: Option<Mutex<std::fs::File>>,
     total: AtomicU64,
+    /// Log lines rate-limited per component and kind (ten per 10 s, then a count): a new kind of
+    /// failure is always said, a flood of one kind is summarised.
+    log_throttles: Mutex<HashMap<String, Arc<Throttle>>>,
 }
 
 impl std::fmt::Debug for FailureLog {
@@ -50,14 +55,34 @@ impl FailureLog {
             Some(p) => Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)),
             None => None,
         };
-        Ok(Self { keep, recent: Mutex::new(VecDeque::new()), file, total: AtomicU64::new(0) })
+        Ok(Self { keep, recent: Mutex::new(VecDeque::new()), file, total: AtomicU64::new(0), log_throttles: Mutex::default() })
     }
 
     /// Record that `component` could not handle `message` from `connector`.
     pub fn record(&self, component: &str, connector: &str, kind: &str, reason: &str, message: &Message) {
         self.total.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::metrics::metrics().failure(component, kind);
-        tracing::warn!(component, connector, kind, reason, message_id = message.id(), "message sent to the failure path");
+        // Every failure is kept (memory, file, metrics); the log line is rate-limited, so a plugin
+        // failing on every message under load cannot flood the log.
+        let throttle = self
+            .log_throttles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(format!("{component}/{kind}"))
+            .or_insert_with(|| Arc::new(Throttle::with_burst(Duration::from_secs(10), 10)))
+            .clone();
+        if let Some(more) = throttle.hit() {
+            tracing::warn!(
+                component,
+                connector,
+                kind,
+                reason,
+                message_id = message.id(),
+                more,
+                "message sent to the failure path ({more} more like it in the last {} s)",
+                throttle.window_secs()
+            );
+        }
         let message = serde_json::from_slice(&message.to_json()).unwrap_or(serde_json::Value::Null);
         let rec = FailureRecord {
             timestamp: Timestamp::now().to_string(),
