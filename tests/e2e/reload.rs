@@ -308,9 +308,11 @@ fn the_admin_api_wants_its_token_refuses_bad_uploads_and_serves_metrics() {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"));
     let names: std::collections::BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
-    for needed in ["vumi_messages_total", "vumi_handler_seconds", "vumi_reloads_total"] {
+    for needed in ["vumi_messages_total", "vumi_handler_seconds", "vumi_reloads_total", "vumi_queue_depth", "vumi_queue_capacity", "vumi_queued_seconds"] {
         assert!(names.contains(needed), "{needed} missing from /metrics:\n{text}");
     }
+    let capacity = scrape.samples.iter().find(|s| s.metric == "vumi_queue_capacity" && s.labels.get("queue") == Some("telnet.inbound")).unwrap();
+    assert!(matches!(capacity.value, prometheus_parse::Value::Gauge(v) if v == 10_000.0), "each queue's capacity: {capacity:?}");
     let latency = scrape.samples.iter().find(|s| s.metric == "vumi_handler_seconds").unwrap();
     assert!(matches!(&latency.value, prometheus_parse::Value::Histogram(b) if !b.is_empty()), "a histogram: {latency:?}");
     let inbound = scrape

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{Bus, BusError, Consumer, Delivery, RoutingKey, Settle};
@@ -28,11 +29,14 @@ struct Queue {
     room: Notify,
     /// `vumi_queue_depth` for this queue.
     depth: Gauge,
+    /// `vumi_queued_seconds` for this queue: publish (or requeue) to take.
+    queued: Histogram,
 }
 
 #[derive(Default)]
 struct QueueState {
-    items: VecDeque<(Message, bool)>,
+    /// Each message with whether it was delivered before, and when it was queued.
+    items: VecDeque<(Message, bool, std::time::Instant)>,
     closed: bool,
 }
 
@@ -82,12 +86,8 @@ impl EmbeddedBus {
         if let Some(q) = queues.get(key) {
             return q.clone();
         }
-        let q = Arc::new(Queue {
-            ready: Mutex::default(),
-            notify: Notify::new(),
-            room: Notify::new(),
-            depth: metrics().queue(&key.to_string(), self.capacity),
-        });
+        let (depth, queued) = metrics().queue(&key.to_string(), self.capacity);
+        let q = Arc::new(Queue { ready: Mutex::default(), notify: Notify::new(), room: Notify::new(), depth, queued });
         queues.insert(key.clone(), q.clone());
         q
     }
@@ -114,7 +114,7 @@ impl Bus for EmbeddedBus {
                     return Err(BusError::Closed);
                 }
                 if s.items.len() < self.capacity {
-                    s.items.push_back((message, false));
+                    s.items.push_back((message, false, std::time::Instant::now()));
                     q.depth.set(s.items.len() as i64);
                     drop(s);
                     q.notify.notify_one();
@@ -174,13 +174,14 @@ impl Consumer for EmbeddedConsumer {
             notified.as_mut().enable();
             {
                 let mut s = self.queue.lock();
-                if let Some((message, redelivered)) = s.items.pop_front() {
+                if let Some((message, redelivered, since)) = s.items.pop_front() {
                     // Counted as taken while the queue is still locked, so `pending` never sees
                     // the message in neither place.
                     self.taken.fetch_add(1, Ordering::SeqCst);
                     let more = !s.items.is_empty();
                     self.queue.depth.set(s.items.len() as i64);
                     drop(s);
+                    self.queue.queued.observe(since.elapsed().as_secs_f64());
                     // One taken: one waiting publisher may go on.
                     self.queue.room.notify_one();
                     if more {
@@ -217,7 +218,7 @@ impl Settle for EmbeddedSettle {
                 // Back it goes, full or not: it was accepted once, and refusing it now would lose
                 // it. Uncounted only once it is queued again (see `pending`).
                 let mut s = self.queue.lock();
-                s.items.push_front((m, true));
+                s.items.push_front((m, true, std::time::Instant::now()));
                 self.taken.fetch_sub(1, Ordering::SeqCst);
                 self.queue.depth.set(s.items.len() as i64);
                 drop(s);

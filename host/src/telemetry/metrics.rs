@@ -26,11 +26,17 @@ pub struct Metrics {
     queue_depth: Family<Labels, Gauge>,
     queue_capacity: Family<Labels, Gauge>,
     refused: Family<Labels, Counter>,
+    queued_seconds: Family<Labels, Histogram>,
 }
 
 fn latency_histogram() -> Histogram {
     // 10 µs (a pooled router call) to ~2.6 s (a slow handler near its deadline).
     Histogram::new(exponential_buckets(10e-6, 4.0, 10))
+}
+
+fn queued_histogram() -> Histogram {
+    // 10 µs (taken at once) to ~80 s (a backlog draining).
+    Histogram::new(exponential_buckets(10e-6, 4.0, 12))
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -81,7 +87,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Requests refused at intake with 503, by what was unavailable (message bus: a full queue or a stopping host; session store, ...)",
         refused.clone(),
     );
-    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused }
+    let queued_seconds = Family::<Labels, Histogram>::new_with_constructor(queued_histogram as fn() -> Histogram);
+    registry.register(
+        "queued_seconds",
+        "Time a message waited in a queue of the embedded bus before a consumer took it, by queue",
+        queued_seconds.clone(),
+    );
+    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
 });
 
 /// The process-wide metrics.
@@ -122,11 +134,12 @@ impl Metrics {
         self.refused.get_or_create(&vec![("what", what.to_owned())]).inc();
     }
 
-    /// The depth gauge of `queue` (a routing key), with its capacity set.
-    pub fn queue(&self, queue: &str, capacity: usize) -> Gauge {
+    /// The depth gauge and the time-queued histogram of `queue` (a routing key), with its
+    /// capacity set.
+    pub fn queue(&self, queue: &str, capacity: usize) -> (Gauge, Histogram) {
         let labels = vec![("queue", queue.to_owned())];
         self.queue_capacity.get_or_create(&labels).set(i64::try_from(capacity).unwrap_or(i64::MAX));
-        self.queue_depth.get_or_create(&labels).clone()
+        (self.queue_depth.get_or_create(&labels).clone(), self.queued_seconds.get_or_create(&labels).clone())
     }
 
     /// Everything, in the OpenMetrics text format (which Prometheus reads).
