@@ -288,6 +288,10 @@ fn the_send_api_refuses_bad_requests_clearly() {
     let resp = post_json(&host, path, Some("test-token-1"), &json!({"reply_to": "nosuchid", "content": "x"}));
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("reply_to"));
+    // A URL parser drops a newline silently; the delivery record keeps the URL as one line.
+    let resp = post_json(&host, path, Some("test-token-1"), &json!({"to": "+1", "content": "x", "event_url": "http://example.org/\nev"}));
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().unwrap().contains("control characters"));
 
     let resp = http().post(host.url(path)).bearer_auth("test-token-1").header("content-type", "application/json").body("{\"to\": ").send().unwrap();
     assert_eq!(resp.status(), 400);

@@ -22,9 +22,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::callbacks::{Callback, Callbacks};
@@ -37,13 +35,53 @@ use crate::state::{KvStore, StateError};
 use crate::web::{ApiError, FieldError, check_bearer, parse_json_object, read_body};
 
 /// What a channel keeps of each message it sent, besides the message itself (stored as sent,
-/// under `out:<id>`): where its events go, its status, and its events so far (`ev:<id>`). Kept
-/// apart so an event rewrites only this small record, and raw JSON is never re-parsed.
-#[derive(Serialize, Deserialize)]
-struct DeliveryState {
-    event_url: Option<String>,
-    status: String,
-    events: Vec<Box<RawValue>>,
+/// under `out:<id>`): where its events go, its status, and its events so far (`ev:<id>`).
+///
+/// Text lines, `<event_url or empty>\n<status>\n<event>\n<event>...`, each event its Vumi
+/// JSON as the codec wrote it. So recording an event rewrites the status line and appends one
+/// line, and the `GET` view splices the lines in: nothing is parsed on either path. (Vumi JSON
+/// has no raw newline: strings escape it; an `event_url` with a control character is refused.)
+struct DeliveryRecord(Vec<u8>);
+
+impl DeliveryRecord {
+    fn new(event_url: Option<&str>, status: &str) -> Self {
+        Self(format!("{}\n{status}", event_url.unwrap_or("")).into_bytes())
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.split(|b| *b == b'\n')
+    }
+
+    fn event_url(&self) -> Option<String> {
+        let url = self.lines().next().unwrap_or_default();
+        (!url.is_empty()).then(|| String::from_utf8_lossy(url).into_owned())
+    }
+
+    fn status(&self) -> String {
+        String::from_utf8_lossy(self.lines().nth(1).unwrap_or(b"queued")).into_owned()
+    }
+
+    fn events(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines().skip(2)
+    }
+
+    /// This record with `status` and `event` (its Vumi JSON) appended.
+    fn with_event(&self, status: &str, event: &[u8]) -> Self {
+        let mut lines = self.lines();
+        let url = lines.next().unwrap_or_default();
+        let _old_status = lines.next();
+        let mut out = Vec::with_capacity(self.0.len() + event.len() + status.len() + 2);
+        out.extend_from_slice(url);
+        out.push(b'\n');
+        out.extend_from_slice(status.as_bytes());
+        for e in lines {
+            out.push(b'\n');
+            out.extend_from_slice(e);
+        }
+        out.push(b'\n');
+        out.extend_from_slice(event);
+        Self(out)
+    }
 }
 
 /// One channel.
@@ -135,14 +173,12 @@ impl Channel {
         };
         let key = format!("ev:{}", event.user_message_id);
         let mut url = self.config.event_url.clone();
-        match self.load_state(&key).await {
-            Ok(Some(mut state)) => {
-                state.status = status_of(event).to_owned();
-                if let Ok(raw) = RawValue::from_string(String::from_utf8_lossy(&event.to_json()).into_owned()) {
-                    state.events.push(raw);
-                }
-                url = state.event_url.clone().or(url);
-                if let Err(e) = self.save_state(&key, &state).await {
+        match self.kv.get(&key).await {
+            Ok(Some(bytes)) => {
+                let record = DeliveryRecord(bytes);
+                let next = record.with_event(status_of(event), &event.to_json());
+                url = record.event_url().or(url);
+                if let Err(e) = self.kv.set(&key, &next.0, self.ttl()).await {
                     tracing::warn!(channel = self.name, error = %e, "cannot store an event");
                 }
             }
@@ -155,13 +191,6 @@ impl Channel {
         delivery.ack();
     }
 
-    async fn load_state(&self, key: &str) -> Result<Option<DeliveryState>, StateError> {
-        Ok(self.kv.get(key).await?.and_then(|b| serde_json::from_slice(&b).ok()))
-    }
-
-    async fn save_state(&self, key: &str, state: &DeliveryState) -> Result<(), StateError> {
-        self.kv.set(key, &serde_json::to_vec(state).unwrap_or_default(), self.ttl()).await
-    }
 
     /// Build the outbound message a send request asks for.
     async fn build(&self, mut body: serde_json::Map<String, Value>) -> Result<(UserMessage, Option<String>), ApiError> {
@@ -206,10 +235,12 @@ impl Channel {
         for unknown in body.keys() {
             err(unknown, format!("is not a field of a message; the fields are {}", KNOWN.join(", ")));
         }
-        if let Some(u) = &event_url
-            && let Err(problem) = check_url(u)
-        {
-            err("event_url", problem);
+        if let Some(u) = &event_url {
+            if u.chars().any(char::is_control) {
+                err("event_url", "must not contain control characters (a newline, a tab)".into());
+            } else if let Err(problem) = check_url(u) {
+                err("event_url", problem);
+            }
         }
         let session_event = match session.as_deref() {
             None => None,
@@ -272,10 +303,10 @@ impl Channel {
     async fn send(&self, body: serde_json::Map<String, Value>) -> Result<Response, ApiError> {
         let (msg, event_url) = self.build(body).await?;
         let json = msg.to_json();
-        let state = DeliveryState { event_url, status: "queued".into(), events: Vec::new() };
+        let state = DeliveryRecord::new(event_url.as_deref(), "queued");
         let (out, ev) = (format!("out:{}", msg.message_id), format!("ev:{}", msg.message_id));
         self.kv.set(&out, &json, self.ttl()).await.map_err(unavailable)?;
-        self.save_state(&ev, &state).await.map_err(unavailable)?;
+        self.kv.set(&ev, &state.0, self.ttl()).await.map_err(unavailable)?;
         if let Some(origins) = &self.origins {
             origins.record(&msg.message_id, &self.name).await.map_err(unavailable)?;
         }
@@ -289,7 +320,7 @@ impl Channel {
 
     async fn get(&self, id: &str) -> Result<Response, ApiError> {
         let message = self.kv.get(&format!("out:{id}")).await.map_err(unavailable)?;
-        let state = self.load_state(&format!("ev:{id}")).await.map_err(unavailable)?;
+        let state = self.kv.get(&format!("ev:{id}")).await.map_err(unavailable)?.map(DeliveryRecord);
         match (message, state) {
             (Some(message), Some(state)) => Ok(ok_raw(StatusCode::OK, "message found", &view(&message, &state))),
             _ => Err(ApiError::new(
@@ -320,12 +351,12 @@ fn unavailable(e: StateError) -> ApiError {
 /// The API's view of a stored message: its Vumi fields as stored, plus `status` (from its
 /// latest event) and `events`. Spliced as text: the stored message is a JSON object written by
 /// our codec, so it is never parsed again.
-fn view(message: &[u8], state: &DeliveryState) -> String {
+fn view(message: &[u8], state: &DeliveryRecord) -> String {
     let message = String::from_utf8_lossy(message);
     let fields = message.trim_end().strip_suffix('}').unwrap_or("{");
     let sep = if fields.trim_end().ends_with('{') { "" } else { "," };
-    let events = serde_json::to_string(&state.events).unwrap_or_else(|_| "[]".into());
-    format!("{fields}{sep}\"status\":{},\"events\":{events}}}", Value::from(state.status.as_str()))
+    let events: Vec<std::borrow::Cow<'_, str>> = state.events().map(String::from_utf8_lossy).collect();
+    format!("{fields}{sep}\"status\":{},\"events\":[{}]}}", Value::from(state.status()), events.join(","))
 }
 
 /// A `2xx` in the API's envelope around `result`, which is JSON text.
@@ -396,11 +427,10 @@ mod tests {
     fn the_view_is_the_stored_message_plus_status_and_events() {
         let msg = UserMessage::inbound("sms", "sms", "1", "2", Some("hi".into()), None);
         let ack = Event::ack(&msg.message_id, "x");
-        let state = DeliveryState {
-            event_url: None,
-            status: status_of(&ack).into(),
-            events: vec![RawValue::from_string(String::from_utf8(ack.to_json()).unwrap()).unwrap()],
-        };
+        let state = DeliveryRecord::new(Some("http://example.org/ev"), "queued").with_event(status_of(&ack), &ack.to_json());
+        assert_eq!(state.event_url().as_deref(), Some("http://example.org/ev"));
+        let none = DeliveryRecord::new(None, "queued");
+        assert_eq!((none.event_url(), none.status(), none.events().count()), (None, "queued".to_owned(), 0));
         let v: Value = serde_json::from_str(&view(&msg.to_json(), &state)).unwrap();
         assert_eq!(v["message_id"], msg.message_id.as_str());
         assert_eq!(v["content"], "hi");
@@ -408,5 +438,9 @@ mod tests {
         assert_eq!(v["events"][0]["event_type"], "ack");
         let empty: Value = serde_json::from_str(&view(b"{}", &state)).unwrap();
         assert_eq!(empty["status"], "sent");
+        let twice = state.with_event("delivered", br#"{"event_type":"delivery_report"}"#);
+        let v: Value = serde_json::from_str(&view(&msg.to_json(), &twice)).unwrap();
+        assert_eq!((v["status"].as_str(), v["events"].as_array().map(Vec::len)), (Some("delivered"), Some(2)));
+        assert_eq!(serde_json::from_str::<Value>(&view(b"{}", &none)).unwrap()["events"], serde_json::json!([]));
     }
 }
