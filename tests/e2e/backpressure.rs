@@ -4,14 +4,14 @@
 
 use crate::common::{Host, Recorder, http, plugin};
 
-#[test]
-fn a_full_queue_is_answered_503_with_retry_after_and_everything_accepted_is_delivered() {
+/// `sms_http` into the `faulty` app with one lane and a 50 ms CPU deadline (so `sleep` holds the
+/// lane for its 1.5 s wall-clock bound), replies going to a recording aggregator; `host_table`
+/// is the `[host...]` part of the config.
+fn faulty_sms_host(host_table: &str) -> (Host, Recorder) {
     let aggregator = Recorder::start(0);
     let host = Host::start(&format!(
         r#"
-[host.queues]
-capacity = 2
-publish_wait_ms = 100
+{host_table}
 
 [http]
 bind = "127.0.0.1:0"
@@ -29,6 +29,12 @@ deadline_ms = 50
         aggregator.url("/sms"),
         plugin("faulty").display()
     ));
+    (host, aggregator)
+}
+
+#[test]
+fn a_full_queue_is_answered_503_with_retry_after_and_everything_accepted_is_delivered() {
+    let (host, aggregator) = faulty_sms_host("[host.queues]\ncapacity = 2\npublish_wait_ms = 100");
     let post = |content: &str| {
         http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000009"), ("to", "5555"), ("content", content)]).send().unwrap()
     };
@@ -110,28 +116,7 @@ max_attempts = 1
 /// An app that falls behind: its one lane sleeps until its wall-clock bound (1.5 s) on the first
 /// message, and `pings` more from the same user queue behind it.
 fn host_with_a_backlog(drain_timeout_ms: u64, pings: usize) -> (Host, Recorder) {
-    let aggregator = Recorder::start(0);
-    let host = Host::start(&format!(
-        r#"
-[host]
-drain_timeout_ms = {drain_timeout_ms}
-
-[http]
-bind = "127.0.0.1:0"
-
-[transports.sms]
-kind = "sms_http"
-outbound_url = "{}"
-
-[apps.app]
-plugin = "{}"
-connector = "sms"
-concurrency = 1
-deadline_ms = 50
-"#,
-        aggregator.url("/sms"),
-        plugin("faulty").display()
-    ));
+    let (host, aggregator) = faulty_sms_host(&format!("[host]\ndrain_timeout_ms = {drain_timeout_ms}"));
     for content in std::iter::once("sleep".to_owned()).chain((0..pings).map(|i| format!("ping {i}"))) {
         let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000010"), ("to", "5555"), ("content", &content)]).send().unwrap();
         assert_eq!(resp.status(), 200);
