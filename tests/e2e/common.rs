@@ -178,6 +178,16 @@ impl Host {
         format!("http://{}{path}", self.admin.expect("the config has [admin]"))
     }
 
+    /// A `/proc/<pid>/status` figure of the host's memory in KiB: `VmRSS` (now) or `VmHWM` (peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
     /// Send the host a signal (e.g. `HUP`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().expect("run kill");
@@ -340,6 +350,8 @@ impl Received {
 pub struct Recorder {
     pub addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
+    /// Open: requests are answered. Held: each request waits (unanswered) until released.
+    gate: tokio::sync::watch::Sender<bool>,
     _stop: std::sync::mpsc::Sender<()>,
 }
 
@@ -350,6 +362,7 @@ impl Recorder {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let sink = got.clone();
+        let (gate, gate_rx) = tokio::sync::watch::channel(true);
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
@@ -359,7 +372,9 @@ impl Recorder {
                 let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                     let sink = sink.clone();
                     let count = count.clone();
+                    let mut gate = gate_rx.clone();
                     async move {
+                        let _ = gate.wait_for(|open| *open).await;
                         let n = count.fetch_add(1, Ordering::SeqCst);
                         let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                         sink.lock().expect("lock").push(Received { path: uri.path().to_owned(), content_type, body: body.to_vec() });
@@ -377,7 +392,18 @@ impl Recorder {
             });
         });
         let addr = addr_rx.recv_timeout(WAIT).expect("recorder started");
-        Recorder { addr, got, _stop: stop_tx }
+        Recorder { addr, got, gate, _stop: stop_tx }
+    }
+
+    /// From now on, hold every request unanswered (a stalled aggregator or callback server),
+    /// until [`Recorder::release`]. A held request is recorded once it is answered.
+    pub fn hold(&self) {
+        self.gate.send_replace(false);
+    }
+
+    /// Answer the held requests, and every one after.
+    pub fn release(&self) {
+        self.gate.send_replace(true);
     }
 
     pub fn url(&self, path: &str) -> String {

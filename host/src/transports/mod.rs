@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, Consumer, Publish};
 use crate::names::ConnectorName;
+use crate::telemetry::throttle::Throttle;
 
 /// Why a transport stopped.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub trait Transport: Send + 'static {
     async fn run(self: Box<Self>, outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError>;
 }
 
+/// How many bounded waits for room an event about a sent message gets before it is given up.
+pub const EVENT_PATIENCE: u32 = 15;
+
 /// What every transport is given: where to publish, and the connector it serves
 /// (`<connector>.inbound` and `.event` it publishes, `.outbound` it is handed).
 #[derive(Clone)]
@@ -74,14 +78,38 @@ impl TransportContext {
     }
 
     /// Publish `event` about one of this transport's outbound messages on `<connector>.event`,
-    /// carrying the message's routing metadata back (so routers can follow it home). A bus
-    /// failure is logged: the event is lost, the message it is about was already handled.
-    pub async fn publish_event(&self, mut event: crate::message::Event, about: &crate::message::UserMessage) {
+    /// carrying the message's routing metadata back (so routers can follow it home). One
+    /// attempt, with the bus's bounded wait for room: an HTTP input answers a failure `503`.
+    pub async fn publish_event(&self, mut event: crate::message::Event, about: &crate::message::UserMessage) -> Result<(), BusError> {
         event.transport_name = Some(self.connector.to_string());
         event.routing_metadata = about.routing_metadata.clone();
         let key = crate::bus::RoutingKey::event(&self.connector);
-        if let Err(e) = self.publish.publish(&key, event.into()).await {
-            tracing::warn!(connector = %self.connector, error = %e, "cannot publish an event");
+        self.publish.publish(&key, event.into()).await
+    }
+
+    /// Report the outcome of an outbound message the transport has already handled (its ack or
+    /// nack). The message cannot be taken back, so a full event queue is waited on, attempt
+    /// after attempt, holding the transport's outbound delivery (and so its intake) back. Only
+    /// after [`EVENT_PATIENCE`] attempts, or on a bus that is closed or down, is the event given
+    /// up, counted in one summarised line.
+    pub async fn report_outcome(&self, event: crate::message::Event, about: &crate::message::UserMessage) {
+        static LOST: Throttle = Throttle::with_burst(std::time::Duration::from_secs(10), 10);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.publish_event(event.clone(), about).await {
+                Ok(()) => return,
+                Err(e @ BusError::Full { .. }) if attempts < EVENT_PATIENCE => {
+                    tracing::debug!(connector = %self.connector, error = %e, attempts, "event queue full; waiting again");
+                }
+                Err(e) => {
+                    crate::telemetry::metrics::metrics().refused("event");
+                    if let Some(more) = LOST.hit() {
+                        tracing::warn!(connector = %self.connector, error = %e, attempts, more, message_id = about.message_id, "an event about a sent message was not published; the message itself was handled");
+                    }
+                    return;
+                }
+            }
         }
     }
 }

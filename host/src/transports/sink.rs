@@ -38,7 +38,7 @@ impl Transport for SinkTransport {
             };
             if let Message::User(msg) = &delivery.message {
                 tracing::debug!(connector = %self.ctx.connector, message_id = msg.message_id, "sink: message taken");
-                self.ctx.publish_event(Event::ack(&msg.message_id, &msg.message_id), msg).await;
+                self.ctx.report_outcome(Event::ack(&msg.message_id, &msg.message_id), msg).await;
             }
             delivery.ack();
         }

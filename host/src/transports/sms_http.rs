@@ -130,7 +130,7 @@ impl Shared {
                 Event::nack(&msg.message_id, &reason)
             }
         };
-        self.ctx.publish_event(event, msg).await;
+        self.ctx.report_outcome(event, msg).await;
         delivery.ack();
     }
 
@@ -272,7 +272,7 @@ async fn delivery_report(State(s): State<Arc<Shared>>, headers: HeaderMap, body:
     let mut about = UserMessage::inbound("", "", "", "", None, None);
     about.message_id = sent.message_id.clone();
     about.routing_metadata = sent.routing_metadata;
-    s.ctx.publish_event(Event::delivery_report(&sent.message_id, status), &about).await;
+    s.ctx.publish_event(Event::delivery_report(&sent.message_id, status), &about).await.map_err(|e| unavailable("message bus", &e))?;
     Ok(ok_json(StatusCode::OK, "delivery report received", serde_json::json!({ "message_id": sent.message_id })))
 }
 

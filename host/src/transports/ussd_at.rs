@@ -96,7 +96,7 @@ impl UssdAtTransport {
                 "No USSD request is waiting for this message: USSD can only answer a user's request, within its deadline.",
             )
         };
-        ctx.publish_event(event, msg).await;
+        ctx.report_outcome(event, msg).await;
         delivery.ack();
     }
 }
