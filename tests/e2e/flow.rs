@@ -85,6 +85,10 @@ impl KvStore for Switch {
         self.check()?;
         self.inner.incr(key, by).await
     }
+    async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
+        self.check()?;
+        self.inner.append(key, value).await
+    }
 }
 
 struct Wiring {

@@ -1,6 +1,6 @@
 //! The JSON codec, by hand over `serde_json::Value`: take each known key out of the object and
 //! check it (so errors name the field), and keep what is left as `extra` (so a round trip loses
-//! nothing a newer Vumi or a middleware added).
+//! nothing a newer Vumi or a middleware added). Encoding streams each field straight out.
 
 use serde_json::{Map, Value};
 
@@ -212,74 +212,119 @@ fn decode_status(mut f: Fields) -> Result<Status, MessageError> {
     })
 }
 
-fn opt(v: &Option<String>) -> Value {
-    v.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+/// One known field's value, borrowed from the message: encoding copies nothing into an
+/// intermediate `Value` tree, it writes straight to the output.
+enum F<'a> {
+    Str(&'a str),
+    Opt(Option<&'a str>),
+    Map(&'a Metadata),
+    List(&'a [Value]),
 }
 
-fn finish(mut m: Map<String, Value>, extra: &Metadata) -> Vec<u8> {
-    for (k, v) in extra {
-        // A known field always wins over a stray duplicate in extra.
-        m.entry(k.clone()).or_insert_with(|| v.clone());
+impl serde::Serialize for F<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            F::Str(v) => s.serialize_str(v),
+            F::Opt(Some(v)) => s.serialize_str(v),
+            F::Opt(None) => s.serialize_unit(),
+            F::Map(m) => m.serialize(s),
+            F::List(l) => l.serialize(s),
+        }
     }
-    serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
 }
 
-fn common(message_type: &str, timestamp: &Timestamp) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("message_version".into(), MESSAGE_VERSION.into());
-    m.insert("message_type".into(), message_type.into());
-    m.insert("timestamp".into(), timestamp.to_string().into());
-    m
+fn opt(v: &Option<String>) -> F<'_> {
+    F::Opt(v.as_deref())
+}
+
+/// The object: `fields` in order, then whatever of `extra` they do not name (a known field
+/// always wins over a stray duplicate in extra).
+fn write(fields: &[(&str, F<'_>)], extra: &Metadata) -> Vec<u8> {
+    use serde::ser::{SerializeMap, Serializer};
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    // Writing to a Vec cannot fail, and every value here is JSON already.
+    let Ok(mut map) = ser.serialize_map(Some(fields.len() + extra.len())) else { return out };
+    for (k, v) in fields {
+        let _ = map.serialize_entry(k, v);
+    }
+    for (k, v) in extra {
+        if !fields.iter().any(|(known, _)| known == k) {
+            let _ = map.serialize_entry(k, v);
+        }
+    }
+    let _ = map.end();
+    out
 }
 
 pub(super) fn encode_user(u: &UserMessage) -> Vec<u8> {
-    let mut m = common("user_message", &u.timestamp);
-    m.insert("message_id".into(), u.message_id.clone().into());
-    m.insert("to_addr".into(), opt(&u.to_addr));
-    m.insert("from_addr".into(), opt(&u.from_addr));
-    m.insert("to_addr_type".into(), opt(&u.to_addr_type));
-    m.insert("from_addr_type".into(), opt(&u.from_addr_type));
-    m.insert("in_reply_to".into(), opt(&u.in_reply_to));
-    m.insert("session_event".into(), u.session_event.map_or(Value::Null, |s| s.as_str().into()));
-    m.insert("content".into(), opt(&u.content));
-    m.insert("transport_name".into(), opt(&u.transport_name));
-    m.insert("transport_type".into(), opt(&u.transport_type));
-    m.insert("group".into(), opt(&u.group));
-    m.insert("provider".into(), opt(&u.provider));
-    m.insert("transport_metadata".into(), Value::Object(u.transport_metadata.clone()));
-    m.insert("helper_metadata".into(), Value::Object(u.helper_metadata.clone()));
-    m.insert("routing_metadata".into(), Value::Object(u.routing_metadata.clone()));
-    finish(m, &u.extra)
+    let ts = u.timestamp.to_string();
+    write(
+        &[
+            ("message_version", F::Str(MESSAGE_VERSION)),
+            ("message_type", F::Str("user_message")),
+            ("timestamp", F::Str(&ts)),
+            ("message_id", F::Str(&u.message_id)),
+            ("to_addr", opt(&u.to_addr)),
+            ("from_addr", opt(&u.from_addr)),
+            ("to_addr_type", opt(&u.to_addr_type)),
+            ("from_addr_type", opt(&u.from_addr_type)),
+            ("in_reply_to", opt(&u.in_reply_to)),
+            ("session_event", F::Opt(u.session_event.map(|s| s.as_str()))),
+            ("content", opt(&u.content)),
+            ("transport_name", opt(&u.transport_name)),
+            ("transport_type", opt(&u.transport_type)),
+            ("group", opt(&u.group)),
+            ("provider", opt(&u.provider)),
+            ("transport_metadata", F::Map(&u.transport_metadata)),
+            ("helper_metadata", F::Map(&u.helper_metadata)),
+            ("routing_metadata", F::Map(&u.routing_metadata)),
+        ],
+        &u.extra,
+    )
 }
 
 pub(super) fn encode_event(e: &Event) -> Vec<u8> {
-    let mut m = common("event", &e.timestamp);
-    m.insert("event_id".into(), e.event_id.clone().into());
-    m.insert("event_type".into(), e.event_type().into());
-    m.insert("user_message_id".into(), e.user_message_id.clone().into());
-    match &e.kind {
-        EventKind::Ack { sent_message_id } => m.insert("sent_message_id".into(), sent_message_id.clone().into()),
-        EventKind::Nack { nack_reason } => m.insert("nack_reason".into(), nack_reason.clone().into()),
-        EventKind::DeliveryReport { delivery_status } => {
-            m.insert("delivery_status".into(), delivery_status.as_str().into())
-        }
+    let ts = e.timestamp.to_string();
+    let detail = match &e.kind {
+        EventKind::Ack { sent_message_id } => ("sent_message_id", F::Str(sent_message_id)),
+        EventKind::Nack { nack_reason } => ("nack_reason", F::Str(nack_reason)),
+        EventKind::DeliveryReport { delivery_status } => ("delivery_status", F::Str(delivery_status.as_str())),
     };
-    m.insert("transport_name".into(), opt(&e.transport_name));
-    m.insert("transport_metadata".into(), Value::Object(e.transport_metadata.clone()));
-    m.insert("helper_metadata".into(), Value::Object(e.helper_metadata.clone()));
-    m.insert("routing_metadata".into(), Value::Object(e.routing_metadata.clone()));
-    finish(m, &e.extra)
+    write(
+        &[
+            ("message_version", F::Str(MESSAGE_VERSION)),
+            ("message_type", F::Str("event")),
+            ("timestamp", F::Str(&ts)),
+            ("event_id", F::Str(&e.event_id)),
+            ("event_type", F::Str(e.event_type())),
+            ("user_message_id", F::Str(&e.user_message_id)),
+            detail,
+            ("transport_name", opt(&e.transport_name)),
+            ("transport_metadata", F::Map(&e.transport_metadata)),
+            ("helper_metadata", F::Map(&e.helper_metadata)),
+            ("routing_metadata", F::Map(&e.routing_metadata)),
+        ],
+        &e.extra,
+    )
 }
 
 pub(super) fn encode_status(s: &Status) -> Vec<u8> {
-    let mut m = common("status_event", &s.timestamp);
-    m.insert("component".into(), s.component.clone().into());
-    m.insert("status".into(), s.status.as_str().into());
-    m.insert("type".into(), s.status_type.clone().into());
-    m.insert("message".into(), s.message.clone().into());
-    m.insert("reasons".into(), Value::Array(s.reasons.clone()));
-    m.insert("details".into(), Value::Object(s.details.clone()));
-    m.insert("helper_metadata".into(), Value::Object(s.helper_metadata.clone()));
-    m.insert("routing_metadata".into(), Value::Object(s.routing_metadata.clone()));
-    finish(m, &s.extra)
+    let ts = s.timestamp.to_string();
+    write(
+        &[
+            ("message_version", F::Str(MESSAGE_VERSION)),
+            ("message_type", F::Str("status_event")),
+            ("timestamp", F::Str(&ts)),
+            ("component", F::Str(&s.component)),
+            ("status", F::Str(s.status.as_str())),
+            ("type", F::Str(&s.status_type)),
+            ("message", F::Str(&s.message)),
+            ("reasons", F::List(&s.reasons)),
+            ("details", F::Map(&s.details)),
+            ("helper_metadata", F::Map(&s.helper_metadata)),
+            ("routing_metadata", F::Map(&s.routing_metadata)),
+        ],
+        &s.extra,
+    )
 }

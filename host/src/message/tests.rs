@@ -224,3 +224,18 @@ fn new_ids_are_32_lowercase_hex() {
     assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     assert_ne!(new_id(), id);
 }
+
+#[test]
+fn a_known_field_wins_over_a_duplicate_in_extra_and_is_written_once() {
+    let mut m = UserMessage::inbound("sms", "sms", "1", "2", Some("real".into()), None);
+    m.extra.insert("content".into(), json!("stray"));
+    m.extra.insert("new_field".into(), json!([1, 2]));
+    let text = String::from_utf8(m.to_json()).unwrap();
+    assert_eq!(text.matches("\"content\"").count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["content"].as_str(), &v["new_field"]), (Some("real"), &json!([1, 2])));
+    // Known fields first, in Vumi's order, then the extra ones.
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(&keys[..4], ["message_version", "message_type", "timestamp", "message_id"]);
+    assert_eq!(keys.last(), Some(&"new_field"));
+}

@@ -19,6 +19,25 @@ pub async fn run_all(store: &dyn KvStore) {
     incr_counts_from_zero_and_keeps_text_form(store, &run).await;
     incr_of_non_integer_is_a_typed_error(store, &run).await;
     concurrent_incr_loses_no_update(store, &run).await;
+    append_extends_only_what_exists_and_keeps_its_expiry(store, &run).await;
+}
+
+async fn append_extends_only_what_exists_and_keeps_its_expiry(s: &dyn KvStore, run: &str) {
+    let key = format!("{run}:append");
+    assert!(!s.append(&key, b"x").await.unwrap(), "an absent key is not appended to");
+    assert_eq!(s.get(&key).await.unwrap(), None, "nor created");
+    s.set(&key, b"head", Some(Duration::from_millis(300))).await.unwrap();
+    assert!(s.append(&key, b"\none").await.unwrap());
+    assert!(s.append(&key, b"\ntwo").await.unwrap());
+    assert_eq!(s.get(&key).await.unwrap().as_deref(), Some(&b"head\none\ntwo"[..]));
+    // The expiry set with the value still holds after appends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while s.get(&key).await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "an appended key kept no expiry");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!s.append(&key, b"late").await.unwrap(), "an expired key is not appended to");
+    assert_eq!(s.get(&key).await.unwrap(), None, "nor brought back");
 }
 
 async fn get_of_missing_key_is_none(s: &dyn KvStore, run: &str) {

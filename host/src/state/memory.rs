@@ -114,6 +114,22 @@ impl KvStore for MemoryStore {
         inner.note_write(now);
         Ok(next)
     }
+
+    async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.entries.get_mut(key) {
+            Some(e) if e.live(now) => {
+                e.value.extend_from_slice(value);
+                Ok(true)
+            }
+            Some(_) => {
+                inner.entries.remove(key);
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,11 @@ pub trait KvStore: Send + Sync + 'static {
     /// Add `by` to the integer under `key` (absent counts as 0) and return the new value. Keeps
     /// an existing expiry, as Redis `INCRBY` does.
     async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError>;
+    /// Append `value` to the value under `key`, keeping its expiry, if the key exists; whether
+    /// it did. An absent or expired key is not created, so a record that has expired is not
+    /// brought back without its expiry. (Redis: `EXISTS` then `APPEND`, in one script.) It lets
+    /// a growing record, such as a message's events, be extended without reading it back.
+    async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError>;
 }
 
 /// Whose keys a [`Namespaced`] view holds. Every namespace in the host is built here, and
@@ -162,5 +167,8 @@ impl KvStore for Namespaced {
             StateError::NotAnInteger { .. } => StateError::NotAnInteger { key: key.to_owned() },
             other => other,
         })
+    }
+    async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
+        self.inner.append(&self.key(key), value).await
     }
 }

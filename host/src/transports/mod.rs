@@ -80,11 +80,14 @@ impl TransportContext {
     /// Publish `event` about one of this transport's outbound messages on `<connector>.event`,
     /// carrying the message's routing metadata back (so routers can follow it home). One
     /// attempt, with the bus's bounded wait for room: an HTTP input answers a failure `503`.
-    pub async fn publish_event(&self, mut event: crate::message::Event, about: &crate::message::UserMessage) -> Result<(), BusError> {
+    pub async fn publish_event(&self, event: crate::message::Event, about: &crate::message::UserMessage) -> Result<(), BusError> {
+        self.publish.publish(&crate::bus::RoutingKey::event(&self.connector), self.event_message(event, about)).await
+    }
+
+    fn event_message(&self, mut event: crate::message::Event, about: &crate::message::UserMessage) -> crate::message::Message {
         event.transport_name = Some(self.connector.to_string());
         event.routing_metadata = about.routing_metadata.clone();
-        let key = crate::bus::RoutingKey::event(&self.connector);
-        self.publish.publish(&key, event.into()).await
+        event.into()
     }
 
     /// Report the outcome of an outbound message the transport has already handled (its ack or
@@ -94,10 +97,13 @@ impl TransportContext {
     /// up, counted in one summarised line.
     pub async fn report_outcome(&self, event: crate::message::Event, about: &crate::message::UserMessage) {
         static LOST: Throttle = Throttle::with_burst(std::time::Duration::from_secs(10), 10);
+        let key = crate::bus::RoutingKey::event(&self.connector);
+        let message = self.event_message(event, about);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.publish_event(event.clone(), about).await {
+            // A message is an `Arc`: a retry copies nothing.
+            match self.publish.publish(&key, message.clone()).await {
                 Ok(()) => return,
                 Err(e @ BusError::Full { .. }) if attempts < EVENT_PATIENCE => {
                     tracing::debug!(connector = %self.connector, error = %e, attempts, "event queue full; waiting again");

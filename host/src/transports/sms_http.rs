@@ -40,6 +40,7 @@ struct Shared {
     ctx: TransportContext,
     kv: Arc<dyn KvStore>,
     client: reqwest::Client,
+    outbound_url: Option<reqwest::Url>,
     config: SmsHttpConfig,
     max_body_bytes: usize,
 }
@@ -62,9 +63,13 @@ impl SmsHttpTransport {
     pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &SmsHttpConfig, max_body_bytes: usize) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
+            // A redirected POST would silently become a GET elsewhere: a 3xx is a refusal.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { shared: Arc::new(Shared { ctx, kv, client, config: config.clone(), max_body_bytes }) }
+        // Parsed once, not per message (config validation has checked it).
+        let outbound_url = reqwest::Url::parse(&config.outbound_url).ok();
+        Self { shared: Arc::new(Shared { ctx, kv, client, outbound_url, config: config.clone(), max_body_bytes }) }
     }
 
     /// Its HTTP routes: `/transports/<name>/inbound` and `/transports/<name>/delivery-report`.
@@ -147,7 +152,10 @@ impl Shared {
         let mut backoff = Duration::from_millis(200);
         let mut last = String::new();
         for attempt in 1..=attempts {
-            let mut req = self.client.post(&self.config.outbound_url);
+            let mut req = match &self.outbound_url {
+                Some(url) => self.client.post(url.clone()),
+                None => self.client.post(&self.config.outbound_url),
+            };
             if let Some(token) = &self.config.outbound_token {
                 req = req.bearer_auth(token);
             }

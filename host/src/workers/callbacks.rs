@@ -49,6 +49,8 @@ impl Callbacks {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .user_agent(concat!("vumi/", env!("CARGO_PKG_VERSION")))
+            // A redirected POST would silently become a GET elsewhere: a 3xx is a failure.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         let this = Self { tx, component: component.into(), connector: connector.into(), failures };
@@ -98,6 +100,8 @@ impl Callbacks {
                 .await;
             match sent {
                 Ok(resp) if resp.status().is_success() => {
+                    // Read to the end, so the connection goes back to the pool for the next.
+                    let _ = resp.bytes().await;
                     tracing::debug!(url = cb.url, attempt, id = cb.message.id(), "callback delivered");
                     return;
                 }

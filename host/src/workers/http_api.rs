@@ -29,58 +29,44 @@ use super::callbacks::{Callback, Callbacks};
 use super::events::Origins;
 use crate::bus::{Consumer, Delivery, Publish, RoutingKey};
 use crate::config::{ChannelConfig, check_url};
-use crate::message::{DeliveryStatus, Event, EventKind, Message, SessionEvent, UserMessage};
+use crate::message::{Event, Message, SessionEvent, UserMessage};
 use crate::names::ConnectorName;
 use crate::state::{KvStore, StateError};
 use crate::web::{ApiError, FieldError, check_bearer, parse_json_object, read_body};
 
-/// What a channel keeps of each message it sent, besides the message itself (stored as sent,
-/// under `out:<id>`): where its events go, its status, and its events so far (`ev:<id>`).
-///
-/// Text lines, `<event_url or empty>\n<status>\n<event>\n<event>...`, each event its Vumi
-/// JSON as the codec wrote it. So recording an event rewrites the status line and appends one
-/// line, and the `GET` view splices the lines in: nothing is parsed on either path. (Vumi JSON
-/// has no raw newline: strings escape it; an `event_url` with a control character is refused.)
+/// What a channel keeps of each message it sent, under `out:<id>`: text lines, the message's
+/// Vumi JSON as sent, then each of its events' Vumi JSON as the codec wrote it. Recording an
+/// event appends one line ([`KvStore::append`]): nothing is read back or parsed. The `GET`
+/// view splices the lines in and reads its status from the last event alone. (Vumi JSON has no
+/// raw newline: strings escape it.) A message's own `event_url`, when it has one, is kept
+/// beside it under `url:<id>`, as Junebug did.
 struct DeliveryRecord(Vec<u8>);
 
 impl DeliveryRecord {
-    fn new(event_url: Option<&str>, status: &str) -> Self {
-        Self(format!("{}\n{status}", event_url.unwrap_or("")).into_bytes())
-    }
-
     fn lines(&self) -> impl Iterator<Item = &[u8]> {
         self.0.split(|b| *b == b'\n')
     }
 
-    fn event_url(&self) -> Option<String> {
-        let url = self.lines().next().unwrap_or_default();
-        (!url.is_empty()).then(|| String::from_utf8_lossy(url).into_owned())
-    }
-
-    fn status(&self) -> String {
-        String::from_utf8_lossy(self.lines().nth(1).unwrap_or(b"queued")).into_owned()
+    fn message(&self) -> &[u8] {
+        self.lines().next().unwrap_or(b"{}")
     }
 
     fn events(&self) -> impl Iterator<Item = &[u8]> {
-        self.lines().skip(2)
+        self.lines().skip(1)
     }
 
-    /// This record with `status` and `event` (its Vumi JSON) appended.
-    fn with_event(&self, status: &str, event: &[u8]) -> Self {
-        let mut lines = self.lines();
-        let url = lines.next().unwrap_or_default();
-        let _old_status = lines.next();
-        let mut out = Vec::with_capacity(self.0.len() + event.len() + status.len() + 2);
-        out.extend_from_slice(url);
-        out.push(b'\n');
-        out.extend_from_slice(status.as_bytes());
-        for e in lines {
-            out.push(b'\n');
-            out.extend_from_slice(e);
-        }
-        out.push(b'\n');
-        out.extend_from_slice(event);
-        Self(out)
+    /// The status its latest event gives it, or `queued` before any.
+    fn status(&self) -> &'static str {
+        self.events().last().map_or("queued", status_of_line)
+    }
+
+    /// What recording `event` appends.
+    fn line(event: &Event) -> Vec<u8> {
+        let json = event.to_json();
+        let mut line = Vec::with_capacity(json.len() + 1);
+        line.push(b'\n');
+        line.extend_from_slice(&json);
+        line
     }
 }
 
@@ -171,26 +157,25 @@ impl Channel {
             delivery.ack();
             return;
         };
-        let key = format!("ev:{}", event.user_message_id);
-        let mut url = self.config.event_url.clone();
-        match self.kv.get(&key).await {
-            Ok(Some(bytes)) => {
-                let record = DeliveryRecord(bytes);
-                let next = record.with_event(status_of(event), &event.to_json());
-                url = record.event_url().or(url);
-                if let Err(e) = self.kv.set(&key, &next.0, self.ttl()).await {
-                    tracing::warn!(channel = self.name, error = %e, "cannot store an event");
-                }
-            }
-            Ok(None) => tracing::debug!(channel = self.name, id = event.user_message_id, "event for a message no longer stored"),
-            Err(e) => tracing::warn!(channel = self.name, error = %e, "cannot load a message for its event"),
+        let id = &event.user_message_id;
+        match self.kv.append(&format!("out:{id}"), &DeliveryRecord::line(event)).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(channel = self.name, id, "event for a message no longer stored"),
+            Err(e) => tracing::warn!(channel = self.name, error = %e, "cannot store an event"),
         }
+        let url = match self.kv.get(&format!("url:{id}")).await {
+            Ok(Some(url)) => Some(String::from_utf8_lossy(&url).into_owned()),
+            Ok(None) => self.config.event_url.clone(),
+            Err(e) => {
+                tracing::warn!(channel = self.name, error = %e, "cannot load a message's event_url; using the channel's");
+                self.config.event_url.clone()
+            }
+        };
         if let Some(url) = url {
             self.callbacks.send(Callback { url, message: delivery.message.clone() }).await;
         }
         delivery.ack();
     }
-
 
     /// Build the outbound message a send request asks for.
     async fn build(&self, mut body: serde_json::Map<String, Value>) -> Result<(UserMessage, Option<String>), ApiError> {
@@ -302,28 +287,29 @@ impl Channel {
 
     async fn send(&self, body: serde_json::Map<String, Value>) -> Result<Response, ApiError> {
         let (msg, event_url) = self.build(body).await?;
-        let json = msg.to_json();
-        let state = DeliveryRecord::new(event_url.as_deref(), "queued");
-        let (out, ev) = (format!("out:{}", msg.message_id), format!("ev:{}", msg.message_id));
-        self.kv.set(&out, &json, self.ttl()).await.map_err(unavailable)?;
-        self.kv.set(&ev, &state.0, self.ttl()).await.map_err(unavailable)?;
+        let record = DeliveryRecord(msg.to_json());
+        let (out, url) = (format!("out:{}", msg.message_id), format!("url:{}", msg.message_id));
+        self.kv.set(&out, &record.0, self.ttl()).await.map_err(unavailable)?;
+        if let Some(event_url) = &event_url {
+            self.kv.set(&url, event_url.as_bytes(), self.ttl()).await.map_err(unavailable)?;
+        }
         if let Some(origins) = &self.origins {
             origins.record(&msg.message_id, &self.name).await.map_err(unavailable)?;
         }
         if let Err(e) = self.publish.publish(&RoutingKey::outbound(&self.connector), msg.into()).await {
             let _ = self.kv.delete(&out).await;
-            let _ = self.kv.delete(&ev).await;
+            if event_url.is_some() {
+                let _ = self.kv.delete(&url).await;
+            }
             return Err(crate::web::unavailable("message bus", &e));
         }
-        Ok(ok_raw(StatusCode::CREATED, "message submitted", &view(&json, &state)))
+        Ok(ok_view(StatusCode::CREATED, "message submitted", &record))
     }
 
     async fn get(&self, id: &str) -> Result<Response, ApiError> {
-        let message = self.kv.get(&format!("out:{id}")).await.map_err(unavailable)?;
-        let state = self.kv.get(&format!("ev:{id}")).await.map_err(unavailable)?.map(DeliveryRecord);
-        match (message, state) {
-            (Some(message), Some(state)) => Ok(ok_raw(StatusCode::OK, "message found", &view(&message, &state))),
-            _ => Err(ApiError::new(
+        match self.kv.get(&format!("out:{id}")).await.map_err(unavailable)? {
+            Some(record) => Ok(ok_view(StatusCode::OK, "message found", &DeliveryRecord(record))),
+            None => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no message `{id}` was sent through this channel (or it is older than `message_ttl_secs`)"),
             )),
@@ -331,16 +317,25 @@ impl Channel {
     }
 }
 
-/// A message's status as the API reports it, from its latest event.
-fn status_of(event: &Event) -> &'static str {
-    match &event.kind {
-        EventKind::Ack { .. } => "sent",
-        EventKind::Nack { .. } => "rejected",
-        EventKind::DeliveryReport { delivery_status } => match delivery_status {
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "delivery_failed",
-            DeliveryStatus::Pending => "delivery_pending",
+/// A message's status as the API reports it, from its latest event (its Vumi JSON).
+fn status_of_line(event: &[u8]) -> &'static str {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow)]
+        event_type: std::borrow::Cow<'a, str>,
+        #[serde(borrow, default)]
+        delivery_status: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_slice::<Kind<'_>>(event) {
+        Ok(k) => match (&*k.event_type, k.delivery_status.as_deref()) {
+            ("ack", _) => "sent",
+            ("nack", _) => "rejected",
+            ("delivery_report", Some("delivered")) => "delivered",
+            ("delivery_report", Some("failed")) => "delivery_failed",
+            ("delivery_report", _) => "delivery_pending",
+            _ => "unknown",
         },
+        Err(_) => "unknown",
     }
 }
 
@@ -349,25 +344,47 @@ fn unavailable(e: StateError) -> ApiError {
 }
 
 /// The API's view of a stored message: its Vumi fields as stored, plus `status` (from its
-/// latest event) and `events`. Spliced as text: the stored message is a JSON object written by
-/// our codec, so it is never parsed again.
-fn view(message: &[u8], state: &DeliveryRecord) -> String {
-    let message = String::from_utf8_lossy(message);
-    let fields = message.trim_end().strip_suffix('}').unwrap_or("{");
-    let sep = if fields.trim_end().ends_with('{') { "" } else { "," };
-    let events: Vec<std::borrow::Cow<'_, str>> = state.events().map(String::from_utf8_lossy).collect();
-    format!("{fields}{sep}\"status\":{},\"events\":[{}]}}", Value::from(state.status()), events.join(","))
+/// latest event) and `events`, written into `out`. Spliced as bytes: the stored message is a
+/// JSON object written by our codec, so it is never parsed again.
+fn write_view(out: &mut Vec<u8>, record: &DeliveryRecord) {
+    let message = record.message().trim_ascii_end();
+    let fields = message.strip_suffix(b"}").unwrap_or(b"{");
+    out.extend_from_slice(fields);
+    if !fields.trim_ascii_end().ends_with(b"{") {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"status\":\"");
+    out.extend_from_slice(record.status().as_bytes());
+    out.extend_from_slice(b"\",\"events\":[");
+    for (i, event) in record.events().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(event);
+    }
+    out.extend_from_slice(b"]}");
 }
 
-/// A `2xx` in the API's envelope around `result`, which is JSON text.
-fn ok_raw(status: StatusCode, description: &str, result: &str) -> Response {
-    let envelope = format!(
-        "{{\"status\":{},\"code\":{},\"description\":{},\"result\":{result}}}",
-        status.as_u16(),
-        Value::from(status.canonical_reason().unwrap_or("OK")),
-        Value::from(description),
-    );
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], envelope).into_response()
+#[cfg(test)]
+fn view(record: &DeliveryRecord) -> String {
+    let mut out = Vec::new();
+    write_view(&mut out, record);
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// A `2xx` in the API's envelope around the view of `record`, written in one buffer.
+fn ok_view(status: StatusCode, description: &str, record: &DeliveryRecord) -> Response {
+    let mut body = Vec::with_capacity(record.0.len() + 128);
+    body.extend_from_slice(b"{\"status\":");
+    body.extend_from_slice(status.as_str().as_bytes());
+    body.extend_from_slice(b",\"code\":");
+    body.extend_from_slice(Value::from(status.canonical_reason().unwrap_or("OK")).to_string().as_bytes());
+    body.extend_from_slice(b",\"description\":");
+    body.extend_from_slice(Value::from(description).to_string().as_bytes());
+    body.extend_from_slice(b",\"result\":");
+    write_view(&mut body, record);
+    body.push(b'}');
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Every channel, served under `/api/v1/channels`.
@@ -422,25 +439,28 @@ async fn get_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::DeliveryStatus;
 
     #[test]
     fn the_view_is_the_stored_message_plus_status_and_events() {
         let msg = UserMessage::inbound("sms", "sms", "1", "2", Some("hi".into()), None);
-        let ack = Event::ack(&msg.message_id, "x");
-        let state = DeliveryRecord::new(Some("http://example.org/ev"), "queued").with_event(status_of(&ack), &ack.to_json());
-        assert_eq!(state.event_url().as_deref(), Some("http://example.org/ev"));
-        let none = DeliveryRecord::new(None, "queued");
-        assert_eq!((none.event_url(), none.status(), none.events().count()), (None, "queued".to_owned(), 0));
-        let v: Value = serde_json::from_str(&view(&msg.to_json(), &state)).unwrap();
-        assert_eq!(v["message_id"], msg.message_id.as_str());
-        assert_eq!(v["content"], "hi");
-        assert_eq!(v["status"], "sent");
-        assert_eq!(v["events"][0]["event_type"], "ack");
-        let empty: Value = serde_json::from_str(&view(b"{}", &state)).unwrap();
-        assert_eq!(empty["status"], "sent");
-        let twice = state.with_event("delivered", br#"{"event_type":"delivery_report"}"#);
-        let v: Value = serde_json::from_str(&view(&msg.to_json(), &twice)).unwrap();
-        assert_eq!((v["status"].as_str(), v["events"].as_array().map(Vec::len)), (Some("delivered"), Some(2)));
-        assert_eq!(serde_json::from_str::<Value>(&view(b"{}", &none)).unwrap()["events"], serde_json::json!([]));
+        let queued = DeliveryRecord(msg.to_json());
+        assert_eq!((queued.status(), queued.events().count()), ("queued", 0));
+        let v: Value = serde_json::from_str(&view(&queued)).unwrap();
+        assert_eq!((v["message_id"].as_str(), v["content"].as_str(), v["status"].as_str()), (Some(msg.message_id.as_str()), Some("hi"), Some("queued")));
+        assert_eq!(v["events"], serde_json::json!([]));
+
+        let mut record = queued.0.clone();
+        record.extend(DeliveryRecord::line(&Event::ack(&msg.message_id, "x")));
+        let acked = DeliveryRecord(record.clone());
+        let v: Value = serde_json::from_str(&view(&acked)).unwrap();
+        assert_eq!((v["status"].as_str(), v["events"][0]["event_type"].as_str()), (Some("sent"), Some("ack")));
+
+        record.extend(DeliveryRecord::line(&Event::delivery_report(&msg.message_id, DeliveryStatus::Delivered)));
+        let v: Value = serde_json::from_str(&view(&DeliveryRecord(record))).unwrap();
+        assert_eq!((v["status"].as_str(), v["events"].as_array().map(Vec::len)), (Some("delivered"), Some(2)), "the latest event sets the status");
+        let nack = DeliveryRecord::line(&Event::nack(&msg.message_id, "no"));
+        assert_eq!(status_of_line(&nack[1..]), "rejected");
+        assert_eq!(serde_json::from_str::<Value>(&view(&DeliveryRecord(b"{}".to_vec()))).unwrap()["status"], "queued");
     }
 }
