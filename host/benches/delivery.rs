@@ -354,6 +354,8 @@ fn print_table(generator: &str, rows: &[(&str, Vec<Window>)]) {
 
 #[tokio::main]
 async fn main() {
+    // As the `vumi` binary does.
+    vumi_host::disable_transparent_huge_pages();
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections()).build().expect("client");
     let (aggregator, aggregated) = counting_server(200, r#"{"message_id": "agg"}"#).await;
     let (app, answered) = counting_server(200, "{}").await;

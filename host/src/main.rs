@@ -4,6 +4,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    vumi_host::disable_transparent_huge_pages();
     let cli = vumi_host::cli::Cli::parse();
     vumi_host::telemetry::init(cli.log_format);
     match vumi_host::cli::run(cli).await {
