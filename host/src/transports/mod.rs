@@ -58,9 +58,6 @@ pub trait Transport: Send + 'static {
     async fn run(self: Box<Self>, outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError>;
 }
 
-/// How many bounded waits for room an event about a sent message gets before it is given up.
-pub const EVENT_PATIENCE: u32 = 15;
-
 /// What every transport is given: where to publish, and the connector it serves
 /// (`<connector>.inbound` and `.event` it publishes, `.outbound` it is handed).
 #[derive(Clone)]
@@ -91,27 +88,30 @@ impl TransportContext {
     }
 
     /// Report the outcome of an outbound message the transport has already handled (its ack or
-    /// nack). The message cannot be taken back, so a full event queue is waited on, attempt
-    /// after attempt, holding the transport's outbound delivery (and so its intake) back. Only
-    /// after [`EVENT_PATIENCE`] attempts, or on a bus that is closed or down, is the event given
-    /// up, counted in one summarised line.
+    /// nack). The message cannot be taken back, so a full event queue is waited on for as long
+    /// as it stays full, holding the transport's outbound delivery (and so its intake) back;
+    /// the wait is logged, once per 10 s. Only a bus that is closed (the host stopping) or down
+    /// makes it give the event up, counted in one summarised line. (A cycle, an app whose event
+    /// handler sends through this transport, does not hang: the app's own publish has a bounded
+    /// wait and its retries end on the failure path, which takes its event off the queue.)
     pub async fn report_outcome(&self, event: crate::message::Event, about: &crate::message::UserMessage) {
+        static WAITING: Throttle = Throttle::new(std::time::Duration::from_secs(10));
         static LOST: Throttle = Throttle::with_burst(std::time::Duration::from_secs(10), 10);
         let key = crate::bus::RoutingKey::event(&self.connector);
         let message = self.event_message(event, about);
-        let mut attempts = 0;
         loop {
-            attempts += 1;
             // A message is an `Arc`: a retry copies nothing.
             match self.publish.publish(&key, message.clone()).await {
                 Ok(()) => return,
-                Err(e @ BusError::Full { .. }) if attempts < EVENT_PATIENCE => {
-                    tracing::debug!(connector = %self.connector, error = %e, attempts, "event queue full; waiting again");
+                Err(e @ BusError::Full { .. }) => {
+                    if let Some(more) = WAITING.hit() {
+                        tracing::warn!(connector = %self.connector, error = %e, more, "events wait for room; the transport sends nothing more meanwhile");
+                    }
                 }
                 Err(e) => {
                     crate::telemetry::metrics::metrics().refused("event");
                     if let Some(more) = LOST.hit() {
-                        tracing::warn!(connector = %self.connector, error = %e, attempts, more, message_id = about.message_id, "an event about a sent message was not published; the message itself was handled");
+                        tracing::warn!(connector = %self.connector, error = %e, more, message_id = about.message_id, "an event about a sent message was not published; the message itself was handled");
                     }
                     return;
                 }
