@@ -17,6 +17,7 @@ mod flow;
 mod middleware;
 mod plugins;
 mod polyglot;
+mod redis_state;
 mod reload;
 mod survey;
 mod telnet_transport;

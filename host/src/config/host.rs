@@ -123,13 +123,63 @@ pub enum BusConfig {
     Embedded,
 }
 
-/// Which state store to use. Only the in-memory one exists so far.
+/// Which state store to use (`[host.state] kind = ...`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StateConfig {
     /// A map in this process, lost on restart.
     #[default]
     Memory,
+    /// A Redis server, shared by every host that names it: sessions and routing memory survive
+    /// a restart (as far as Redis's own persistence goes) and can continue on another host.
+    Redis(RedisStateConfig),
+}
+
+/// `[host.state] kind = "redis"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStateConfig {
+    /// `redis://[user:password@]host[:port][/db]` (or `rediss://` for TLS).
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    /// How long one command may take before it counts as failed (outcome unknown).
+    #[serde(default = "default_redis_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// How long one connection attempt may take.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub connection_timeout_ms: u64,
+    /// Reconnection attempts after a lost connection, with doubling jittered waits, before the
+    /// commands waiting on it fail (redis-rs's default is 6; each later command tries again).
+    #[serde(default = "default_redis_retries")]
+    pub reconnect_attempts: usize,
+    /// The longest wait between reconnection attempts.
+    #[serde(default = "default_redis_max_delay_ms")]
+    pub reconnect_max_delay_ms: u64,
+}
+
+impl Default for RedisStateConfig {
+    fn default() -> Self {
+        Self {
+            url: default_redis_url(),
+            response_timeout_ms: default_redis_timeout_ms(),
+            connection_timeout_ms: default_redis_timeout_ms(),
+            reconnect_attempts: default_redis_retries(),
+            reconnect_max_delay_ms: default_redis_max_delay_ms(),
+        }
+    }
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".to_owned()
+}
+fn default_redis_timeout_ms() -> u64 {
+    1000
+}
+fn default_redis_retries() -> usize {
+    16
+}
+fn default_redis_max_delay_ms() -> u64 {
+    5000
 }
 
 /// How plugins are compiled, cached and reloaded.

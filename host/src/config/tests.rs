@@ -176,3 +176,18 @@ fn error_wording_matches_the_golden_files() {
     }
     assert!(wrong.is_empty(), "error wording changed (VUMI_BLESS=1 rewrites the .err files):\n{}", wrong.join("\n"));
 }
+
+#[test]
+fn a_redis_state_store_loads_with_defaults_and_its_mistakes_are_named() {
+    let c = load(&format!("[host.state]\nkind = \"redis\"\n{GOOD}")).expect("valid");
+    let StateConfig::Redis(r) = &c.host.state else { panic!("not redis: {:?}", c.host.state) };
+    assert_eq!((r.url.as_str(), r.response_timeout_ms, r.reconnect_attempts), ("redis://127.0.0.1:6379", 1000, 16));
+    let err = load(&format!("[host.state]\nkind = \"redis\"\nurl = \"http://127.0.0.1:6379\"\n{GOOD}")).expect_err("scheme").to_string();
+    assert!(err.contains("`host.state.url`: must be a `redis://host:port` URL, got `http://127.0.0.1:6379`"), "{err}");
+    let err = load(&format!("[host.state]\nkind = \"redis\"\nresponse_timeout_ms = 0\n{GOOD}")).expect_err("range").to_string();
+    assert!(err.contains("`host.state.response_timeout_ms`: must be between 1 and 600000, got 0"), "{err}");
+    let err = load(&format!("[host.state]\nkind = \"redis\"\nurll = \"redis://x\"\n{GOOD}")).expect_err("typo").to_string();
+    assert!(err.contains("urll"), "{err}");
+    let err = load(&format!("[host.state]\nkind = \"mongo\"\n{GOOD}")).expect_err("kind").to_string();
+    assert!(err.contains("mongo"), "{err}");
+}

@@ -194,6 +194,21 @@ impl Config {
         if let Some((k, problem)) = out_of_range(&queues) {
             return Err(invalid(k.into(), problem));
         }
+        if let super::StateConfig::Redis(r) = &self.host.state {
+            let scheme = r.url.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("redis" | "rediss" | "unix" | "redis+unix")) {
+                return Err(invalid("host.state.url".into(), format!("must be a `redis://host:port` URL, got `{}`", r.url)));
+            }
+            let redis: [Range; 4] = [
+                ("host.state.response_timeout_ms", r.response_timeout_ms, 1, 600_000),
+                ("host.state.connection_timeout_ms", r.connection_timeout_ms, 1, 600_000),
+                ("host.state.reconnect_attempts", r.reconnect_attempts as u64, 0, 1_000),
+                ("host.state.reconnect_max_delay_ms", r.reconnect_max_delay_ms, 1, 600_000),
+            ];
+            if let Some((k, problem)) = out_of_range(&redis) {
+                return Err(invalid(k.into(), problem));
+            }
+        }
         let mut binds: BTreeMap<SocketAddr, &ConnectorName> = BTreeMap::new();
         let mut paths: BTreeMap<&str, &ConnectorName> = BTreeMap::new();
         for (name, t) in &self.transports {

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::{KvStore, Namespaced, StateError};
 
 /// Run every check. Keys are prefixed with a random run id so that checks against a shared
-/// networked store never see each other's data.
-pub async fn run_all(store: &dyn KvStore) {
+/// networked store never see each other's data; it is returned so that such a test can delete
+/// what is left.
+pub async fn run_all(store: &dyn KvStore) -> String {
     let run = crate::message::new_id();
     get_of_missing_key_is_none(store, &run).await;
     set_then_get_round_trips_bytes(store, &run).await;
@@ -20,6 +21,7 @@ pub async fn run_all(store: &dyn KvStore) {
     incr_of_non_integer_is_a_typed_error(store, &run).await;
     concurrent_incr_loses_no_update(store, &run).await;
     append_extends_only_what_exists_and_keeps_its_expiry(store, &run).await;
+    run
 }
 
 async fn append_extends_only_what_exists_and_keeps_its_expiry(s: &dyn KvStore, run: &str) {
@@ -110,12 +112,14 @@ async fn concurrent_incr_loses_no_update(s: &dyn KvStore, run: &str) {
     assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"200"[..]));
 }
 
-/// Namespaced views of one store must not see each other's keys.
-pub async fn namespaces_are_isolated(inner: Arc<dyn KvStore>) {
+/// Namespaced views of one store must not see each other's keys. Returns the run id in their
+/// names, as [`run_all`] does.
+pub async fn namespaces_are_isolated(inner: Arc<dyn KvStore>) -> String {
     let run = crate::message::new_id();
     let a = Namespaced::new(inner.clone(), crate::state::Namespace::Channel(&format!("{run}-a")));
     let b = Namespaced::new(inner, crate::state::Namespace::Channel(&format!("{run}-b")));
     a.set("k", b"for a", None).await.expect("set");
     assert_eq!(b.get("k").await.expect("get"), None);
     assert_eq!(a.get("k").await.expect("get").as_deref(), Some(&b"for a"[..]));
+    run
 }

@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
+pub use self::redis::{RedisOptions, RedisStore};
 
 /// Why a state operation failed. [`StateError::is_retryable`] tells callers whether trying again
 /// later can help (a Redis connection drop can; a value that is not an integer cannot).

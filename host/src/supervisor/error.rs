@@ -44,6 +44,9 @@ pub enum StartError {
     /// The engine could not be made.
     #[error(transparent)]
     Engine(LoadError),
+    /// The state store named in `[host.state]` could not be reached.
+    #[error("`host.state`: {0}")]
+    State(crate::state::StateError),
     /// The admin listener could not listen.
     #[error("`admin.bind`: cannot listen on {addr}: {source}")]
     AdminBind {

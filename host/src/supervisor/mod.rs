@@ -33,7 +33,7 @@ use crate::message::Timestamp;
 use crate::bus::{Bus, EmbeddedBus};
 use crate::config::{BusConfig, Config, StateConfig};
 use crate::plugins::{Engine, EngineSettings, Registry, Watcher};
-use crate::state::{KvStore, MemoryStore};
+use crate::state::{KvStore, MemoryStore, RedisOptions, RedisStore};
 use crate::names::ConnectorName;
 use crate::workers::flow::{Dispatchers, Flow, Intake};
 use crate::workers::FailureLog;
@@ -93,8 +93,18 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             Duration::from_millis(config.host.queues.publish_wait_ms),
         )),
     };
-    let state: Arc<dyn KvStore> = match config.host.state {
+    let state: Arc<dyn KvStore> = match &config.host.state {
         StateConfig::Memory => Arc::new(MemoryStore::new()),
+        StateConfig::Redis(r) => {
+            let options = RedisOptions {
+                url: r.url.clone(),
+                response_timeout: Duration::from_millis(r.response_timeout_ms),
+                connection_timeout: Duration::from_millis(r.connection_timeout_ms),
+                reconnect_attempts: r.reconnect_attempts,
+                reconnect_max_delay: Duration::from_millis(r.reconnect_max_delay_ms),
+            };
+            Arc::new(RedisStore::connect(&options).await.map_err(StartError::State)?)
+        }
     };
     let failures_path = config.failures.path.as_ref().map(|p| config.resolve(p));
     let failures = Arc::new(FailureLog::new(config.failures.keep, failures_path.as_deref()).map_err(|source| {
