@@ -30,7 +30,7 @@ connector = "ussd"
 }
 
 /// One Africa's Talking request; the response body.
-fn ussd(host: &Host, session: &str, phone: &str, text: &str) -> String {
+pub fn ussd(host: &Host, session: &str, phone: &str, text: &str) -> String {
     let resp = http()
         .post(host.url("/ussd"))
         .form(&[("sessionId", session), ("serviceCode", "*120*7#"), ("phoneNumber", phone), ("text", text)])

@@ -2,7 +2,8 @@
 //! the host that started them, because both live in Redis (`[host.state] kind = "redis"`),
 //! against this machine's Redis at 127.0.0.1:6379.
 
-use crate::common::{Host, http, plugin};
+use crate::common::{Host, plugin};
+use crate::http_channels::ussd;
 use crate::survey::QUESTIONS;
 
 const REDIS: &str = "127.0.0.1:6379";
@@ -36,16 +37,6 @@ connector = "ussd"
 "#,
         plugin("survey").display()
     ))
-}
-
-fn ussd(host: &Host, session: &str, phone: &str, text: &str) -> String {
-    let resp = http()
-        .post(host.url("/ussd"))
-        .form(&[("sessionId", session), ("serviceCode", "*120*7#"), ("phoneNumber", phone), ("text", text)])
-        .send()
-        .expect("POST /ussd");
-    assert_eq!(resp.status(), 200);
-    resp.text().expect("body")
 }
 
 /// Delete what the run left in the shared Redis: every key naming its session or its user.
