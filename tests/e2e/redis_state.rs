@@ -80,3 +80,122 @@ fn a_ussd_survey_continues_on_a_new_host_when_state_is_in_redis() {
     assert!(end.starts_with("END "), "the survey ended on the second host: {end:?}");
     assert!(end.contains("Blue") && end.contains("Winter"), "with both answers, one from each host: {end:?}");
 }
+
+/// A `redis-server` of the test's own, on its own port and directory, so that stopping it
+/// touches nothing else. Killed on drop.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+    _dir: crate::common::TempDir,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16, dir: crate::common::TempDir) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run redis-server (Debian's redis-server package)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server on port {port} never listened");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        PrivateRedis { child, port, _dir: dir }
+    }
+
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port, crate::common::TempDir::new())
+    }
+
+    /// Stop it; the port and directory are kept for [`PrivateRedis::start_on`].
+    fn stop(mut self) -> (u16, crate::common::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let dir = std::mem::replace(&mut self._dir, crate::common::TempDir::new());
+        (port, dir)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_message_that_meets_redis_down_waits_and_is_answered_once_redis_is_back() {
+    const TOKEN: &str = "test-admin-token";
+    let redis = PrivateRedis::start();
+    let aggregator = crate::common::Recorder::start(0);
+    let host = Host::start(&format!(
+        r#"
+[host.state]
+kind = "redis"
+url = "redis://127.0.0.1:{}"
+response_timeout_ms = 200
+connection_timeout_ms = 200
+reconnect_max_delay_ms = 200
+
+[host.retry]
+initial_ms = 100
+max_ms = 500
+max_attempts = 200
+
+[admin]
+bind = "127.0.0.1:0"
+token = "{TOKEN}"
+
+[http]
+bind = "127.0.0.1:0"
+
+[transports.sms]
+kind = "sms_http"
+outbound_url = "{}"
+
+[apps.app]
+plugin = "{}"
+connector = "sms"
+{QUESTIONS}
+"#,
+        redis.port,
+        aggregator.url("/sms"),
+        plugin("survey").display()
+    ));
+    let sms = |content: &str| {
+        let resp = crate::common::http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000077"), ("to", "5555"), ("content", content)]).send().unwrap();
+        assert_eq!(resp.status(), 200, "the SMS is accepted: the transport needs no state to take it");
+    };
+    sms("hi");
+    assert!(aggregator.wait_for(1)[0].json()["content"].as_str().unwrap_or_default().contains("Favourite colour?"));
+
+    let (port, dir) = redis.stop();
+    sms("3");
+    // The survey's kv read fails: the lane waits and retries, visibly.
+    let retries = || {
+        let text = crate::common::http().get(host.admin_url("/metrics")).bearer_auth(TOKEN).send().unwrap().text().unwrap();
+        text.lines().filter(|l| l.starts_with("vumi_retries_total") && l.contains("retry_later")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while retries() < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "the app never retried while Redis was down:\n{}", host.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(aggregator.received().len(), 1, "nothing was answered while Redis was down");
+
+    let _redis = PrivateRedis::start_on(port, dir);
+    // Redis came back empty (no persistence): the survey has forgotten the user, so the waiting
+    // message is answered as a first one. It is answered, once, and not failed.
+    let got = aggregator.wait_for(2);
+    assert!(got[1].json()["content"].as_str().unwrap_or_default().contains("Favourite colour?"), "{:?}", got[1].json());
+    sms("3");
+    let got = aggregator.wait_for(3);
+    assert!(got[2].json()["content"].as_str().unwrap_or_default().contains("Favourite season?"), "and the survey goes on: {:?}", got[2].json());
+    assert_eq!(got.len(), 3, "one answer per message");
+    assert!(!host.log().contains("failure path"), "nothing went to the failure path:\n{}", host.log());
+}
