@@ -112,6 +112,8 @@ pub struct AdminState {
     pub control: mpsc::Sender<Control>,
     /// The largest upload accepted.
     pub max_upload_bytes: usize,
+    /// The state store, asked by `/health` whether it answers.
+    pub state: Arc<dyn crate::state::KvStore>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -152,8 +154,16 @@ async fn health(State(s): State<AdminState>) -> Response {
     let transports = s.status.transports();
     let failed: Vec<&str> =
         transports.iter().filter(|t| t.state.starts_with("failed")).map(|t| t.name.as_str()).collect();
-    let result = serde_json::json!({ "plugins": plugins, "transports": transports.len(), "failed_transports": failed });
-    if failed.is_empty() {
+    let state = s.state.ping().await;
+    let result = serde_json::json!({
+        "plugins": plugins,
+        "transports": transports.len(),
+        "failed_transports": failed,
+        "state": match &state { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
+    });
+    if state.is_err() {
+        ok_json(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable", result)
+    } else if failed.is_empty() {
         ok_json(StatusCode::OK, "serving", result)
     } else {
         ok_json(StatusCode::SERVICE_UNAVAILABLE, "a transport has failed", result)
@@ -314,6 +324,7 @@ mod tests {
             status: Arc::new(HostStatus::default()),
             control,
             max_upload_bytes: 1024,
+            state: Arc::new(crate::state::MemoryStore::new()),
         };
         (state, rx)
     }

@@ -89,6 +89,9 @@ impl KvStore for Switch {
         self.check()?;
         self.inner.append(key, value).await
     }
+    async fn ping(&self) -> Result<(), StateError> {
+        self.check()
+    }
 }
 
 struct Wiring {

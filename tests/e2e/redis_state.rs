@@ -187,11 +187,16 @@ connector = "sms"
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(aggregator.received().len(), 1, "nothing was answered while Redis was down");
+    let health = crate::common::http().get(host.admin_url("/health")).send().unwrap();
+    assert_eq!(health.status(), 503, "/health says the state store is down");
+    let body: serde_json::Value = health.json().unwrap();
+    assert!(body["result"]["state"].as_str().unwrap_or_default().contains("unavailable"), "{body}");
 
     let _redis = PrivateRedis::start_on(port, dir);
     // Redis came back empty (no persistence): the survey has forgotten the user, so the waiting
     // message is answered as a first one. It is answered, once, and not failed.
     let got = aggregator.wait_for(2);
+    assert_eq!(crate::common::http().get(host.admin_url("/health")).send().unwrap().status(), 200, "and that it is back");
     assert!(got[1].json()["content"].as_str().unwrap_or_default().contains("Favourite colour?"), "{:?}", got[1].json());
     sms("3");
     let got = aggregator.wait_for(3);

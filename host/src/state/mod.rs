@@ -66,6 +66,11 @@ pub trait KvStore: Send + Sync + 'static {
     /// brought back without its expiry. (Redis: `EXISTS` then `APPEND`, in one script.) It lets
     /// a growing record, such as a message's events, be extended without reading it back.
     async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError>;
+    /// Whether the back end answers now, by a real round trip (`/health` asks). An in-process
+    /// store always does.
+    async fn ping(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Whose keys a [`Namespaced`] view holds. Every namespace in the host is built here, and
@@ -172,5 +177,8 @@ impl KvStore for Namespaced {
     }
     async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
         self.inner.append(&self.key(key), value).await
+    }
+    async fn ping(&self) -> Result<(), StateError> {
+        self.inner.ping().await
     }
 }

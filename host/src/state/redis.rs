@@ -153,6 +153,12 @@ impl KvStore for RedisStore {
         let done: i64 = self.append.key(key).arg(value).invoke_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
         Ok(done == 1)
     }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        // A real command: some failures leave the manager wedged while it looks connected.
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(|e| self.unavailable(&e))
+    }
 }
 
 #[cfg(test)]

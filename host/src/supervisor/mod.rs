@@ -168,6 +168,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             status: host.status.clone(),
             control: tx,
             max_upload_bytes: admin.max_upload_bytes,
+            state: host.state.clone(),
         });
         let stop = shutdown.clone();
         host.tasks.spawn(async move {
