@@ -128,6 +128,22 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// Wait until `/metrics` counts at least two retries for `reason`: the outage was met.
+fn wait_for_retries(host: &Host, token: &str, reason: &str) {
+    let retries = || {
+        let text = crate::common::http().get(host.admin_url("/metrics")).bearer_auth(token).send().unwrap().text().unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("vumi_retries_total") && l.contains(reason))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while retries() < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "nothing retried ({reason}) while Redis was down:\n{}", host.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_message_that_meets_redis_down_waits_and_is_answered_once_redis_is_back() {
     const TOKEN: &str = "test-admin-token";
@@ -177,15 +193,7 @@ connector = "sms"
     let (port, dir) = redis.stop();
     sms("3");
     // The survey's kv read fails: the lane waits and retries, visibly.
-    let retries = || {
-        let text = crate::common::http().get(host.admin_url("/metrics")).bearer_auth(TOKEN).send().unwrap().text().unwrap();
-        text.lines().filter(|l| l.starts_with("vumi_retries_total") && l.contains("retry_later")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while retries() < 2.0 {
-        assert!(std::time::Instant::now() < deadline, "the app never retried while Redis was down:\n{}", host.log());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_retries(&host, TOKEN, "retry_later");
     assert_eq!(aggregator.received().len(), 1, "nothing was answered while Redis was down");
     let health = crate::common::http().get(host.admin_url("/health")).send().unwrap();
     assert_eq!(health.status(), 503, "/health says the state store is down");
@@ -202,5 +210,60 @@ connector = "sms"
     let got = aggregator.wait_for(3);
     assert!(got[2].json()["content"].as_str().unwrap_or_default().contains("Favourite season?"), "and the survey goes on: {:?}", got[2].json());
     assert_eq!(got.len(), 3, "one answer per message");
+    assert!(!host.log().contains("failure path"), "nothing went to the failure path:\n{}", host.log());
+}
+
+#[test]
+fn a_channel_waits_for_redis_before_handing_an_inbound_message_on_so_reply_to_still_works() {
+    const TOKEN: &str = "test-admin-token";
+    let redis = PrivateRedis::start();
+    let (mo, aggregator) = (crate::common::Recorder::start(0), crate::common::Recorder::start(0));
+    let host = Host::start(&format!(
+        r#"
+[host.state]
+kind = "redis"
+url = "redis://127.0.0.1:{}"
+response_timeout_ms = 200
+connection_timeout_ms = 200
+reconnect_max_delay_ms = 200
+
+[host.retry]
+initial_ms = 100
+max_ms = 500
+max_attempts = 200
+
+[admin]
+bind = "127.0.0.1:0"
+token = "{TOKEN}"
+
+[http]
+bind = "127.0.0.1:0"
+
+[transports.sms]
+kind = "sms_http"
+outbound_url = "{}"
+
+[channels.api]
+connector = "sms"
+token = "test-token-1"
+mo_url = "{}"
+"#,
+        redis.port,
+        aggregator.url("/sms"),
+        mo.url("/mo")
+    ));
+    let (port, dir) = redis.stop();
+    let resp = crate::common::http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000088"), ("to", "5555"), ("content", "hello")]).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    wait_for_retries(&host, TOKEN, "unavailable");
+    assert!(mo.received().is_empty(), "not handed on before it is stored");
+    let _redis = PrivateRedis::start_on(port, dir);
+    let inbound = mo.wait_for(1)[0].json();
+    assert_eq!(inbound["content"], "hello");
+    // It was stored, so the app behind the mo_url can answer it.
+    let reply = crate::common::post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &serde_json::json!({"reply_to": inbound["message_id"], "content": "hi back"}));
+    assert_eq!(reply.status(), 201, "{}", reply.text().unwrap());
+    let sent = aggregator.wait_for(1)[0].json();
+    assert_eq!((sent["to"].as_str(), sent["content"].as_str()), (Some("+27820000088"), Some("hi back")));
     assert!(!host.log().contains("failure path"), "nothing went to the failure path:\n{}", host.log());
 }

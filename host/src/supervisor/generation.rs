@@ -199,6 +199,8 @@ impl RunningHost {
                 publish: self.intake.clone(),
                 origins: router.as_ref().map(|r| r.origins()),
                 callbacks,
+                retry: config.host.retry.clone(),
+                failures: failures.clone(),
             }));
             let consume = |key: RoutingKey| {
                 let bus = bus.clone();

@@ -26,6 +26,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::callbacks::{Callback, Callbacks};
+use super::retry::{Backoff, RetryPolicy};
+use super::FailureLog;
 use super::events::Origins;
 use crate::bus::{Consumer, Delivery, Publish, RoutingKey};
 use crate::config::{ChannelConfig, check_url};
@@ -80,6 +82,8 @@ pub struct Channel {
     publish: Arc<dyn Publish>,
     origins: Option<Arc<Origins>>,
     callbacks: Callbacks,
+    retry: RetryPolicy,
+    failures: Arc<FailureLog>,
 }
 
 /// What a channel is made of (the supervisor's part).
@@ -99,6 +103,10 @@ pub struct ChannelParts {
     pub origins: Option<Arc<Origins>>,
     /// Its callback sender.
     pub callbacks: Callbacks,
+    /// How it waits when its store is down, before the failure path.
+    pub retry: RetryPolicy,
+    /// The failure path.
+    pub failures: Arc<FailureLog>,
 }
 
 impl Channel {
@@ -113,6 +121,8 @@ impl Channel {
             publish: p.publish,
             origins: p.origins,
             callbacks: p.callbacks,
+            retry: p.retry,
+            failures: p.failures,
         }
     }
 
@@ -123,28 +133,64 @@ impl Channel {
     /// Take inbound messages (if it has an `mo_url`, `inbound` is its connector's inbound queue)
     /// and events until `shutdown`.
     pub async fn run(self: Arc<Self>, mut inbound: Option<Box<dyn Consumer>>, mut events: Box<dyn Consumer>, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(self.retry.clone(), format!("channel:{}", self.name));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 d = async { match inbound.as_mut() { Some(c) => c.next().await, None => std::future::pending().await } } => match d {
-                    Some(d) => self.on_inbound(d).await,
+                    Some(d) => self.on_inbound(d, &mut backoff, &shutdown).await,
                     None => break,
                 },
                 d = events.next() => match d {
-                    Some(d) => self.on_event(d).await,
+                    Some(d) => self.on_event(d, &mut backoff, &shutdown).await,
                     None => break,
                 },
             }
         }
     }
 
-    async fn on_inbound(&self, delivery: Delivery) {
+    /// Run `op` against the store, waiting in place while the store is down (the channel takes
+    /// nothing new meanwhile), up to the retry policy's attempts. `None` if a stop came first.
+    async fn stored<T, F, Fut>(&self, backoff: &mut Backoff, stop: &CancellationToken, mut op: F) -> Option<Result<T, StateError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StateError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
+                    tracing::debug!(channel = self.name, error = %e, attempt, "state store unavailable; waiting");
+                    tokio::select! {
+                        () = stop.cancelled() => return None,
+                        () = backoff.wait("unavailable") => {}
+                    }
+                    attempt += 1;
+                }
+                other => {
+                    if other.is_ok() {
+                        backoff.reset();
+                    }
+                    return Some(other);
+                }
+            }
+        }
+    }
+
+    async fn on_inbound(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
         let Message::User(msg) = &delivery.message else {
             delivery.ack();
             return;
         };
-        if let Err(e) = self.kv.set(&format!("in:{}", msg.message_id), &msg.to_json(), self.ttl()).await {
-            tracing::warn!(channel = self.name, error = %e, "cannot store an inbound message; `reply_to` it will fail");
+        let (key, json) = (format!("in:{}", msg.message_id), msg.to_json());
+        match self.stored(backoff, stop, || self.kv.set(&key, &json, self.ttl())).await {
+            None => return delivery.nack(true),
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                // Still delivered to the mo_url; only a `reply_to` it will fail.
+                let reason = format!("cannot store an inbound message, so a `reply_to` it will fail: {e}");
+                self.failures.record(&self.name, self.connector.as_str(), "state_unavailable", &reason, &delivery.message);
+            }
         }
         if let Some(url) = &self.config.mo_url {
             self.callbacks.send(Callback { url: url.clone(), message: delivery.message.clone() }).await;
@@ -152,21 +198,27 @@ impl Channel {
         delivery.ack();
     }
 
-    async fn on_event(&self, delivery: Delivery) {
+    async fn on_event(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
         let Message::Event(event) = &delivery.message else {
             delivery.ack();
             return;
         };
         let id = &event.user_message_id;
-        match self.kv.append(&format!("out:{id}"), &DeliveryRecord::line(event)).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!(channel = self.name, id, "event for a message no longer stored"),
-            Err(e) => tracing::warn!(channel = self.name, error = %e, "cannot store an event"),
+        let (record, line, url_key) = (format!("out:{id}"), DeliveryRecord::line(event), format!("url:{id}"));
+        match self.stored(backoff, stop, || self.kv.append(&record, &line)).await {
+            None => return delivery.nack(true),
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => tracing::debug!(channel = self.name, id, "event for a message no longer stored"),
+            Some(Err(e)) => {
+                let reason = format!("cannot record an event in its message's record: {e}");
+                self.failures.record(&self.name, self.connector.as_str(), "state_unavailable", &reason, &delivery.message);
+            }
         }
-        let url = match self.kv.get(&format!("url:{id}")).await {
-            Ok(Some(url)) => Some(String::from_utf8_lossy(&url).into_owned()),
-            Ok(None) => self.config.event_url.clone(),
-            Err(e) => {
+        let url = match self.stored(backoff, stop, || self.kv.get(&url_key)).await {
+            None => return delivery.nack(true),
+            Some(Ok(Some(url))) => Some(String::from_utf8_lossy(&url).into_owned()),
+            Some(Ok(None)) => self.config.event_url.clone(),
+            Some(Err(e)) => {
                 tracing::warn!(channel = self.name, error = %e, "cannot load a message's event_url; using the channel's");
                 self.config.event_url.clone()
             }
