@@ -128,6 +128,36 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// The admin token of the outage tests.
+const TOKEN: &str = "test-admin-token";
+
+/// Redis on `port` with short timeouts, retries patient enough to outlast the outage, the
+/// admin API (for `/metrics` and `/health`) and HTTP.
+fn outage_header(port: u16) -> String {
+    format!(
+        r#"
+[host.state]
+kind = "redis"
+url = "redis://127.0.0.1:{port}"
+response_timeout_ms = 200
+connection_timeout_ms = 200
+reconnect_max_delay_ms = 200
+
+[host.retry]
+initial_ms = 100
+max_ms = 500
+max_attempts = 200
+
+[admin]
+bind = "127.0.0.1:0"
+token = "{TOKEN}"
+
+[http]
+bind = "127.0.0.1:0"
+"#
+    )
+}
+
 /// Wait until `/metrics` counts at least two retries for `reason`: the outage was met.
 fn wait_for_retries(host: &Host, token: &str, reason: &str) {
     let retries = || {
@@ -146,29 +176,10 @@ fn wait_for_retries(host: &Host, token: &str, reason: &str) {
 
 #[test]
 fn a_message_that_meets_redis_down_waits_and_is_answered_once_redis_is_back() {
-    const TOKEN: &str = "test-admin-token";
     let redis = PrivateRedis::start();
     let aggregator = crate::common::Recorder::start(0);
     let host = Host::start(&format!(
-        r#"
-[host.state]
-kind = "redis"
-url = "redis://127.0.0.1:{}"
-response_timeout_ms = 200
-connection_timeout_ms = 200
-reconnect_max_delay_ms = 200
-
-[host.retry]
-initial_ms = 100
-max_ms = 500
-max_attempts = 200
-
-[admin]
-bind = "127.0.0.1:0"
-token = "{TOKEN}"
-
-[http]
-bind = "127.0.0.1:0"
+        r#"{}
 
 [transports.sms]
 kind = "sms_http"
@@ -179,7 +190,7 @@ plugin = "{}"
 connector = "sms"
 {QUESTIONS}
 "#,
-        redis.port,
+        outage_header(redis.port),
         aggregator.url("/sms"),
         plugin("survey").display()
     ));
@@ -215,29 +226,10 @@ connector = "sms"
 
 #[test]
 fn a_channel_waits_for_redis_before_handing_an_inbound_message_on_so_reply_to_still_works() {
-    const TOKEN: &str = "test-admin-token";
     let redis = PrivateRedis::start();
     let (mo, aggregator) = (crate::common::Recorder::start(0), crate::common::Recorder::start(0));
     let host = Host::start(&format!(
-        r#"
-[host.state]
-kind = "redis"
-url = "redis://127.0.0.1:{}"
-response_timeout_ms = 200
-connection_timeout_ms = 200
-reconnect_max_delay_ms = 200
-
-[host.retry]
-initial_ms = 100
-max_ms = 500
-max_attempts = 200
-
-[admin]
-bind = "127.0.0.1:0"
-token = "{TOKEN}"
-
-[http]
-bind = "127.0.0.1:0"
+        r#"{}
 
 [transports.sms]
 kind = "sms_http"
@@ -248,7 +240,7 @@ connector = "sms"
 token = "test-token-1"
 mo_url = "{}"
 "#,
-        redis.port,
+        outage_header(redis.port),
         aggregator.url("/sms"),
         mo.url("/mo")
     ));
