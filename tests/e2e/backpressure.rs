@@ -272,6 +272,26 @@ fn delivered_indices(to: &Recorder, skip: usize, n: usize, field: &str, marker: 
     indices
 }
 
+/// The large-message overload run: warm up and read the host's memory, stall `receiver`, send
+/// [`OVERLOAD`] messages of [`BIG`] bytes through `send`, check what was accepted against
+/// `queues` full queues on the path and the memory against `memory_queues` of them, release
+/// the receiver, and check that each accepted message arrived once, with a marker after them.
+fn overload_with_large_messages(host: &Host, receiver: &Recorder, send: impl Fn(String) -> reqwest::blocking::Response + Sync, queues: usize, memory_queues: usize) {
+    let pad = "x".repeat(BIG);
+    warm_up(|i| send(format!("w{i} {pad}")));
+    receiver.wait_for(WARM_UP);
+    let baseline = host.memory_kib("VmRSS");
+    receiver.hold();
+    let (accepted, refused) = hammer(CLIENTS, OVERLOAD, |i| send(format!("m{i} {pad}")));
+    assert_accepted_bounded(accepted.len(), queues);
+    assert_memory_bounded(host, baseline, bound_kib(memory_queues));
+    receiver.release();
+    let delivered = delivered_indices(receiver, WARM_UP, accepted.len(), "content", || {
+        assert!(send("marker".into()).status().is_success(), "the marker is accepted");
+    });
+    assert_eq!(delivered, accepted.iter().map(|(i, _)| *i).collect::<Vec<_>>(), "each accepted message delivered once ({refused} refused)");
+}
+
 #[test]
 fn the_send_api_overloaded_ten_times_answers_503_and_delivers_every_message_it_accepted() {
     let aggregator = Recorder::start(0);
@@ -291,21 +311,9 @@ default_from = "5555"
         aggregator.url("/sms")
     ));
     let send = |content: String| http().post(host.url("/api/v1/channels/api/messages")).bearer_auth("test-token-1").json(&serde_json::json!({"to": "+27820000001", "content": content})).send().unwrap();
-    let pad = "x".repeat(BIG);
-    warm_up(|i| send(format!("w{i} {pad}")));
-    aggregator.wait_for(WARM_UP);
-    let baseline = host.memory_kib("VmRSS");
-    aggregator.hold();
-    let (accepted, refused) = hammer(CLIENTS, OVERLOAD, |i| send(format!("m{i} {pad}")));
     // One queue on the way, `sms.outbound`; the memory also holds each accepted message's
     // delivery record (the message itself, for `GET .../messages/<id>`): as if two queues.
-    assert_accepted_bounded(accepted.len(), 1);
-    assert_memory_bounded(&host, baseline, bound_kib(2));
-    aggregator.release();
-    let delivered = delivered_indices(&aggregator, WARM_UP, accepted.len(), "content", || {
-        assert_eq!(send("marker".into()).status(), 201);
-    });
-    assert_eq!(delivered, accepted.iter().map(|(i, _)| *i).collect::<Vec<_>>(), "each accepted message delivered once ({refused} refused)");
+    overload_with_large_messages(&host, &aggregator, send, 1, 2);
 }
 
 #[test]
@@ -326,20 +334,8 @@ mo_url = "{}"
         mo.url("/mo")
     ));
     let send = |content: String| http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000002"), ("to", "5555"), ("content", &content)]).send().unwrap();
-    let pad = "x".repeat(BIG);
-    warm_up(|i| send(format!("w{i} {pad}")));
-    mo.wait_for(WARM_UP);
-    let baseline = host.memory_kib("VmRSS");
-    mo.hold();
-    let (accepted, refused) = hammer(CLIENTS, OVERLOAD, |i| send(format!("m{i} {pad}")));
     // Two queues on the way: `sms.inbound` and the channel's callbacks.
-    assert_accepted_bounded(accepted.len(), 2);
-    assert_memory_bounded(&host, baseline, bound_kib(2));
-    mo.release();
-    let delivered = delivered_indices(&mo, WARM_UP, accepted.len(), "content", || {
-        assert_eq!(send("marker".into()).status(), 200);
-    });
-    assert_eq!(delivered, accepted.iter().map(|(i, _)| *i).collect::<Vec<_>>(), "each accepted SMS delivered once ({refused} refused)");
+    overload_with_large_messages(&host, &mo, send, 2, 2);
     assert!(!host.log().contains("callback queue is full"), "nothing accepted went to the failure path for lack of room");
 }
 
