@@ -160,7 +160,11 @@ impl Channel {
         loop {
             match op().await {
                 Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
-                    tracing::debug!(channel = self.name, error = %e, attempt, "state store unavailable; waiting");
+                    // Said once per 10 s with a count, not once per try.
+                    static WAITING: crate::telemetry::throttle::Throttle = crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
+                    if let Some(more) = WAITING.hit() {
+                        tracing::warn!(channel = self.name, error = %e, attempt, more, "state store unavailable; the channel waits and takes nothing new");
+                    }
                     tokio::select! {
                         () = stop.cancelled() => return None,
                         () = backoff.wait("unavailable") => {}
