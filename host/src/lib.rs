@@ -12,6 +12,7 @@
 //! | 0 | [`telemetry`] | logging setup; Prometheus metrics |
 //! | 0 | [`web`] | HTTP plumbing: error envelope, body limits, form/JSON parsing, bearer tokens |
 //! | 1 | [`config`] | the typed config, validated once at load |
+//! | 1 | [`retry`] | waiting before trying again (`Backoff` over the config's `RetryPolicy`), for workers and transports alike |
 //! | 2 | [`bus`] | trait `Bus` (plain queues: publish, consume, ack/nack); the `Publish` handle components are given; the embedded bus; its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr, append to what exists); `Namespace`, the one place keys are partitioned; in-memory and Redis stores; conformance suite |
 //! | 3 | [`transports`] | trait `Transport`; native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `sink` |
@@ -63,6 +64,7 @@ pub mod config;
 pub mod harness;
 pub mod message;
 pub mod names;
+pub mod retry;
 pub mod plugins;
 pub mod state;
 pub mod supervisor;

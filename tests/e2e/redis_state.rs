@@ -90,9 +90,13 @@ struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    fn start_on(port: u16, dir: crate::common::TempDir) -> PrivateRedis {
+    /// On `port`, in `dir`; `durable` keeps every write in an append-only file (`appendfsync
+    /// always`), so a restart in the same directory loses nothing.
+    fn start_on(port: u16, dir: crate::common::TempDir, durable: bool) -> PrivateRedis {
+        let aof = if durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] };
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(aof)
             .arg("--dir")
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
@@ -106,9 +110,9 @@ impl PrivateRedis {
         PrivateRedis { child, port, _dir: dir }
     }
 
-    fn start() -> PrivateRedis {
+    fn start(durable: bool) -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::start_on(port, crate::common::TempDir::new())
+        Self::start_on(port, crate::common::TempDir::new(), durable)
     }
 
     /// Stop it; the port and directory are kept for [`PrivateRedis::start_on`].
@@ -176,7 +180,8 @@ fn wait_for_retries(host: &Host, token: &str, reason: &str) {
 
 #[test]
 fn a_message_that_meets_redis_down_waits_and_is_answered_once_redis_is_back() {
-    let redis = PrivateRedis::start();
+    const DURABLE: bool = false;
+    let redis = PrivateRedis::start(DURABLE);
     let aggregator = crate::common::Recorder::start(0);
     let host = Host::start(&format!(
         r#"{}
@@ -211,7 +216,7 @@ connector = "sms"
     let body: serde_json::Value = health.json().unwrap();
     assert!(body["result"]["state"].as_str().unwrap_or_default().contains("unavailable"), "{body}");
 
-    let _redis = PrivateRedis::start_on(port, dir);
+    let _redis = PrivateRedis::start_on(port, dir, DURABLE);
     // Redis came back empty (no persistence): the survey has forgotten the user, so the waiting
     // message is answered as a first one. It is answered, once, and not failed.
     let got = aggregator.wait_for(2);
@@ -226,7 +231,8 @@ connector = "sms"
 
 #[test]
 fn a_channel_waits_for_redis_before_handing_an_inbound_message_on_so_reply_to_still_works() {
-    let redis = PrivateRedis::start();
+    const DURABLE: bool = false;
+    let redis = PrivateRedis::start(DURABLE);
     let (mo, aggregator) = (crate::common::Recorder::start(0), crate::common::Recorder::start(0));
     let host = Host::start(&format!(
         r#"{}
@@ -249,7 +255,7 @@ mo_url = "{}"
     assert_eq!(resp.status(), 200);
     wait_for_retries(&host, TOKEN, "unavailable");
     assert!(mo.received().is_empty(), "not handed on before it is stored");
-    let _redis = PrivateRedis::start_on(port, dir);
+    let _redis = PrivateRedis::start_on(port, dir, DURABLE);
     let inbound = mo.wait_for(1)[0].json();
     assert_eq!(inbound["content"], "hello");
     // It was stored, so the app behind the mo_url can answer it.
@@ -258,4 +264,54 @@ mo_url = "{}"
     let sent = aggregator.wait_for(1)[0].json();
     assert_eq!((sent["to"].as_str(), sent["content"].as_str()), (Some("+27820000088"), Some("hi back")));
     assert!(!host.log().contains("failure path"), "nothing went to the failure path:\n{}", host.log());
+}
+
+#[test]
+fn a_sent_sms_is_remembered_once_redis_is_back_so_its_delivery_report_is_taken() {
+    // With an append-only file, as in production: the send API's record survives the restart.
+    const DURABLE: bool = true;
+    let redis = PrivateRedis::start(DURABLE);
+    let aggregator = crate::common::Recorder::start(0);
+    let host = Host::start(&format!(
+        r#"{}
+[transports.sms]
+kind = "sms_http"
+outbound_url = "{}"
+
+[channels.api]
+connector = "sms"
+token = "test-token-1"
+default_from = "5555"
+"#,
+        outage_header(redis.port),
+        aggregator.url("/sms")
+    ));
+    // Stored by the send API while Redis is up; the aggregator holds the POST.
+    aggregator.hold();
+    let resp = crate::common::post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &serde_json::json!({"to": "+27820000099", "content": "hello"}));
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<serde_json::Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
+    // Redis goes down while the aggregator has the message; then the aggregator answers
+    // `agg-0`, and the transport cannot store what its delivery reports need: it waits.
+    let (port, dir) = redis.stop();
+    aggregator.release();
+    aggregator.wait_for(1);
+    wait_for_retries(&host, TOKEN, "unavailable");
+    let _redis = PrivateRedis::start_on(port, dir, DURABLE);
+    // Redis is back, with what it had. The ack is published only after the record is stored: once the
+    // message shows `sent`, its delivery report must be taken.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got = crate::common::http().get(host.url(&format!("/api/v1/channels/api/messages/{id}"))).bearer_auth("test-token-1").send().unwrap();
+        if got.status() == 200 && got.json::<serde_json::Value>().unwrap()["result"]["status"] == "sent" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the message was never acked:\n{}", host.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dr = crate::common::http().post(host.url("/transports/sms/delivery-report")).form(&[("message_id", "agg-0"), ("status", "delivered")]).send().unwrap();
+    let (status, body) = (dr.status(), dr.text().unwrap());
+    assert_eq!(status, 200, "the report found its message: {body}");
+    assert!(body.contains(&id), "ours, {id}: {body}");
+    assert!(!host.log().contains("its delivery reports will be refused"), "{}", host.log());
 }

@@ -191,7 +191,7 @@ impl Delivery {
 
     /// Reject: with `requeue` the message is delivered again, otherwise it is dropped (the
     /// caller is expected to have set it aside on the failure path first). A caller that
-    /// requeues because a back end is down waits first (`workers::retry`): a requeued message
+    /// requeues because a back end is down waits first (`retry`): a requeued message
     /// comes straight back.
     pub fn nack(mut self, requeue: bool) {
         if let Some(s) = self.settle.take() {

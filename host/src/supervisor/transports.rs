@@ -39,7 +39,7 @@ impl RunningHost {
         let mut listening = None;
         let transport: Box<dyn Transport> = match t {
             TransportConfig::UssdAt(uc) => Box::new(UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes)),
-            TransportConfig::SmsHttp(sc) => Box::new(SmsHttpTransport::new(ctx, kv(), sc, config.http.max_body_bytes)),
+            TransportConfig::SmsHttp(sc) => Box::new(SmsHttpTransport::new(ctx, kv(), sc, &config.host.retry, config.http.max_body_bytes)),
             TransportConfig::Sink(_) => Box::new(SinkTransport::new(ctx)),
             TransportConfig::Telnet(tc) => {
                 let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };

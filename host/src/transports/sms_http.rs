@@ -28,7 +28,9 @@ use super::{Transport, TransportContext, TransportError};
 use crate::bus::{Consumer, Delivery};
 use crate::config::{BodyFormat, SmsHttpConfig};
 use crate::message::{DeliveryStatus, Event, Message, Metadata, UserMessage};
+use crate::retry::{Backoff, RetryPolicy};
 use crate::state::KvStore;
+use crate::telemetry::throttle::Throttle;
 use crate::web::{
     ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body, required, unavailable,
 };
@@ -41,6 +43,7 @@ struct Shared {
     kv: Arc<dyn KvStore>,
     client: reqwest::Client,
     outbound_url: Option<reqwest::Url>,
+    retry: RetryPolicy,
     config: SmsHttpConfig,
     max_body_bytes: usize,
 }
@@ -60,7 +63,7 @@ pub struct SmsHttpTransport {
 
 impl SmsHttpTransport {
     /// A transport keeping its id mapping in `kv` (already namespaced for it).
-    pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &SmsHttpConfig, max_body_bytes: usize) -> Self {
+    pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &SmsHttpConfig, retry: &RetryPolicy, max_body_bytes: usize) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             // A redirected POST would silently become a GET elsewhere: a 3xx is a refusal.
@@ -69,7 +72,7 @@ impl SmsHttpTransport {
             .unwrap_or_default();
         // Parsed once, not per message (config validation has checked it).
         let outbound_url = reqwest::Url::parse(&config.outbound_url).ok();
-        Self { shared: Arc::new(Shared { ctx, kv, client, outbound_url, config: config.clone(), max_body_bytes }) }
+        Self { shared: Arc::new(Shared { ctx, kv, client, outbound_url, retry: retry.clone(), config: config.clone(), max_body_bytes }) }
     }
 
     /// Its HTTP routes: `/transports/<name>/inbound` and `/transports/<name>/delivery-report`.
@@ -124,9 +127,7 @@ impl Shared {
                 let sent = Sent { message_id: msg.message_id.clone(), routing_metadata: msg.routing_metadata.clone() };
                 let value = serde_json::to_vec(&sent).unwrap_or_default();
                 for id in [&sent_id, &msg.message_id] {
-                    if let Err(e) = self.kv.set(&format!("sent:{id}"), &value, Some(SENT_TTL)).await {
-                        tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot remember a sent message; its delivery reports will be refused");
-                    }
+                    self.remember(&format!("sent:{id}"), &value).await;
                 }
                 Event::ack(&msg.message_id, &sent_id)
             }
@@ -137,6 +138,32 @@ impl Shared {
         };
         self.ctx.report_outcome(event, msg).await;
         delivery.ack();
+    }
+
+    /// Store what a delivery report needs to find its message. The message is already with the
+    /// aggregator, so a store that is down is waited on in place (this sender takes nothing new
+    /// meanwhile), with the host's retry policy; only after its last attempt is the record
+    /// given up, and then that message's delivery reports are refused.
+    async fn remember(&self, key: &str, value: &[u8]) {
+        let mut backoff = Backoff::new(self.retry.clone(), format!("transport:{}", self.ctx.connector));
+        let mut attempt = 1;
+        loop {
+            match self.kv.set(key, value, Some(SENT_TTL)).await {
+                Ok(()) => return,
+                Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
+                    static WAITING: Throttle = Throttle::new(Duration::from_secs(10));
+                    if let Some(more) = WAITING.hit() {
+                        tracing::warn!(connector = %self.ctx.connector, error = %e, attempt, more, "cannot remember a sent message yet; waiting for the state store");
+                    }
+                    backoff.wait("unavailable").await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(connector = %self.ctx.connector, error = %e, attempt, "cannot remember a sent message; its delivery reports will be refused");
+                    return;
+                }
+            }
+        }
     }
 
     /// POST `msg` to the aggregator; the aggregator's id for it, or why it was not sent.

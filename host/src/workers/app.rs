@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Origins, RoutedEvents};
-use super::retry::{Backoff, RetryPolicy};
+use crate::retry::{Backoff, RetryPolicy};
 use super::{FailureLog, Handler};
 use crate::bus::{Bus, BusError, Consumer, Delivery, Publish, RoutingKey};
 use crate::message::Message;

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::FailureLog;
-use super::retry::{Backoff, RetryPolicy};
+use crate::retry::{Backoff, RetryPolicy};
 use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::FailureLog;
 use super::dispatcher::{Dispatcher, Failure};
 use super::middleware::{Chains, Outcome};
-use super::retry::{Backoff, RetryPolicy};
+use crate::retry::{Backoff, RetryPolicy};
 use crate::bus::{Bus, BusError, Delivery, Publish, QueueKind, RoutingKey};
 use crate::message::{Event, Message};
 use crate::telemetry::metrics::metrics;

@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::callbacks::{Callback, Callbacks};
-use super::retry::{Backoff, RetryPolicy};
+use crate::retry::{Backoff, RetryPolicy};
 use super::FailureLog;
 use super::events::Origins;
 use crate::bus::{Consumer, Delivery, Publish, RoutingKey};

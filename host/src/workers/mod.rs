@@ -12,7 +12,6 @@ mod failures;
 pub mod flow;
 pub mod http_api;
 pub mod middleware;
-pub mod retry;
 
 use std::sync::Arc;
 
