@@ -2,7 +2,7 @@
 //! SMS transport answers `503` with `Retry-After` instead of accepting what it cannot queue.
 //! Every request answered `200` is delivered: its reply reaches the aggregator.
 
-use crate::common::{Host, Recorder, http, plugin};
+use crate::common::{Host, Recorder, http, plugin, sms_channel_config};
 
 /// `sms_http` into the `faulty` app with one lane and a 50 ms CPU deadline (so `sleep` holds the
 /// lane for its 1.5 s wall-clock bound), replies going to a recording aggregator; `host_table`
@@ -165,10 +165,10 @@ const BIG: usize = 48 << 10;
 /// Requests [`warm_up`] sends.
 const WARM_UP: usize = 2 * CLIENTS;
 
-/// `[host.queues]` and `[callbacks]` for the overload tests: every queue holds `CAPACITY`.
-fn bounded(extra: &str) -> String {
+/// `[host.queues]`, `[callbacks]` and `[http]` for the overload tests: every queue holds `CAPACITY`.
+fn bounded() -> String {
     format!(
-        "[host.queues]\ncapacity = {CAPACITY}\npublish_wait_ms = 20\n\n[callbacks]\nqueue_capacity = {CAPACITY}\nconcurrency = 2\n\n[http]\nbind = \"127.0.0.1:0\"\n{extra}"
+        "[host.queues]\ncapacity = {CAPACITY}\npublish_wait_ms = 20\n\n[callbacks]\nqueue_capacity = {CAPACITY}\nconcurrency = 2\n\n[http]\nbind = \"127.0.0.1:0\"\n"
     )
 }
 
@@ -295,21 +295,7 @@ fn overload_with_large_messages(host: &Host, receiver: &Recorder, send: impl Fn(
 #[test]
 fn the_send_api_overloaded_ten_times_answers_503_and_delivers_every_message_it_accepted() {
     let aggregator = Recorder::start(0);
-    let host = Host::start(&format!(
-        r#"{}
-[transports.sms]
-kind = "sms_http"
-outbound_url = "{}"
-concurrency = 2
-
-[channels.api]
-connector = "sms"
-token = "test-token-1"
-default_from = "5555"
-"#,
-        bounded(""),
-        aggregator.url("/sms")
-    ));
+    let host = Host::start(&(bounded() + &sms_channel_config(&aggregator.url("/sms"), "concurrency = 2", "")));
     let send = |content: String| http().post(host.url("/api/v1/channels/api/messages")).bearer_auth("test-token-1").json(&serde_json::json!({"to": "+27820000001", "content": content})).send().unwrap();
     // One queue on the way, `sms.outbound`; the memory also holds each accepted message's
     // delivery record (the message itself, for `GET .../messages/<id>`): as if two queues.
@@ -330,7 +316,7 @@ connector = "sms"
 token = "test-token-1"
 mo_url = "{}"
 "#,
-        bounded(""),
+        bounded(),
         mo.url("/mo")
     ));
     let send = |content: String| http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000002"), ("to", "5555"), ("content", &content)]).send().unwrap();
@@ -343,22 +329,8 @@ mo_url = "{}"
 fn delivery_reports_overloaded_ten_times_answer_503_and_every_accepted_one_reaches_the_event_url() {
     let aggregator = Recorder::start(0);
     let events = Recorder::start(0);
-    let host = Host::start(&format!(
-        r#"{}
-[transports.sms]
-kind = "sms_http"
-outbound_url = "{}"
-
-[channels.api]
-connector = "sms"
-token = "test-token-1"
-default_from = "5555"
-event_url = "{}"
-"#,
-        bounded(""),
-        aggregator.url("/sms"),
-        events.url("/events")
-    ));
+    let event_url = format!("event_url = \"{}\"", events.url("/events"));
+    let host = Host::start(&(bounded() + &sms_channel_config(&aggregator.url("/sms"), "", &event_url)));
     // One message sent, and acked: the aggregator knows it as `agg-0`.
     let resp = http().post(host.url("/api/v1/channels/api/messages")).bearer_auth("test-token-1").json(&serde_json::json!({"to": "+27820000003", "content": "hello"})).send().unwrap();
     assert_eq!(resp.status(), 201);
@@ -437,26 +409,8 @@ deadline_ms = 50
 #[test]
 fn a_stop_mid_drain_of_the_send_api_delivers_what_it_accepted_once_the_aggregator_answers() {
     let aggregator = Recorder::start(0);
-    let mut host = Host::start(&format!(
-        r#"
-[host]
-drain_timeout_ms = 20000
-
-[http]
-bind = "127.0.0.1:0"
-
-[transports.sms]
-kind = "sms_http"
-outbound_url = "{}"
-concurrency = 2
-
-[channels.api]
-connector = "sms"
-token = "test-token-1"
-default_from = "5555"
-"#,
-        aggregator.url("/sms")
-    ));
+    let host_table = "[host]\ndrain_timeout_ms = 20000\n\n[http]\nbind = \"127.0.0.1:0\"\n";
+    let mut host = Host::start(&(host_table.to_owned() + &sms_channel_config(&aggregator.url("/sms"), "concurrency = 2", "")));
     aggregator.hold();
     for i in 0..20 {
         let resp = http().post(host.url("/api/v1/channels/api/messages")).bearer_auth("test-token-1").json(&serde_json::json!({"to": "+27820000006", "content": format!("m{i}")})).send().unwrap();
@@ -486,23 +440,8 @@ fn acks_wait_for_room_when_the_event_url_is_stalled_and_none_is_lost() {
     // fills, and the send API answers 503. Every accepted message's ack reaches the event_url.
     let aggregator = Recorder::start(0);
     let events = Recorder::start(0);
-    let host = Host::start(&format!(
-        r#"{}
-[transports.sms]
-kind = "sms_http"
-outbound_url = "{}"
-concurrency = 2
-
-[channels.api]
-connector = "sms"
-token = "test-token-1"
-default_from = "5555"
-event_url = "{}"
-"#,
-        bounded(""),
-        aggregator.url("/sms"),
-        events.url("/events")
-    ));
+    let event_url = format!("event_url = \"{}\"", events.url("/events"));
+    let host = Host::start(&(bounded() + &sms_channel_config(&aggregator.url("/sms"), "concurrency = 2", &event_url)));
     events.hold();
     let send = |content: String| http().post(host.url("/api/v1/channels/api/messages")).bearer_auth("test-token-1").json(&serde_json::json!({"to": "+27820000007", "content": content})).send().unwrap();
     let (accepted, refused) = hammer(CLIENTS, OVERLOAD, |i| send(format!("m{i}")));

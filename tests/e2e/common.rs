@@ -325,6 +325,25 @@ impl Telnet {
     }
 }
 
+/// An `sms_http` transport `sms` posting to `outbound_url`, and a send-API channel `api` on it
+/// (token `test-token-1`, sending from `5555`), each with its `extra` config lines.
+pub fn sms_channel_config(outbound_url: &str, transport_extra: &str, channel_extra: &str) -> String {
+    format!(
+        r#"
+[transports.sms]
+kind = "sms_http"
+outbound_url = "{outbound_url}"
+{transport_extra}
+
+[channels.api]
+connector = "sms"
+token = "test-token-1"
+default_from = "5555"
+{channel_extra}
+"#
+    )
+}
+
 /// A blocking HTTP client with the suite's timeout.
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(WAIT).build().expect("http client")

@@ -86,7 +86,8 @@ fn a_ussd_survey_continues_on_a_new_host_when_state_is_in_redis() {
 struct PrivateRedis {
     child: std::process::Child,
     port: u16,
-    _dir: crate::common::TempDir,
+    /// Its data; handed back by [`PrivateRedis::stop`] for a restart in the same place.
+    dir: Option<crate::common::TempDir>,
 }
 
 impl PrivateRedis {
@@ -107,7 +108,7 @@ impl PrivateRedis {
             assert!(std::time::Instant::now() < deadline, "redis-server on port {port} never listened");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        PrivateRedis { child, port, _dir: dir }
+        PrivateRedis { child, port, dir: Some(dir) }
     }
 
     fn start(durable: bool) -> PrivateRedis {
@@ -119,9 +120,7 @@ impl PrivateRedis {
     fn stop(mut self) -> (u16, crate::common::TempDir) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let port = self.port;
-        let dir = std::mem::replace(&mut self._dir, crate::common::TempDir::new());
-        (port, dir)
+        (self.port, self.dir.take().expect("a running instance has its directory"))
     }
 }
 
@@ -272,20 +271,7 @@ fn a_sent_sms_is_remembered_once_redis_is_back_so_its_delivery_report_is_taken()
     const DURABLE: bool = true;
     let redis = PrivateRedis::start(DURABLE);
     let aggregator = crate::common::Recorder::start(0);
-    let host = Host::start(&format!(
-        r#"{}
-[transports.sms]
-kind = "sms_http"
-outbound_url = "{}"
-
-[channels.api]
-connector = "sms"
-token = "test-token-1"
-default_from = "5555"
-"#,
-        outage_header(redis.port),
-        aggregator.url("/sms")
-    ));
+    let host = Host::start(&(outage_header(redis.port) + &crate::common::sms_channel_config(&aggregator.url("/sms"), "", "")));
     // Stored by the send API while Redis is up; the aggregator holds the POST.
     aggregator.hold();
     let resp = crate::common::post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &serde_json::json!({"to": "+27820000099", "content": "hello"}));
