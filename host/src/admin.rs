@@ -114,6 +114,8 @@ pub struct AdminState {
     pub max_upload_bytes: usize,
     /// The state store, asked by `/health` whether it answers.
     pub state: Arc<dyn crate::state::KvStore>,
+    /// The bus, asked by `/health` whether it is connected.
+    pub bus: Arc<dyn crate::bus::Bus>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -155,14 +157,18 @@ async fn health(State(s): State<AdminState>) -> Response {
     let failed: Vec<&str> =
         transports.iter().filter(|t| t.state.starts_with("failed")).map(|t| t.name.as_str()).collect();
     let state = s.state.ping().await;
+    let bus = s.bus.health();
     let result = serde_json::json!({
         "plugins": plugins,
         "transports": transports.len(),
         "failed_transports": failed,
         "state": match &state { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
+        "bus": match &bus { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
     });
     if state.is_err() {
         ok_json(StatusCode::SERVICE_UNAVAILABLE, "the state store is unavailable", result)
+    } else if bus.is_err() {
+        ok_json(StatusCode::SERVICE_UNAVAILABLE, "the message bus is unavailable", result)
     } else if failed.is_empty() {
         ok_json(StatusCode::OK, "serving", result)
     } else {
@@ -325,6 +331,7 @@ mod tests {
             control,
             max_upload_bytes: 1024,
             state: Arc::new(crate::state::MemoryStore::new()),
+            bus: Arc::new(crate::bus::EmbeddedBus::new()),
         };
         (state, rx)
     }

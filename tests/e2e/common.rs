@@ -104,12 +104,18 @@ pub struct Host {
 impl Host {
     /// Write `config` to a temp dir and start the host on it; waits until it says it is ready.
     pub fn start(config: &str) -> Host {
+        Self::start_with(config, &[])
+    }
+
+    /// [`Host::start`] with more `vumi run` arguments (e.g. `--role @apps`).
+    pub fn start_with(config: &str, args: &[&str]) -> Host {
         let dir = TempDir::new();
         let path = dir.path().join("vumi.toml");
         std::fs::write(&path, config).expect("write config");
         let mut child = vumi()
             .args(["run", "--config"])
             .arg(&path)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a test's unwrap is its failure report
 
+mod amqp_bus;
 mod backpressure;
 mod bad_input;
 mod cli;

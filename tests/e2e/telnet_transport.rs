@@ -37,7 +37,7 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = TelnetConfig { bind: addr, to_addr: Some("*120#".into()), max_line_bytes: 4096 };
-        let ctx = TransportContext { publish: bus.clone(), connector: connector.clone() };
+        let ctx = TransportContext { publish: bus.clone(), connector: connector.clone(), sent: std::sync::Arc::new(vumi_host::transports::Sent::new(&connector, 1000)) };
         let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         let stop = CancellationToken::new();
         let outbound = bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume");

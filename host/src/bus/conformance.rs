@@ -25,9 +25,23 @@ fn content(m: &Message) -> String {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Run every check that leaves the bus open.
-pub async fn run_all(bus: &dyn Bus) {
-    let run = crate::message::new_id();
+/// The kinds of queue each check uses, for [`keys`].
+const KINDS: &[&str] = &["order", "iso-a", "iso-b", "requeue", "drop", "prefetch", "compete", "close", "bounded"];
+
+/// A fresh run id: every queue a run uses is named after it.
+pub fn new_run() -> String {
+    crate::message::new_id()
+}
+
+/// Every routing key a run with id `run` may have used, so a networked back end's test can
+/// delete its queues afterwards.
+pub fn keys(run: &str) -> Vec<RoutingKey> {
+    KINDS.iter().map(|k| key(run, k)).collect()
+}
+
+/// Run every check that leaves the bus open, on queues named after `run`.
+pub async fn run_all(bus: &dyn Bus, run: &str) {
+    let run = run.to_owned();
     delivers_in_order_and_keeps_messages_published_before_consume(bus, &run).await;
     routing_keys_are_isolated(bus, &run).await;
     nack_with_requeue_redelivers(bus, &run).await;
@@ -132,9 +146,8 @@ async fn competing_consumers_share_without_duplicates(bus: &dyn Bus, run: &str) 
 }
 
 /// Closing the bus ends every consumer's stream.
-pub async fn close_ends_consumers(bus: &dyn Bus) {
-    let run = crate::message::new_id();
-    let mut c = bus.consume(&key(&run, "close"), 1).await.expect("consume");
+pub async fn close_ends_consumers(bus: &dyn Bus, run: &str) {
+    let mut c = bus.consume(&key(run, "close"), 1).await.expect("consume");
     let waiter = async { c.next().await.is_none() };
     let (ended, ()) = tokio::join!(async { tokio::time::timeout(WAIT, waiter).await }, bus.close());
     assert_eq!(ended.ok(), Some(true), "next() returns None after close");
@@ -145,7 +158,7 @@ pub async fn close_ends_consumers(bus: &dyn Bus) {
 /// does, is refused with [`BusError::Full`] (retryable). A message put back is never refused,
 /// and nothing is lost.
 pub async fn bounded_queues(bus: &dyn Bus, capacity: usize) {
-    let run = crate::message::new_id();
+    let run = new_run();
     let k = key(&run, "bounded");
     for n in 0..capacity {
         bus.publish(&k, msg(n)).await.expect("room for capacity messages");

@@ -235,12 +235,12 @@ impl Settle for EmbeddedSettle {
 mod tests {
     #[tokio::test]
     async fn embedded_bus_passes_the_conformance_suite() {
-        crate::bus::conformance::run_all(&super::EmbeddedBus::new()).await;
+        crate::bus::conformance::run_all(&super::EmbeddedBus::new(), &crate::bus::conformance::new_run()).await;
     }
 
     #[tokio::test]
     async fn close_ends_consumers() {
-        crate::bus::conformance::close_ends_consumers(&super::EmbeddedBus::new()).await;
+        crate::bus::conformance::close_ends_consumers(&super::EmbeddedBus::new(), &crate::bus::conformance::new_run()).await;
     }
 
     #[tokio::test]

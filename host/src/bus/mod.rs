@@ -8,6 +8,7 @@
 //! a delivery that is nacked with requeue comes back (flagged `redelivered`); one that is dropped
 //! without an ack or nack is requeued too.
 
+pub mod amqp;
 pub mod conformance;
 pub mod embedded;
 
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use crate::message::Message;
 use crate::names::ConnectorName;
 
+pub use amqp::{AmqpBus, AmqpOptions};
 pub use embedded::EmbeddedBus;
 
 /// The four queues of a connector, as Vumi names them.
@@ -86,6 +88,10 @@ pub enum BusError {
     /// The broker could not be reached, or dropped the connection.
     #[error("bus unavailable: {0}")]
     Unavailable(String),
+    /// The broker refused what was asked (a declaration that conflicts with an existing
+    /// queue's flags, a user without rights on the vhost): trying again will not help.
+    #[error("the broker refused: {0}")]
+    Refused(String),
     /// The queue stayed full for as long as a publisher may wait: its consumers are behind.
     #[error("queue `{key}` is full ({capacity} messages waiting): its consumers are behind")]
     Full {
@@ -142,6 +148,11 @@ pub trait Bus: Send + Sync + 'static {
     /// the back end cannot tell (a broker keeps them anyway). A graceful stop waits for zero.
     fn pending(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether the bus can carry messages now, for `/health`: the reason when it cannot.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
     }
 }
 

@@ -53,6 +53,12 @@ pub enum Command {
         /// Build the plugin crates under ./plugins first (as `vumi plugin build` does).
         #[arg(long)]
         build_plugins: bool,
+        /// Run only these components of the config, by name (a transport, app, router or
+        /// channel), or a whole kind (`@transports`, `@apps`, `@routers`, `@channels`). Repeat
+        /// it or separate with commas. Several hosts on one RabbitMQ split a config this way:
+        /// `--role @transports` on one, `--role @apps` on two more. Overrides `[host] roles`.
+        #[arg(long = "role", value_name = "NAME", env = "VUMI_ROLES", value_delimiter = ',')]
+        roles: Vec<String>,
     },
     /// Build plugins, and list, deploy and reload them on a running host (through its admin API).
     #[command(subcommand, visible_alias = "plugin")]
@@ -157,11 +163,11 @@ pub enum ConfigCommand {
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, build_plugins } => {
+        Command::Run { config, build_plugins, roles } => {
             if build_plugins {
                 plugin_build::build(&PathBuf::from("."), None)?;
             }
-            run_host(&config).await
+            run_host(&config, roles).await
         }
         Command::Plugins(PluginCommand::Build { workspace, out }) => {
             plugin_build::build(&workspace, out.as_deref())?;
@@ -220,9 +226,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn run_host(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
+async fn run_host(path: &std::path::Path, roles: Vec<String>) -> anyhow::Result<()> {
+    let mut config = Config::load(path)?;
+    if !roles.is_empty() {
+        config = config.with_roles(roles.clone(), path)?;
+    }
     let mut host = crate::supervisor::start(&config).await.with_context(|| format!("cannot start from `{}`", path.display()))?;
+    if !roles.is_empty() {
+        host.keep_roles(roles);
+    }
+    let config = config.for_roles();
     host.reload_on_change(path);
     for (name, addr) in &host.listening {
         // A stable line on stdout: users see where to connect, tests wait for it.

@@ -30,6 +30,13 @@ pub struct HostConfig {
     /// before it stops anyway and reports what is left, in milliseconds.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// Which of the config's components this host runs, by name (transports, apps, routers,
+    /// channels), so several hosts on one broker share one config file. `@transports`, `@apps`,
+    /// `@routers` and `@channels` name every component of a kind. Empty: everything. Middleware
+    /// runs on every host: it is part of the message path wherever a message is published.
+    /// `vumi run --role` overrides it.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 fn default_drain_timeout_ms() -> u64 {
@@ -73,6 +80,7 @@ impl Default for HostConfig {
             retry: Default::default(),
             queues: Default::default(),
             drain_timeout_ms: default_drain_timeout_ms(),
+            roles: Vec::new(),
         }
     }
 }
@@ -114,13 +122,110 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Which bus to use. Only the embedded one exists so far.
+/// Which bus to use (`[host.bus] kind = ...`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BusConfig {
-    /// In-process queues: nothing to install.
+    /// In-process queues: nothing to install, one host.
     #[default]
     Embedded,
+    /// RabbitMQ, with legacy Vumi's exchange, queues and bodies: many hosts, and old Vumi
+    /// workers, share it.
+    Amqp(AmqpBusConfig),
+}
+
+/// `[host.bus] kind = "amqp"`. The defaults reach a broker installed on this machine; legacy
+/// Vumi deployments used vhost `/develop` with user and password `vumi`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpBusConfig {
+    /// Broker host.
+    #[serde(default = "default_amqp_host")]
+    pub host: String,
+    /// Broker port.
+    #[serde(default = "default_amqp_port")]
+    pub port: u16,
+    /// Virtual host.
+    #[serde(default = "default_amqp_vhost")]
+    pub vhost: String,
+    /// User.
+    #[serde(default = "default_amqp_user")]
+    pub username: String,
+    /// Password.
+    #[serde(default = "default_amqp_user")]
+    pub password: String,
+    /// Heartbeat interval in seconds (0: none; a dead peer is then seen only when its socket fails).
+    #[serde(default = "default_amqp_heartbeat")]
+    pub heartbeat_secs: u16,
+    /// Publishes awaiting their broker confirm at once, across the host.
+    #[serde(default = "default_amqp_window")]
+    pub confirm_window: usize,
+    /// The largest prefetch any consumer of this host asks for (app workers ask for their
+    /// lanes' worth).
+    #[serde(default = "default_amqp_prefetch")]
+    pub max_prefetch: u16,
+    /// While the broker is unreachable, how long a publish waits for it before the publisher's
+    /// own retry takes over.
+    #[serde(default = "default_amqp_publish_wait")]
+    pub publish_wait_ms: u64,
+    /// First wait before reconnecting; it doubles, with jitter, up to `reconnect_max_ms`.
+    #[serde(default = "default_amqp_reconnect_initial")]
+    pub reconnect_initial_ms: u64,
+    /// Longest wait between reconnection attempts.
+    #[serde(default = "default_amqp_reconnect_max")]
+    pub reconnect_max_ms: u64,
+    /// How this host names itself to the broker and in its status events (default: `vumi@<hostname>`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for AmqpBusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpBusConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("vhost", &self.vhost)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AmqpBusConfig {
+    fn default() -> Self {
+        toml::from_str("").unwrap_or_else(|_| unreachable!("every field has a default"))
+    }
+}
+
+fn default_amqp_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_amqp_port() -> u16 {
+    5672
+}
+fn default_amqp_vhost() -> String {
+    "/".into()
+}
+fn default_amqp_user() -> String {
+    "guest".into()
+}
+fn default_amqp_heartbeat() -> u16 {
+    20
+}
+fn default_amqp_window() -> usize {
+    256
+}
+fn default_amqp_prefetch() -> u16 {
+    300
+}
+fn default_amqp_publish_wait() -> u64 {
+    10_000
+}
+fn default_amqp_reconnect_initial() -> u64 {
+    100
+}
+fn default_amqp_reconnect_max() -> u64 {
+    5_000
 }
 
 /// Which state store to use (`[host.state] kind = ...`).

@@ -32,6 +32,13 @@ impl Face for AppWorld {
     type Input = AppInput;
     type Output = ();
 
+    fn parent_id(input: &AppInput) -> Option<String> {
+        Some(match input {
+            AppInput::User(m) => m.message_id.clone(),
+            AppInput::Event(e) => e.event_id.clone(),
+        })
+    }
+
     fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Application::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
     }

@@ -55,6 +55,12 @@ pub trait Face: Send + Sync + Sized + 'static {
         store: &mut Store<HostState>,
         input: Self::Input,
     ) -> impl Future<Output = wasmtime::Result<Result<Self::Output, HandlerError>>> + Send;
+
+    /// The id of the message a call answers, from which the ids of what it sends are derived
+    /// (`message::derived_id`); `None`: the face sends nothing of its own.
+    fn parent_id(_input: &Self::Input) -> Option<String> {
+        None
+    }
 }
 
 /// How instances of a plugin are used. See `../shared/design.md`, "Instances": a fresh instance
@@ -368,6 +374,7 @@ impl<F: Face> Plugin<F> {
         // Only this call's stderr may explain this call's trap.
         inst.store.data().stderr.take();
 
+        inst.store.data_mut().call.parent = F::parent_id(&input);
         let wall = self.limits.wall_clock();
         let outcome = tokio::time::timeout(wall, F::call(&inst.bound, &mut inst.store, input)).await;
         let sends = std::mem::take(&mut inst.store.data_mut().call.sends);

@@ -44,6 +44,9 @@ pub enum StartError {
     /// The engine could not be made.
     #[error(transparent)]
     Engine(LoadError),
+    /// The bus named in `[host.bus]` could not be reached.
+    #[error("`host.bus`: {0}")]
+    Connect(crate::bus::BusError),
     /// The state store named in `[host.state]` could not be reached.
     #[error("`host.state`: {0}")]
     State(crate::state::StateError),

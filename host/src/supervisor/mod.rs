@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminState, Control, HostStatus};
 use crate::message::Timestamp;
-use crate::bus::{Bus, EmbeddedBus};
+use crate::bus::{AmqpBus, AmqpOptions, Bus, EmbeddedBus};
 use crate::config::{BusConfig, Config, StateConfig};
 use crate::plugins::{Engine, EngineSettings, Registry, Watcher};
 use crate::state::{KvStore, MemoryStore, RedisOptions, RedisStore};
@@ -76,6 +76,8 @@ pub struct RunningHost {
     pub registry: Arc<Registry>,
     /// Transports and config reload history, as the admin API shows them.
     pub status: Arc<HostStatus>,
+    /// `vumi run --role`: the roles kept across config reloads.
+    roles_override: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for RunningHost {
@@ -84,14 +86,44 @@ impl std::fmt::Debug for RunningHost {
     }
 }
 
+/// This machine's name, for the broker's connection list (`HOSTNAME`, else `/etc/hostname`).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
 /// Start everything `config` names. Plugins are compiled before any transport accepts traffic, so
 /// a bad plugin stops start-up instead of failing users' messages.
 pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
-    let bus: Arc<dyn Bus> = match config.host.bus {
+    let bus: Arc<dyn Bus> = match &config.host.bus {
         BusConfig::Embedded => Arc::new(EmbeddedBus::bounded(
             config.host.queues.capacity,
             Duration::from_millis(config.host.queues.publish_wait_ms),
         )),
+        BusConfig::Amqp(a) => {
+            let name = a.name.clone().unwrap_or_else(|| format!("vumi@{}", hostname()));
+            let options = AmqpOptions {
+                host: a.host.clone(),
+                port: a.port,
+                vhost: a.vhost.clone(),
+                username: a.username.clone(),
+                password: a.password.clone(),
+                heartbeat_secs: a.heartbeat_secs,
+                confirm_window: a.confirm_window,
+                max_prefetch: a.max_prefetch,
+                publish_wait: Duration::from_millis(a.publish_wait_ms),
+                reconnect_initial: Duration::from_millis(a.reconnect_initial_ms),
+                reconnect_max: Duration::from_millis(a.reconnect_max_ms),
+                // Reconnections are announced on `vumi.status`, beside the connectors' own.
+                status_connector: "vumi".parse().ok(),
+                connection_name: name,
+            };
+            Arc::new(AmqpBus::connect(options).await.map_err(StartError::Connect)?)
+        }
     };
     let state: Arc<dyn KvStore> = match &config.host.state {
         StateConfig::Memory => Arc::new(MemoryStore::new()),
@@ -148,6 +180,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         failures,
         registry: Arc::new(Registry::new()),
         status: Arc::new(HostStatus::default()),
+        roles_override: None,
     };
     host.apply(None, config.clone()).await?;
 
@@ -169,6 +202,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             control: tx,
             max_upload_bytes: admin.max_upload_bytes,
             state: host.state.clone(),
+            bus: host.bus.clone(),
         });
         let stop = shutdown.clone();
         host.tasks.spawn(async move {
@@ -184,6 +218,8 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
 impl RunningHost {
     /// Make the running host match `new`, given that it matches `old` (`None`: nothing runs yet).
     pub(super) async fn apply(&mut self, old: Option<&Config>, new: Config) -> Result<String, StartError> {
+        // The part of the config this host runs (`host.roles`); the rest runs elsewhere.
+        let new = new.for_roles();
         let mut summary = Vec::new();
         // 1. Every plugin the new config names, loaded before anything stops: a failure here
         //    rejects the whole config with nothing changed.

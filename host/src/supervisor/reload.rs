@@ -68,10 +68,19 @@ impl RunningHost {
         self.shutdown(Duration::from_secs(5)).await;
     }
 
+    /// Keep running only `roles` across reloads (`vumi run --role`), whatever the file says.
+    pub fn keep_roles(&mut self, roles: Vec<String>) {
+        self.roles_override = Some(roles);
+    }
+
     /// Load `path` and apply it; an invalid config is rejected whole and the running one stays.
     pub async fn reload_from(&mut self, path: &Path, why: &str) -> Result<String, String> {
         tracing::info!(config = %path.display(), why, "reloading config");
-        let result = match Config::load(path) {
+        let loaded = Config::load(path).and_then(|c| match &self.roles_override {
+            Some(roles) => c.with_roles(roles.clone(), path),
+            None => Ok(c),
+        });
+        let result = match loaded {
             Ok(new) => self.reload(new).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

@@ -34,7 +34,8 @@ pub(super) struct RunningTransport {
 
 impl RunningHost {
     pub(super) async fn start_transport(&self, config: &Config, name: &ConnectorName, t: &TransportConfig) -> Result<RunningTransport, StartError> {
-        let ctx = TransportContext { publish: self.intake.clone(), connector: name.clone() };
+        let sent = Arc::new(crate::transports::Sent::new(name, 100_000));
+        let ctx = TransportContext { publish: self.intake.clone(), connector: name.clone(), sent: sent.clone() };
         let kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(self.state.clone(), Namespace::Transport(name.as_str()))) };
         let mut listening = None;
         let transport: Box<dyn Transport> = match t {
@@ -54,6 +55,9 @@ impl RunningHost {
             .consume(&key, transport.prefetch())
             .await
             .map_err(|source| StartError::Bus { key: key.to_string(), source })?;
+        // A copy of a message this transport sent already (a redelivery, or an app's retry with
+        // its derived reply id) is dropped here, before it reaches the user again.
+        let outbound = sent.dedupe(outbound);
         let status = Arc::new(Mutex::new(TransportStatus {
             name: name.to_string(),
             kind: t.transport_type().to_owned(),

@@ -27,6 +27,9 @@ pub struct Metrics {
     queue_capacity: Family<Labels, Gauge>,
     refused: Family<Labels, Counter>,
     queued_seconds: Family<Labels, Histogram>,
+    bus_reconnects: Family<Labels, Counter>,
+    bus_unknown_confirms: Counter,
+    bus_undecodable: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -93,7 +96,25 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Time a message waited in a queue of the embedded bus before a consumer took it, by queue",
         queued_seconds.clone(),
     );
-    Metrics { registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
+    let bus_reconnects = Family::<Labels, Counter>::default();
+    registry.register(
+        "bus_reconnects",
+        "Reconnections to RabbitMQ after a lost connection, by link (publish, consume)",
+        bus_reconnects.clone(),
+    );
+    let bus_unknown_confirms = Counter::default();
+    registry.register(
+        "bus_unknown_confirms",
+        "Publishes to RabbitMQ whose confirm never came (connection lost, or a broker nack): their inputs are tried again",
+        bus_unknown_confirms.clone(),
+    );
+    let bus_undecodable = Counter::default();
+    registry.register(
+        "bus_undecodable",
+        "Bodies taken from RabbitMQ that were not Vumi messages, set aside on <connector>.failures",
+        bus_undecodable.clone(),
+    );
+    Metrics { bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
 });
 
 /// The process-wide metrics.
@@ -118,6 +139,11 @@ impl Metrics {
         self.failures.get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())]).inc();
     }
 
+    /// The failures counter of `component` and `kind`, for a hot path to hold.
+    pub fn failure_counter(&self, component: &str, kind: &str) -> Counter {
+        self.failures.get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())]).clone()
+    }
+
     /// Count one reload attempt of `plugin` that ended in `outcome`.
     pub fn reload(&self, plugin: &str, outcome: &str) {
         self.reloads.get_or_create(&vec![("plugin", plugin.to_owned()), ("outcome", outcome.to_owned())]).inc();
@@ -140,6 +166,21 @@ impl Metrics {
         let labels = vec![("queue", queue.to_owned())];
         self.queue_capacity.get_or_create(&labels).set(i64::try_from(capacity).unwrap_or(i64::MAX));
         (self.queue_depth.get_or_create(&labels).clone(), self.queued_seconds.get_or_create(&labels).clone())
+    }
+
+    /// Reconnections of the RabbitMQ `link` (`publish`, `consume`).
+    pub fn bus_reconnects(&self, link: &str) -> Counter {
+        self.bus_reconnects.get_or_create(&vec![("link", link.to_owned())]).clone()
+    }
+
+    /// Publishes whose confirm never came.
+    pub fn bus_unknown_confirms(&self) -> Counter {
+        self.bus_unknown_confirms.clone()
+    }
+
+    /// Undecodable bodies set aside.
+    pub fn bus_undecodable(&self) -> Counter {
+        self.bus_undecodable.clone()
     }
 
     /// Everything, in the OpenMetrics text format (which Prometheus reads).

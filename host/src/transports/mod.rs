@@ -10,12 +10,14 @@ pub mod sms_http;
 pub mod telnet;
 pub mod ussd_at;
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{BusError, Consumer, Publish};
+use crate::bus::{BusError, Consumer, Delivery, Publish};
+use crate::message::Message;
 use crate::names::ConnectorName;
 use crate::telemetry::throttle::Throttle;
 
@@ -66,6 +68,78 @@ pub struct TransportContext {
     pub publish: Arc<dyn Publish>,
     /// Its connector; also the `transport_name` of the messages it makes.
     pub connector: ConnectorName,
+    /// The outbound messages it has sent lately (see [`Sent`]).
+    pub sent: Arc<Sent>,
+}
+
+/// The ids of outbound messages a transport sent lately, so a second copy of one (a redelivery,
+/// or an app's retry, which derives the same reply id) is dropped instead of reaching the user
+/// twice. In memory and bounded: a copy that arrives after `capacity` later messages, or at
+/// another host's transport, is sent again (at least once).
+#[derive(Debug)]
+pub struct Sent {
+    capacity: usize,
+    ids: Mutex<(HashSet<String>, VecDeque<String>)>,
+    dropped: prometheus_client::metrics::counter::Counter,
+}
+
+impl Sent {
+    /// Remember up to `capacity` ids for `connector`.
+    pub fn new(connector: &ConnectorName, capacity: usize) -> Self {
+        let dropped = crate::telemetry::metrics::metrics().failure_counter(connector.as_str(), "duplicate_dropped");
+        Self { capacity: capacity.max(1), ids: Mutex::default(), dropped }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashSet<String>, VecDeque<String>)> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `id` was sent.
+    pub fn record(&self, id: &str) {
+        let mut g = self.lock();
+        if g.0.insert(id.to_owned()) {
+            g.1.push_back(id.to_owned());
+            while g.1.len() > self.capacity {
+                if let Some(old) = g.1.pop_front() {
+                    g.0.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether `id` was sent already.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().0.contains(id)
+    }
+
+    /// `outbound` without the copies of messages already sent: each is acked, counted
+    /// (`vumi_failures_total{kind="duplicate_dropped"}`) and logged at debug.
+    pub fn dedupe(self: &Arc<Self>, outbound: Box<dyn Consumer>) -> Box<dyn Consumer> {
+        Box::new(Deduped { inner: outbound, sent: self.clone() })
+    }
+}
+
+struct Deduped {
+    inner: Box<dyn Consumer>,
+    sent: Arc<Sent>,
+}
+
+#[async_trait]
+impl Consumer for Deduped {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            let d = self.inner.next().await?;
+            if let Message::User(m) = &d.message
+                && self.sent.contains(&m.message_id)
+            {
+                self.sent.dropped.inc();
+                tracing::debug!(message_id = m.message_id, redelivered = d.redelivered, "a copy of a message already sent: dropped");
+                d.ack();
+                continue;
+            }
+            return Some(d);
+        }
+    }
 }
 
 impl TransportContext {
@@ -97,6 +171,9 @@ impl TransportContext {
     pub async fn report_outcome(&self, event: crate::message::Event, about: &crate::message::UserMessage) {
         static WAITING: Throttle = Throttle::new(std::time::Duration::from_secs(10));
         static LOST: Throttle = Throttle::with_burst(std::time::Duration::from_secs(10), 10);
+        if matches!(event.kind, crate::message::EventKind::Ack { .. }) {
+            self.sent.record(&about.message_id);
+        }
         let key = crate::bus::RoutingKey::event(&self.connector);
         let message = self.event_message(event, about);
         loop {
@@ -107,6 +184,13 @@ impl TransportContext {
                     if let Some(more) = WAITING.hit() {
                         tracing::warn!(connector = %self.connector, error = %e, more, "events wait for room; the transport sends nothing more meanwhile");
                     }
+                }
+                // A broker that is down comes back (the bus reconnects): wait for it too.
+                Err(e @ BusError::Unavailable(_)) => {
+                    if let Some(more) = WAITING.hit() {
+                        tracing::warn!(connector = %self.connector, error = %e, more, "events wait for the bus to come back; the transport sends nothing more meanwhile");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
                 Err(e) => {
                     crate::telemetry::metrics::metrics().refused("event");

@@ -248,6 +248,8 @@ impl Lane {
                 return Tried::Done;
             }
         };
+        // Plugins derive their sends' ids from the input (`message::derived_id`), so trying
+        // again publishes identical copies.
         for msg in sends {
             if let Some(origins) = &self.origins
                 && let Err(e) = origins.record(&msg.message_id, self.handler.name()).await

@@ -66,12 +66,17 @@ impl HostState {
     }
 
     /// Hold `msg` for publishing when the handler returns `ok`.
-    pub(super) fn push_send(&mut self, msg: UserMessage) -> Result<String, SendError> {
+    pub(super) fn push_send(&mut self, mut msg: UserMessage) -> Result<String, SendError> {
         if self.ctx.max_sends == 0 {
             return Err(SendError::NotPermitted);
         }
         if self.call.sends.len() >= self.ctx.max_sends as usize {
             return Err(SendError::TooManySends(self.ctx.max_sends));
+        }
+        // Derived, not random: handling this input again (redelivered after a crash, or tried
+        // again after a publish failed) sends identical copies, which transports drop.
+        if let Some(parent) = &self.call.parent {
+            msg.message_id = crate::message::derived_id(parent, &self.ctx.plugin, self.call.sends.len());
         }
         let id = msg.message_id.clone();
         self.call.sends.push(msg);

@@ -31,6 +31,8 @@ pub(crate) struct PluginContext {
 #[derive(Default)]
 pub(crate) struct CallState {
     pub sends: Vec<UserMessage>,
+    /// The id of the message being handled: sends get ids derived from it.
+    pub parent: Option<String>,
     /// Epoch ticks the guest has run past in this call.
     pub ticks: u64,
     pub deadline_ticks: u64,

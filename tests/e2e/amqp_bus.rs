@@ -1,0 +1,210 @@
+//! The RabbitMQ bus end to end, on the shared broker (127.0.0.1:5672, guest/guest): hosts that
+//! split one config between them, and a legacy Vumi worker (plain AMQP through Python's `pika`,
+//! installed from PyPI by the test) on the same queues in both directions. Each test names its
+//! own connector, and its queues are deleted when it ends, passed or not.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{Host, Telnet, WAIT, http, plugin, workspace};
+
+const TOKEN: &str = "amqp-test-token";
+
+/// The shared broker must be up: a test fails, never skips, and says how to start it.
+fn broker() {
+    if std::net::TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(2)).is_err() {
+        panic!("these tests need RabbitMQ on 127.0.0.1:5672 (guest/guest): start it with `rabbitmq-server -detached` or `systemctl start rabbitmq-server`");
+    }
+}
+
+/// A connector name of this test's own, and its queues, deleted on drop.
+struct Connector(String);
+
+impl Connector {
+    fn new(prefix: &str) -> Self {
+        broker();
+        Connector(format!("{prefix}{}", &vumi_host::message::new_id()[..10]))
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        let queues: Vec<String> = ["inbound", "outbound", "event", "status", "failures"].iter().map(|k| format!("{}.{k}", self.0)).collect();
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            if let Ok(bus) = vumi_host::bus::AmqpBus::connect(vumi_host::bus::AmqpOptions::default()).await {
+                for q in &queues {
+                    let _ = bus.delete_queue(q).await;
+                }
+                vumi_host::bus::Bus::close(&bus).await;
+            }
+        });
+    }
+}
+
+fn config(connector: &str, transport: bool) -> String {
+    let transport = if transport { format!("[transports.{connector}]\nkind = \"telnet\"\nbind = \"127.0.0.1:0\"\n") } else { String::new() };
+    format!(
+        r#"
+[host.bus]
+kind = "amqp"
+
+[admin]
+bind = "127.0.0.1:0"
+token = "{TOKEN}"
+
+{transport}
+[apps.echo]
+plugin = "{}"
+connector = "{connector}"
+concurrency = 4
+"#,
+        plugin("echo").display()
+    )
+}
+
+/// `vumi_handler_seconds_count{plugin}` on `host`: how many messages its copy of the plugin handled.
+fn handled(host: &Host, plugin: &str) -> f64 {
+    let text = http().get(host.admin_url("/metrics")).bearer_auth(TOKEN).send().unwrap().text().unwrap();
+    // The histogram's `_count` line, as a scraper reads it.
+    let label = format!("plugin=\"{plugin}\"");
+    text.lines()
+        .filter(|l| l.starts_with("vumi_handler_seconds_count{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn one_transport_host_and_two_app_hosts_answer_a_load_together() {
+    let c = Connector::new("scale");
+    let cfg = config(&c.0, true);
+    // The app hosts first: they declare the app's queues (the transport host declares them too).
+    let apps1 = Host::start_with(&cfg, &["--role", "@apps"]);
+    let apps2 = Host::start_with(&cfg, &["--role", "echo"]);
+    let transport = Host::start_with(&cfg, &["--role", "@transports"]);
+    assert!(apps1.listening.is_empty() && apps2.listening.is_empty(), "app hosts run no transport");
+    let mut t = Telnet::connect(transport.listening[&c.0]);
+    t.line(); // the app's greeting, through the broker
+    let n = 300;
+    for i in 0..n {
+        t.send(&format!("m{i}"));
+    }
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < n {
+        let l = t.line();
+        assert!(l.starts_with('m'), "only echoes: {l:?}");
+        assert!(got.insert(l.clone()), "one answer per line: {l} twice");
+    }
+    let (h1, h2) = (handled(&apps1, "echo"), handled(&apps2, "echo"));
+    assert_eq!(h1 + h2, n as f64 + 1.0, "every message handled once (and the greeting)");
+    assert!(h1 >= 10.0 && h2 >= 10.0, "both app hosts take part as competing consumers: {h1} and {h2}");
+    for h in [&apps1, &apps2, &transport] {
+        let health: serde_json::Value = http().get(h.admin_url("/health")).send().unwrap().json().unwrap();
+        assert_eq!(health["bus"], "ok", "{health}");
+    }
+}
+
+/// `pika` for the legacy worker, installed once per target directory from PyPI.
+fn pika() -> std::path::PathBuf {
+    let dir = workspace().join("target").join("py-pika");
+    if !dir.join("pika").exists() {
+        let out = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&dir)
+            .arg("pika==1.3.2")
+            .output()
+            .expect("python3 is needed for the legacy-interop tests");
+        assert!(out.status.success(), "cannot install pika from PyPI: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dir
+}
+
+/// The legacy worker, started; returns once it has declared its queues.
+struct Legacy {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Legacy {
+    fn start(mode: &str, connector: &str, n: usize) -> Legacy {
+        let mut child = Command::new("python3")
+            .arg(workspace().join("tests/e2e/legacy_vumi.py"))
+            .args([mode, connector, &n.to_string()])
+            .env("PYTHONPATH", pika())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut l = Legacy { child, lines };
+        assert_eq!(l.next()["ready"], true);
+        l
+    }
+
+    fn next(&mut self) -> serde_json::Value {
+        let line = self.lines.recv_timeout(WAIT * 2).expect("a line from the legacy worker in time");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v.get("error").is_none(), "legacy worker: {v}");
+        v
+    }
+}
+
+impl Drop for Legacy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_legacy_vumi_transport_is_answered_by_our_app_and_its_bad_body_set_aside() {
+    let c = Connector::new("legacyt");
+    // Our app host alone: the transport is the legacy worker.
+    let app = Host::start(&config(&c.0, false));
+    let n = 20;
+    let mut legacy = Legacy::start("transport", &c.0, n);
+    for _ in 0..n {
+        let r = legacy.next();
+        let asked = &r["asked"];
+        assert!(asked.is_object(), "every reply answers a message the legacy transport sent: {r}");
+        let reply = &r["reply"];
+        assert_eq!(reply["content"], asked["content"], "echoed, é and all");
+        assert_eq!(reply["to_addr"], asked["from_addr"]);
+        assert_eq!(reply["transport_name"], c.0.as_str());
+        assert_eq!(reply["transport_metadata"], asked["transport_metadata"], "kept for the transport");
+        let id = reply["message_id"].as_str().unwrap();
+        assert!(id.len() == 32 && id.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()), "a Vumi id: {id}");
+        assert_eq!(r["ascii"], true, "bodies are ASCII JSON, as Vumi writes them");
+        assert_eq!(r["delivery_mode"], 2);
+    }
+    // The undecodable body went to the failures queue, with the reason.
+    let failures = app.wait_for_log("set aside on the failures queue");
+    assert!(failures.contains(&format!("{}.failures", c.0)), "{failures}");
+}
+
+#[test]
+fn our_telnet_transport_feeds_a_legacy_vumi_application() {
+    let c = Connector::new("legacya");
+    let mut cfg = config(&c.0, true);
+    // Only the transport here: the application is the legacy worker.
+    cfg = cfg.replace("[apps.echo]", "[apps.unused]");
+    let n = 5;
+    let mut legacy = Legacy::start("app", &c.0, n);
+    let host = Host::start_with(&cfg, &["--role", "@transports"]);
+    let mut t = Telnet::connect(host.listening[&c.0]);
+    for i in 0..n {
+        t.send(&format!("hi {i}"));
+        let l = t.until("legacy: ");
+        assert!(l.contains(&format!("legacy: hi {i}")), "{l}");
+        let asked = legacy.next();
+        assert_eq!(asked["answered"]["content"], format!("hi {i}"));
+        assert_eq!(asked["answered"]["transport_type"], "telnet");
+    }
+}
