@@ -784,7 +784,7 @@ impl Consumer for AmqpConsumer {
                 None => {
                     // Cancelled by the broker (queue deleted) or the connection went: again.
                     if let Some(a) = self.active.take() {
-                        let _ = a.channel.close(200, "reopening".into()).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), a.channel.close(200, "reopening".into())).await;
                     }
                 }
             }
@@ -977,5 +977,94 @@ mod tests {
             let _ = conn.close(200, "done".into()).await;
         })
         .await;
+    }
+
+    /// Have the broker close every connection whose name contains `name` (as a broker restart
+    /// or a network fault does), through `rabbitmqctl`. Touches no other client's connections.
+    async fn broker_closes(name: &str) -> usize {
+        let out = tokio::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_connections", "pid", "client_properties"])
+            .output()
+            .await
+            .expect("rabbitmqctl (the RabbitMQ server's CLI) is needed for this test");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let pids: Vec<&str> = text.lines().filter(|l| l.contains(name)).filter_map(|l| l.split_whitespace().next()).collect();
+        for pid in &pids {
+            let st = tokio::process::Command::new("rabbitmqctl").args(["-q", "close_connection", pid, "test: broker closes"]).status().await.expect("rabbitmqctl");
+            assert!(st.success(), "close_connection {pid}");
+        }
+        pids.len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_the_broker_drops_the_connections_the_bus_reconnects_and_what_was_in_flight_comes_back() {
+        let run = conformance::new_run();
+        let name = format!("vumi-reconnect-{}", &run[..8]);
+        let opts = AmqpOptions { connection_name: name.clone(), reconnect_initial: Duration::from_millis(50), ..Default::default() };
+        let bus = Arc::new(match AmqpBus::connect(opts).await {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        });
+        let key = raw_key(&run, "reconnect");
+        let b = bus.clone();
+        cleaning(bus.clone(), vec![key.to_string()], async move {
+            let before = (metrics().bus_reconnects("publish").get(), metrics().bus_reconnects("consume").get());
+            let mut c = b.consume(&key, 10).await.expect("consume");
+            let m = crate::message::UserMessage::inbound("t", "sms", "+27831234567", "12345", Some("one".into()), None);
+            b.publish(&key, m.clone().into()).await.expect("publish");
+            let held = tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("in time").expect("open");
+            assert!(!held.redelivered);
+            assert!(b.health().is_ok());
+            assert_eq!(broker_closes(&name).await, 2, "one publishing and one consuming connection");
+            // The delivery in hand was on the dropped channel: the broker put it back, and it
+            // comes again, flagged; acking the stale one acks nothing.
+            held.ack();
+            let again = tokio::time::timeout(Duration::from_secs(20), c.next()).await.expect("redelivered after the reconnect").expect("open");
+            assert_eq!(again.message.id(), m.message_id);
+            assert!(again.redelivered, "flagged as a redelivery");
+            again.ack();
+            // Publishing works again on a new connection, and consuming goes on.
+            let m2 = crate::message::UserMessage::inbound("t", "sms", "+27831234567", "12345", Some("two".into()), None);
+            b.publish(&key, m2.clone().into()).await.expect("publish after the reconnect");
+            let d = tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("in time").expect("open");
+            assert_eq!(d.message.id(), m2.message_id);
+            d.ack();
+            let after = (metrics().bus_reconnects("publish").get(), metrics().bus_reconnects("consume").get());
+            assert!(after.0 > before.0 && after.1 > before.1, "counted: {before:?} -> {after:?}");
+            assert!(b.health().is_ok(), "{:?}", b.health());
+        })
+        .await;
+    }
+
+    async fn rabbitmqctl(args: &[&str]) -> String {
+        let out = tokio::process::Command::new("rabbitmqctl").arg("-q").args(args).output().await.expect("rabbitmqctl");
+        assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Quorum queues for clusters without breaking legacy declarations: a vhost whose default
+    /// queue type is quorum (RabbitMQ 3.10.8+) turns our no-argument declarations, which are
+    /// legacy Vumi's, into quorum queues, and the whole conformance suite passes on them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_vhost_defaulting_to_quorum_queues_takes_legacy_declarations_and_passes_the_suite() {
+        let run = conformance::new_run();
+        let vhost = format!("vumi-quorum-{}", &run[..8]);
+        rabbitmqctl(&["add_vhost", &vhost, "--default-queue-type", "quorum"]).await;
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]).await;
+        let opts = AmqpOptions { vhost: vhost.clone(), connection_name: "vumi-quorum-test".into(), ..Default::default() };
+        let outcome = tokio::spawn(async move {
+            let bus = AmqpBus::connect(opts).await.expect("connect to the quorum vhost");
+            conformance::run_all(&bus, &run).await;
+            bus.close().await;
+        })
+        .await;
+        let types = rabbitmqctl(&["list_queues", "-p", &vhost, "name", "type"]).await;
+        rabbitmqctl(&["delete_vhost", &vhost]).await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        let rows: Vec<&str> = types.lines().filter(|l| l.contains("conf-")).collect();
+        assert!(rows.len() >= 6, "the suite's queues: {types}");
+        assert!(rows.iter().all(|r| r.split_whitespace().nth(1) == Some("quorum")), "every queue is a quorum queue: {types}");
     }
 }
