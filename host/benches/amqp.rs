@@ -215,7 +215,7 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
     std::fs::write(
         &config,
         format!(
-            "[host.bus]\nkind = \"amqp\"\n\n[apps.echo]\nplugin = \"{}\"\nconnector = \"{connector}\"\nconcurrency = 32\ninstances = \"pooled\"\n",
+            "[host.bus]\nkind = \"amqp\"\n\n[apps.echo]\nplugin = \"{}\"\nconnector = \"{connector}\"\nconcurrency = 128\ninstances = \"pooled\"\n",
             common::plugin_path("echo").display()
         ),
     )
