@@ -94,6 +94,7 @@ async fn run_typing(
         failures: failures.clone(),
         concurrency,
         retry: RetryPolicy::default(),
+        sequencer: None,
     });
     let w = tokio::spawn(worker.run(stop.clone()));
     let d = router.map(|(r, routing)| {

@@ -93,6 +93,7 @@ async fn faulty_worker_with_slot(
         failures: failures.clone(),
         concurrency: 2,
         retry,
+        sequencer: None,
     });
     let stop = CancellationToken::new();
     let task = tokio::spawn({

@@ -50,9 +50,26 @@ pub struct AppConfig {
     /// Endpoints the app may `send-to`; `default` is always allowed.
     #[serde(default)]
     pub endpoints: Vec<EndpointName>,
+    /// `user` (the default): one user's messages are handled one at a time and in order, across
+    /// every host sharing the queues (on RabbitMQ with Redis state, through a per-user
+    /// sequencer in Redis; on one host the lanes alone do it). `none`: no cross-host order, two
+    /// fewer Redis round trips per message.
+    #[serde(default)]
+    pub ordering: Ordering,
     /// The app's own settings, handed to it through the `config` import.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+/// Per-user ordering of an app's messages (`apps.<name>.ordering`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// One user's messages one at a time, in order, on every host.
+    #[default]
+    User,
+    /// In order within a host only.
+    None,
 }
 
 fn default_max_messages() -> u32 {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
-pub use self::redis::{RedisOptions, RedisStore};
+pub use self::redis::{RedisOptions, RedisSequencer, RedisStore};
 
 /// Why a state operation failed. [`StateError::is_retryable`] tells callers whether trying again
 /// later can help (a Redis connection drop can; a value that is not an integer cannot).
@@ -42,6 +42,47 @@ impl StateError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, StateError::Unavailable(_))
     }
+}
+
+/// What [`Sequencer::take`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// The message was finished before (a redelivery of one already handled): ack it, handle
+    /// nothing.
+    Done,
+    /// The message holds ticket `ticket` in its user's line; `go`: it is its turn now.
+    Ticket {
+        /// Its place in the user's line.
+        ticket: u64,
+        /// Whether every earlier ticket is finished (or abandoned).
+        go: bool,
+    },
+}
+
+/// Per-user turns shared by every host that names the same store: a user's messages are
+/// handled one at a time and in the order their hosts took them from the queue, whichever host
+/// took each.
+///
+/// Each message takes a ticket when it is delivered and runs when every earlier ticket of its
+/// user is finished. A ticket holds a lease while it waits or runs, refreshed by its holder;
+/// a waiter skips a ticket whose lease expired (its host died, and the broker redelivers that
+/// message under a new ticket). A finished message leaves a done marker, so a redelivery of it
+/// is recognised and not handled again. The exceptions to order are exactly these: a message
+/// redelivered after its host died runs after the messages that overtook it, and two messages
+/// of one user taken by two hosts within one round trip to the store run in the order their
+/// tickets were issued.
+#[async_trait]
+pub trait Sequencer: Send + Sync + 'static {
+    /// Take a ticket for `message_id` in `user`'s line, or learn that it was finished before.
+    async fn take(&self, user: &str, message_id: &str) -> Result<Take, StateError>;
+    /// Whether `ticket` may run now (refreshing its lease either way).
+    async fn turn(&self, user: &str, ticket: u64) -> Result<bool, StateError>;
+    /// Keep `ticket`'s lease while its message runs.
+    async fn refresh(&self, user: &str, ticket: u64) -> Result<(), StateError>;
+    /// `ticket` is over: the next may run. With `done`, that message id is marked finished.
+    async fn finish(&self, user: &str, ticket: u64, done: Option<&str>) -> Result<(), StateError>;
+    /// How long a lease lasts unrefreshed.
+    fn lease(&self) -> Duration;
 }
 
 /// A key-value store with expiry and atomic increment: the operations Vumi's sandbox `kv` resource

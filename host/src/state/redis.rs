@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{KvStore, StateError};
+use super::{KvStore, Sequencer, StateError, Take};
 
 /// How to reach the server and how patient to be (the supervisor fills it from
 /// `[host.state]`).
@@ -59,6 +59,126 @@ end
 return 0
 ";
 
+/// [`Sequencer::take`]: a done marker means "finished before"; else a ticket and its lease,
+/// then the turn check. KEYS[1] is the user's line (a hash: `next`, `serving`); its leases and
+/// done markers are `<line>:lease:<t>` and `<line>:done:<id>`, in its hash slot.
+const TAKE: &str = r"
+local line = KEYS[1]
+if redis.call('EXISTS', line .. ':done:' .. ARGV[1]) == 1 then return {-1, 0} end
+local t = redis.call('HINCRBY', line, 'next', 1)
+redis.call('SET', line .. ':lease:' .. t, '1', 'PX', ARGV[2])
+redis.call('PEXPIRE', line, ARGV[3])
+local s = tonumber(redis.call('HGET', line, 'serving') or '0')
+while s < t - 1 do
+  if redis.call('EXISTS', line .. ':lease:' .. (s + 1)) == 1 then return {t, 0} end
+  s = s + 1
+  redis.call('HSET', line, 'serving', s)
+end
+return {t, 1}
+";
+
+/// [`Sequencer::turn`]: skip earlier tickets whose lease expired; go when all before are over.
+const TURN: &str = r"
+local line = KEYS[1]
+local t = tonumber(ARGV[1])
+redis.call('PEXPIRE', line .. ':lease:' .. t, ARGV[2])
+local s = tonumber(redis.call('HGET', line, 'serving') or '0')
+while s < t - 1 do
+  if redis.call('EXISTS', line .. ':lease:' .. (s + 1)) == 1 then return 0 end
+  s = s + 1
+  redis.call('HSET', line, 'serving', s)
+end
+return 1
+";
+
+/// [`Sequencer::finish`]: the done marker, then the line moves on past `t`.
+const FINISH: &str = r"
+local line = KEYS[1]
+if ARGV[2] ~= '' then redis.call('SET', line .. ':done:' .. ARGV[2], '1', 'PX', ARGV[3]) end
+local s = tonumber(redis.call('HGET', line, 'serving') or '0')
+if s < tonumber(ARGV[1]) then redis.call('HSET', line, 'serving', ARGV[1]) end
+redis.call('DEL', line .. ':lease:' .. ARGV[1])
+return 1
+";
+
+/// [`Sequencer`] on the same server as a [`RedisStore`]: three Lua scripts on one hash-tagged
+/// line per user, so each step is atomic and Redis Cluster keeps a line in one slot.
+#[derive(Clone)]
+pub struct RedisSequencer {
+    store: RedisStore,
+    take: redis::Script,
+    turn: redis::Script,
+    finish: redis::Script,
+    lease: Duration,
+    done_ttl: Duration,
+}
+
+impl std::fmt::Debug for RedisSequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSequencer").field("server", &self.store.server).field("lease", &self.lease).finish()
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisSequencer {
+    /// The line of `user`, hash-tagged.
+    fn line(user: &str) -> String {
+        format!("vumi:seq:{{{user}}}")
+    }
+}
+
+#[async_trait]
+impl Sequencer for RedisSequencer {
+    async fn take(&self, user: &str, message_id: &str) -> Result<Take, StateError> {
+        let mut conn = self.store.conn.clone();
+        let (t, go): (i64, i64) = self
+            .take
+            .key(Self::line(user))
+            .arg(message_id)
+            .arg(ms(self.lease))
+            .arg(ms(self.done_ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.store.unavailable(&e))?;
+        Ok(if t < 0 { Take::Done } else { Take::Ticket { ticket: t as u64, go: go == 1 } })
+    }
+
+    async fn turn(&self, user: &str, ticket: u64) -> Result<bool, StateError> {
+        let mut conn = self.store.conn.clone();
+        let go: i64 = self.turn.key(Self::line(user)).arg(ticket).arg(ms(self.lease)).invoke_async(&mut conn).await.map_err(|e| self.store.unavailable(&e))?;
+        Ok(go == 1)
+    }
+
+    async fn refresh(&self, user: &str, ticket: u64) -> Result<(), StateError> {
+        let mut conn = self.store.conn.clone();
+        redis::cmd("PEXPIRE")
+            .arg(format!("{}:lease:{ticket}", Self::line(user)))
+            .arg(ms(self.lease))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.store.unavailable(&e))
+    }
+
+    async fn finish(&self, user: &str, ticket: u64, done: Option<&str>) -> Result<(), StateError> {
+        let mut conn = self.store.conn.clone();
+        self.finish
+            .key(Self::line(user))
+            .arg(ticket)
+            .arg(done.unwrap_or(""))
+            .arg(ms(self.done_ttl))
+            .invoke_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.store.unavailable(&e))
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+}
+
 /// [`KvStore`] on a Redis server.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -90,6 +210,18 @@ impl RedisStore {
             .await
             .map_err(|e| StateError::Unavailable(format!("cannot reach Redis at {server}: {e}")))?;
         Ok(Self { conn, append: redis::Script::new(APPEND_IF_EXISTS), server })
+    }
+
+    /// Per-user turns on this server: leases of `lease`, done markers kept `done_ttl`.
+    pub fn sequencer(&self, lease: Duration, done_ttl: Duration) -> RedisSequencer {
+        RedisSequencer {
+            store: self.clone(),
+            take: redis::Script::new(TAKE),
+            turn: redis::Script::new(TURN),
+            finish: redis::Script::new(FINISH),
+            lease,
+            done_ttl,
+        }
     }
 
     fn unavailable(&self, e: &redis::RedisError) -> StateError {
@@ -228,5 +360,45 @@ mod tests {
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redact("rediss://user:pw@h:1"), "rediss://user:***@h:1");
+    }
+
+    #[tokio::test]
+    async fn the_sequencer_runs_a_users_messages_in_turn_skips_a_dead_holder_and_knows_a_finished_one() {
+        let store = store().await;
+        let run = crate::message::new_id();
+        let seq = store.sequencer(Duration::from_millis(300), Duration::from_secs(60));
+        let r = run.clone();
+        let outcome = async move {
+            let (alice, bob) = (format!("{r}|alice"), format!("{r}|bob"));
+            let Take::Ticket { ticket: a1, go: true } = seq.take(&alice, "m1").await.expect("take") else { panic!("the first runs at once") };
+            let Take::Ticket { ticket: a2, go: false } = seq.take(&alice, "m2").await.expect("take") else { panic!("the second waits") };
+            assert_eq!((a1, a2), (1, 2));
+            // Another user is not held up by alice.
+            assert!(matches!(seq.take(&bob, "b1").await.expect("take"), Take::Ticket { ticket: 1, go: true }));
+            assert!(!seq.turn(&alice, a2).await.expect("turn"), "not while m1 runs");
+            seq.refresh(&alice, a1).await.expect("refresh");
+            seq.finish(&alice, a1, Some("m1")).await.expect("finish");
+            assert!(seq.turn(&alice, a2).await.expect("turn"), "m2's turn once m1 is finished");
+            // m1 delivered again: recognised, not handled again.
+            assert_eq!(seq.take(&alice, "m1").await.expect("take"), Take::Done);
+            // m2's holder dies without finishing: m3 waits out its lease, then goes.
+            let Take::Ticket { ticket: a3, go: false } = seq.take(&alice, "m3").await.expect("take") else { panic!("m3 waits for m2") };
+            assert!(!seq.turn(&alice, a3).await.expect("turn"), "m2's lease is fresh");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !seq.turn(&alice, a3).await.expect("turn") {
+                assert!(std::time::Instant::now() < deadline, "a dead holder's ticket is skipped once its lease expires");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // A ticket given up without a done marker lets the next go, and its message can run later.
+            let Take::Ticket { ticket: a4, go: false } = seq.take(&alice, "m4").await.expect("take") else { panic!("m4 waits for m3") };
+            seq.finish(&alice, a3, None).await.expect("give up");
+            assert!(seq.turn(&alice, a4).await.expect("turn"));
+            assert!(matches!(seq.take(&alice, "m3").await.expect("take"), Take::Ticket { .. }), "m3 was not marked done");
+        };
+        let outcome = tokio::spawn(outcome).await;
+        clean(&store, &run).await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 }

@@ -155,6 +155,10 @@ impl RunningHost {
                 failures: failures.clone(),
                 concurrency: usize::from(app.concurrency),
                 retry: retry.clone(),
+                sequencer: match app.ordering {
+                    crate::config::Ordering::User => self.sequencer.clone(),
+                    crate::config::Ordering::None => None,
+                },
             });
             if let Some(router) = routers.get_mut(&app.connector) {
                 worker = worker.with_routed_events(router.subscribe(name), router.origins());

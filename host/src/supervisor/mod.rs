@@ -78,6 +78,9 @@ pub struct RunningHost {
     pub status: Arc<HostStatus>,
     /// `vumi run --role`: the roles kept across config reloads.
     roles_override: Option<Vec<String>>,
+    /// Per-user turns across hosts: with RabbitMQ and Redis (one host needs none: its lanes
+    /// keep each user's order).
+    sequencer: Option<Arc<dyn crate::state::Sequencer>>,
 }
 
 impl std::fmt::Debug for RunningHost {
@@ -125,6 +128,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             Arc::new(AmqpBus::connect(options).await.map_err(StartError::Connect)?)
         }
     };
+    let mut sequencer: Option<Arc<dyn crate::state::Sequencer>> = None;
     let state: Arc<dyn KvStore> = match &config.host.state {
         StateConfig::Memory => Arc::new(MemoryStore::new()),
         StateConfig::Redis(r) => {
@@ -135,9 +139,18 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
                 reconnect_attempts: r.reconnect_attempts,
                 reconnect_max_delay: Duration::from_millis(r.reconnect_max_delay_ms),
             };
-            Arc::new(RedisStore::connect(&options).await.map_err(StartError::State)?)
+            let store = RedisStore::connect(&options).await.map_err(StartError::State)?;
+            if matches!(config.host.bus, BusConfig::Amqp(_)) {
+                // Leases of 2 s (a dead host's turn is skipped after that); done markers for a
+                // day (a redelivery later than that runs again).
+                sequencer = Some(Arc::new(store.sequencer(Duration::from_secs(2), Duration::from_secs(86_400))));
+            }
+            Arc::new(store)
         }
     };
+    if sequencer.is_none() && matches!(config.host.bus, BusConfig::Amqp(_)) && config.apps.values().any(|a| a.ordering == crate::config::Ordering::User) {
+        tracing::warn!("apps with `ordering = \"user\"` keep each user's order within this host only: across hosts it needs `[host.state] kind = \"redis\"`");
+    }
     let failures_path = config.failures.path.as_ref().map(|p| config.resolve(p));
     let failures = Arc::new(FailureLog::new(config.failures.keep, failures_path.as_deref()).map_err(|source| {
         StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source }
@@ -181,6 +194,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         registry: Arc::new(Registry::new()),
         status: Arc::new(HostStatus::default()),
         roles_override: None,
+        sequencer,
     };
     host.apply(None, config.clone()).await?;
 

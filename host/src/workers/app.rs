@@ -13,6 +13,7 @@ use super::{FailureLog, Handler};
 use crate::bus::{Bus, BusError, Consumer, Delivery, Publish, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
+use crate::state::{Sequencer, Take};
 
 /// Why a worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,7 @@ pub struct AppWorker {
     concurrency: usize,
     retry: RetryPolicy,
     routed: Option<(RoutedEvents, Arc<Origins>)>,
+    sequencer: Option<Arc<dyn Sequencer>>,
 }
 
 /// What an app worker is made of.
@@ -64,6 +66,9 @@ pub struct AppWorkerParts {
     pub concurrency: usize,
     /// How a lane waits before retrying a message.
     pub retry: RetryPolicy,
+    /// Per-user turns across hosts (`ordering = "user"` on a shared bus); `None`: the lanes
+    /// alone keep each user's order, within this host.
+    pub sequencer: Option<Arc<dyn Sequencer>>,
 }
 
 impl AppWorker {
@@ -78,6 +83,7 @@ impl AppWorker {
             concurrency: p.concurrency.max(1),
             retry: p.retry,
             routed: None,
+            sequencer: p.sequencer,
         }
     }
 
@@ -119,18 +125,21 @@ impl AppWorker {
             connector: self.connector.to_string(),
             failures: self.failures.clone(),
             origins,
+            sequencer: self.sequencer.clone(),
         });
         let mut lanes = Vec::with_capacity(self.concurrency);
         let mut tasks = Vec::with_capacity(self.concurrency);
         for _ in 0..self.concurrency {
             // Unbounded is safe: the prefetch window bounds what is in flight.
             let (tx, rx) = mpsc::unbounded_channel();
+            let again = tx.downgrade();
             lanes.push(tx);
             let backoff = Backoff::new(self.retry.clone(), format!("app:{app}"));
-            tasks.push(tokio::spawn(shared.clone().run(rx, backoff, shutdown.clone())));
+            tasks.push(tokio::spawn(shared.clone().run(rx, again, backoff, shutdown.clone())));
         }
         tracing::info!(app, connector = %self.connector, lanes = self.concurrency, "app worker started");
 
+        let taker = self.sequencer.clone().map(|seq| spawn_taker(seq, self.connector.clone(), lanes.clone(), shutdown.clone()));
         loop {
             let delivery = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -138,20 +147,110 @@ impl AppWorker {
                 d = events.next() => d,
             };
             let Some(delivery) = delivery else { break };
+            if let Some((take, _)) = &taker
+                && matches!(delivery.message, Message::User(_))
+            {
+                if let Err(mpsc::error::SendError(d)) = take.send(delivery) {
+                    d.nack(true);
+                    break;
+                }
+                continue;
+            }
             let lane = lane_of(&delivery.message, lanes.len());
-            if let Err(mpsc::error::SendError(d)) = lanes[lane].send(delivery) {
+            if let Err(mpsc::error::SendError(item)) = lanes[lane].send(LaneItem::Fresh(delivery)) {
                 // The lane task is gone (it panicked); give the message back rather than lose it.
-                d.nack(true);
+                item.into_delivery().nack(true);
                 break;
             }
         }
         drop(lanes);
+        if let Some((take, task)) = taker {
+            drop(take);
+            let _ = task.await;
+        }
         for t in tasks {
             let _ = t.await;
         }
         tracing::info!(app, connector = %self.connector, "app worker stopped");
         Ok(())
     }
+}
+
+/// The user line of a user message (`<connector>|<from_addr>`), if it has a sender.
+fn line_of(connector: &str, message: &Message) -> Option<(String, String)> {
+    match message {
+        Message::User(m) => m.from_addr.as_deref().map(|from| (format!("{connector}|{from}"), m.message_id.clone())),
+        _ => None,
+    }
+}
+
+/// Wait, off the lane, until `ticket` is its user's turn, then hand the delivery to the lane.
+fn wait_turn(seq: Arc<dyn Sequencer>, delivery: Delivery, user: String, ticket: u64, tx: mpsc::UnboundedSender<LaneItem>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(2);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                // Dropped unsettled: back on the queue; its lease runs out.
+                () = stop.cancelled() => return,
+            }
+            if let Ok(true) = seq.turn(&user, ticket).await {
+                if let Err(mpsc::error::SendError(item)) = tx.send(LaneItem::Turn(delivery, user, ticket)) {
+                    item.into_delivery().nack(true);
+                }
+                return;
+            }
+            wait = (wait * 2).min(std::time::Duration::from_millis(50));
+        }
+    });
+}
+
+/// Take tickets in the order deliveries arrive, as soon as they arrive (not when a lane gets
+/// to them: a busy lane would let another host's later message take an earlier ticket), with
+/// up to 256 takes in flight and their answers in order; then route each to its lane, now or
+/// once its turn comes.
+fn spawn_taker(seq: Arc<dyn Sequencer>, connector: ConnectorName, lanes: Vec<mpsc::UnboundedSender<LaneItem>>, stop: CancellationToken) -> (mpsc::UnboundedSender<Delivery>, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    let (tx, rx) = mpsc::unbounded_channel::<Delivery>();
+    let task = tokio::spawn(async move {
+        let deliveries = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) });
+        let taken = deliveries
+            .map(|d| {
+                let seq = seq.clone();
+                let line = line_of(connector.as_str(), &d.message);
+                async move {
+                    let r = match &line {
+                        Some((user, id)) => Some(seq.take(user, id).await),
+                        None => None,
+                    };
+                    (d, line, r)
+                }
+            })
+            .buffered(256);
+        let mut taken = std::pin::pin!(taken);
+        while let Some((d, line, r)) = taken.next().await {
+            let lane = &lanes[lane_of(&d.message, lanes.len())];
+            let item = match (line, r) {
+                (Some(_), Some(Ok(Take::Done))) => {
+                    tracing::debug!(message_id = d.message.id(), "already handled (a redelivery): acked, not handled again");
+                    crate::telemetry::metrics::metrics().failure(connector.as_str(), "duplicate_input");
+                    d.ack();
+                    continue;
+                }
+                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: true }))) => LaneItem::Turn(d, user, ticket),
+                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: false }))) => {
+                    wait_turn(seq.clone(), d, user, ticket, lane.clone(), stop.clone());
+                    continue;
+                }
+                // The store is down (the lane retries with its backoff), or no user to order.
+                _ => LaneItem::Fresh(d),
+            };
+            if let Err(mpsc::error::SendError(item)) = lane.send(item) {
+                item.into_delivery().nack(true);
+            }
+        }
+    });
+    (tx, task)
 }
 
 fn lane_of(message: &Message, lanes: usize) -> usize {
@@ -171,6 +270,37 @@ struct Lane {
     connector: String,
     failures: Arc<FailureLog>,
     origins: Option<Arc<Origins>>,
+    sequencer: Option<Arc<dyn Sequencer>>,
+}
+
+/// What a lane is handed.
+enum LaneItem {
+    /// A delivery just taken from the queue.
+    Fresh(Delivery),
+    /// A delivery whose turn has come in its user's line (the line, the ticket), back from waiting.
+    Turn(Delivery, String, u64),
+}
+
+impl LaneItem {
+    fn into_delivery(self) -> Delivery {
+        match self {
+            LaneItem::Fresh(d) | LaneItem::Turn(d, _, _) => d,
+        }
+    }
+}
+
+/// A ticket in a user's line, held while its message runs: its lease is refreshed until the
+/// guard is dropped.
+struct Held {
+    user: String,
+    ticket: u64,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
 }
 
 /// How one try of a message ended.
@@ -184,32 +314,109 @@ enum Tried {
 }
 
 impl Lane {
-    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Delivery>, mut backoff: Backoff, stop: CancellationToken) {
-        while let Some(delivery) = rx.recv().await {
-            self.handle(delivery, &mut backoff, &stop).await;
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<LaneItem>, again: mpsc::WeakUnboundedSender<LaneItem>, mut backoff: Backoff, stop: CancellationToken) {
+        while let Some(item) = rx.recv().await {
+            match (item, &self.sequencer) {
+                (LaneItem::Fresh(d), Some(seq)) if matches!(d.message, Message::User(_)) => {
+                    self.take_turn(seq.clone(), d, &again, &mut backoff, &stop).await;
+                }
+                (LaneItem::Turn(d, user, ticket), Some(seq)) => {
+                    let held = self.hold(seq, user, ticket);
+                    self.handle(d, &mut backoff, &stop, Some(held)).await;
+                }
+                (item, _) => self.handle(item.into_delivery(), &mut backoff, &stop, None).await,
+            }
+        }
+    }
+
+    /// Take a ticket in the user's line: run now if it is the user's turn, else wait for it
+    /// off the lane (so other users' messages go on), then come back.
+    async fn take_turn(&self, seq: Arc<dyn Sequencer>, delivery: Delivery, again: &mpsc::WeakUnboundedSender<LaneItem>, backoff: &mut Backoff, stop: &CancellationToken) {
+        let Some((user, message_id)) = line_of(&self.connector, &delivery.message) else {
+            // No user to keep in order.
+            return self.handle(delivery, backoff, stop, None).await;
+        };
+        let mut tries = 0;
+        let take = loop {
+            match seq.take(&user, &message_id).await {
+                Ok(t) => break t,
+                Err(e) => {
+                    tries += 1;
+                    tracing::warn!(app = self.handler.name(), error = %e, attempt = tries, "cannot take a turn in the user's line; retrying after a wait");
+                    if tries >= backoff.max_attempts() || Self::interrupted(backoff.wait("unavailable"), stop).await {
+                        delivery.nack(true);
+                        return;
+                    }
+                }
+            }
+        };
+        match take {
+            Take::Done => {
+                tracing::debug!(app = self.handler.name(), message_id, "already handled (a redelivery): acked, not handled again");
+                crate::telemetry::metrics::metrics().failure(self.handler.name(), "duplicate_input");
+                delivery.ack();
+            }
+            Take::Ticket { ticket, go: true } => {
+                let held = self.hold(&seq, user, ticket);
+                self.handle(delivery, backoff, stop, Some(held)).await;
+            }
+            Take::Ticket { ticket, go: false } => {
+                let Some(tx) = again.upgrade() else { return };
+                wait_turn(seq, delivery, user, ticket, tx, stop.clone());
+            }
+        }
+    }
+
+    fn hold(&self, seq: &Arc<dyn Sequencer>, user: String, ticket: u64) -> (Arc<dyn Sequencer>, Held) {
+        let (s, u) = (seq.clone(), user.clone());
+        let refresher = tokio::spawn(async move {
+            let every = s.lease() / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = s.refresh(&u, ticket).await;
+            }
+        });
+        (seq.clone(), Held { user, ticket, refresher })
+    }
+
+    /// The line moves on past `held`; with `done`, the message is marked finished. A few tries:
+    /// if Redis stays down the lease runs out instead, and the next message goes after it.
+    async fn release(&self, held: Option<(Arc<dyn Sequencer>, Held)>, done: Option<&str>) {
+        let Some((seq, held)) = held else { return };
+        for _ in 0..3 {
+            match seq.finish(&held.user, held.ticket, done).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(app = self.handler.name(), error = %e, "cannot end a turn in the user's line; its lease will");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 
     /// A message taken is finished, as a reload expects; only a wait between tries gives way to
     /// `stop` (the delivery is then dropped unsettled, so it is requeued).
-    async fn handle(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
+    async fn handle(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken, held: Option<(Arc<dyn Sequencer>, Held)>) {
         let tries = backoff.max_attempts();
         for attempt in 1..=tries {
             match self.try_once(&delivery).await {
                 Tried::Done => {
                     backoff.reset();
+                    self.release(held, Some(delivery.message.id())).await;
                     delivery.ack();
                     return;
                 }
                 Tried::RetryLater(reason) if attempt == tries => {
                     let reason = format!("{reason} (gave up after {tries} tries)");
                     self.failures.record(self.handler.name(), &self.connector, "retry_later", &reason, &delivery.message);
+                    self.release(held, Some(delivery.message.id())).await;
                     delivery.ack();
                     return;
                 }
                 Tried::RetryLater(reason) => {
                     tracing::debug!(app = self.handler.name(), reason, attempt, "the handler asked to retry later");
                     if Self::interrupted(backoff.wait("retry_later"), stop).await {
+                        self.release(held, None).await;
                         return;
                     }
                 }
@@ -217,12 +424,14 @@ impl Lane {
                     tracing::warn!(app = self.handler.name(), reason, attempt, "cannot publish what the handler sent; retrying after a wait");
                     // Waits after the last try too, so a message put back does not spin.
                     if Self::interrupted(backoff.wait("unavailable"), stop).await {
+                        self.release(held, None).await;
                         return;
                     }
                 }
             }
         }
         // A back end is still down: back on the queue, never dropped.
+        self.release(held, None).await;
         delivery.nack(true);
     }
 
