@@ -5,9 +5,9 @@
 //!   confirmed to `out`, then ack) → `out` → sink, with the host's window and prefetch;
 //! - (C) the host (`vumi run`, a separate process) with the pooled WASM echo between `in` and
 //!   `out`, on the same generator and sink;
-//! - (E) two such hosts sharing the queues (competing consumers).
-//!
-//! (D, per-user ordering through a Redis sequencer, is not built yet.)
+//! - (D) the same host with per-user ordering across hosts (`ordering = "user"`, the Redis
+//!   sequencer on the shared Redis, 127.0.0.1:6379): two Lua calls per message;
+//! - (E) two such hosts as in C sharing the queues (competing consumers).
 //!
 //! Each row reports msg/s (median of the rounds), its ratio to B measured in the same run,
 //! p50/p99 latency from publish to reply taken, and CPU per process (broker, this process's
@@ -15,7 +15,7 @@
 //!
 //! Run: `cargo build --release && cargo bench -p vumi-host --bench amqp`
 //! Env: `VUMI_BENCH_MESSAGES` (default 20000), `VUMI_BENCH_ROUNDS` (3), `VUMI_BENCH_ROWS`
-//! (`A,B,C,E`).
+//! (`A,B,C,D,E`).
 
 mod common;
 
@@ -161,7 +161,11 @@ fn ticks(pid: u32) -> f64 {
 }
 
 fn broker_pid() -> Option<u32> {
-    let out = Command::new("pgrep").args(["-f", "beam.smp"]).output().ok()?;
+    pid_of("beam.smp")
+}
+
+fn pid_of(name: &str) -> Option<u32> {
+    let out = Command::new("pgrep").args(["-f", name]).output().ok()?;
     String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
 }
 
@@ -212,15 +216,16 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
     let dir = std::env::temp_dir().join(format!("vumi-bench-amqp-{run}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("vumi.toml");
+    let (state, ordering) = if name == "D" { ("[host.state]\nkind = \"redis\"\n", "user") } else { ("", "none") };
     std::fs::write(
         &config,
         format!(
-            "[host.bus]\nkind = \"amqp\"\n\n[apps.echo]\nplugin = \"{}\"\nconnector = \"{connector}\"\nconcurrency = 128\ninstances = \"pooled\"\n",
+            "[host.bus]\nkind = \"amqp\"\n{state}\n[apps.echo]\nplugin = \"{}\"\nconnector = \"{connector}\"\nconcurrency = 128\ninstances = \"pooled\"\nordering = \"{ordering}\"\n",
             common::plugin_path("echo").display()
         ),
     )
     .expect("config");
-    let procs: Vec<HostProc> = if name == "C" || name == "E" { (0..hosts).map(|_| HostProc::start(&config)).collect() } else { Vec::new() };
+    let procs: Vec<HostProc> = if matches!(name, "C" | "D" | "E") { (0..hosts).map(|_| HostProc::start(&config)).collect() } else { Vec::new() };
     let gen_conn = connect().await;
     let sink_conn = connect().await;
     // Declared before the load starts, so nothing is unroutable.
@@ -231,9 +236,11 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
     let relay_task = if name == "B" { Some(tokio::spawn(relay(connect().await, inq.clone(), outq.clone()))) } else { None };
     let target = if name == "A" { inq.clone() } else { outq.clone() };
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let redis = if name == "D" { pid_of("redis-server") } else { None };
     let pids: Vec<(String, u32)> = broker_pid()
         .map(|p| ("broker".to_owned(), p))
         .into_iter()
+        .chain(redis.map(|p| ("redis".to_owned(), p)))
         .chain(std::iter::once(("bench".to_owned(), std::process::id())))
         .chain(procs.iter().enumerate().map(|(i, p)| (format!("host{}", i + 1), p.0.id())))
         .collect();
@@ -250,6 +257,12 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
         let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if name == "D" {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("redis-cli --scan --pattern 'vumi:seq:{{{connector}|*' | xargs -r -n 500 redis-cli del >/dev/null"))
+            .status();
+    }
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1e6;
     Outcome { rate: n as f64 / secs, p50_ms: pct(0.5), p99_ms: pct(0.99), cpu }
@@ -264,7 +277,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn main() {
     let n = env_or("VUMI_BENCH_MESSAGES", 20_000usize);
     let rounds = env_or("VUMI_BENCH_ROUNDS", 3usize);
-    let rows: Vec<String> = std::env::var("VUMI_BENCH_ROWS").unwrap_or_else(|_| "A,B,C,E".into()).split(',').map(str::to_owned).collect();
+    let rows: Vec<String> = std::env::var("VUMI_BENCH_ROWS").unwrap_or_else(|_| "A,B,C,D,E".into()).split(',').map(str::to_owned).collect();
     println!("{n} messages a round, {rounds} rounds, body {} bytes; window {WINDOW}, prefetch {PREFETCH}", body("bench0000000", 0).len());
     let mut results: Vec<(String, Vec<Outcome>)> = Vec::new();
     // Interleaved rounds: a noisy moment hits every row alike.
