@@ -1,0 +1,547 @@
+//! The chaos suite: two app hosts on a private RabbitMQ node and a private `redis-server` (AOF
+//! `always`), each on its own port and directory, so killing them touches nothing else. Each
+//! run drives 50,000 inbound messages from 1,000 users through the hosts (the pooled echo, with
+//! per-user ordering) and injects one fault at about 3 s under full load. Then it drains and
+//! judges, as RabbitMQ's Jepsen tests do, every input by its publisher confirm:
+//!
+//! - **lost**: confirmed, never answered (must be 0);
+//! - **unexpected**: an answer to nothing we published (must be 0);
+//! - **ids**: each input's answers carry exactly one distinct `message_id` (ids are derived);
+//! - **copies**: answers beyond the first, within the fault's in-flight bound;
+//! - **inversions**: a user's answer arriving after a later one of the same user (0 without a
+//!   fault);
+//! - **recovery**: time from the fault's end until the answer rate is back to half the rate
+//!   before it (≤ 10 s after the broker answers, ≤ 2 s after a host kill).
+//!
+//! `VUMI_CHAOS_MESSAGES` (default 50,000) sizes the load; `VUMI_CHAOS_FAULTS` picks faults
+//! (comma-separated: none, broker-restart, broker-kill, host-kill, redis-restart,
+//! broker-restart+host-kill).
+
+#![allow(clippy::unwrap_used)] // a test's unwrap is its failure report
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use vumi_host::bus::{AmqpBus, AmqpOptions, Bus, RoutingKey};
+use vumi_host::message::{Message, UserMessage};
+
+const USERS: usize = 1000;
+const APP_LANES: usize = 32;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+fn wait_port(port: u16, open: bool, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while port_open(port) != open {
+        assert!(Instant::now() < deadline, "{what}: port {port} not {} within {within:?}", if open { "open" } else { "closed" });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A RabbitMQ node of our own: its own name, ports, config and data directory.
+struct Broker {
+    node: String,
+    port: u16,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let port = free_port();
+        let node = format!("vumichaos{port}@localhost");
+        let dir = std::env::temp_dir().join(format!("vumi-chaos-rabbit-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["mnesia", "log"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        // The machine's own config pins the shared broker's listener: ours has its own.
+        std::fs::write(dir.join("rabbitmq.conf"), format!("listeners.tcp.default = 127.0.0.1:{port}\n")).unwrap();
+        // The server runs as the `rabbitmq` user where the package installs it so.
+        let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
+        let d = |p: &str| dir.join(p).display().to_string();
+        let env = vec![
+            ("RABBITMQ_NODENAME".into(), node.clone()),
+            ("RABBITMQ_NODE_PORT".into(), port.to_string()),
+            ("RABBITMQ_DIST_PORT".into(), free_port().to_string()),
+            ("RABBITMQ_CONFIG_FILE".into(), d("rabbitmq.conf")),
+            ("RABBITMQ_MNESIA_BASE".into(), d("mnesia")),
+            ("RABBITMQ_LOG_BASE".into(), d("log")),
+            ("RABBITMQ_PID_FILE".into(), d("pid")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), d("plugins")),
+        ];
+        let b = Broker { node, port, dir, env };
+        b.launch();
+        b
+    }
+
+    fn launch(&self) {
+        let log = std::fs::File::create(self.dir.join("server.out")).unwrap();
+        let mut cmd = Command::new("rabbitmq-server");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.spawn().unwrap_or_else(|e| panic!("cannot start rabbitmq-server ({e}): the chaos suite needs RabbitMQ installed"));
+        wait_port(self.port, true, Duration::from_secs(60), "private RabbitMQ node");
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let st = Command::new("rabbitmqctl").arg("-q").args(["-n", &self.node]).args(args).status().unwrap();
+        assert!(st.success(), "rabbitmqctl {args:?}");
+    }
+
+    fn pid(&self) -> Option<u32> {
+        let out = Command::new("pgrep").args(["-f", &format!("beam.smp.*{}", self.node)]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+    }
+
+    fn kill9(&self) {
+        let pid = self.pid().expect("the node's beam.smp");
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        wait_port(self.port, false, Duration::from_secs(10), "killed RabbitMQ node");
+    }
+
+    fn options(&self, name: &str) -> AmqpOptions {
+        AmqpOptions { port: self.port, connection_name: name.into(), reconnect_max: Duration::from_secs(1), publish_wait: Duration::from_secs(30), ..Default::default() }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "stop"]).status();
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `redis-server` of our own, appending every write to its file before answering.
+struct Redis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("vumi-chaos-redis-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Redis { port, dir, child: None };
+        r.launch();
+        r
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for the chaos suite");
+        self.child = Some(child);
+        wait_port(self.port, true, Duration::from_secs(10), "private Redis");
+    }
+
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_port(self.port, false, Duration::from_secs(10), "stopped Redis");
+        self.launch();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One `vumi run`, killed on drop.
+struct HostProc {
+    child: Child,
+}
+
+impl HostProc {
+    fn start(config: &Path) -> HostProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vumi"))
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(workspace())
+            .env("VUMI_LOG", "warn")
+            .env("XDG_CACHE_HOME", workspace().join("target").join("test-cache"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("vumi: ready") => break,
+                Some(Ok(_)) => {}
+                _ => panic!("a chaos host did not start"),
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        HostProc { child }
+    }
+}
+
+impl Drop for HostProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn echo_plugin() -> PathBuf {
+    let out = workspace().join("target").join("test-plugins");
+    if !out.join("echo.wasm").is_file() {
+        let st = Command::new(env!("CARGO_BIN_EXE_vumi")).current_dir(workspace()).args(["plugin", "build", "--out"]).arg(&out).status().unwrap();
+        assert!(st.success(), "`vumi plugin build` failed");
+    }
+    out.join("echo.wasm")
+}
+
+#[derive(Default)]
+struct Record {
+    /// Input id → (user, seq), for every input whose publish was confirmed.
+    confirmed: HashMap<String, (usize, usize)>,
+    /// Input ids whose publish failed or went unconfirmed: outcome unknown.
+    unknown: HashSet<String>,
+    /// Every id we tried to publish.
+    published: HashSet<String>,
+    /// Input id → the answer ids seen, with repeats.
+    answers: HashMap<String, Vec<String>>,
+    /// Per user: the highest seq answered so far; and inversions seen.
+    highest: HashMap<usize, usize>,
+    inversions: usize,
+    /// Answer arrival times.
+    times: Vec<Duration>,
+}
+
+struct Verdict {
+    fault: String,
+    confirmed: usize,
+    unknown: usize,
+    lost: usize,
+    unexpected: usize,
+    bad_ids: usize,
+    copies: usize,
+    copy_bound: usize,
+    inversions: usize,
+    recovery: Option<Duration>,
+    recovery_bound: Option<Duration>,
+    secs: f64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    BrokerRestart,
+    BrokerKill,
+    HostKill,
+    RedisRestart,
+    BrokerRestartAndHostKill,
+}
+
+impl Fault {
+    fn parse(s: &str) -> Fault {
+        match s {
+            "none" => Fault::None,
+            "broker-restart" => Fault::BrokerRestart,
+            "broker-kill" => Fault::BrokerKill,
+            "host-kill" => Fault::HostKill,
+            "redis-restart" => Fault::RedisRestart,
+            "broker-restart+host-kill" => Fault::BrokerRestartAndHostKill,
+            other => panic!("unknown fault {other}"),
+        }
+    }
+}
+
+async fn run(fault_name: &str, n: usize) -> Verdict {
+    let fault = Fault::parse(fault_name);
+    let broker = Broker::start();
+    let mut redis = Redis::start();
+    let dir = std::env::temp_dir().join(format!("vumi-chaos-cfg-{}", broker.port));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("vumi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[host.bus]
+kind = "amqp"
+port = {}
+reconnect_max_ms = 1000
+publish_wait_ms = 30000
+
+[host.state]
+kind = "redis"
+url = "redis://127.0.0.1:{}"
+
+[apps.echo]
+plugin = "{}"
+connector = "chaos"
+concurrency = {APP_LANES}
+ordering = "user"
+"#,
+            broker.port,
+            redis.port,
+            echo_plugin().display()
+        ),
+    )
+    .unwrap();
+    let mut hosts = vec![HostProc::start(&config), HostProc::start(&config)];
+    let bus = Arc::new(AmqpBus::connect(broker.options("chaos-publisher")).await.unwrap());
+    let sink_bus = AmqpBus::connect(broker.options("chaos-sink")).await.unwrap();
+    let connector = "chaos".parse().unwrap();
+    let (inbound, outbound) = (RoutingKey::inbound(&connector), RoutingKey::outbound(&connector));
+    let record = Arc::new(Mutex::new(Record::default()));
+    let t0 = Instant::now();
+
+    // The sink: every answer, as it arrives.
+    let mut answers = sink_bus.consume(&outbound, 256).await.unwrap();
+    let rec = record.clone();
+    let sink = tokio::spawn(async move {
+        while let Some(d) = answers.next().await {
+            if let Message::User(m) = &d.message {
+                let mut r = rec.lock().unwrap();
+                let input = m.in_reply_to.clone().unwrap_or_default();
+                let first = !r.answers.contains_key(&input);
+                r.answers.entry(input).or_default().push(m.message_id.clone());
+                r.times.push(t0.elapsed());
+                if first && let Some((user, seq)) = m.content.as_deref().and_then(parse_content) {
+                    let top = r.highest.entry(user).or_insert(seq);
+                    if seq < *top {
+                        r.inversions += 1;
+                    } else {
+                        *top = seq;
+                    }
+                }
+            }
+            d.ack();
+        }
+    });
+
+    // The generator: 1,000 users, one message each in turn, 256 publishes awaiting confirms.
+    let rec = record.clone();
+    let pub_bus = bus.clone();
+    let generator = tokio::spawn(async move {
+        let window = Arc::new(Semaphore::new(256));
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let (user, seq) = (i % USERS, i / USERS);
+            let m = UserMessage::inbound("chaos", "sms", &format!("+27{user:09}"), "12345", Some(format!("{user}:{seq}")), None);
+            let id = m.message_id.clone();
+            rec.lock().unwrap().published.insert(id.clone());
+            let permit = window.clone().acquire_owned().await.unwrap();
+            let (b, r, key) = (pub_bus.clone(), rec.clone(), inbound.clone());
+            tasks.push(tokio::spawn(async move {
+                match b.publish(&key, m.into()).await {
+                    Ok(()) => {
+                        r.lock().unwrap().confirmed.insert(id, (user, seq));
+                    }
+                    Err(_) => {
+                        r.lock().unwrap().unknown.insert(id);
+                    }
+                }
+                drop(permit);
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+
+    // Under full load: the fault.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = rate(&record.lock().unwrap().times, t0.elapsed().saturating_sub(Duration::from_secs(2)), t0.elapsed());
+    let (fault_end, bound) = inject(fault, &broker, &mut redis, &mut hosts, &config).await;
+
+    generator.await.unwrap();
+    // Drain: until every confirmed input is answered, or 15 s pass with nothing new.
+    let mut last = (record.lock().unwrap().times.len(), Instant::now());
+    loop {
+        let (answered_all, count) = {
+            let r = record.lock().unwrap();
+            (r.confirmed.keys().all(|id| r.answers.contains_key(id)), r.times.len())
+        };
+        if answered_all {
+            // A little longer, for copies still on their way.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            break;
+        }
+        if count != last.0 {
+            last = (count, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    sink.abort();
+    drop(hosts);
+    let r = record.lock().unwrap();
+    let lost = r.confirmed.keys().filter(|id| !r.answers.contains_key(*id)).count();
+    let unexpected = r.answers.keys().filter(|id| !r.published.contains(*id)).count();
+    let bad_ids = r.answers.values().filter(|v| v.iter().collect::<HashSet<_>>().len() != 1).count();
+    let copies: usize = r.answers.values().map(|v| v.len() - 1).sum();
+    // In flight at a fault: each killed host's prefetch, plus the publisher's window for a
+    // broker fault (unconfirmed publishes the app may have handled before the broker died).
+    let prefetch = APP_LANES * 8;
+    let copy_bound = match fault {
+        Fault::None | Fault::RedisRestart => 0,
+        Fault::HostKill => prefetch,
+        // Both hosts' deliveries, the sink's own (256), the publisher's window (256).
+        Fault::BrokerRestart | Fault::BrokerKill | Fault::BrokerRestartAndHostKill => 2 * prefetch + 512,
+    };
+    let recovery = fault_end.and_then(|end| recovered(&r.times, end.duration_since(t0), before));
+    Verdict {
+        fault: fault_name.to_owned(),
+        confirmed: r.confirmed.len(),
+        unknown: r.unknown.len(),
+        lost,
+        unexpected,
+        bad_ids,
+        copies,
+        copy_bound,
+        inversions: r.inversions,
+        recovery,
+        recovery_bound: bound,
+        secs,
+    }
+}
+
+/// Inject `fault`; when it ended (the broker answering again, the host killed) and the
+/// recovery bound that applies, measured from `t0`'s clock by the caller.
+async fn inject(fault: Fault, broker: &Broker, redis: &mut Redis, hosts: &mut Vec<HostProc>, config: &Path) -> (Option<Instant>, Option<Duration>) {
+    match fault {
+        Fault::None => (None, None),
+        Fault::BrokerRestart => {
+            broker.ctl(&["stop_app"]);
+            broker.ctl(&["start_app"]);
+            (Some(Instant::now()), Some(Duration::from_secs(10)))
+        }
+        Fault::BrokerKill => {
+            broker.kill9();
+            broker.launch();
+            (Some(Instant::now()), Some(Duration::from_secs(10)))
+        }
+        Fault::HostKill => {
+            drop(hosts.remove(0));
+            let end = Instant::now();
+            // Restarted a few seconds later, as a supervisor would.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            hosts.push(HostProc::start(config));
+            (Some(end), Some(Duration::from_secs(2)))
+        }
+        Fault::RedisRestart => {
+            redis.restart();
+            (Some(Instant::now()), Some(Duration::from_secs(10)))
+        }
+        Fault::BrokerRestartAndHostKill => {
+            drop(hosts.remove(0));
+            broker.ctl(&["stop_app"]);
+            broker.ctl(&["start_app"]);
+            let end = Instant::now();
+            hosts.push(HostProc::start(config));
+            (Some(end), Some(Duration::from_secs(10)))
+        }
+    }
+}
+
+fn parse_content(c: &str) -> Option<(usize, usize)> {
+    let (u, s) = c.split_once(':')?;
+    Some((u.parse().ok()?, s.parse().ok()?))
+}
+
+/// Answers per second between `from` and `to`.
+fn rate(times: &[Duration], from: Duration, to: Duration) -> f64 {
+    let n = times.iter().filter(|t| **t >= from && **t < to).count();
+    n as f64 / (to - from).as_secs_f64().max(0.001)
+}
+
+/// How long after `end` (an offset from the run's start) a 500 ms window first carried at
+/// least half the rate `before`.
+fn recovered(times: &[Duration], end: Duration, before: f64) -> Option<Duration> {
+    let last = *times.last()?;
+    let mut at = end;
+    while at < last {
+        if rate(times, at, at + Duration::from_millis(500)) >= before / 2.0 {
+            return Some(at - end);
+        }
+        at += Duration::from_millis(100);
+    }
+    None
+}
+
+#[test]
+fn chaos_no_confirmed_input_is_lost_and_copies_stay_within_bounds() {
+    for tool in ["rabbitmq-server", "rabbitmqctl", "redis-server"] {
+        assert!(
+            Command::new("sh").arg("-c").arg(format!("command -v {tool}")).status().unwrap().success(),
+            "the chaos suite needs `{tool}` installed (it starts private instances; the shared ones are not touched)"
+        );
+    }
+    let n: usize = std::env::var("VUMI_CHAOS_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let faults = std::env::var("VUMI_CHAOS_FAULTS").unwrap_or_else(|_| "none,broker-restart,broker-kill,host-kill,redis-restart,broker-restart+host-kill".into());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut verdicts = Vec::new();
+    for f in faults.split(',') {
+        let v = rt.block_on(run(f, n));
+        println!(
+            "chaos {:<26} {:>6} confirmed {:>4} unknown | lost {} unexpected {} bad-ids {} | copies {:>4} (bound {:>4}) | inversions {:>3} | recovery {} (bound {}) | {:.1} s",
+            v.fault,
+            v.confirmed,
+            v.unknown,
+            v.lost,
+            v.unexpected,
+            v.bad_ids,
+            v.copies,
+            v.copy_bound,
+            v.inversions,
+            v.recovery.map_or("–".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+            v.recovery_bound.map_or("–".into(), |d| format!("{} s", d.as_secs())),
+            v.secs
+        );
+        verdicts.push(v);
+    }
+    for v in &verdicts {
+        assert_eq!(v.lost, 0, "{}: confirmed inputs lost", v.fault);
+        assert_eq!(v.unexpected, 0, "{}: answers to nothing published", v.fault);
+        assert_eq!(v.bad_ids, 0, "{}: inputs answered under more than one id", v.fault);
+        assert!(v.copies <= v.copy_bound, "{}: {} copies, more than the in-flight bound {}", v.fault, v.copies, v.copy_bound);
+        if v.fault == "none" {
+            assert_eq!(v.inversions, 0, "no per-user inversion without a fault");
+        }
+        if let (Some(bound), Some(took)) = (v.recovery_bound, v.recovery) {
+            assert!(took <= bound, "{}: throughput back to half after {took:?}, more than {bound:?}", v.fault);
+        }
+        if v.recovery_bound.is_some() {
+            assert!(v.recovery.is_some(), "{}: throughput never came back to half its rate before the fault", v.fault);
+        }
+    }
+}
