@@ -103,9 +103,13 @@ impl Broker {
         assert!(st.success(), "rabbitmqctl {args:?}");
     }
 
+    /// The node's `beam.smp`: its name is in its environment, not its command line.
     fn pid(&self) -> Option<u32> {
-        let out = Command::new("pgrep").args(["-f", &format!("beam.smp.*{}", self.node)]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+        let out = Command::new("pgrep").args(["-f", "beam.smp"]).output().ok()?;
+        let wanted = format!("RABBITMQ_NODENAME={}", self.node);
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()).find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| e.split(|b| *b == 0).any(|v| v == wanted.as_bytes()))
+        })
     }
 
     fn kill9(&self) {
