@@ -385,7 +385,7 @@ ordering = "user"
     let before = rate(&record.lock().unwrap().times, t0.elapsed().saturating_sub(Duration::from_secs(2)), t0.elapsed());
     let (fault_end, bound) = inject(fault, &broker, &mut redis, &mut hosts, &config).await;
 
-    generator.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(300), generator).await.expect("the generator finished within 300 s (a publish hung)").unwrap();
     // Drain: until every confirmed input is answered, or 15 s pass with nothing new.
     let mut last = (record.lock().unwrap().times.len(), Instant::now());
     loop {
@@ -408,6 +408,7 @@ ordering = "user"
     let secs = t0.elapsed().as_secs_f64();
     sink.abort();
     drop(hosts);
+    let _ = std::fs::remove_dir_all(&dir);
     let r = record.lock().unwrap();
     let lost = r.confirmed.keys().filter(|id| !r.answers.contains_key(*id)).count();
     let unexpected = r.answers.keys().filter(|id| !r.published.contains(*id)).count();

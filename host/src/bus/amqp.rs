@@ -490,7 +490,13 @@ impl Inner {
             declare_exchange(&channel).await?;
             Ok::<_, lapin::Error>(channel)
         };
-        match open.await {
+        // A connection the broker dropped without a word can leave a request unanswered:
+        // never wait past the publish's own deadline for one.
+        let Ok(opened) = tokio::time::timeout_at(deadline, open).await else {
+            conn.broken.cancel();
+            return Err(BusError::Unavailable("opening a publishing channel timed out; reconnecting".into()));
+        };
+        match opened {
             Ok(channel) => {
                 let p = Arc::new(PubChannel { conn, channel, declared: Mutex::default() });
                 *slot = Some(p.clone());
@@ -521,7 +527,20 @@ impl Inner {
         let mut wait = Duration::from_millis(50);
         loop {
             let p = self.channel(deadline).await?;
-            match self.publish_on(&p, queue, body).await {
+            // At least a few seconds for the confirm, even late in the wait: the broker batches
+            // its disk writes.
+            let confirm_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
+            let outcome = match tokio::time::timeout_at(confirm_by, self.publish_on(&p, queue, body)).await {
+                Ok(o) => o,
+                Err(_) => {
+                    // No answer at all: the connection is as good as dead.
+                    self.unknown_confirms.inc();
+                    p.conn.broken.cancel();
+                    self.drop_channel(&p, &mut *self.publisher.lock().await);
+                    Err(Outcome::Failed(BusError::Unavailable(format!("no confirm for `{queue}` in time: the outcome is unknown; reconnecting"))))
+                }
+            };
+            match outcome {
                 Ok(()) => return Ok(()),
                 Err(Outcome::Failed(e)) => return Err(e),
                 Err(Outcome::NotSent(e)) => {
@@ -691,7 +710,11 @@ impl AmqpConsumer {
                 .await?;
             Ok::<_, lapin::Error>((channel, consumer))
         };
-        match attempt.await {
+        let Ok(attempt) = tokio::time::timeout(Duration::from_secs(10), attempt).await else {
+            conn.broken.cancel();
+            return Err(BusError::Unavailable(format!("consuming `{}` timed out; reconnecting", self.queue)));
+        };
+        match attempt {
             Ok((channel, consumer)) => Ok(Active { conn, consumer, channel }),
             Err(e) if lapin_refused(&e) => Err(BusError::Refused(format!(
                 "the broker refused consuming `{}` (declared durable, no arguments, as Vumi declares it): {e}",
