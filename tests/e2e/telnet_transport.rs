@@ -91,3 +91,47 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
         server.await.expect("join").expect("transport ran cleanly");
     });
 }
+
+#[test]
+fn a_copy_of_a_message_already_sent_is_dropped_not_written_twice() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let bus = Arc::new(EmbeddedBus::new());
+        let connector: vumi_host::names::ConnectorName = "tn-copies".parse().expect("name");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = TelnetConfig { bind: addr, to_addr: None, max_line_bytes: 4096 };
+        let sent = Arc::new(vumi_host::transports::Sent::new(&connector, 1000));
+        let ctx = TransportContext { publish: bus.clone(), connector: connector.clone(), sent: sent.clone() };
+        let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
+        let stop = CancellationToken::new();
+        // As the supervisor hands it over: copies of what was sent are taken out first.
+        let outbound = sent.dedupe(bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume"));
+        let server = tokio::spawn(transport.run(outbound, stop.clone()));
+        let mut inbound = bus.consume(&RoutingKey::inbound(&connector), 10).await.expect("consume");
+        let mut events = bus.consume(&RoutingKey::event(&connector), 10).await.expect("consume");
+
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let me = stream.local_addr().expect("local").to_string();
+        let (r, _w) = stream.into_split();
+        let mut lines = BufReader::new(r).lines();
+        user(next(&mut inbound).await);
+
+        // The same message twice (a redelivery, or an app's retry with its derived id), then a marker.
+        let once = UserMessage::send_to(me.clone(), Some("once".into()), "default");
+        let marker = UserMessage::send_to(me.clone(), Some("marker".into()), "default");
+        for m in [&once, &once, &marker] {
+            bus.publish(&RoutingKey::outbound(&connector), m.clone().into()).await.expect("publish");
+        }
+        for want in ["once", "marker"] {
+            let got = tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read");
+            assert_eq!(got.as_deref(), Some(want), "the copy is not written: the next line after `once` is the marker");
+        }
+        for want in [&once, &marker] {
+            let Message::Event(e) = next(&mut events).await else { panic!("an event") };
+            assert_eq!(e.user_message_id, want.message_id, "one ack for the message, none for its copy");
+        }
+        stop.cancel();
+        let _ = server.await;
+    });
+}

@@ -99,7 +99,13 @@ async fn deliver(ctx: &TransportContext, clients: &Clients, delivery: Delivery) 
             if msg.session_event == Some(SessionEvent::Close) {
                 ok &= tx.send(Out::Close).is_ok();
             }
-            if ok { Event::ack(&msg.message_id, &msg.message_id) } else { Event::nack(&msg.message_id, "Unknown address.") }
+            if ok {
+                // A copy of it (a redelivery, an app's retry) is dropped from now on.
+                ctx.sent.record(&msg.message_id);
+                Event::ack(&msg.message_id, &msg.message_id)
+            } else {
+                Event::nack(&msg.message_id, "Unknown address.")
+            }
         }
         None => Event::nack(&msg.message_id, "Unknown address."),
     };

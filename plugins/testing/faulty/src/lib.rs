@@ -7,7 +7,9 @@
 //! must never be published), `kv` replies with the incremented counter `count`, `retry [N]`
 //! (N defaults to 2) asks the host to retry later the first N times it is handed to a user, then
 //! replies `retried after N` (the tries are counted in kv key `retry:<from_addr>`, removed on
-//! success, so the command can be repeated). Anything else is answered `ok: <content>`.
+//! success, so the command can be repeated), `nap <ms> <tag>` sleeps `ms` milliseconds in WASI
+//! and replies `<tag>` (handling times that differ, for ordering tests). Anything else is
+//! answered `ok: <content>`.
 
 use std::hint::black_box;
 
@@ -79,6 +81,14 @@ impl Application for Faulty {
             "send-then-trap" => {
                 msg.reply("this must never be published")?;
                 panic!("asked to trap after sending");
+            }
+            nap if nap.starts_with("nap ") => {
+                let mut words = nap.split_whitespace().skip(1);
+                let ms: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let tag = words.next().unwrap_or_default().to_owned();
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                msg.reply(tag)?;
+                Ok(())
             }
             "kv" => {
                 let n = kv::incr("count", 1)?;
