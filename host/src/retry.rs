@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn waits_double_up_to_the_bound_and_start_over_after_a_success() {
-        let mut b = Backoff::new(RetryPolicy { initial_ms: 10, max_ms: 50, max_attempts: 3 }, "t");
+        let mut b = Backoff::new(RetryPolicy { initial_ms: 10, max_ms: 50, max_attempts: 3, ..Default::default() }, "t");
         let mut seen = Vec::new();
         for _ in 0..5 {
             seen.push(b.next_delay().as_millis());
@@ -75,7 +75,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_sleeps_the_delay() {
-        let mut b = Backoff::new(RetryPolicy { initial_ms: 1000, max_ms: 8000, max_attempts: 3 }, "t");
+        let mut b = Backoff::new(RetryPolicy { initial_ms: 1000, max_ms: 8000, max_attempts: 3, ..Default::default() }, "t");
         let start = tokio::time::Instant::now();
         b.wait("unavailable").await;
         b.wait("unavailable").await;

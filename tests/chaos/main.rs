@@ -13,9 +13,15 @@
 //! - **recovery**: time from the fault's end until the answer rate is back to half the rate
 //!   before it (≤ 10 s after the broker answers, ≤ 2 s after a host kill).
 //!
+//! - **events**: the sink acks every fifth answer with an event 1.5 s later, as a transport's
+//!   delivery report comes later; two apps share the connector, so each event is routed by the
+//!   origin recorded in Redis. Every event is taken and settled, and only a Redis that lost
+//!   its data (restarted without its AOF) may send events to `chaos.failures`, each with the
+//!   reason; nothing else may reach that queue.
+//!
 //! `VUMI_CHAOS_MESSAGES` (default 50,000) sizes the load; `VUMI_CHAOS_FAULTS` picks faults
 //! (comma-separated: none, broker-restart, broker-kill, host-kill, redis-restart,
-//! broker-restart+host-kill).
+//! redis-restart-empty, hot-swaps, broker-restart+host-kill).
 
 #![allow(clippy::unwrap_used)] // a test's unwrap is its failure report
 
@@ -28,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use vumi_host::bus::{AmqpBus, AmqpOptions, Bus, RoutingKey};
-use vumi_host::message::{Message, UserMessage};
+use vumi_host::message::{Event, Message, UserMessage};
 
 const USERS: usize = 1000;
 const APP_LANES: usize = 32;
@@ -118,6 +124,18 @@ impl Broker {
         wait_port(self.port, false, Duration::from_secs(10), "killed RabbitMQ node");
     }
 
+    /// Messages on `queue`, ready and unacked.
+    fn queue_count(&self, queue: &str) -> usize {
+        let out = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_queues", "name", "messages", "messages_unacknowledged"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next()? == queue).then(|| f.map(|n| n.parse::<usize>().unwrap_or(0)).sum::<usize>())
+            })
+            .sum()
+    }
+
     fn options(&self, name: &str) -> AmqpOptions {
         AmqpOptions { port: self.port, connection_name: name.into(), reconnect_max: Duration::from_secs(1), publish_wait: Duration::from_secs(30), ..Default::default() }
     }
@@ -163,12 +181,18 @@ impl Redis {
         wait_port(self.port, true, Duration::from_secs(10), "private Redis");
     }
 
-    fn restart(&mut self) {
+    /// Kill it and start it again; with `empty`, its data (the AOF) is gone first, as if it
+    /// had run without persistence.
+    fn restart(&mut self, empty: bool) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
         wait_port(self.port, false, Duration::from_secs(10), "stopped Redis");
+        if empty {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            std::fs::create_dir_all(&self.dir).unwrap();
+        }
         self.launch();
     }
 }
@@ -186,6 +210,7 @@ impl Drop for Redis {
 /// One `vumi run`, killed on drop.
 struct HostProc {
     child: Child,
+    admin: String,
 }
 
 impl HostProc {
@@ -201,15 +226,32 @@ impl HostProc {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut admin = String::new();
         loop {
             match lines.next() {
                 Some(Ok(l)) if l.starts_with("vumi: ready") => break,
-                Some(Ok(_)) => {}
+                Some(Ok(l)) => {
+                    if let Some(rest) = l.strip_prefix("vumi: admin API listening on ") {
+                        admin = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    }
+                }
                 _ => panic!("a chaos host did not start"),
             }
         }
+        assert!(!admin.is_empty(), "a chaos host said no admin address");
         std::thread::spawn(move || for _ in lines {});
-        HostProc { child }
+        HostProc { child, admin }
+    }
+
+    /// `vumi_reloads_total{plugin="echo", outcome="swapped"}` on this host.
+    fn swaps(&self) -> u64 {
+        let out = Command::new("curl").args(["-sf", "-H", "Authorization: Bearer chaos"]).arg(format!("{}/metrics", self.admin)).output().unwrap();
+        assert!(out.status.success(), "a chaos host's /metrics");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("vumi_reloads_total{") && l.contains("plugin=\"echo\"") && l.contains("outcome=\"swapped\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
     }
 }
 
@@ -244,6 +286,9 @@ struct Record {
     inversions: usize,
     /// Answer arrival times.
     times: Vec<Duration>,
+    /// Events published (confirmed) and unknown.
+    events: usize,
+    events_unknown: usize,
 }
 
 struct Verdict {
@@ -259,6 +304,15 @@ struct Verdict {
     recovery: Option<Duration>,
     recovery_bound: Option<Duration>,
     secs: f64,
+    events: usize,
+    /// Events on `chaos.failures` because their origin was forgotten, with that reason.
+    unroutable: usize,
+    /// Anything else on `chaos.failures`.
+    other_failures: Vec<String>,
+    /// Messages left on `chaos.event` (ready or unacked) after the drain.
+    events_left: usize,
+    /// Swaps each host made (hot-swaps only).
+    swaps: Vec<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -268,6 +322,8 @@ enum Fault {
     BrokerKill,
     HostKill,
     RedisRestart,
+    RedisRestartEmpty,
+    HotSwaps,
     BrokerRestartAndHostKill,
 }
 
@@ -279,6 +335,8 @@ impl Fault {
             "broker-kill" => Fault::BrokerKill,
             "host-kill" => Fault::HostKill,
             "redis-restart" => Fault::RedisRestart,
+            "redis-restart-empty" => Fault::RedisRestartEmpty,
+            "hot-swaps" => Fault::HotSwaps,
             "broker-restart+host-kill" => Fault::BrokerRestartAndHostKill,
             other => panic!("unknown fault {other}"),
         }
@@ -292,6 +350,9 @@ async fn run(fault_name: &str, n: usize) -> Verdict {
     let dir = std::env::temp_dir().join(format!("vumi-chaos-cfg-{}", broker.port));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("vumi.toml");
+    // The hosts' own copy of the plugin: hot swaps rewrite it.
+    let echo = dir.join("echo.wasm");
+    std::fs::copy(echo_plugin(), &echo).unwrap();
     std::fs::write(
         &config,
         format!(
@@ -306,15 +367,28 @@ publish_wait_ms = 30000
 kind = "redis"
 url = "redis://127.0.0.1:{}"
 
+[admin]
+bind = "127.0.0.1:0"
+token = "chaos"
+
+# Two apps on one connector: they compete for its inbound queue, and its events are routed
+# to the one that sent the message, by the origin recorded in Redis.
 [apps.echo]
-plugin = "{}"
+plugin = "{echo}"
 connector = "chaos"
-concurrency = {APP_LANES}
+concurrency = {lanes}
+ordering = "user"
+
+[apps.echo2]
+plugin = "{echo}"
+connector = "chaos"
+concurrency = {lanes}
 ordering = "user"
 "#,
             broker.port,
             redis.port,
-            echo_plugin().display()
+            echo = echo.display(),
+            lanes = APP_LANES / 2,
         ),
     )
     .unwrap();
@@ -326,15 +400,37 @@ ordering = "user"
     let record = Arc::new(Mutex::new(Record::default()));
     let t0 = Instant::now();
 
-    // The sink: every answer, as it arrives.
+    // The sink: every answer, as it arrives; every fifth first answer is acked with an event
+    // 1.5 s later.
     let mut answers = sink_bus.consume(&outbound, 256).await.unwrap();
     let rec = record.clone();
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
+    let (ev_bus, ev_rec, ev_key) = (bus.clone(), record.clone(), RoutingKey::event(&connector));
+    let eventer = tokio::spawn(async move {
+        let window = Arc::new(Semaphore::new(64));
+        while let Some((at, id)) = ack_rx.recv().await {
+            tokio::time::sleep_until((at + Duration::from_millis(1500)).into()).await;
+            let permit = window.clone().acquire_owned().await.unwrap();
+            let (b, r, key) = (ev_bus.clone(), ev_rec.clone(), ev_key.clone());
+            tokio::spawn(async move {
+                let ok = b.publish(&key, Event::ack(&id, &id).into()).await.is_ok();
+                let mut r = r.lock().unwrap();
+                if ok { r.events += 1 } else { r.events_unknown += 1 }
+                drop(permit);
+            });
+        }
+        // Every publish answered.
+        let _ = window.acquire_many(64).await;
+    });
     let sink = tokio::spawn(async move {
         while let Some(d) = answers.next().await {
             if let Message::User(m) = &d.message {
                 let mut r = rec.lock().unwrap();
                 let input = m.in_reply_to.clone().unwrap_or_default();
                 let first = !r.answers.contains_key(&input);
+                if first && r.answers.len() % 5 == 0 {
+                    let _ = ack_tx.send((Instant::now(), m.message_id.clone()));
+                }
                 r.answers.entry(input).or_default().push(m.message_id.clone());
                 r.times.push(t0.elapsed());
                 if first && let Some((user, seq)) = m.content.as_deref().and_then(parse_content) {
@@ -383,7 +479,7 @@ ordering = "user"
     // Under full load: the fault.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = rate(&record.lock().unwrap().times, t0.elapsed().saturating_sub(Duration::from_secs(2)), t0.elapsed());
-    let (fault_end, bound) = inject(fault, &broker, &mut redis, &mut hosts, &config).await;
+    let (fault_end, bound) = inject(fault, &broker, &mut redis, &mut hosts, &config, &echo).await;
 
     tokio::time::timeout(Duration::from_secs(300), generator).await.expect("the generator finished within 300 s (a publish hung)").unwrap();
     // Drain: until every confirmed input is answered, or 15 s pass with nothing new.
@@ -405,8 +501,19 @@ ordering = "user"
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let secs = t0.elapsed().as_secs_f64();
+    // The events still due go out, then the event queue must drain.
     sink.abort();
+    let _ = sink.await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), eventer).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut events_left = broker.queue_count("chaos.event");
+    while events_left > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        events_left = broker.queue_count("chaos.event");
+    }
+    let swaps: Vec<u64> = if fault == Fault::HotSwaps { hosts.iter().map(HostProc::swaps).collect() } else { Vec::new() };
+    let (unroutable, other_failures) = failures(&broker).await;
+    let secs = t0.elapsed().as_secs_f64();
     drop(hosts);
     let _ = std::fs::remove_dir_all(&dir);
     let r = record.lock().unwrap();
@@ -418,7 +525,9 @@ ordering = "user"
     // broker fault (unconfirmed publishes the app may have handled before the broker died).
     let prefetch = APP_LANES * 8;
     let copy_bound = match fault {
-        Fault::None | Fault::RedisRestart => 0,
+        Fault::None | Fault::RedisRestart | Fault::HotSwaps => 0,
+        // Done markers forgotten: inputs redelivered around the restart run again.
+        Fault::RedisRestartEmpty => 2 * prefetch,
         Fault::HostKill => prefetch,
         // Both hosts' deliveries, the sink's own (256), the publisher's window (256).
         Fault::BrokerRestart | Fault::BrokerKill | Fault::BrokerRestartAndHostKill => 2 * prefetch + 512,
@@ -437,12 +546,41 @@ ordering = "user"
         recovery,
         recovery_bound: bound,
         secs,
+        events: r.events,
+        unroutable,
+        other_failures,
+        events_left,
+        swaps,
     }
+}
+
+/// What is on `chaos.failures`: events whose origin was forgotten (with that reason), and a
+/// description of anything else.
+async fn failures(broker: &Broker) -> (usize, Vec<String>) {
+    let uri = format!("amqp://127.0.0.1:{}/%2f", broker.port);
+    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let (mut unroutable, mut other) = (0, Vec::new());
+    loop {
+        let got = ch.basic_get("chaos.failures".into(), lapin::options::BasicGetOptions { no_ack: true }).await;
+        let Ok(Some(m)) = got else { break };
+        let v: serde_json::Value = serde_json::from_slice(&m.delivery.data).unwrap_or_default();
+        let reason = v["reason"].as_str().unwrap_or_default();
+        if v["message_type"] == "failure_message" && v["kind"] == "unroutable_event" && reason.contains("no component here recorded sending message") {
+            unroutable += 1;
+        } else if other.len() < 5 {
+            other.push(String::from_utf8_lossy(&m.delivery.data).chars().take(300).collect());
+        } else {
+            other.push(String::new());
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    (unroutable, other)
 }
 
 /// Inject `fault`; when it ended (the broker answering again, the host killed) and the
 /// recovery bound that applies, measured from `t0`'s clock by the caller.
-async fn inject(fault: Fault, broker: &Broker, redis: &mut Redis, hosts: &mut Vec<HostProc>, config: &Path) -> (Option<Instant>, Option<Duration>) {
+async fn inject(fault: Fault, broker: &Broker, redis: &mut Redis, hosts: &mut Vec<HostProc>, config: &Path, echo: &Path) -> (Option<Instant>, Option<Duration>) {
     match fault {
         Fault::None => (None, None),
         Fault::BrokerRestart => {
@@ -463,9 +601,33 @@ async fn inject(fault: Fault, broker: &Broker, redis: &mut Redis, hosts: &mut Ve
             hosts.push(HostProc::start(config));
             (Some(end), Some(Duration::from_secs(2)))
         }
-        Fault::RedisRestart => {
-            redis.restart();
+        Fault::RedisRestart | Fault::RedisRestartEmpty => {
+            redis.restart(fault == Fault::RedisRestartEmpty);
             (Some(Instant::now()), Some(Duration::from_secs(10)))
+        }
+        Fault::HotSwaps => {
+            // The same component each time with a different custom section: a new content
+            // hash (so a real swap), the same behaviour. Written beside it, then renamed over
+            // it, as a deploy does.
+            let original = std::fs::read(echo).unwrap();
+            for i in 0..10u8 {
+                let name = b"vumi-chaos-swap";
+                let mut section = vec![0u8, (1 + name.len() + 1) as u8, name.len() as u8];
+                section.extend_from_slice(name);
+                section.push(i);
+                let mut bytes = original.clone();
+                bytes.extend_from_slice(&section);
+                let tmp = echo.with_extension("wasm.new");
+                std::fs::write(&tmp, &bytes).unwrap();
+                std::fs::rename(&tmp, echo).unwrap();
+                // Each swap taken by every host before the next.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while hosts.iter().any(|h| h.swaps() < u64::from(i) + 1) {
+                    assert!(Instant::now() < deadline, "swap {} not taken by every host within 60 s", i + 1);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            (None, None)
         }
         Fault::BrokerRestartAndHostKill => {
             drop(hosts.remove(0));
@@ -512,13 +674,14 @@ fn chaos_no_confirmed_input_is_lost_and_copies_stay_within_bounds() {
         );
     }
     let n: usize = std::env::var("VUMI_CHAOS_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
-    let faults = std::env::var("VUMI_CHAOS_FAULTS").unwrap_or_else(|_| "none,broker-restart,broker-kill,host-kill,redis-restart,broker-restart+host-kill".into());
+    let faults = std::env::var("VUMI_CHAOS_FAULTS")
+        .unwrap_or_else(|_| "none,broker-restart,broker-kill,host-kill,redis-restart,redis-restart-empty,hot-swaps,broker-restart+host-kill".into());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut verdicts = Vec::new();
     for f in faults.split(',') {
         let v = rt.block_on(run(f, n));
         println!(
-            "chaos {:<26} {:>6} confirmed {:>4} unknown | lost {} unexpected {} bad-ids {} | copies {:>4} (bound {:>4}) | inversions {:>3} | recovery {} (bound {}) | {:.1} s",
+            "chaos {:<26} {:>6} confirmed {:>4} unknown | lost {} unexpected {} bad-ids {} | copies {:>4} (bound {:>4}) | inversions {:>3} | recovery {} (bound {}) | events {} unroutable {} other-failures {} left {} | swaps {:?} | {:.1} s",
             v.fault,
             v.confirmed,
             v.unknown,
@@ -530,6 +693,11 @@ fn chaos_no_confirmed_input_is_lost_and_copies_stay_within_bounds() {
             v.inversions,
             v.recovery.map_or("–".into(), |d| format!("{:.1} s", d.as_secs_f64())),
             v.recovery_bound.map_or("–".into(), |d| format!("{} s", d.as_secs())),
+            v.events,
+            v.unroutable,
+            v.other_failures.len(),
+            v.events_left,
+            v.swaps,
             v.secs
         );
         verdicts.push(v);
@@ -547,6 +715,17 @@ fn chaos_no_confirmed_input_is_lost_and_copies_stay_within_bounds() {
         }
         if v.recovery_bound.is_some() {
             assert!(v.recovery.is_some(), "{}: throughput never came back to half its rate before the fault", v.fault);
+        }
+        assert!(v.events > 0, "{}: events were sent", v.fault);
+        assert_eq!(v.events_left, 0, "{}: every event taken and settled", v.fault);
+        assert!(v.other_failures.is_empty(), "{}: nothing but forgotten origins on chaos.failures: {:?}", v.fault, v.other_failures);
+        if v.fault == "redis-restart-empty" {
+            assert!(v.unroutable > 0, "{}: events whose origin Redis forgot go to chaos.failures with the reason", v.fault);
+        } else {
+            assert_eq!(v.unroutable, 0, "{}: no origin forgotten, so no event unroutable", v.fault);
+        }
+        if v.fault == "hot-swaps" {
+            assert!(v.swaps.iter().all(|n| *n == 10), "{}: each host swapped the plugin 10 times: {:?}", v.fault, v.swaps);
         }
     }
 }

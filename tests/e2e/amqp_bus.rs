@@ -35,7 +35,10 @@ impl Drop for Connector {
             .arg("-c")
             .arg(format!("redis-cli --scan --pattern 'vumi:seq:{{{}|*' | xargs -r redis-cli del >/dev/null", self.0))
             .status();
-        let queues: Vec<String> = ["inbound", "outbound", "event", "status", "failures"].iter().map(|k| format!("{}.{k}", self.0)).collect();
+        let queues: Vec<String> = ["inbound", "outbound", "event", "status", "failures", "inbound.retry.200ms", "inbound.retry.400ms"]
+            .iter()
+            .map(|k| format!("{}.{k}", self.0))
+            .collect();
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {
             if let Ok(bus) = vumi_host::bus::AmqpBus::connect(vumi_host::bus::AmqpOptions::default()).await {
@@ -246,4 +249,64 @@ fn one_users_messages_stay_in_order_across_two_app_hosts() {
     let (h1, h2) = (replies(&apps1, &c.0), replies(&apps2, &c.0));
     assert_eq!(h1 + h2, n as f64 + 1.0);
     assert!(h1 >= 5.0 && h2 >= 5.0, "both app hosts took part: {h1} and {h2}");
+}
+
+/// The next body on `queue`, taken with a raw AMQP client, as JSON (waits up to `WAIT`).
+fn take_json(queue: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let conn = lapin::Connection::connect("amqp://127.0.0.1:5672/%2f", lapin::ConnectionProperties::default()).await.expect("raw connection");
+        let ch = conn.create_channel().await.expect("channel");
+        let deadline = std::time::Instant::now() + WAIT;
+        let got = loop {
+            let opts = lapin::options::BasicGetOptions { no_ack: true };
+            if let Some(m) = ch.basic_get(queue.into(), opts).await.expect("basic.get") {
+                break m;
+            }
+            assert!(std::time::Instant::now() < deadline, "nothing on `{queue}` in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _ = conn.close(200, "done".into()).await;
+        assert!(got.delivery.data.is_ascii(), "ASCII JSON");
+        serde_json::from_slice(&got.delivery.data).expect("JSON")
+    })
+}
+
+#[test]
+fn a_message_held_up_waits_in_delay_tier_queues_and_final_failures_reach_the_failures_queue() {
+    let c = Connector::new("retry");
+    let cfg = config(&c.0, true)
+        .replace("[admin]", "[host.retry]\ninitial_ms = 10\nmax_ms = 20\nmax_attempts = 2\ntiers_ms = [200, 400]\n\n[admin]")
+        .replace(&plugin("echo").display().to_string(), &plugin("faulty").display().to_string());
+    let host = Host::start(&cfg);
+    let mut t = Telnet::connect(host.listening[&c.0]);
+    t.line(); // greeting
+    // Refused 5 times: twice in place, twice after the 200 ms tier, answered after the 400 ms
+    // one. The same user's next message goes on while it waits off the queue.
+    let started = std::time::Instant::now();
+    t.send("retry 5");
+    t.send("marker");
+    assert_eq!(t.line(), "ok: marker");
+    assert_eq!(t.line(), "retried after 5");
+    assert!(started.elapsed() >= Duration::from_millis(600), "both tiers waited out: {:?}", started.elapsed());
+    // A deterministic failure goes straight to `<connector>.failures`; one still held up after
+    // the last tier goes there as temporary.
+    t.send("trap");
+    t.send("retry 50");
+    t.send("after");
+    assert_eq!(t.line(), "ok: after", "the queue flowed past both");
+    let failures = format!("{}.failures", c.0);
+    let first = take_json(&failures);
+    assert_eq!((first["message_type"].as_str(), first["failure_code"].as_str(), first["kind"].as_str()), (Some("failure_message"), Some("permanent"), Some("trap")), "{first}");
+    assert_eq!(first["message"]["content"], "trap", "the whole message: {first}");
+    assert!(first["reason"].as_str().unwrap().contains("plugin trapped"), "{first}");
+    let second = take_json(&failures);
+    assert_eq!((second["failure_code"].as_str(), second["kind"].as_str()), (Some("temporary"), Some("retry_later")), "{second}");
+    let reason = second["reason"].as_str().unwrap();
+    assert!(reason.contains("asked to retry (6 of 50)") && reason.contains("2 delay tiers"), "{reason}");
+    assert_eq!(second["message"]["content"], "retry 50");
+    // And the admin API lists both.
+    let listed: serde_json::Value = http().get(host.admin_url("/failures")).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+    let kinds: Vec<&str> = listed["result"]["failures"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["trap", "retry_later"], "{listed}");
 }

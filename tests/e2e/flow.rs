@@ -130,7 +130,7 @@ impl Wiring {
 }
 
 fn quick_retries() -> RetryPolicy {
-    RetryPolicy { initial_ms: 20, max_ms: 160, max_attempts: 1000 }
+    RetryPolicy { initial_ms: 20, max_ms: 160, max_attempts: 1000, ..Default::default() }
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ async fn faulty_worker_with_slot(
 ) -> (Arc<EmbeddedBus>, Arc<FailureLog>, CancellationToken, tokio::task::JoinHandle<()>, Arc<AppSlot>) {
     let engine = Engine::new(&EngineSettings::default()).expect("engine");
     let slot = Arc::new(AppSlot::new(AppPlugin::load(&engine, &plugin("faulty"), settings("faulty", 200)).await.expect("load")));
-    let bus = Arc::new(EmbeddedBus::new());
+    let bus = Arc::new(EmbeddedBus::new().with_retry_tiers(retry.tiers()));
     let failures = Arc::new(FailureLog::new(10, None).expect("log"));
     let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
     let worker = AppWorker::new(AppWorkerParts {
@@ -103,6 +103,19 @@ async fn faulty_worker_with_slot(
     (bus, failures, stop, task, slot)
 }
 
+/// The contents of the next `n` messages on `c`'s outbound queue.
+async fn replies(bus: &EmbeddedBus, c: &ConnectorName, n: usize) -> Vec<String> {
+    let mut out = bus.consume(&RoutingKey::outbound(c), 10).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let d = tokio::time::timeout(Duration::from_secs(20), out.next()).await.expect("in time").expect("open");
+        let Message::User(m) = &d.message else { panic!("a user message") };
+        got.push(m.content.clone().unwrap_or_default());
+        d.ack();
+    }
+    got
+}
+
 fn say(from: &str, text: &str) -> Message {
     UserMessage::inbound("c", "telnet", from, "app", Some(text.into()), Some(SessionEvent::Resume)).into()
 }
@@ -110,20 +123,13 @@ fn say(from: &str, text: &str) -> Message {
 #[test]
 fn retry_later_waits_with_backoff_keeps_the_users_order_and_then_succeeds() {
     rt().block_on(async {
-        let (bus, failures, stop, task) = faulty_worker(RetryPolicy { initial_ms: 20, max_ms: 200, max_attempts: 8 }).await;
+        let (bus, failures, stop, task) = faulty_worker(RetryPolicy { initial_ms: 20, max_ms: 200, max_attempts: 8, ..Default::default() }).await;
         let c: ConnectorName = "c".parse().unwrap();
         let started = std::time::Instant::now();
         bus.publish(&RoutingKey::inbound(&c), say("u1", "retry 3")).await.unwrap();
         // Behind it, from the same user: must not overtake the message being retried.
         bus.publish(&RoutingKey::inbound(&c), say("u1", "next")).await.unwrap();
-        let mut out = bus.consume(&RoutingKey::outbound(&c), 10).await.unwrap();
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            let d = tokio::time::timeout(Duration::from_secs(20), out.next()).await.expect("in time").expect("open");
-            let Message::User(m) = &d.message else { panic!("a user message") };
-            got.push(m.content.clone().unwrap_or_default());
-            d.ack();
-        }
+        let got = replies(&bus, &c, 2).await;
         assert_eq!(got, ["retried after 3", "ok: next"], "retried until it succeeded, and the user's order held");
         assert!(started.elapsed() >= Duration::from_millis(20 + 40 + 80), "three waits, doubling: {:?}", started.elapsed());
         assert_eq!(failures.total(), 0);
@@ -138,9 +144,9 @@ fn retry_later_waits_with_backoff_keeps_the_users_order_and_then_succeeds() {
 }
 
 #[test]
-fn a_message_still_asking_to_retry_after_the_last_try_goes_to_the_failure_path() {
+fn without_delay_tiers_a_message_still_asking_to_retry_after_the_last_try_goes_to_the_failure_path() {
     rt().block_on(async {
-        let (bus, failures, stop, task) = faulty_worker(RetryPolicy { initial_ms: 10, max_ms: 20, max_attempts: 3 }).await;
+        let (bus, failures, stop, task) = faulty_worker(RetryPolicy { initial_ms: 10, max_ms: 20, max_attempts: 3, tiers_ms: vec![] }).await;
         let c: ConnectorName = "c".parse().unwrap();
         bus.publish(&RoutingKey::inbound(&c), say("u2", "retry 50")).await.unwrap();
         // The marker from the same user is handled only after the first message is given up on.
@@ -152,9 +158,47 @@ fn a_message_still_asking_to_retry_after_the_last_try_goes_to_the_failure_path()
         d.ack();
         assert_eq!(failures.total(), 1);
         let f = &failures.recent()[0];
-        assert_eq!(f.kind, "retry_later");
-        assert!(f.reason.contains("asked to retry (3 of 50)") && f.reason.contains("gave up after 3 tries"), "{}", f.reason);
+        assert_eq!((f.kind.as_str(), f.failure_code), ("retry_later", "temporary"));
+        assert!(f.reason.contains("asked to retry (3 of 50)") && f.reason.contains("after 3 tries in place"), "{}", f.reason);
         assert_eq!(bus.depth(&RoutingKey::inbound(&c)), 0, "taken off the queue, not requeued");
+        stop.cancel();
+        task.await.unwrap();
+    });
+}
+
+#[test]
+fn after_its_tries_in_place_a_message_waits_out_delay_tiers_off_its_queue_while_the_user_goes_on() {
+    rt().block_on(async {
+        let retry = RetryPolicy { initial_ms: 10, max_ms: 20, max_attempts: 2, tiers_ms: vec![150, 300] };
+        let (bus, failures, stop, task) = faulty_worker(retry).await;
+        let c: ConnectorName = "c".parse().unwrap();
+        let started = std::time::Instant::now();
+        // Refused 5 times: 2 tries in place, 2 after the first tier, and the 6th (after the
+        // second tier) is answered.
+        bus.publish(&RoutingKey::inbound(&c), say("u4", "retry 5")).await.unwrap();
+        bus.publish(&RoutingKey::inbound(&c), say("u4", "marker")).await.unwrap();
+        let got = replies(&bus, &c, 2).await;
+        assert_eq!(got, ["ok: marker", "retried after 5"], "the marker went on while the first message was set aside");
+        assert!(started.elapsed() >= Duration::from_millis(150 + 300), "both tiers waited out: {:?}", started.elapsed());
+        assert_eq!(failures.total(), 0);
+        // Past the last tier: the failure path, temporary, with the last reason.
+        bus.publish(&RoutingKey::inbound(&c), say("u5", "retry 50")).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while failures.total() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the message never reached the failure path");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let f = &failures.recent()[0];
+        assert_eq!((f.kind.as_str(), f.failure_code), ("retry_later", "temporary"));
+        assert!(f.reason.contains("asked to retry (6 of 50)") && f.reason.contains("2 delay tiers"), "{}", f.reason);
+        let metrics = vumi_host::telemetry::metrics::metrics().render();
+        for tier in ["150ms", "300ms"] {
+            assert!(
+                metrics.lines().any(|l| l.starts_with("vumi_retry_path_total{") && l.contains("component=\"faulty\"") && l.contains(&format!("tier=\"{tier}\""))),
+                "{metrics}"
+            );
+        }
+        assert_eq!(bus.pending(), Some(0), "nothing left set aside or unsettled");
         stop.cancel();
         task.await.unwrap();
     });
@@ -164,7 +208,7 @@ fn a_message_still_asking_to_retry_after_the_last_try_goes_to_the_failure_path()
 fn a_stop_does_not_wait_out_a_backoff_and_the_message_goes_back_on_its_queue() {
     rt().block_on(async {
         // A minute's wait after the first try: a reload or shutdown must not sit it out.
-        let (bus, failures, stop, task, slot) = faulty_worker_with_slot(RetryPolicy { initial_ms: 60_000, max_ms: 60_000, max_attempts: 3 }).await;
+        let (bus, failures, stop, task, slot) = faulty_worker_with_slot(RetryPolicy { initial_ms: 60_000, max_ms: 60_000, max_attempts: 3, ..Default::default() }).await;
         let c: ConnectorName = "c".parse().unwrap();
         bus.publish(&RoutingKey::inbound(&c), say("u3", "retry 50")).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -27,6 +27,15 @@
 //! again on the new connection. Reconnections and unknown confirms are counted in metrics,
 //! reported by [`Bus::health`], and announced with a `status_event` once publishing works again.
 //!
+//! **The retry path.** Delay tier `d` of queue `q` is the host-only queue `q.retry.<d>` (e.g.
+//! `app.inbound.retry.10s`), durable, declared with `x-message-ttl` = `d`,
+//! `x-dead-letter-exchange` = `vumi` and `x-dead-letter-routing-key` = `q`: nothing consumes
+//! it; an expired message goes back to `q`. One TTL per queue, because RabbitMQ expires messages
+//! only from a queue's head, and a 600 s message must not hold up a 1 s one. A message set aside
+//! carries the header `x-vumi-retries` (tiers passed so far; legacy readers ignore headers), is
+//! published with a confirm, and only then is the original acked. Legacy workers never see these
+//! queues, so their arguments cannot conflict with a legacy declaration.
+//!
 //! **Bodies that do not decode** are set aside, not left to stall the queue (legacy Vumi stops
 //! consuming on one): they are published to `<connector>.failures` as a Vumi `failure_message`
 //! with the reason, then acked.
@@ -49,6 +58,9 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+
+use futures::future::BoxFuture;
+use lapin::types::{AMQPValue, LongString, ShortString};
 
 use super::{Bus, BusError, Consumer, Delivery, RoutingKey, Settle};
 use crate::message::{Message, Status, StatusLevel, Timestamp};
@@ -90,6 +102,8 @@ pub struct AmqpOptions {
     pub connection_name: String,
     /// Where reconnection `status_event`s go (`<connector>.status`); none: not published.
     pub status_connector: Option<ConnectorName>,
+    /// The retry path's delays, shortest first: one tier queue each.
+    pub retry_tiers: Vec<Duration>,
 }
 
 impl Default for AmqpOptions {
@@ -108,6 +122,7 @@ impl Default for AmqpOptions {
             reconnect_max: Duration::from_secs(5),
             connection_name: "vumi".into(),
             status_connector: None,
+            retry_tiers: super::default_retry_tiers(),
         }
     }
 }
@@ -393,13 +408,43 @@ async fn declare_exchange(channel: &Channel) -> Result<(), lapin::Error> {
         .await
 }
 
+/// The header that counts the delay tiers a message has been through.
+pub const RETRIES_HEADER: &str = "x-vumi-retries";
+
 /// Declare `queue` exactly as legacy Vumi does, and bind it by its name.
 async fn declare_queue(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
+    declare_with(channel, queue, FieldTable::default()).await
+}
+
+/// The arguments of `input`'s delay tier of `delay`: expire after it, back to `input`.
+fn tier_arguments(input: &str, delay: Duration) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(ShortString::from("x-message-ttl"), AMQPValue::LongLongInt(delay.as_millis() as i64));
+    args.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString(LongString::from(EXCHANGE)));
+    args.insert(ShortString::from("x-dead-letter-routing-key"), AMQPValue::LongString(LongString::from(input)));
+    args
+}
+
+/// The tiers a delivery has been through, from its header (absent: none).
+fn retries_of(properties: &BasicProperties) -> u32 {
+    let Some(headers) = properties.headers() else { return 0 };
+    match headers.inner().get(RETRIES_HEADER) {
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => (*n).max(0) as u32,
+        Some(AMQPValue::LongLongInt(n)) => (*n).clamp(0, i64::from(u32::MAX)) as u32,
+        Some(AMQPValue::ShortShortUInt(n)) => u32::from(*n),
+        Some(AMQPValue::ShortUInt(n)) => u32::from(*n),
+        _ => 0,
+    }
+}
+
+/// Declare `queue` durable with `arguments`, and bind it by its name.
+async fn declare_with(channel: &Channel, queue: &str, arguments: FieldTable) -> Result<(), lapin::Error> {
     channel
         .queue_declare(
             queue.into(),
             QueueDeclareOptions { durable: true, exclusive: false, auto_delete: false, ..Default::default() },
-            FieldTable::default(),
+            arguments,
         )
         .await?;
     channel.queue_bind(queue.into(), EXCHANGE.into(), queue.into(), QueueBindOptions::default(), FieldTable::default()).await
@@ -522,6 +567,11 @@ impl Inner {
     }
 
     async fn publish_raw(&self, queue: &str, body: &[u8]) -> Result<(), BusError> {
+        self.publish_to(&Target { queue, arguments: None, retries: None }, body).await
+    }
+
+    async fn publish_to(&self, target: &Target<'_>, body: &[u8]) -> Result<(), BusError> {
+        let queue = target.queue;
         let _permit = self.window.acquire().await.map_err(|_| BusError::Closed)?;
         let deadline = tokio::time::Instant::now() + self.opts.publish_wait;
         let mut wait = Duration::from_millis(50);
@@ -530,7 +580,7 @@ impl Inner {
             // At least a few seconds for the confirm, even late in the wait: the broker batches
             // its disk writes.
             let confirm_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
-            let outcome = match tokio::time::timeout_at(confirm_by, self.publish_on(&p, queue, body)).await {
+            let outcome = match tokio::time::timeout_at(confirm_by, self.publish_on(&p, target, body)).await {
                 Ok(o) => o,
                 Err(_) => {
                     // No answer at all: the connection is as good as dead.
@@ -556,31 +606,31 @@ impl Inner {
         }
     }
 
-    async fn publish_on(&self, p: &Arc<PubChannel>, queue: &str, body: &[u8]) -> Result<(), Outcome> {
+    async fn publish_on(&self, p: &Arc<PubChannel>, target: &Target<'_>, body: &[u8]) -> Result<(), Outcome> {
+        let queue = target.queue;
         let fresh = !p.declared.lock().unwrap_or_else(|e| e.into_inner()).contains(queue);
         if fresh {
-            match declare_queue(&p.channel, queue).await {
+            match declare_with(&p.channel, queue, target.arguments.clone().unwrap_or_default()).await {
                 Ok(()) => {
                     p.declared.lock().unwrap_or_else(|e| e.into_inner()).insert(queue.to_owned());
                 }
                 Err(e) if lapin_refused(&e) => {
                     self.drop_channel(p, &mut *self.publisher.lock().await);
-                    return Err(Outcome::Failed(BusError::Refused(format!(
-                        "the broker refused declaring queue `{queue}` (durable, no arguments, as Vumi declares it): {e}"
-                    ))));
+                    let how = if target.arguments.is_some() { "a host-only delay tier" } else { "durable, no arguments, as Vumi declares it" };
+                    return Err(Outcome::Failed(BusError::Refused(format!("the broker refused declaring queue `{queue}` ({how}): {e}"))));
                 }
                 Err(e) => return Err(Outcome::NotSent(BusError::Unavailable(format!("declaring queue `{queue}`: {e}")))),
             }
         }
+        let mut properties = BasicProperties::default().with_delivery_mode(2);
+        if let Some(n) = target.retries {
+            let mut headers = FieldTable::default();
+            headers.insert(ShortString::from(RETRIES_HEADER), AMQPValue::LongUInt(n));
+            properties = properties.with_headers(headers);
+        }
         let confirm = p
             .channel
-            .basic_publish(
-                EXCHANGE.into(),
-                queue.into(),
-                BasicPublishOptions { mandatory: true, immediate: false },
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
+            .basic_publish(EXCHANGE.into(), queue.into(), BasicPublishOptions { mandatory: true, immediate: false }, body, properties)
             .await
             .map_err(|e| Outcome::NotSent(BusError::Unavailable(format!("publishing to `{queue}`: {e}"))))?;
         match confirm.await {
@@ -627,6 +677,14 @@ impl Inner {
     }
 }
 
+/// Where a publish goes: a queue, declared with `arguments` (none: as legacy Vumi declares),
+/// the message carrying `retries` in its header if set.
+struct Target<'a> {
+    queue: &'a str,
+    arguments: Option<FieldTable>,
+    retries: Option<u32>,
+}
+
 enum Outcome {
     /// The message did not reach the broker: it may be tried again at once.
     NotSent(BusError),
@@ -670,6 +728,11 @@ impl Bus for AmqpBus {
         while self.inner.settling.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    async fn publish_failure(&self, connector: &str, failure: &serde_json::Value) -> Result<(), BusError> {
+        let body = ascii_json(serde_json::to_vec(failure).unwrap_or_default());
+        self.inner.publish_raw(&format!("{connector}.failures"), &body).await
     }
 
     fn health(&self) -> Result<(), String> {
@@ -790,8 +853,8 @@ impl Consumer for AmqpConsumer {
             match item {
                 Some(Ok(d)) => match Message::from_json(&d.data) {
                     Ok(message) => {
-                        let settle = AmqpSettle { acker: d.acker, settling: self.inner.settling.clone() };
-                        return Some(Delivery::new(message, d.redelivered, Box::new(settle)));
+                        let settle = AmqpSettle { acker: d.acker, settling: self.inner.settling.clone(), inner: self.inner.clone(), queue: self.queue.clone() };
+                        return Some(Delivery::new(message, d.redelivered, Box::new(settle)).with_retries(retries_of(&d.properties)));
                     }
                     Err(e) => self.set_aside(d, e.to_string()).await,
                 },
@@ -818,6 +881,8 @@ impl Consumer for AmqpConsumer {
 struct AmqpSettle {
     acker: lapin::Acker,
     settling: Arc<AtomicUsize>,
+    inner: Arc<Inner>,
+    queue: String,
 }
 
 impl AmqpSettle {
@@ -854,6 +919,16 @@ impl Settle for AmqpSettle {
             Some(_) => self.send(Some(true)),
             None => self.send(None),
         }
+    }
+
+    fn defer<'a>(&'a self, message: &'a Message, retries: u32) -> BoxFuture<'a, Result<Option<Duration>, BusError>> {
+        Box::pin(async move {
+            let Some(&delay) = self.inner.opts.retry_tiers.get(retries as usize) else { return Ok(None) };
+            let tier = format!("{}.retry.{}", self.queue, super::tier_label(delay));
+            let target = Target { queue: &tier, arguments: Some(tier_arguments(&self.queue, delay)), retries: Some(retries + 1) };
+            self.inner.publish_to(&target, &ascii_json(message.to_json())).await?;
+            Ok(Some(delay))
+        })
     }
 }
 
@@ -908,6 +983,40 @@ mod tests {
         let queues = conformance::keys(&run).iter().map(ToString::to_string).collect();
         let (b, r) = (bus.clone(), run.clone());
         cleaning(bus.clone(), queues, async move { conformance::run_all(&*b, &r).await }).await;
+    }
+
+    /// The retry path's tiers are queues with a TTL that dead-letter back to the input; a
+    /// final failure goes to `<connector>.failures`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_retry_path_waits_in_tier_queues_and_final_failures_go_to_the_failures_queue() {
+        let opts = AmqpOptions { connection_name: "vumi-test-retry".into(), retry_tiers: conformance::SHORT_TIERS.to_vec(), ..Default::default() };
+        let bus = Arc::new(AmqpBus::connect(opts).await.expect("RabbitMQ on 127.0.0.1:5672 (`rabbitmq-server -detached`)"));
+        let run = conformance::new_run();
+        let failures_key = raw_key(&run, "fail");
+        let failures_queue = format!("{}.failures", failures_key.connector);
+        let mut queues: Vec<String> = conformance::keys(&run).iter().map(ToString::to_string).collect();
+        queues.extend(conformance::retry_queues(&run));
+        queues.push(failures_queue.clone());
+        let b = bus.clone();
+        cleaning(bus.clone(), queues, async move {
+            conformance::retry_path(&*b, &run).await;
+            let args = rabbitmqctl(&["list_queues", "name", "arguments"]).await;
+            let tier = &conformance::retry_queues(&run)[0];
+            let row = args.lines().find(|l| l.starts_with(tier.as_str())).unwrap_or_else(|| panic!("no tier queue `{tier}`: {args}"));
+            for want in ["x-message-ttl", "300", "x-dead-letter-exchange", "vumi", "x-dead-letter-routing-key"] {
+                assert!(row.contains(want), "the tier queue's arguments name {want}: {row}");
+            }
+            let failure = serde_json::json!({ "message_type": "failure_message", "failure_code": "temporary", "reason": "caf\u{e9}", "message": {} });
+            b.publish_failure(failures_key.connector.as_str(), &failure).await.expect("publish a failure");
+            let conn = Connection::connect("amqp://127.0.0.1:5672/%2f", ConnectionProperties::default()).await.expect("raw connection");
+            let ch = conn.create_channel().await.expect("channel");
+            let got = ch.basic_get(failures_queue.as_str().into(), lapin::options::BasicGetOptions { no_ack: true }).await.expect("get").expect("confirmed before it returned");
+            assert!(got.delivery.data.is_ascii(), "ASCII JSON, as Vumi writes it");
+            let v: serde_json::Value = serde_json::from_slice(&got.delivery.data).expect("JSON");
+            assert_eq!(v, failure);
+            let _ = conn.close(200, "done".into()).await;
+        })
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

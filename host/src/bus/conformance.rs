@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Bus, BusError, RoutingKey};
+use super::{Bus, BusError, Later, RoutingKey};
 use crate::message::{Message, UserMessage};
 use crate::names::ConnectorName;
 
@@ -26,7 +26,10 @@ fn content(m: &Message) -> String {
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The kinds of queue each check uses, for [`keys`].
-const KINDS: &[&str] = &["order", "iso-a", "iso-b", "requeue", "drop", "prefetch", "compete", "close", "bounded"];
+const KINDS: &[&str] = &["order", "iso-a", "iso-b", "requeue", "drop", "prefetch", "compete", "close", "bounded", "retry"];
+
+/// The delay tiers [`retry_path`] expects its bus to be built with.
+pub const SHORT_TIERS: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(600)];
 
 /// A fresh run id: every queue a run uses is named after it.
 pub fn new_run() -> String {
@@ -143,6 +146,50 @@ async fn competing_consumers_share_without_duplicates(bus: &dyn Bus, run: &str) 
         }
     }
     assert_eq!(from1 + from2, total);
+}
+
+/// The queues a back end may have made for [`retry_path`] (its tiers'), for clean-up.
+pub fn retry_queues(run: &str) -> Vec<String> {
+    let k = key(run, "retry");
+    SHORT_TIERS.iter().map(|d| format!("{k}.retry.{}", super::tier_label(*d))).collect()
+}
+
+/// The retry path, on a bus built with [`SHORT_TIERS`]: a message set aside is off its queue
+/// (a message published after it is delivered first), comes back after its tier's delay counted
+/// one tier further, and past the last tier is handed back, unsettled, for the failure path.
+pub async fn retry_path(bus: &dyn Bus, run: &str) {
+    let k = key(run, "retry");
+    bus.publish(&k, msg(1)).await.expect("publish");
+    let mut c = bus.consume(&k, 10).await.expect("consume");
+    let mut d = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+    assert_eq!(d.retries, 0, "a fresh message has been through no tier");
+    for (tier, delay) in SHORT_TIERS.iter().enumerate() {
+        let set_aside = std::time::Instant::now();
+        match d.retry_later().await.expect("the bus takes it") {
+            Later::Deferred(got) => assert_eq!(got, *delay, "tier {tier}'s delay"),
+            Later::Exhausted(_) => panic!("tier {tier} exists"),
+        }
+        // The marker is published after the message was set aside: it must come first.
+        bus.publish(&k, msg(100 + tier)).await.expect("publish the marker");
+        let marker = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+        assert_eq!(content(&marker.message), (100 + tier).to_string(), "the message set aside is off its queue");
+        marker.ack();
+        d = tokio::time::timeout(WAIT, c.next()).await.expect("back from its tier in time").expect("open");
+        assert_eq!(content(&d.message), "1");
+        assert_eq!(d.retries, tier as u32 + 1, "counted one tier further");
+        assert!(set_aside.elapsed() >= *delay, "it waited its tier's delay: {:?} < {delay:?}", set_aside.elapsed());
+    }
+    match d.retry_later().await.expect("no bus call needed") {
+        Later::Exhausted(d) => {
+            assert_eq!(content(&d.message), "1");
+            d.ack();
+        }
+        Later::Deferred(_) => panic!("past the last tier the delivery is handed back"),
+    }
+    bus.publish(&k, msg(200)).await.expect("publish the marker");
+    let next = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
+    assert_eq!(content(&next.message), "200", "the message handed back and acked does not come again");
+    next.ack();
 }
 
 /// Closing the bus ends every consumer's stream.

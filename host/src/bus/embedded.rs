@@ -6,6 +6,10 @@
 //! take cannot grow memory without bound, and what was accepted is never dropped for lack of
 //! room. A message put back (a nack with requeue, a dropped delivery) always goes back, whatever
 //! the queue holds: it was accepted once already.
+//!
+//! The retry path's tiers are timers here: a message set aside goes back to its queue when its
+//! delay is up (and counts as pending meanwhile, so a graceful stop waits for it within its
+//! drain bound).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +20,8 @@ use async_trait::async_trait;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use futures::future::BoxFuture;
 
 use super::{Bus, BusError, Consumer, Delivery, RoutingKey, Settle};
 use crate::message::Message;
@@ -35,8 +41,9 @@ struct Queue {
 
 #[derive(Default)]
 struct QueueState {
-    /// Each message with whether it was delivered before, and when it was queued.
-    items: VecDeque<(Message, bool, std::time::Instant)>,
+    /// Each message with whether it was delivered before, when it was queued, and how many
+    /// delay tiers it has been through.
+    items: VecDeque<(Message, bool, std::time::Instant, u32)>,
     closed: bool,
 }
 
@@ -53,8 +60,11 @@ pub struct EmbeddedBus {
     queues: Mutex<HashMap<RoutingKey, Arc<Queue>>>,
     capacity: usize,
     wait: Duration,
-    /// Deliveries taken and not yet settled, across every queue.
+    /// Deliveries taken and not yet settled, across every queue, and messages waiting out a
+    /// delay tier.
     taken: Arc<AtomicUsize>,
+    /// The retry path's delays, shortest first.
+    tiers: Arc<[Duration]>,
 }
 
 impl Default for EmbeddedBus {
@@ -78,7 +88,13 @@ impl EmbeddedBus {
     /// An empty bus whose queues hold `capacity` messages each; a publisher waits up to `wait`
     /// for room in a full one.
     pub fn bounded(capacity: usize, wait: Duration) -> Self {
-        Self { queues: Mutex::default(), capacity: capacity.max(1), wait, taken: Arc::default() }
+        Self { queues: Mutex::default(), capacity: capacity.max(1), wait, taken: Arc::default(), tiers: super::default_retry_tiers().into() }
+    }
+
+    /// The same bus with the retry path's delays `tiers` (shortest first).
+    pub fn with_retry_tiers(mut self, tiers: Vec<Duration>) -> Self {
+        self.tiers = tiers.into();
+        self
     }
 
     fn queue(&self, key: &RoutingKey) -> Arc<Queue> {
@@ -114,7 +130,7 @@ impl Bus for EmbeddedBus {
                     return Err(BusError::Closed);
                 }
                 if s.items.len() < self.capacity {
-                    s.items.push_back((message, false, std::time::Instant::now()));
+                    s.items.push_back((message, false, std::time::Instant::now(), 0));
                     q.depth.set(s.items.len() as i64);
                     drop(s);
                     q.notify.notify_one();
@@ -136,6 +152,7 @@ impl Bus for EmbeddedBus {
             queue,
             window: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))),
             taken: self.taken.clone(),
+            tiers: self.tiers.clone(),
         }))
     }
 
@@ -160,6 +177,7 @@ struct EmbeddedConsumer {
     /// One permit per outstanding delivery: the prefetch window.
     window: Arc<Semaphore>,
     taken: Arc<AtomicUsize>,
+    tiers: Arc<[Duration]>,
 }
 
 #[async_trait]
@@ -174,7 +192,7 @@ impl Consumer for EmbeddedConsumer {
             notified.as_mut().enable();
             {
                 let mut s = self.queue.lock();
-                if let Some((message, redelivered, since)) = s.items.pop_front() {
+                if let Some((message, redelivered, since, retries)) = s.items.pop_front() {
                     // Counted as taken while the queue is still locked, so `pending` never sees
                     // the message in neither place.
                     self.taken.fetch_add(1, Ordering::SeqCst);
@@ -188,8 +206,13 @@ impl Consumer for EmbeddedConsumer {
                         // Pass the wake-up on: another consumer may be waiting for the rest.
                         self.queue.notify.notify_one();
                     }
-                    let settle = Box::new(EmbeddedSettle { queue: self.queue.clone(), taken: self.taken.clone(), _permit: permit });
-                    return Some(Delivery::new(message, redelivered, settle));
+                    let settle = Box::new(EmbeddedSettle {
+                        queue: self.queue.clone(),
+                        taken: self.taken.clone(),
+                        tiers: self.tiers.clone(),
+                        _permit: permit,
+                    });
+                    return Some(Delivery::new(message, redelivered, settle).with_retries(retries));
                 }
                 if s.closed {
                     return None;
@@ -203,6 +226,7 @@ impl Consumer for EmbeddedConsumer {
 struct EmbeddedSettle {
     queue: Arc<Queue>,
     taken: Arc<AtomicUsize>,
+    tiers: Arc<[Duration]>,
     // Released when settled: frees a slot in the consumer's prefetch window.
     _permit: OwnedSemaphorePermit,
 }
@@ -218,7 +242,7 @@ impl Settle for EmbeddedSettle {
                 // Back it goes, full or not: it was accepted once, and refusing it now would lose
                 // it. Uncounted only once it is queued again (see `pending`).
                 let mut s = self.queue.lock();
-                s.items.push_front((m, true, std::time::Instant::now()));
+                s.items.push_front((m, true, std::time::Instant::now(), 0));
                 self.taken.fetch_sub(1, Ordering::SeqCst);
                 self.queue.depth.set(s.items.len() as i64);
                 drop(s);
@@ -228,6 +252,23 @@ impl Settle for EmbeddedSettle {
                 self.taken.fetch_sub(1, Ordering::SeqCst);
             }
         }
+    }
+
+    fn defer<'a>(&'a self, message: &'a Message, retries: u32) -> BoxFuture<'a, Result<Option<Duration>, BusError>> {
+        let Some(&delay) = self.tiers.get(retries as usize) else { return Box::pin(async { Ok(None) }) };
+        let (queue, taken, message) = (self.queue.clone(), self.taken.clone(), message.clone());
+        // Pending while it waits; back at the tail, full or not (it was accepted once).
+        taken.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut s = queue.lock();
+            s.items.push_back((message, false, std::time::Instant::now(), retries + 1));
+            taken.fetch_sub(1, Ordering::SeqCst);
+            queue.depth.set(s.items.len() as i64);
+            drop(s);
+            queue.notify.notify_one();
+        });
+        Box::pin(async move { Ok(Some(delay)) })
     }
 }
 
@@ -263,6 +304,12 @@ mod tests {
         assert_eq!(bus.pending(), Some(1), "a dropped delivery goes back");
         c.next().await.expect("back").ack();
         assert_eq!(bus.pending(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn the_retry_path_sets_a_message_aside_for_each_tier_then_hands_it_back() {
+        let bus = super::EmbeddedBus::new().with_retry_tiers(crate::bus::conformance::SHORT_TIERS.to_vec());
+        crate::bus::conformance::retry_path(&bus, &crate::bus::conformance::new_run()).await;
     }
 
     #[tokio::test]

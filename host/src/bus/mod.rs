@@ -7,12 +7,23 @@
 //! Delivery is at-least-once: a consumer acks a delivery after it has published what it caused;
 //! a delivery that is nacked with requeue comes back (flagged `redelivered`); one that is dropped
 //! without an ack or nack is requeued too.
+//!
+//! **The retry path.** A message held up by a back end that stays down is not put back at the
+//! head of its queue (it would come straight back: a hot loop) but set aside for a delay and
+//! then returned to the same queue: [`Delivery::retry_later`]. The delays are tiers, shortest
+//! first (by default 1 s, 10 s, 60 s, 600 s); a message that has been through every tier is
+//! handed back to its caller for the failure path. On RabbitMQ a tier is a host-only queue
+//! `<queue>.retry.<delay>` whose TTL dead-letters back to the queue; in the embedded bus it is a
+//! timer.
 
 pub mod amqp;
 pub mod conformance;
 pub mod embedded;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 
 use crate::message::Message;
 use crate::names::ConnectorName;
@@ -77,6 +88,17 @@ impl std::fmt::Display for RoutingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.connector, self.kind.as_str())
     }
+}
+
+/// The retry path's delays when config does not say: 1 s, 10 s, 60 s, 600 s.
+pub fn default_retry_tiers() -> Vec<Duration> {
+    [1, 10, 60, 600].into_iter().map(Duration::from_secs).collect()
+}
+
+/// How a tier's delay appears in its queue's name: `1s`, `600s`, `250ms`.
+pub fn tier_label(delay: Duration) -> String {
+    let ms = delay.as_millis();
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
 /// Why a bus operation failed. [`BusError::is_retryable`] says whether trying again can help.
@@ -150,6 +172,14 @@ pub trait Bus: Send + Sync + 'static {
         None
     }
 
+    /// Keep a final failure (a Vumi `failure_message`) where the back end's users look for
+    /// one: a broker puts it on `<connector>.failures`, confirmed. The embedded bus keeps none
+    /// (nothing would drain such a queue): the failure log and the admin API are its record.
+    async fn publish_failure(&self, connector: &str, failure: &serde_json::Value) -> Result<(), BusError> {
+        let _ = (connector, failure);
+        Ok(())
+    }
+
     /// Whether the bus can carry messages now, for `/health`: the reason when it cannot.
     fn health(&self) -> Result<(), String> {
         Ok(())
@@ -170,12 +200,27 @@ pub struct Delivery {
     pub message: Message,
     /// Whether this message was delivered before and not acked.
     pub redelivered: bool,
+    /// How many delay tiers of the retry path it has been through (0: none).
+    pub retries: u32,
     settle: Option<Box<dyn Settle>>,
+}
+
+/// Where [`Delivery::retry_later`] put a message.
+#[derive(Debug)]
+pub enum Later {
+    /// Set aside for this long, then back on its queue; the delivery is acked.
+    Deferred(Duration),
+    /// It has been through every tier: the delivery is handed back, for the failure path.
+    Exhausted(Delivery),
 }
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").field("message", &self.message.id()).field("redelivered", &self.redelivered).finish()
+        f.debug_struct("Delivery")
+            .field("message", &self.message.id())
+            .field("redelivered", &self.redelivered)
+            .field("retries", &self.retries)
+            .finish()
     }
 }
 
@@ -185,12 +230,42 @@ pub trait Settle: Send + Sync {
     fn ack(self: Box<Self>);
     /// Put `message` back (at the head of the queue) for another delivery, or drop it.
     fn nack(self: Box<Self>, message: Option<Message>);
+    /// Set `message` aside in delay tier `retries` (0 is the first), to come back to this
+    /// queue with `retries + 1`; `Ok(None)` if there is no such tier. Returns once the copy set
+    /// aside is safe (on a broker: confirmed), so the caller may then ack.
+    fn defer<'a>(&'a self, message: &'a Message, retries: u32) -> BoxFuture<'a, Result<Option<Duration>, BusError>>;
 }
 
 impl Delivery {
     /// A delivery settled through `settle`.
     pub fn new(message: Message, redelivered: bool, settle: Box<dyn Settle>) -> Self {
-        Self { message, redelivered, settle: Some(settle) }
+        Self { message, redelivered, retries: 0, settle: Some(settle) }
+    }
+
+    /// The same delivery, counted as having been through `retries` delay tiers.
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The retry path, for a message a back end keeps from being handled after its tries in
+    /// place: set aside in the next delay tier (confirmed first, then this delivery is acked),
+    /// or, past the last tier, handed back for the failure path. If the bus cannot take it
+    /// either, the delivery is requeued and the error returned: the caller has waited already,
+    /// so that does not spin.
+    pub async fn retry_later(self) -> Result<Later, BusError> {
+        let Some(settle) = self.settle.as_ref() else { return Ok(Later::Exhausted(self)) };
+        match settle.defer(&self.message, self.retries).await {
+            Ok(Some(delay)) => {
+                self.ack();
+                Ok(Later::Deferred(delay))
+            }
+            Ok(None) => Ok(Later::Exhausted(self)),
+            Err(e) => {
+                self.nack(true);
+                Err(e)
+            }
+        }
     }
 
     /// Acknowledge: the message is done with.

@@ -99,11 +99,27 @@ pub struct RetryPolicy {
     /// The longest wait, in milliseconds: the doubling stops here.
     #[serde(default = "default_max_ms")]
     pub max_ms: u64,
-    /// Tries of one message in place before giving up on it: a `retry-later` message then goes
-    /// to the failure path; one held up by a back end that is down goes back on its queue (it is
-    /// never dropped), and the waits carry on from the longest.
+    /// Tries of one message in place before it goes to the retry path (a `retry-later`
+    /// answer, or a back end that is down): it is set aside off its queue for the next delay
+    /// tier, so the queue keeps flowing.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// The retry path's delay tiers in milliseconds, shortest first (on RabbitMQ, one queue
+    /// `<queue>.retry.<delay>` each). A message that has waited out every tier and still
+    /// cannot be handled goes to the failure path as a temporary failure. `[]`: straight there.
+    #[serde(default = "default_tiers_ms")]
+    pub tiers_ms: Vec<u64>,
+}
+
+fn default_tiers_ms() -> Vec<u64> {
+    vec![1_000, 10_000, 60_000, 600_000]
+}
+
+impl RetryPolicy {
+    /// The delay tiers.
+    pub fn tiers(&self) -> Vec<std::time::Duration> {
+        self.tiers_ms.iter().map(|ms| std::time::Duration::from_millis(*ms)).collect()
+    }
 }
 
 fn default_initial_ms() -> u64 {
@@ -118,7 +134,7 @@ fn default_max_attempts() -> u32 {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { initial_ms: default_initial_ms(), max_ms: default_max_ms(), max_attempts: default_max_attempts() }
+        Self { initial_ms: default_initial_ms(), max_ms: default_max_ms(), max_attempts: default_max_attempts(), tiers_ms: default_tiers_ms() }
     }
 }
 

@@ -66,6 +66,18 @@ fn bad_values_are_named() {
     assert!(err.contains("smoke-signals"), "{err}");
 }
 
+#[test]
+fn retry_tiers_load_and_their_mistakes_are_named() {
+    let c = load(GOOD).expect("defaults");
+    assert_eq!(c.host.retry.tiers_ms, [1_000, 10_000, 60_000, 600_000], "the default tiers");
+    let with = |tiers: &str| format!("[host.retry]\ntiers_ms = {tiers}\n{GOOD}");
+    assert_eq!(load(&with("[]")).expect("no tiers: straight to failures").host.retry.tiers_ms, Vec::<u64>::new());
+    let err = load(&with("[1000, 500]")).expect_err("unordered").to_string();
+    assert!(err.contains("`host.retry.tiers_ms[1]`: the tiers go shortest first: 500 is not longer than 1000"), "{err}");
+    let err = load(&with("[0]")).expect_err("zero").to_string();
+    assert!(err.contains("`host.retry.tiers_ms[0]`: must be 1 to 86400000 milliseconds (a day), got 0"), "{err}");
+}
+
 const HTTP: &str = r#"
 [transports.sms]
 kind = "sms_http"

@@ -185,6 +185,18 @@ impl Config {
         if let Some((k, problem)) = out_of_range(&retries) {
             return Err(invalid(k.into(), problem));
         }
+        if retry.tiers_ms.len() > 16 {
+            return Err(invalid("host.retry.tiers_ms".into(), format!("at most 16 delay tiers, got {}", retry.tiers_ms.len())));
+        }
+        for (i, ms) in retry.tiers_ms.iter().enumerate() {
+            // RabbitMQ takes a queue TTL up to 2^32 - 1 ms; a day is far past any use.
+            if !(1..=86_400_000).contains(ms) {
+                return Err(invalid(format!("host.retry.tiers_ms[{i}]"), format!("must be 1 to 86400000 milliseconds (a day), got {ms}")));
+            }
+            if i > 0 && *ms <= retry.tiers_ms[i - 1] {
+                return Err(invalid(format!("host.retry.tiers_ms[{i}]"), format!("the tiers go shortest first: {ms} is not longer than {}", retry.tiers_ms[i - 1])));
+            }
+        }
         let q = &self.host.queues;
         let queues: [Range; 3] = [
             ("host.queues.capacity", q.capacity as u64, 1, 100_000_000),

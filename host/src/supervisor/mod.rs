@@ -103,10 +103,10 @@ fn hostname() -> String {
 /// a bad plugin stops start-up instead of failing users' messages.
 pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
     let bus: Arc<dyn Bus> = match &config.host.bus {
-        BusConfig::Embedded => Arc::new(EmbeddedBus::bounded(
-            config.host.queues.capacity,
-            Duration::from_millis(config.host.queues.publish_wait_ms),
-        )),
+        BusConfig::Embedded => Arc::new(
+            EmbeddedBus::bounded(config.host.queues.capacity, Duration::from_millis(config.host.queues.publish_wait_ms))
+                .with_retry_tiers(config.host.retry.tiers()),
+        ),
         BusConfig::Amqp(a) => {
             let name = a.name.clone().unwrap_or_else(|| format!("vumi@{}", hostname()));
             let options = AmqpOptions {
@@ -124,6 +124,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
                 // Reconnections are announced on `vumi.status`, beside the connectors' own.
                 status_connector: "vumi".parse().ok(),
                 connection_name: name,
+                retry_tiers: config.host.retry.tiers(),
             };
             Arc::new(AmqpBus::connect(options).await.map_err(StartError::Connect)?)
         }
@@ -152,9 +153,11 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         tracing::warn!("apps with `ordering = \"user\"` keep each user's order within this host only: across hosts it needs `[host.state] kind = \"redis\"`");
     }
     let failures_path = config.failures.path.as_ref().map(|p| config.resolve(p));
-    let failures = Arc::new(FailureLog::new(config.failures.keep, failures_path.as_deref()).map_err(|source| {
-        StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source }
-    })?);
+    let failures = Arc::new(
+        FailureLog::new(config.failures.keep, failures_path.as_deref())
+            .map_err(|source| StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source })?
+            .with_bus(bus.clone()),
+    );
     let engine_memory_mb = largest_memory_limit(config).max(64);
     let cache_dir = config.cache_dir();
     if let Some(dir) = &cache_dir {

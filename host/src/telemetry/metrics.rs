@@ -30,6 +30,7 @@ pub struct Metrics {
     bus_reconnects: Family<Labels, Counter>,
     bus_unknown_confirms: Counter,
     bus_undecodable: Counter,
+    deferred: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,7 +115,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Bodies taken from RabbitMQ that were not Vumi messages, set aside on <connector>.failures",
         bus_undecodable.clone(),
     );
-    Metrics { bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
+    let deferred = Family::<Labels, Counter>::default();
+    registry.register(
+        "retry_path",
+        "Messages set aside on the retry path (a back end stayed down, or the plugin kept asking to retry, through the tries in place), by component and delay tier",
+        deferred.clone(),
+    );
+    Metrics { deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
 });
 
 /// The process-wide metrics.
@@ -132,6 +139,11 @@ impl Metrics {
     /// The latency histogram of plugin `plugin`.
     pub fn handler_seconds(&self, plugin: &str) -> Histogram {
         self.handler_seconds.get_or_create(&vec![("plugin", plugin.to_owned())]).clone()
+    }
+
+    /// Count one message set aside on the retry path's tier `tier` by `component`.
+    pub fn deferred(&self, component: &str, tier: &str) {
+        self.deferred.get_or_create(&vec![("component", component.to_owned()), ("tier", tier.to_owned())]).inc();
     }
 
     /// Count one message sent to the failure path.

@@ -343,8 +343,12 @@ impl Lane {
                 Err(e) => {
                     tries += 1;
                     tracing::warn!(app = self.handler.name(), error = %e, attempt = tries, "cannot take a turn in the user's line; retrying after a wait");
-                    if tries >= backoff.max_attempts() || Self::interrupted(backoff.wait("unavailable"), stop).await {
-                        delivery.nack(true);
+                    if tries >= backoff.max_attempts() {
+                        let reason = format!("cannot take a turn in the user's line: {e} (after {tries} tries in place)");
+                        self.failures.retry_or_fail(self.handler.name(), &self.connector, "state_unavailable", &reason, delivery).await;
+                        return;
+                    }
+                    if Self::interrupted(backoff.wait("unavailable"), stop).await {
                         return;
                     }
                 }
@@ -395,9 +399,12 @@ impl Lane {
     }
 
     /// A message taken is finished, as a reload expects; only a wait between tries gives way to
-    /// `stop` (the delivery is then dropped unsettled, so it is requeued).
+    /// `stop` (the delivery is then dropped unsettled, so it is requeued). A message that is
+    /// still held up after its tries in place goes to the retry path, and its user's later
+    /// messages go on meanwhile.
     async fn handle(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken, held: Option<(Arc<dyn Sequencer>, Held)>) {
         let tries = backoff.max_attempts();
+        let (mut kind, mut last) = ("unavailable", String::new());
         for attempt in 1..=tries {
             match self.try_once(&delivery).await {
                 Tried::Done => {
@@ -406,33 +413,23 @@ impl Lane {
                     delivery.ack();
                     return;
                 }
-                Tried::RetryLater(reason) if attempt == tries => {
-                    let reason = format!("{reason} (gave up after {tries} tries)");
-                    self.failures.record(self.handler.name(), &self.connector, "retry_later", &reason, &delivery.message);
-                    self.release(held, Some(delivery.message.id())).await;
-                    delivery.ack();
-                    return;
-                }
                 Tried::RetryLater(reason) => {
                     tracing::debug!(app = self.handler.name(), reason, attempt, "the handler asked to retry later");
-                    if Self::interrupted(backoff.wait("retry_later"), stop).await {
-                        self.release(held, None).await;
-                        return;
-                    }
+                    (kind, last) = ("retry_later", reason);
                 }
                 Tried::Unavailable(reason) => {
                     tracing::warn!(app = self.handler.name(), reason, attempt, "cannot publish what the handler sent; retrying after a wait");
-                    // Waits after the last try too, so a message put back does not spin.
-                    if Self::interrupted(backoff.wait("unavailable"), stop).await {
-                        self.release(held, None).await;
-                        return;
-                    }
+                    (kind, last) = ("unavailable", reason);
                 }
             }
+            if attempt < tries && Self::interrupted(backoff.wait(kind), stop).await {
+                self.release(held, None).await;
+                return;
+            }
         }
-        // A back end is still down: back on the queue, never dropped.
         self.release(held, None).await;
-        delivery.nack(true);
+        let reason = format!("{last} (after {tries} tries in place)");
+        self.failures.retry_or_fail(self.handler.name(), &self.connector, kind, &reason, delivery).await;
     }
 
     /// Wait, unless `stop` comes first: whether it did.
@@ -453,7 +450,7 @@ impl Lane {
             Ok(sends) => sends,
             Err(f) if f.is_retryable() => return Tried::RetryLater(f.to_string()),
             Err(f) => {
-                self.failures.record(self.handler.name(), &self.connector, f.kind(), &f.to_string(), &delivery.message);
+                self.failures.record(self.handler.name(), &self.connector, f.kind(), &f.to_string(), &delivery.message).await;
                 return Tried::Done;
             }
         };

@@ -62,13 +62,13 @@ impl Callbacks {
     /// Only a sender that has stopped (the host shutting down) sends it to the failure path.
     pub async fn send(&self, callback: Callback) {
         if let Err(mpsc::error::SendError(cb)) = self.tx.send(callback).await {
-            self.fail(&cb, "the callback sender stopped (the host is shutting down)".into());
+            self.fail(&cb, "the callback sender stopped (the host is shutting down)".into()).await;
         }
     }
 
-    fn fail(&self, cb: &Callback, reason: String) {
+    async fn fail(&self, cb: &Callback, reason: String) {
         let reason = format!("callback to {} failed: {reason}", cb.url);
-        self.failures.record(&self.component, &self.connector, "callback", &reason, &cb.message);
+        self.failures.record(&self.component, &self.connector, "callback", &reason, &cb.message).await;
     }
 
     async fn run(self, mut rx: mpsc::Receiver<Callback>, client: reqwest::Client, config: CallbacksConfig, shutdown: CancellationToken) {
@@ -117,6 +117,6 @@ impl Callbacks {
                 backoff = (backoff * 2).min(Duration::from_millis(config.max_backoff_ms));
             }
         }
-        self.fail(&cb, format!("{last} (after {} attempts)", config.max_attempts));
+        self.fail(&cb, format!("{last} (after {} attempts)", config.max_attempts)).await;
     }
 }

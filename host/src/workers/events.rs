@@ -109,10 +109,16 @@ impl EventsByOrigin {
                 delivery.ack();
                 continue;
             };
+            let mut tries = 0;
             let origin = loop {
                 match self.origins.lookup(&event.user_message_id).await {
                     Err(e) if e.is_retryable() => {
-                        // Retried in place: the events behind it wait, and nothing spins.
+                        // Retried in place: the events behind it wait, and nothing spins; then
+                        // the retry path.
+                        tries += 1;
+                        if tries >= backoff.max_attempts() {
+                            break Err(e);
+                        }
                         tracing::warn!(connector = %self.connector, error = %e, "state store unavailable; retrying an event after a wait");
                         tokio::select! {
                             () = backoff.wait("unavailable") => continue,
@@ -123,11 +129,19 @@ impl EventsByOrigin {
                     other => break other,
                 }
             };
+            let origin = match origin {
+                Err(e) if e.is_retryable() => {
+                    let reason = format!("cannot look up the event's origin: {e} (after {tries} tries in place)");
+                    self.failures.retry_or_fail(&me, self.connector.as_str(), "state_unavailable", &reason, delivery).await;
+                    continue;
+                }
+                other => other,
+            };
             backoff.reset();
             let origin = match origin {
                 Ok(o) => o,
                 Err(e) => {
-                    self.failures.record(&me, self.connector.as_str(), "unroutable_event", &format!("cannot look up the event's origin: {e}"), &delivery.message);
+                    self.failures.record(&me, self.connector.as_str(), "unroutable_event", &format!("cannot look up the event's origin: {e}"), &delivery.message).await;
                     delivery.ack();
                     continue;
                 }
@@ -148,7 +162,7 @@ impl EventsByOrigin {
                             event.user_message_id
                         ),
                     };
-                    self.failures.record(&me, self.connector.as_str(), "unroutable_event", &reason, &delivery.message);
+                    self.failures.record(&me, self.connector.as_str(), "unroutable_event", &reason, &delivery.message).await;
                     delivery.ack();
                 }
             }

@@ -117,7 +117,7 @@ impl Flow {
                     self.bus.publish(&hop.key, message).await?;
                 }
                 Err(Failure::Fail { kind, reason }) => {
-                    self.failures.record(d.name(), hop.key.connector.as_str(), kind, &reason, &message);
+                    self.failures.record(d.name(), hop.key.connector.as_str(), kind, &reason, &message).await;
                 }
             }
         }
@@ -143,7 +143,7 @@ impl Flow {
             }
             Outcome::Failed { by, kind, reason } => {
                 let reason = format!("middleware on {}: {reason}", hop.key);
-                self.failures.record(&by, hop.key.connector.as_str(), kind, &reason, &hop.message);
+                self.failures.record(&by, hop.key.connector.as_str(), kind, &reason, &hop.message).await;
                 None
             }
         }
@@ -190,8 +190,10 @@ impl Flow {
     }
 
     async fn route_delivery(&self, d: &Dispatcher, key: &RoutingKey, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
-        for attempt in 1..=backoff.max_attempts() {
-            let reason = match d.targets(key, &delivery.message).await {
+        let tries = backoff.max_attempts();
+        let mut last = String::new();
+        for attempt in 1..=tries {
+            last = match d.targets(key, &delivery.message).await {
                 Ok(targets) => match self.run(targets.into_iter().map(|(key, message)| Hop { key, message, route: false }).collect()).await {
                     Ok(()) => {
                         backoff.reset();
@@ -203,19 +205,22 @@ impl Flow {
                 Err(Failure::Requeue(reason)) => reason,
                 Err(Failure::Fail { kind, reason }) => {
                     backoff.reset();
-                    self.failures.record(d.name(), key.connector.as_str(), kind, &reason, &delivery.message);
+                    self.failures.record(d.name(), key.connector.as_str(), kind, &reason, &delivery.message).await;
                     delivery.ack();
                     return;
                 }
             };
-            tracing::warn!(router = d.name(), queue = %key, attempt, reason, "cannot route a message now; retrying after a wait");
-            tokio::select! {
-                () = backoff.wait("unavailable") => {}
-                // Stopping mid-wait drops the delivery unsettled: it is requeued.
-                () = stop.cancelled() => return,
+            tracing::warn!(router = d.name(), queue = %key, attempt, reason = last, "cannot route a message now; retrying after a wait");
+            if attempt < tries {
+                tokio::select! {
+                    () = backoff.wait("unavailable") => {}
+                    // Stopping mid-wait drops the delivery unsettled: it is requeued.
+                    () = stop.cancelled() => return,
+                }
             }
         }
-        delivery.nack(true);
+        let reason = format!("cannot route: {last} (after {tries} tries in place)");
+        self.failures.retry_or_fail(d.name(), key.connector.as_str(), "unavailable", &reason, delivery).await;
     }
 }
 
