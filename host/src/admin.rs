@@ -14,7 +14,7 @@
 //! | `POST /plugins/{name}/reload` | reload the plugin from its file |
 //! | `POST /reload` | reload the config file (as `SIGHUP` does); `422` if it is invalid, and the running config stays |
 //! | `GET /transports` | transports and their status |
-//! | `GET /failures?limit=N` | the most recent failures, newest last, with the messages |
+//! | `GET /failures?limit=N` | the most recent failures, newest last, each with its `failure_code` and the message |
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

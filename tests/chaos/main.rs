@@ -14,8 +14,8 @@
 //!   before it (≤ 10 s after the broker answers, ≤ 2 s after a host kill).
 //!
 //! - **events**: the sink acks every fifth answer with an event 1.5 s later, as a transport's
-//!   delivery report comes later; two apps share the connector, so each event is routed by the
-//!   origin recorded in Redis. Every event is taken and settled, and only a Redis that lost
+//!   delivery report comes later; the app shares its connector with a send-API channel, so each
+//!   event is routed by the origin recorded in Redis. Every event is taken and settled, and only a Redis that lost
 //!   its data (restarted without its AOF) may send events to `chaos.failures`, each with the
 //!   reason; nothing else may reach that queue.
 //!
@@ -124,6 +124,18 @@ impl Broker {
         wait_port(self.port, false, Duration::from_secs(10), "killed RabbitMQ node");
     }
 
+    /// Every queue with its ready and unacked counts, for a report.
+    fn list_queues(&self) -> String {
+        let out = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_queues", "name", "messages_ready", "messages_unacknowledged"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every channel with its consumers and unacked deliveries, for a report.
+    fn list_channels(&self) -> String {
+        let out = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_channels", "name", "consumer_count", "messages_unacknowledged", "prefetch_count"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Messages on `queue`, ready and unacked.
     fn queue_count(&self, queue: &str) -> usize {
         let out = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_queues", "name", "messages", "messages_unacknowledged"]).output().unwrap();
@@ -222,7 +234,8 @@ impl HostProc {
             .env("VUMI_LOG", "warn")
             .env("XDG_CACHE_HOME", workspace().join("target").join("test-cache"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Its warnings, kept beside the config for a report when a run goes wrong.
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(config.with_file_name("hosts.log")).unwrap())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -245,7 +258,7 @@ impl HostProc {
 
     /// `vumi_reloads_total{plugin="echo", outcome="swapped"}` on this host.
     fn swaps(&self) -> u64 {
-        let out = Command::new("curl").args(["-sf", "-H", "Authorization: Bearer chaos"]).arg(format!("{}/metrics", self.admin)).output().unwrap();
+        let out = Command::new("curl").args(["-sf", "-H", "Authorization: Bearer chaos-admin-token"]).arg(format!("{}/metrics", self.admin)).output().unwrap();
         assert!(out.status.success(), "a chaos host's /metrics");
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -313,6 +326,8 @@ struct Verdict {
     events_left: usize,
     /// Swaps each host made (hot-swaps only).
     swaps: Vec<u64>,
+    /// Consuming channels the hosts could not close and so replaced the connection of.
+    replaced: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -369,26 +384,33 @@ url = "redis://127.0.0.1:{}"
 
 [admin]
 bind = "127.0.0.1:0"
-token = "chaos"
+token = "chaos-admin-token"
 
-# Two apps on one connector: they compete for its inbound queue, and its events are routed
-# to the one that sent the message, by the origin recorded in Redis.
+# The hosts run the app and a send-API channel on one connector, so events are split between
+# them by the origin recorded in Redis. The transport is the test's publisher and sink.
+[host]
+roles = ["@apps", "@channels"]
+
+[transports.chaos]
+kind = "telnet"
+bind = "127.0.0.1:0"
+
+[http]
+bind = "127.0.0.1:0"
+
+[channels.api]
+connector = "chaos"
+token = "chaos-channel-token"
+
 [apps.echo]
 plugin = "{echo}"
 connector = "chaos"
-concurrency = {lanes}
-ordering = "user"
-
-[apps.echo2]
-plugin = "{echo}"
-connector = "chaos"
-concurrency = {lanes}
+concurrency = {APP_LANES}
 ordering = "user"
 "#,
             broker.port,
             redis.port,
             echo = echo.display(),
-            lanes = APP_LANES / 2,
         ),
     )
     .unwrap();
@@ -513,11 +535,31 @@ ordering = "user"
     }
     let swaps: Vec<u64> = if fault == Fault::HotSwaps { hosts.iter().map(HostProc::swaps).collect() } else { Vec::new() };
     let (unroutable, other_failures) = failures(&broker).await;
+    let queues = broker.list_queues();
+    let channels = broker.list_channels();
     let secs = t0.elapsed().as_secs_f64();
     drop(hosts);
+    let hosts_log = std::fs::read_to_string(dir.join("hosts.log")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     let r = record.lock().unwrap();
     let lost = r.confirmed.keys().filter(|id| !r.answers.contains_key(*id)).count();
+    if lost > 0 {
+        // Where the lost ones might be: every queue of the private node, as the run ended.
+        println!("chaos {fault_name}: {lost} lost; the node's queues (name, ready, unacked):\n{queues}\nchannels:\n{channels}");
+        // One line of each kind, with how many there were.
+        let mut kinds: Vec<(String, usize, String)> = Vec::new();
+        for l in hosts_log.lines() {
+            let key: String = l.split_whitespace().skip(2).take(8).collect::<Vec<_>>().join(" ");
+            match kinds.iter_mut().find(|(k, _, _)| *k == key) {
+                Some(kind) => kind.1 += 1,
+                None => kinds.push((key, 1, l.chars().take(400).collect())),
+            }
+        }
+        println!("the hosts' warnings, one of each kind with its count:");
+        for (_, n, line) in kinds {
+            println!("  {n:>5} × {line}");
+        }
+    }
     let unexpected = r.answers.keys().filter(|id| !r.published.contains(*id)).count();
     let bad_ids = r.answers.values().filter(|v| v.iter().collect::<HashSet<_>>().len() != 1).count();
     let copies: usize = r.answers.values().map(|v| v.len() - 1).sum();
@@ -551,6 +593,7 @@ ordering = "user"
         other_failures,
         events_left,
         swaps,
+        replaced: hosts_log.lines().filter(|l| l.contains("could not be closed")).count(),
     }
 }
 
@@ -681,7 +724,7 @@ fn chaos_no_confirmed_input_is_lost_and_copies_stay_within_bounds() {
     for f in faults.split(',') {
         let v = rt.block_on(run(f, n));
         println!(
-            "chaos {:<26} {:>6} confirmed {:>4} unknown | lost {} unexpected {} bad-ids {} | copies {:>4} (bound {:>4}) | inversions {:>3} | recovery {} (bound {}) | events {} unroutable {} other-failures {} left {} | swaps {:?} | {:.1} s",
+            "chaos {:<26} {:>6} confirmed {:>4} unknown | lost {} unexpected {} bad-ids {} | copies {:>4} (bound {:>4}) | inversions {:>3} | recovery {} (bound {}) | events {} unroutable {} other-failures {} left {} | swaps {:?} | stuck channels replaced {} | {:.1} s",
             v.fault,
             v.confirmed,
             v.unknown,
@@ -698,6 +741,7 @@ fn chaos_no_confirmed_input_is_lost_and_copies_stay_within_bounds() {
             v.other_failures.len(),
             v.events_left,
             v.swaps,
+            v.replaced,
             v.secs
         );
         verdicts.push(v);

@@ -309,4 +309,8 @@ fn a_message_held_up_waits_in_delay_tier_queues_and_final_failures_reach_the_fai
     let listed: serde_json::Value = http().get(host.admin_url("/failures")).bearer_auth(TOKEN).send().unwrap().json().unwrap();
     let kinds: Vec<&str> = listed["result"]["failures"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["trap", "retry_later"], "{listed}");
+    let out = crate::common::vumi().args(["failures", "--admin-url", &host.admin_url(""), "--token", TOKEN]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("[trap, permanent]") && text.contains("[retry_later, temporary]"), "`vumi failures` shows each code: {text}");
 }

@@ -302,7 +302,9 @@ impl Link {
                     // Best effort: the socket is likely gone already.
                     let stale = conn.clone();
                     tokio::spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), stale.connection.close(320, "replaced".into())).await;
+                        if !matches!(tokio::time::timeout(Duration::from_secs(5), stale.connection.close(320, "replaced".into())).await, Ok(Ok(()))) {
+                            tracing::debug!("a replaced connection did not close cleanly (likely gone already)");
+                        }
                     });
                 }
                 Err(e) => {
@@ -792,6 +794,26 @@ impl AmqpConsumer {
         }
     }
 
+    /// Give up the active channel before consuming on a new one. A channel the broker still
+    /// holds open keeps its unacked deliveries (a whole prefetch) from every other consumer
+    /// for as long as the connection lives, and one that lapin has given up on after an error
+    /// can no longer be closed through it: found by the chaos suite, where such a channel held
+    /// 256 messages through the end of a run. So the channel is closed, and if that does not
+    /// succeed at once, the whole connection is replaced, which gives its deliveries back.
+    async fn abandon(&mut self) {
+        let Some(a) = self.active.take() else { return };
+        if !a.conn.connection.status().connected() {
+            a.conn.broken.cancel();
+            return;
+        }
+        let closed = a.channel.status().connected()
+            && matches!(tokio::time::timeout(Duration::from_secs(2), a.channel.close(200, "reopening".into())).await, Ok(Ok(())));
+        if !closed {
+            tracing::warn!(queue = self.queue, "a consuming channel could not be closed; replacing its connection so that its deliveries go back to the queue");
+            a.conn.broken.cancel();
+        }
+    }
+
     /// A body that is not a Vumi message: to `<connector>.failures` with the reason, then
     /// acked, so the queue keeps flowing.
     async fn set_aside(&self, delivery: lapin::message::Delivery, error: String) {
@@ -860,19 +882,10 @@ impl Consumer for AmqpConsumer {
                 },
                 Some(Err(e)) => {
                     tracing::warn!(queue = self.queue, error = %e, "the consuming channel failed; deliveries in flight come back from the broker");
-                    let a = self.active.take();
-                    if let Some(a) = a
-                        && !a.conn.connection.status().connected()
-                    {
-                        a.conn.broken.cancel();
-                    }
+                    self.abandon().await;
                 }
-                None => {
-                    // Cancelled by the broker (queue deleted) or the connection went: again.
-                    if let Some(a) = self.active.take() {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), a.channel.close(200, "reopening".into())).await;
-                    }
-                }
+                // Cancelled by the broker (queue deleted) or the connection went: again.
+                None => self.abandon().await,
             }
         }
     }

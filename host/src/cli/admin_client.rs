@@ -165,7 +165,7 @@ pub async fn failures(args: &AdminArgs, limit: usize) -> anyhow::Result<()> {
     println!("{} failures since start; the latest {limit}, newest last:", v["result"]["total"]);
     for f in v["result"]["failures"].as_array().into_iter().flatten() {
         let s = |k: &str| f[k].as_str().unwrap_or("-").to_owned();
-        println!("{} {} on {} [{}] {}", s("timestamp"), s("component"), s("connector"), s("kind"), s("reason"));
+        println!("{} {} on {} [{}, {}] {}", s("timestamp"), s("component"), s("connector"), s("kind"), s("failure_code"), s("reason"));
     }
     Ok(())
 }

@@ -208,7 +208,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let cache = c.cache_dir().map_or_else(|| "off".to_owned(), |d| d.display().to_string());
             println!("  plugins: watch {}, compiled-component cache {cache}", if c.plugins.watch { "on" } else { "off" });
             let r = &c.host.retry;
-            println!("  retries: waits from {} ms doubling to {} ms, {} tries per message", r.initial_ms, r.max_ms, r.max_attempts);
+            println!("  retries: waits from {} ms doubling to {} ms, {} tries per message in place", r.initial_ms, r.max_ms, r.max_attempts);
+            match r.tiers_ms.as_slice() {
+                [] => println!("  retry path: none (a message still held up after its tries goes to the failure path)"),
+                tiers => println!(
+                    "  retry path: then set aside for {}, then the failure path",
+                    tiers.iter().map(|ms| crate::bus::tier_label(std::time::Duration::from_millis(*ms))).collect::<Vec<_>>().join(", ")
+                ),
+            }
             let q = &c.host.queues;
             println!("  queues: {} messages each; a publisher waits up to {} ms for room", q.capacity, q.publish_wait_ms);
             println!("  on a stop: deliver what is queued for up to {} ms, taking nothing new", c.host.drain_timeout_ms);

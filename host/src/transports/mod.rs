@@ -6,6 +6,7 @@
 //! whatever chains and routers the operator configured run on everything it publishes.
 
 pub mod sink;
+pub mod smpp;
 pub mod sms_http;
 pub mod telnet;
 pub mod ussd_at;

@@ -1,0 +1,9 @@
+//! SMPP 3.4, towards the mobile networks' SMSCs (issue 19, under way).
+//!
+//! Built in layers, each its own module: `text` (codings, splitting and the user data header,
+//! pure and tested with vectors); then the wire (framing around the `rusmpp` codec, the only
+//! module that imports it), the session (bind, enquire_link, unbind, reconnection), flow
+//! control (window, rate, throttling), delivery-report correlation and reassembly on the state
+//! store, and the transport that joins them to the bus. Only `text` is here so far.
+
+pub mod text;
