@@ -707,18 +707,17 @@ impl Bus for AmqpBus {
         if self.inner.closed.is_cancelled() {
             return Err(BusError::Closed);
         }
-        let mut c = AmqpConsumer {
-            inner: self.inner.clone(),
-            queue: key.to_string(),
-            failures: format!("{}.failures", key.connector),
-            prefetch: prefetch.clamp(1, self.inner.opts.max_prefetch.max(1)),
-            active: None,
-        };
+        let mut c = AmqpConsumer::new(self.inner.clone(), key, prefetch);
         // Declared and consuming before this returns, so a message published next is not
         // missed; a broker that is down now is waited for in `next`.
         let deadline = tokio::time::Instant::now() + self.inner.opts.publish_wait;
         let conn = self.inner.consume_link.connected(Some(deadline)).await?;
-        c.active = Some(c.open(conn).await?);
+        // On a task, held by `c`: if this call is dropped half-way, `c`'s drop closes it.
+        let opened = c.opening.insert(tokio::spawn(open_channel(self.inner.clone(), c.queue.clone(), c.prefetch, conn))).await;
+        c.opening = None;
+        if let Ok(active) = opened {
+            c.active = Some(active?);
+        }
         Ok(Box::new(c))
     }
 
@@ -754,54 +753,62 @@ struct AmqpConsumer {
     failures: String,
     prefetch: u16,
     active: Option<Active>,
+    /// A channel being opened, on its own task: `next` may be dropped at any await (a
+    /// `select!` over two consumers drops the one that lost), and an open dropped half-way
+    /// leaves a consumer at the broker that nobody reads, holding a whole prefetch of
+    /// deliveries. The chaos suite found exactly that. So the open runs to its end on a task,
+    /// and whichever call of `next` comes next takes its result.
+    opening: Option<tokio::task::JoinHandle<Result<Active, BusError>>>,
+    /// No new open before this (the backoff after a failed one).
+    retry_at: Option<tokio::time::Instant>,
+    wait: Duration,
 }
 
-impl AmqpConsumer {
-    async fn open(&self, conn: Arc<Conn>) -> Result<Active, BusError> {
-        let tag = format!("{}-{}", self.inner.opts.connection_name, self.inner.consumer_tags.fetch_add(1, Ordering::Relaxed));
-        let attempt = async {
-            let channel = conn.connection.create_channel().await?;
-            channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
-            declare_exchange(&channel).await?;
-            declare_queue(&channel, &self.queue).await?;
-            let consumer = channel
-                .basic_consume(
-                    self.queue.as_str().into(),
-                    tag.into(),
-                    // Not exclusive: legacy workers and other hosts compete for the same queue.
-                    BasicConsumeOptions { no_ack: false, exclusive: false, ..Default::default() },
-                    FieldTable::default(),
-                )
-                .await?;
-            Ok::<_, lapin::Error>((channel, consumer))
-        };
-        let Ok(attempt) = tokio::time::timeout(Duration::from_secs(10), attempt).await else {
-            conn.broken.cancel();
-            return Err(BusError::Unavailable(format!("consuming `{}` timed out; reconnecting", self.queue)));
-        };
-        match attempt {
-            Ok((channel, consumer)) => Ok(Active { conn, consumer, channel }),
-            Err(e) if lapin_refused(&e) => Err(BusError::Refused(format!(
-                "the broker refused consuming `{}` (declared durable, no arguments, as Vumi declares it): {e}",
-                self.queue
-            ))),
-            Err(e) => {
-                if !conn.connection.status().connected() {
-                    conn.broken.cancel();
-                }
-                Err(BusError::Unavailable(format!("cannot consume `{}`: {e}", self.queue)))
+/// Open a consuming channel on `conn`: qos, declare, consume.
+async fn open_channel(inner: Arc<Inner>, queue: String, prefetch: u16, conn: Arc<Conn>) -> Result<Active, BusError> {
+    let tag = format!("{}-{}", inner.opts.connection_name, inner.consumer_tags.fetch_add(1, Ordering::Relaxed));
+    let attempt = async {
+        let channel = conn.connection.create_channel().await?;
+        channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        declare_exchange(&channel).await?;
+        declare_queue(&channel, &queue).await?;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.into(),
+                // Not exclusive: legacy workers and other hosts compete for the same queue.
+                BasicConsumeOptions { no_ack: false, exclusive: false, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((channel, consumer))
+    };
+    let Ok(attempt) = tokio::time::timeout(Duration::from_secs(10), attempt).await else {
+        // Whatever the broker made of it, the connection goes, and everything on it.
+        conn.broken.cancel();
+        return Err(BusError::Unavailable(format!("consuming `{queue}` timed out; reconnecting")));
+    };
+    match attempt {
+        Ok((channel, consumer)) => Ok(Active { conn, consumer, channel }),
+        Err(e) if lapin_refused(&e) => {
+            Err(BusError::Refused(format!("the broker refused consuming `{queue}` (declared durable, no arguments, as Vumi declares it): {e}")))
+        }
+        Err(e) => {
+            if !conn.connection.status().connected() {
+                conn.broken.cancel();
             }
+            Err(BusError::Unavailable(format!("cannot consume `{queue}`: {e}")))
         }
     }
+}
 
-    /// Give up the active channel before consuming on a new one. A channel the broker still
-    /// holds open keeps its unacked deliveries (a whole prefetch) from every other consumer
-    /// for as long as the connection lives, and one that lapin has given up on after an error
-    /// can no longer be closed through it: found by the chaos suite, where such a channel held
-    /// 256 messages through the end of a run. So the channel is closed, and if that does not
-    /// succeed at once, the whole connection is replaced, which gives its deliveries back.
-    async fn abandon(&mut self) {
-        let Some(a) = self.active.take() else { return };
+/// Give up `a` before consuming on a new channel. A channel the broker still holds open keeps
+/// its unacked deliveries (a whole prefetch) from every other consumer for as long as the
+/// connection lives, so it is closed, and if that does not succeed at once, the whole
+/// connection is replaced, which gives its deliveries back. On a task of its own, so that no
+/// caller's cancellation can stop it half-way.
+fn abandon(a: Active, queue: String) {
+    tokio::spawn(async move {
         if !a.conn.connection.status().connected() {
             a.conn.broken.cancel();
             return;
@@ -809,14 +816,36 @@ impl AmqpConsumer {
         let closed = a.channel.status().connected()
             && matches!(tokio::time::timeout(Duration::from_secs(2), a.channel.close(200, "reopening".into())).await, Ok(Ok(())));
         if !closed {
-            tracing::warn!(queue = self.queue, "a consuming channel could not be closed; replacing its connection so that its deliveries go back to the queue");
+            tracing::warn!(queue, "a consuming channel could not be closed; replacing its connection so that its deliveries go back to the queue");
             a.conn.broken.cancel();
         }
+    });
+}
+
+impl AmqpConsumer {
+    fn new(inner: Arc<Inner>, key: &RoutingKey, prefetch: u16) -> Self {
+        let wait = inner.opts.reconnect_initial;
+        let prefetch = prefetch.clamp(1, inner.opts.max_prefetch.max(1));
+        Self { inner, queue: key.to_string(), failures: format!("{}.failures", key.connector), prefetch, active: None, opening: None, retry_at: None, wait }
+    }
+
+    /// The open under way, or a new one (once the backoff allows and a connection is up).
+    fn start_open(&mut self) -> &mut tokio::task::JoinHandle<Result<Active, BusError>> {
+        let (inner, queue, prefetch, retry_at) = (self.inner.clone(), self.queue.clone(), self.prefetch, self.retry_at);
+        self.opening.get_or_insert_with(|| {
+            tokio::spawn(async move {
+                if let Some(at) = retry_at {
+                    tokio::time::sleep_until(at).await;
+                }
+                let conn = inner.consume_link.connected(None).await?;
+                open_channel(inner, queue, prefetch, conn).await
+            })
+        })
     }
 
     /// A body that is not a Vumi message: to `<connector>.failures` with the reason, then
-    /// acked, so the queue keeps flowing.
-    async fn set_aside(&self, delivery: lapin::message::Delivery, error: String) {
+    /// acked, so the queue keeps flowing. On its own task, like every settlement that awaits.
+    fn set_aside(&self, delivery: lapin::message::Delivery, error: String) {
         self.inner.undecodable.inc();
         tracing::warn!(queue = self.queue, failures = self.failures, error, bytes = delivery.data.len(), "a body that is not a Vumi message: set aside on the failures queue");
         let failure = serde_json::json!({
@@ -828,14 +857,36 @@ impl AmqpConsumer {
             "timestamp": Timestamp::now().to_string(),
         });
         let body = ascii_json(serde_json::to_vec(&failure).unwrap_or_default());
-        match self.inner.publish_raw(&self.failures, &body).await {
-            Ok(()) => {
-                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        let (inner, failures, queue) = (self.inner.clone(), self.failures.clone(), self.queue.clone());
+        tokio::spawn(async move {
+            match inner.publish_raw(&failures, &body).await {
+                Ok(()) => {
+                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, "cannot set an undecodable body aside; it stays on its queue");
+                    let _ = delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+                }
             }
-            Err(e) => {
-                tracing::warn!(queue = self.queue, error = %e, "cannot set an undecodable body aside; it stays on its queue");
-                let _ = delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
-            }
+        });
+    }
+}
+
+impl Drop for AmqpConsumer {
+    fn drop(&mut self) {
+        // Stopped consuming: the channel goes (and its unsettled deliveries back to the queue),
+        // including one still being opened.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        if let Some(a) = self.active.take() {
+            abandon(a, self.queue.clone());
+        }
+        if let Some(opening) = self.opening.take() {
+            let queue = self.queue.clone();
+            rt.spawn(async move {
+                if let Ok(Ok(a)) = opening.await {
+                    abandon(a, queue);
+                }
+            });
         }
     }
 }
@@ -843,27 +894,33 @@ impl AmqpConsumer {
 #[async_trait]
 impl Consumer for AmqpConsumer {
     async fn next(&mut self) -> Option<Delivery> {
-        let mut wait = self.inner.opts.reconnect_initial;
+        // Every await here may be where a caller's `select!` drops this call: state lives in
+        // `self`, and work that must finish runs on tasks.
         loop {
             if self.inner.closed.is_cancelled() {
                 return None;
             }
             if self.active.is_none() {
-                let conn = self.inner.consume_link.connected(None).await.ok()?;
-                match self.open(conn).await {
-                    Ok(a) => {
-                        wait = self.inner.opts.reconnect_initial;
+                let closed = self.inner.closed.clone();
+                let opened = tokio::select! {
+                    r = self.start_open() => r,
+                    () = closed.cancelled() => return None,
+                };
+                self.opening = None;
+                match opened {
+                    Ok(Ok(a)) => {
+                        self.wait = self.inner.opts.reconnect_initial;
+                        self.retry_at = None;
                         self.active = Some(a);
                     }
-                    Err(e) => {
+                    Ok(Err(BusError::Closed)) => return None,
+                    Ok(Err(e)) => {
                         tracing::warn!(queue = self.queue, error = %e, "cannot consume yet; trying again");
-                        tokio::select! {
-                            () = tokio::time::sleep(jitter(wait)) => {}
-                            () = self.inner.closed.cancelled() => return None,
-                        }
-                        wait = (wait * 2).min(self.inner.opts.reconnect_max);
+                        self.retry_at = Some(tokio::time::Instant::now() + jitter(self.wait));
+                        self.wait = (self.wait * 2).min(self.inner.opts.reconnect_max);
                         continue;
                     }
+                    Err(_) => continue,
                 }
             }
             let Some(active) = self.active.as_mut() else { continue };
@@ -875,17 +932,24 @@ impl Consumer for AmqpConsumer {
             match item {
                 Some(Ok(d)) => match Message::from_json(&d.data) {
                     Ok(message) => {
+                        let retries = retries_of(&d.properties);
                         let settle = AmqpSettle { acker: d.acker, settling: self.inner.settling.clone(), inner: self.inner.clone(), queue: self.queue.clone() };
-                        return Some(Delivery::new(message, d.redelivered, Box::new(settle)).with_retries(retries_of(&d.properties)));
+                        return Some(Delivery::new(message, d.redelivered, Box::new(settle)).with_retries(retries));
                     }
-                    Err(e) => self.set_aside(d, e.to_string()).await,
+                    Err(e) => self.set_aside(d, e.to_string()),
                 },
                 Some(Err(e)) => {
                     tracing::warn!(queue = self.queue, error = %e, "the consuming channel failed; deliveries in flight come back from the broker");
-                    self.abandon().await;
+                    if let Some(a) = self.active.take() {
+                        abandon(a, self.queue.clone());
+                    }
                 }
-                // Cancelled by the broker (queue deleted) or the connection went: again.
-                None => self.abandon().await,
+                None => {
+                    // Cancelled by the broker (queue deleted) or the connection went: again.
+                    if let Some(a) = self.active.take() {
+                        abandon(a, self.queue.clone());
+                    }
+                }
             }
         }
     }
@@ -1189,17 +1253,21 @@ mod tests {
 
     /// Quorum queues for clusters without breaking legacy declarations: a vhost whose default
     /// queue type is quorum (RabbitMQ 3.10.8+) turns our no-argument declarations, which are
-    /// legacy Vumi's, into quorum queues, and the whole conformance suite passes on them.
+    /// legacy Vumi's, into quorum queues, and the whole conformance suite, the retry path
+    /// included, passes on them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_vhost_defaulting_to_quorum_queues_takes_legacy_declarations_and_passes_the_suite() {
         let run = conformance::new_run();
         let vhost = format!("vumi-quorum-{}", &run[..8]);
         rabbitmqctl(&["add_vhost", &vhost, "--default-queue-type", "quorum"]).await;
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]).await;
-        let opts = AmqpOptions { vhost: vhost.clone(), connection_name: "vumi-quorum-test".into(), ..Default::default() };
+        let opts = AmqpOptions { vhost: vhost.clone(), connection_name: "vumi-quorum-test".into(), retry_tiers: conformance::SHORT_TIERS.to_vec(), ..Default::default() };
         let outcome = tokio::spawn(async move {
             let bus = AmqpBus::connect(opts).await.expect("connect to the quorum vhost");
             conformance::run_all(&bus, &run).await;
+            // The retry path's tier queues are quorum queues there too, TTL and dead-lettering
+            // included.
+            conformance::retry_path(&bus, &run).await;
             bus.close().await;
         })
         .await;
