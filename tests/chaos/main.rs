@@ -299,6 +299,8 @@ struct Record {
     inversions: usize,
     /// Answer arrival times.
     times: Vec<Duration>,
+    /// When each input's publish was confirmed.
+    confirmed_at: HashMap<String, Duration>,
     /// Events published (confirmed) and unknown.
     events: usize,
     events_unknown: usize,
@@ -484,7 +486,9 @@ ordering = "user"
             tasks.push(tokio::spawn(async move {
                 match b.publish(&key, m.into()).await {
                     Ok(()) => {
-                        r.lock().unwrap().confirmed.insert(id, (user, seq));
+                        let mut r = r.lock().unwrap();
+                        r.confirmed_at.insert(id.clone(), t0.elapsed());
+                        r.confirmed.insert(id, (user, seq));
                     }
                     Err(_) => {
                         r.lock().unwrap().unknown.insert(id);
@@ -501,6 +505,7 @@ ordering = "user"
     // Under full load: the fault.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = rate(&record.lock().unwrap().times, t0.elapsed().saturating_sub(Duration::from_secs(2)), t0.elapsed());
+    let fault_at = t0.elapsed();
     let (fault_end, bound) = inject(fault, &broker, &mut redis, &mut hosts, &config, &echo).await;
 
     tokio::time::timeout(Duration::from_secs(300), generator).await.expect("the generator finished within 300 s (a publish hung)").unwrap();
@@ -546,6 +551,11 @@ ordering = "user"
     if lost > 0 {
         // Where the lost ones might be: every queue of the private node, as the run ended.
         println!("chaos {fault_name}: {lost} lost; the node's queues (name, ready, unacked):\n{queues}\nchannels:\n{channels}");
+        println!("the fault at {:.2} s; the first lost inputs (id, user:seq, confirmed at, the user's highest answered seq):", fault_at.as_secs_f64());
+        for id in r.confirmed.keys().filter(|id| !r.answers.contains_key(*id)).take(5) {
+            let (user, seq) = r.confirmed[id];
+            println!("  {id} {user}:{seq} confirmed at {:.2} s, highest answered {:?}", r.confirmed_at.get(id).map_or(0.0, |d| d.as_secs_f64()), r.highest.get(&user));
+        }
         // One line of each kind, with how many there were.
         let mut kinds: Vec<(String, usize, String)> = Vec::new();
         for l in hosts_log.lines() {
