@@ -42,6 +42,7 @@ impl RunningHost {
             TransportConfig::UssdAt(uc) => Box::new(UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes)),
             TransportConfig::SmsHttp(sc) => Box::new(SmsHttpTransport::new(ctx, kv(), sc, &config.host.retry, config.http.max_body_bytes)),
             TransportConfig::Sink(_) => Box::new(SinkTransport::new(ctx)),
+            TransportConfig::Smpp(sc) => Box::new(crate::transports::smpp::SmppTransport::new(ctx, kv(), sc, &config.host.retry)),
             TransportConfig::Telnet(tc) => {
                 let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
                 let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;

@@ -31,6 +31,7 @@ pub struct Metrics {
     bus_unknown_confirms: Counter,
     bus_undecodable: Counter,
     deferred: Family<Labels, Counter>,
+    smpp: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -121,7 +122,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Messages set aside on the retry path (a back end stayed down, or the plugin kept asking to retry, through the tries in place), by component and delay tier",
         deferred.clone(),
     );
-    Metrics { deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
+    let smpp = Family::<Labels, Counter>::default();
+    registry.register(
+        "smpp_events",
+        "SMPP link events by transport and kind: bound, bind_failed, link_lost, bad_frame (a PDU that did not decode, answered and the link kept), resent (a submit_sm sent again after a timeout or a lost link: a possible duplicate), throttled, timeout, unmatched_receipt, deliver_refused",
+        smpp.clone(),
+    );
+    Metrics { smpp, deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
 });
 
 /// The process-wide metrics.
@@ -154,6 +161,11 @@ impl Metrics {
     /// The failures counter of `component` and `kind`, for a hot path to hold.
     pub fn failure_counter(&self, component: &str, kind: &str) -> Counter {
         self.failures.get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())]).clone()
+    }
+
+    /// The SMPP counter of `transport` and `kind` (see the metric's help), for a link to hold.
+    pub fn smpp(&self, transport: &str, kind: &str) -> Counter {
+        self.smpp.get_or_create(&vec![("transport", transport.to_owned()), ("kind", kind.to_owned())]).clone()
     }
 
     /// Count one reload attempt of `plugin` that ended in `outcome`.

@@ -1,0 +1,586 @@
+//! One bind to an SMSC: connect, bind, keep it alive, send what is queued within the window and
+//! the rate, answer what the SMSC sends, and reconnect when it is lost.
+//!
+//! A [`Link`] outlives its TCP connections. What callers submit waits in the link's queue
+//! (never in a dead socket) until a connection is bound; the transport stops taking outbound
+//! messages while no link is bound, so the queue holds at most what was taken before.
+//!
+//! **Flow control is per bind and counted in PDUs**: a window of `submit_sm` in flight (a
+//! semaphore permit per PDU, freed by its response, a `generic_nack`, a timeout or the loss of
+//! the link), a rate (GCRA, `governor`), and a pause of the whole bind after `ESME_RTHROTTLED`
+//! or `ESME_RMSGQFUL`, after which the refused PDUs go first, in the order they were first
+//! sent. The caller sees only a final outcome, so a throttled part keeps its place and its
+//! message its receipt mapping.
+//!
+//! **At least once, precisely**: a `submit_sm` in flight when the link drops, or whose response
+//! timed out (with `on_timeout = "retry"`), is sent again after the rebind, first. The SMSC may
+//! have taken the first copy, so each resend is a possible duplicate: they are bounded by the
+//! window, counted (`vumi_smpp_events_total{kind="resent"}`) and logged.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, Bind, BindKind, Body, Codec, Frame, Pdu, Sm, status};
+use crate::telemetry::throttle::Throttle;
+
+/// How one link behaves (from the transport's table).
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Name for logs and metrics: the transport's.
+    pub transport: String,
+    /// Which link of the transport (`0-trx`, `1-tx`, ...).
+    pub label: String,
+    /// The SMSC, `host:port`.
+    pub address: String,
+    /// The bind's account fields.
+    pub bind: Bind,
+    /// Transmitter, receiver or transceiver.
+    pub kind: BindKind,
+    /// `submit_sm` in flight at once.
+    pub window: usize,
+    /// `submit_sm` per second, 0 for no limit.
+    pub tps: u32,
+    /// Pause after a throttling answer.
+    pub throttle_delay: Duration,
+    /// How long a request waits for its response.
+    pub response_timeout: Duration,
+    /// Resend a `submit_sm` whose response never came (else it fails).
+    pub retry_on_timeout: bool,
+    /// Sends of one PDU beyond the first before it fails.
+    pub max_resends: u32,
+    /// `enquire_link` after this long without reading anything.
+    pub enquire_link: Duration,
+    /// First reconnection wait.
+    pub reconnect_min: Duration,
+    /// Longest reconnection wait.
+    pub reconnect_max: Duration,
+    /// Largest PDU read.
+    pub max_pdu: usize,
+}
+
+/// What became of a submitted PDU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The SMSC took it, under this id.
+    Accepted(String),
+    /// The SMSC refused it with a status that is not throttling.
+    Rejected {
+        /// The `command_status`.
+        status: u32,
+        /// How it was refused, in words.
+        reason: String,
+    },
+    /// No response after every send allowed.
+    TimedOut {
+        /// How many times it was sent.
+        sends: u32,
+    },
+    /// The link stopped for good (the host is stopping) with it unsent or unanswered.
+    Stopped,
+}
+
+/// Handles what the SMSC delivers (`deliver_sm`): the `command_status` of the answer, sent only
+/// once the handler returns (so `ESME_ROK` means the message is safe with us).
+#[async_trait::async_trait]
+pub trait Deliver: Send + Sync + 'static {
+    /// Take `sm`; the status to answer it with.
+    async fn deliver(&self, sm: Sm) -> u32;
+}
+
+struct Job {
+    sm: Sm,
+    /// Sends so far.
+    sends: u32,
+    /// Place in the order of first submission: refused and resent PDUs go back in this order.
+    order: u64,
+    reply: oneshot::Sender<Outcome>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// To send again, first, in `order`.
+    again: VecDeque<Job>,
+    /// New.
+    fresh: VecDeque<Job>,
+    next_order: u64,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<Job> {
+        self.again.pop_front().or_else(|| self.fresh.pop_front())
+    }
+
+    fn again(&mut self, job: Job) {
+        let at = self.again.partition_point(|j| j.order < job.order);
+        self.again.insert(at, job);
+    }
+}
+
+/// Counters one link holds.
+struct Counters {
+    bound: Counter,
+    bind_failed: Counter,
+    link_lost: Counter,
+    bad_frame: Counter,
+    resent: Counter,
+    throttled: Counter,
+    timeout: Counter,
+}
+
+/// A bind to an SMSC, kept up until shutdown.
+pub struct Link {
+    config: LinkConfig,
+    queue: Mutex<Queue>,
+    queued: Notify,
+    bound: watch::Sender<bool>,
+    stopped: AtomicBool,
+    counters: Counters,
+}
+
+type Rate = governor::DefaultDirectRateLimiter;
+
+enum Ended {
+    /// Lost, or unbound by the SMSC: reconnect.
+    Reconnect(String),
+    /// Shutdown: done.
+    Shutdown,
+}
+
+impl Link {
+    /// A link (not yet connected: see [`Link::run`]).
+    pub fn new(config: LinkConfig) -> Arc<Self> {
+        let m = crate::telemetry::metrics::metrics();
+        let t = config.transport.as_str();
+        let counters = Counters {
+            bound: m.smpp(t, "bound"),
+            bind_failed: m.smpp(t, "bind_failed"),
+            link_lost: m.smpp(t, "link_lost"),
+            bad_frame: m.smpp(t, "bad_frame"),
+            resent: m.smpp(t, "resent"),
+            throttled: m.smpp(t, "throttled"),
+            timeout: m.smpp(t, "timeout"),
+        };
+        Arc::new(Self {
+            config,
+            queue: Mutex::default(),
+            queued: Notify::new(),
+            bound: watch::channel(false).0,
+            stopped: AtomicBool::new(false),
+            counters,
+        })
+    }
+
+    /// Its kind of bind.
+    pub fn kind(&self) -> BindKind {
+        self.config.kind
+    }
+
+    /// Whether it is bound now.
+    pub fn is_bound(&self) -> bool {
+        *self.bound.borrow()
+    }
+
+    /// Watch its bound state.
+    pub fn watch_bound(&self) -> watch::Receiver<bool> {
+        self.bound.subscribe()
+    }
+
+    /// PDUs waiting to be sent.
+    pub fn queued(&self) -> usize {
+        let q = self.lock();
+        q.again.len() + q.fresh.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Send `sm` as a `submit_sm` (when bound, within the window and rate); its final outcome.
+    pub async fn submit(&self, sm: Sm) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        if self.stopped.load(Ordering::Acquire) {
+            return Outcome::Stopped;
+        }
+        {
+            let mut q = self.lock();
+            let order = q.next_order;
+            q.next_order += 1;
+            q.fresh.push_back(Job { sm, sends: 0, order, reply });
+        }
+        self.queued.notify_one();
+        rx.await.unwrap_or(Outcome::Stopped)
+    }
+
+    /// Keep the link up until `shutdown`: connect, bind, serve, and reconnect with a jittered
+    /// doubling back-off (four times longer after `ESME_RALYBND` or `ESME_RBINDFAIL`, which say
+    /// the SMSC still holds our last bind or is refusing binds for now).
+    pub async fn run(self: Arc<Self>, deliver: Arc<dyn Deliver>, shutdown: CancellationToken) {
+        let c = &self.config;
+        let mut wait = c.reconnect_min;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let longer = match self.connect(&shutdown).await {
+                Ok((reader, writer)) => {
+                    wait = c.reconnect_min;
+                    self.counters.bound.inc();
+                    tracing::info!(transport = c.transport, link = c.label, address = c.address, kind = c.kind.name(), "SMPP bound");
+                    let _ = self.bound.send(true);
+                    let ended = self.serve(reader, writer, deliver.clone(), &shutdown).await;
+                    let _ = self.bound.send(false);
+                    match ended {
+                        Ended::Shutdown => break,
+                        Ended::Reconnect(why) => {
+                            self.counters.link_lost.inc();
+                            tracing::warn!(transport = c.transport, link = c.label, reason = why, "SMPP link lost; reconnecting");
+                        }
+                    }
+                    false
+                }
+                Err((why, longer)) => {
+                    self.counters.bind_failed.inc();
+                    static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
+                    if let Some(more) = LOG.hit() {
+                        tracing::warn!(transport = c.transport, link = c.label, address = c.address, reason = why, more, "SMPP bind failed; retrying");
+                    }
+                    longer
+                }
+            };
+            let base = if longer { wait * 4 } else { wait };
+            // Full jitter over the upper half: binds of many links do not stampede together.
+            let sleep = base.mul_f64(0.5 + rand_unit() * 0.5).min(c.reconnect_max.max(c.reconnect_min));
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(sleep) => {}
+            }
+            wait = (wait * 2).min(c.reconnect_max);
+        }
+        self.stopped.store(true, Ordering::Release);
+        let mut q = self.lock();
+        while let Some(job) = q.pop() {
+            let _ = job.reply.send(Outcome::Stopped);
+        }
+    }
+
+    async fn connect(&self, shutdown: &CancellationToken) -> Result<(FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, OwnedWriteHalf), (String, bool)> {
+        let c = &self.config;
+        let timeout = c.response_timeout;
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => return Err(("shutting down".into(), false)),
+            r = tokio::time::timeout(timeout, TcpStream::connect(&c.address)) => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err((format!("cannot connect to {}: {e}", c.address), false)),
+                Err(_) => return Err((format!("no connection to {} within {} ms", c.address, timeout.as_millis()), false)),
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (read, mut write) = stream.into_split();
+        let mut reader = FramedRead::new(read, Codec::new(c.max_pdu));
+        let bind = wire::encode(&Pdu::request(1, Body::Bind(c.kind, c.bind.clone()))).map_err(|e| (e.to_string(), false))?;
+        write.write_all(&bind).await.map_err(|e| (format!("cannot send the bind: {e}"), false))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let frame = tokio::select! {
+                () = shutdown.cancelled() => return Err(("shutting down".into(), false)),
+                f = tokio::time::timeout_at(deadline, reader.next()) => f,
+            };
+            match frame {
+                Err(_) => return Err((format!("no bind response within {} ms", timeout.as_millis()), false)),
+                Ok(None) => return Err(("the SMSC closed the connection before answering the bind".into(), false)),
+                Ok(Some(Err(e))) => return Err((format!("reading the bind response: {e}"), false)),
+                Ok(Some(Ok(Frame::Pdu(p)))) => match p.body {
+                    Body::BindResp(..) | Body::GenericNack if p.sequence == 1 => {
+                        if p.status == status::OK && matches!(p.body, Body::BindResp(..)) {
+                            return Ok((reader, write));
+                        }
+                        let longer = matches!(p.status, status::RALYBND | status::RBINDFAIL);
+                        return Err((format!("the SMSC refused the bind: {} (0x{:08X})", wire::status_name(p.status), p.status), longer));
+                    }
+                    Body::EnquireLink => {
+                        let resp = wire::encode(&Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp)).unwrap_or_default();
+                        let _ = write.write_all(&resp).await;
+                    }
+                    _ => {}
+                },
+                Ok(Some(Ok(Frame::Bad(b)))) => {
+                    if b.sequence == 1 && b.command_id & wire::id::RESP != 0 {
+                        return Err((format!("the bind response did not decode: {}", b.reason), false));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serve one bound connection until it is lost, unbound, or the host stops.
+    async fn serve(
+        &self,
+        mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
+        writer: OwnedWriteHalf,
+        deliver: Arc<dyn Deliver>,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        let c = &self.config;
+        let (out, out_rx) = mpsc::unbounded_channel::<Pdu>();
+        let write_task = tokio::spawn(write_loop(writer, out_rx, c.transport.clone()));
+        let window = Arc::new(Semaphore::new(c.window.max(1)));
+        let rate: Option<Rate> = NonZeroU32::new(c.tps).map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
+        let mut inflight: HashMap<u32, (Job, OwnedSemaphorePermit, Instant)> = HashMap::new();
+        let mut next_seq: u32 = 1;
+        let mut seq = move || {
+            next_seq = if next_seq >= 0x7FFF_FFFF { 1 } else { next_seq + 1 };
+            next_seq
+        };
+        let mut paused_until: Option<tokio::time::Instant> = None;
+        let mut last_read = Instant::now();
+        let mut enquiring: Option<(u32, Instant)> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(50).min(c.response_timeout / 2).max(Duration::from_millis(5)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut draining = false;
+        let ended = loop {
+            let can_send = c.kind.sends() && !draining;
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled(), if !draining => {
+                    // Let what is in flight be answered, then unbind.
+                    draining = true;
+                    if inflight.is_empty() {
+                        break self.unbind(&mut reader, &out, seq()).await;
+                    }
+                }
+                frame = reader.next() => {
+                    last_read = Instant::now();
+                    let frame = match frame {
+                        None => break Ended::Reconnect("the SMSC closed the connection".into()),
+                        Some(Err(e)) => break Ended::Reconnect(format!("read error: {e}")),
+                        Some(Ok(f)) => f,
+                    };
+                    match frame {
+                        Frame::Bad(b) => {
+                            self.counters.bad_frame.inc();
+                            static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 10);
+                            if let Some(more) = LOG.hit() {
+                                tracing::warn!(transport = c.transport, link = c.label, command = wire::command_name(b.command_id), sequence = b.sequence, reason = b.reason, more, "a PDU from the SMSC did not decode; answered, the link stays up");
+                            }
+                            match b.reply {
+                                Some(reply) => { let _ = out.send(reply); }
+                                None => if let Some((job, _, _)) = inflight.remove(&b.sequence) {
+                                    // A response we cannot read: its status still says what happened.
+                                    let outcome = if b.status == status::OK {
+                                        Outcome::Accepted(String::new())
+                                    } else {
+                                        Outcome::Rejected { status: b.status, reason: format!("{} (0x{:08X}), in a response that did not decode: {}", wire::status_name(b.status), b.status, b.reason) }
+                                    };
+                                    let _ = job.reply.send(outcome);
+                                }
+                            }
+                        }
+                        Frame::Pdu(p) => match p.body {
+                            Body::SubmitSmResp(_) | Body::GenericNack if inflight.contains_key(&p.sequence) => {
+                                let Some((mut job, permit, _)) = inflight.remove(&p.sequence) else { continue };
+                                drop(permit);
+                                match p.status {
+                                    status::OK => {
+                                        let id = if let Body::SubmitSmResp(id) = p.body { id } else { String::new() };
+                                        let _ = job.reply.send(Outcome::Accepted(id));
+                                    }
+                                    status::RTHROTTLED | status::RMSGQFUL => {
+                                        self.counters.throttled.inc();
+                                        let until = tokio::time::Instant::now() + c.throttle_delay;
+                                        if paused_until.is_none_or(|p| p < until) {
+                                            static LOG: Throttle = Throttle::new(Duration::from_secs(10));
+                                            if let Some(more) = LOG.hit() {
+                                                tracing::info!(transport = c.transport, link = c.label, status = wire::status_name(p.status), pause_ms = c.throttle_delay.as_millis() as u64, more, "SMSC throttling: the bind pauses, then re-sends the refused PDUs first");
+                                            }
+                                            paused_until = Some(until);
+                                        }
+                                        // Not a resend of a possibly delivered copy: the SMSC refused it.
+                                        job.sends = job.sends.saturating_sub(1);
+                                        self.lock().again(job);
+                                    }
+                                    st => {
+                                        let reason = format!("{} (0x{st:08X}): the SMSC refused the {}", wire::status_name(st), if matches!(p.body, Body::GenericNack) { "PDU (generic_nack)" } else { "submit_sm" });
+                                        let _ = job.reply.send(Outcome::Rejected { status: st, reason });
+                                    }
+                                }
+                            }
+                            Body::EnquireLinkResp => {
+                                if enquiring.is_some_and(|(s, _)| s == p.sequence) {
+                                    enquiring = None;
+                                }
+                            }
+                            Body::EnquireLink => { let _ = out.send(Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp)); }
+                            Body::DeliverSm(sm) => {
+                                if !c.kind.receives() {
+                                    let _ = out.send(Pdu::response(p.sequence, status::RINVBNDSTS, Body::DeliverSmResp));
+                                    continue;
+                                }
+                                let (deliver, out, seq) = (deliver.clone(), out.clone(), p.sequence);
+                                tokio::spawn(async move {
+                                    let st = deliver.deliver(*sm).await;
+                                    // If the link died meanwhile, the SMSC delivers it again.
+                                    let _ = out.send(Pdu::response(seq, st, Body::DeliverSmResp));
+                                });
+                            }
+                            Body::Unbind => {
+                                let _ = out.send(Pdu::response(p.sequence, status::OK, Body::UnbindResp));
+                                break Ended::Reconnect("the SMSC unbound".into());
+                            }
+                            Body::UnbindResp | Body::SubmitSmResp(_) | Body::GenericNack | Body::DeliverSmResp | Body::BindResp(..) => {
+                                tracing::debug!(transport = c.transport, link = c.label, pdu = %p, "a response to nothing in flight; ignored");
+                            }
+                            Body::Bind(..) => { let _ = out.send(Pdu::response(p.sequence, status::RALYBND, Body::GenericNack)); }
+                            Body::SubmitSm(_) | Body::Other(_) => {
+                                if !p.is_response() {
+                                    let _ = out.send(Pdu::response(p.sequence, status::RINVCMDID, Body::GenericNack));
+                                }
+                            }
+                        },
+                    }
+                    if draining && inflight.is_empty() {
+                        break self.unbind(&mut reader, &out, seq()).await;
+                    }
+                }
+                job = self.next_job(&window, rate.as_ref(), paused_until), if can_send => {
+                    let (mut job, permit) = job;
+                    let s = seq();
+                    job.sends += 1;
+                    if job.sends > 1 {
+                        self.counters.resent.inc();
+                    }
+                    if out.send(Pdu::request(s, Body::SubmitSm(Box::new(job.sm.clone())))).is_err() {
+                        self.lock().again(job);
+                        break Ended::Reconnect("the connection's writer stopped".into());
+                    }
+                    inflight.insert(s, (job, permit, Instant::now() + c.response_timeout));
+                }
+                _ = tick.tick() => {
+                    if write_task.is_finished() {
+                        break Ended::Reconnect("write error".into());
+                    }
+                    let now = Instant::now();
+                    if let Some((_, deadline)) = enquiring && now > deadline {
+                        break Ended::Reconnect(format!("no enquire_link_resp within {} ms", c.response_timeout.as_millis()));
+                    }
+                    if enquiring.is_none() && now.duration_since(last_read) >= c.enquire_link {
+                        let s = seq();
+                        let _ = out.send(Pdu::request(s, Body::EnquireLink));
+                        enquiring = Some((s, now + c.response_timeout));
+                    }
+                    let late: Vec<u32> = inflight.iter().filter(|(_, (_, _, d))| *d <= now).map(|(s, _)| *s).collect();
+                    for s in late {
+                        let Some((job, _permit, _)) = inflight.remove(&s) else { continue };
+                        self.counters.timeout.inc();
+                        if c.retry_on_timeout && job.sends <= c.max_resends && !draining {
+                            static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
+                            if let Some(more) = LOG.hit() {
+                                tracing::warn!(transport = c.transport, link = c.label, sequence = s, sends = job.sends, more, "no submit_sm_resp in time; sending it again (a possible duplicate)");
+                            }
+                            self.lock().again(job);
+                        } else {
+                            let _ = job.reply.send(Outcome::TimedOut { sends: job.sends });
+                        }
+                    }
+                    if draining && inflight.is_empty() {
+                        break self.unbind(&mut reader, &out, seq()).await;
+                    }
+                }
+            }
+        };
+        drop(out);
+        // In flight on a connection that is gone: sent again after the rebind, first, unless
+        // sent too often already. (At shutdown the drain above left nothing here, or the
+        // link is stopping and they are answered `Stopped`.)
+        let mut requeued = 0;
+        for (_, (job, _permit, _)) in inflight.drain() {
+            if job.sends > c.max_resends || matches!(ended, Ended::Shutdown) {
+                let _ = job.reply.send(if matches!(ended, Ended::Shutdown) { Outcome::Stopped } else { Outcome::TimedOut { sends: job.sends } });
+            } else {
+                requeued += 1;
+                self.lock().again(job);
+            }
+        }
+        if requeued > 0 {
+            tracing::warn!(transport = c.transport, link = c.label, requeued, "submit_sm in flight when the link ended: they are sent again after the rebind (possible duplicates, at most the window)");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
+        ended
+    }
+
+    /// The next PDU to send, once the bind is not paused, the window has room and the rate
+    /// allows: cancel-safe (a permit taken without a job is given back when dropped, and a job
+    /// is taken only at the last, synchronous step).
+    async fn next_job(&self, window: &Arc<Semaphore>, rate: Option<&Rate>, paused_until: Option<tokio::time::Instant>) -> (Job, OwnedSemaphorePermit) {
+        if let Some(until) = paused_until {
+            tokio::time::sleep_until(until).await;
+        }
+        let Ok(permit) = window.clone().acquire_owned().await else { return std::future::pending().await };
+        loop {
+            let notified = self.queued.notified();
+            if self.queued() > 0 {
+                if let Some(rate) = rate {
+                    rate.until_ready().await;
+                }
+                if let Some(job) = self.lock().pop() {
+                    return (job, permit);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    async fn unbind(&self, reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, out: &mpsc::UnboundedSender<Pdu>, seq: u32) -> Ended {
+        let _ = out.send(Pdu::request(seq, Body::Unbind));
+        let _ = tokio::time::timeout(self.config.response_timeout, async {
+            while let Some(Ok(f)) = reader.next().await {
+                if matches!(f, Frame::Pdu(Pdu { body: Body::UnbindResp, .. })) {
+                    break;
+                }
+            }
+        })
+        .await;
+        tracing::info!(transport = self.config.transport, link = self.config.label, "SMPP unbound");
+        Ended::Shutdown
+    }
+}
+
+/// Write what is queued, encoding into one buffer and flushing once the queue is empty, so a
+/// burst becomes few writes.
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Pdu>, transport: String) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(p) = rx.recv().await {
+        let mut next = Some(p);
+        while let Some(p) = next {
+            if let Err(e) = wire::encode_into(&p, &mut buf) {
+                tracing::warn!(transport, error = %e, "a PDU could not be encoded; not sent");
+            }
+            next = if buf.len() < 256 * 1024 { rx.try_recv().ok() } else { None };
+        }
+        if writer.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// A number in [0, 1) for jitter (no crate: this needs no quality).
+fn rand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
