@@ -15,7 +15,7 @@
 //! | 1 | [`retry`] | waiting before trying again (`Backoff` over the config's `RetryPolicy`), for workers and transports alike |
 //! | 2 | [`bus`] | trait `Bus` (plain queues: publish, consume, ack/nack); the `Publish` handle components are given; the embedded bus and the RabbitMQ bus (legacy Vumi's topology, confirms, host-owned reconnection); its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr, append to what exists); `Namespace`, the one place keys are partitioned; in-memory and Redis stores; conformance suite; trait `Sequencer` (per-user turns across hosts, on Redis) |
-//! | 3 | [`transports`] | trait `Transport`; native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `sink` |
+//! | 3 | [`transports`] | trait `Transport`; native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `smpp` (SMPP 3.4, and `vumi fake-smsc`), `sink` |
 //! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, one file per WIT import, loader, compiled-component cache; the plugin core and its three typed faces (application, router, middleware); the registry of hot-swappable slots and the file watcher |
 //! | 4 | [`workers`] | the message path (`flow`: chains, dispatch at publish, enqueue), app worker (consume → plugin → publish → ack), dispatcher (the routing decision), middleware chain steps, retries with backoff, the failure path, send-API channels and their callbacks, event routing |
 //! | 5 | [`admin`] | the operators' API: plugins, deploy, reload, transports, failures, `/metrics`, `/health` |
@@ -25,7 +25,7 @@
 //!
 //! ## Invariants (`.ci/layering` checks the `use` lines)
 //! - Only `plugins` imports wasmtime, only `state::redis` imports redis, only `bus::amqp`
-//!   imports lapin. No module in `transports` imports `plugins` or `workers`; `plugins` does
+//!   imports lapin, only `transports::smpp::wire` imports rusmpp. No module in `transports` imports `plugins` or `workers`; `plugins` does
 //!   not import `transports`, `workers` or `bus`; `workers` is the only module that sees both
 //!   the bus and the plugins.
 //! - Transports never run plugin code directly, on any path: what they publish goes through the

@@ -86,6 +86,21 @@ connector = "telnet"
     )
 }
 
+/// `child`'s stdout, line by line, read on a thread of its own (so a test can wait for a
+/// ready line with a deadline).
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A running `vumi run`, killed on drop. Its stderr (the log) is collected for assertions.
 pub struct Host {
     child: Child,
@@ -130,15 +145,7 @@ impl Host {
                 l.push('\n');
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = stdout_lines(&mut child);
         let mut listening = std::collections::HashMap::new();
         let mut http = None;
         let mut admin = None;

@@ -20,5 +20,7 @@ mod plugins;
 mod polyglot;
 mod redis_state;
 mod reload;
+mod smpp;
+mod smpp_peers;
 mod survey;
 mod telnet_transport;

@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod fake_aggregator;
+mod fake_smsc;
 mod plugin_build;
 
 pub use plugin_build::build as build_plugins;
@@ -92,6 +93,43 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9099")]
         bind: std::net::SocketAddr,
+    },
+    /// Run a stand-in SMSC for development and tests (SMPP 3.4, with an HTTP control API).
+    ///
+    /// It accepts binds, answers submit_sm, sends receipts, and can be made to misbehave as
+    /// real SMSCs do (see the flags). Bind an SMPP transport to it as `smppclient1` /
+    /// `password` on 127.0.0.1:2775. Once both listeners are up it prints
+    /// `vumi: fake SMSC listening on <smpp addr> (SMPP), http on <http addr>`.
+    ///
+    /// What it received is reassembled (UDH, SAR, message_payload), decoded and listed with
+    /// warnings (a part ending inside a surrogate or escape pair, mixed codings, undecodable
+    /// octets, parts out of order or twice). Its HTTP API (JSON in and out):
+    ///
+    ///   POST /mo        inject an inbound SMS to the bound receivers, e.g.
+    ///                   {"from": "27820000001", "to": "1234", "content": "hi",
+    ///                    "coding": "ucs2", "split": "sar", "ussd": {"op": 1, "session": 7}}
+    ///                   (coding, split and ussd are optional); answers {"parts": n} once the
+    ///                   ESME acknowledged each part, 409 if no receiver is bound
+    ///
+    ///   GET /mt         what was submitted, oldest first (?since=N skips N); DELETE /mt clears
+    ///
+    ///   GET /stats      binds, submits, throttled, drops, deliver_sm_resp by status, ...
+    ///
+    ///   POST /settings  change any of delay_ms, error_rate, throttle_rate, queue_full_rate,
+    ///                   drop_after, receipt, receipt_as, receipt_delay_ms, id_format,
+    ///                   receipt_id_format while it runs, e.g. {"throttle_rate": 1.0}
+    ///
+    ///   POST /raw       {"hex": "..."}: write octets as they are to every receiver
+    ///
+    ///   POST /drop      close every connection at once, without unbind
+    ///
+    ///   GET /responses  the last 1,000 responses the ESME sent
+    ///
+    /// Try: curl -XPOST 127.0.0.1:2776/mo -d '{"from":"27820000001","to":"1234","content":"hi"}'
+    #[command(verbatim_doc_comment)]
+    FakeSmsc {
+        #[command(flatten)]
+        args: fake_smsc::Args,
     },
 }
 
@@ -230,6 +268,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::FakeAggregator { bind } => fake_aggregator::run(bind).await,
+        Command::FakeSmsc { args } => fake_smsc::run(args).await,
     }
 }
 

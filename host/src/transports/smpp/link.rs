@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -101,7 +101,8 @@ pub trait Deliver: Send + Sync + 'static {
 }
 
 struct Job {
-    sm: Sm,
+    /// The `submit_sm`, encoded (its sequence number is written per send).
+    pdu: Arc<[u8]>,
     /// Sends so far.
     sends: u32,
     /// Place in the order of first submission: refused and resent PDUs go back in this order.
@@ -210,6 +211,10 @@ impl Link {
 
     /// Send `sm` as a `submit_sm` (when bound, within the window and rate); its final outcome.
     pub async fn submit(&self, sm: Sm) -> Outcome {
+        let pdu = match wire::encode(&Pdu::request(0, Body::SubmitSm(Box::new(sm)))) {
+            Ok(octets) => Arc::from(octets),
+            Err(e) => return Outcome::Rejected { status: status::RSYSERR, reason: e.to_string() },
+        };
         let (reply, rx) = oneshot::channel();
         if self.stopped.load(Ordering::Acquire) {
             return Outcome::Stopped;
@@ -218,7 +223,7 @@ impl Link {
             let mut q = self.lock();
             let order = q.next_order;
             q.next_order += 1;
-            q.fresh.push_back(Job { sm, sends: 0, order, reply });
+            q.fresh.push_back(Job { pdu, sends: 0, order, reply });
         }
         self.queued.notify_one();
         rx.await.unwrap_or(Outcome::Stopped)
@@ -334,180 +339,72 @@ impl Link {
         shutdown: &CancellationToken,
     ) -> Ended {
         let c = &self.config;
-        let (out, out_rx) = mpsc::unbounded_channel::<Pdu>();
+        let (out, out_rx) = mpsc::unbounded_channel::<Out>();
         let write_task = tokio::spawn(write_loop(writer, out_rx, c.transport.clone()));
-        let window = Arc::new(Semaphore::new(c.window.max(1)));
-        let rate: Option<Rate> = NonZeroU32::new(c.tps).map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
-        let mut inflight: HashMap<u32, (Job, OwnedSemaphorePermit, Instant)> = HashMap::new();
-        let mut next_seq: u32 = 1;
-        let mut seq = move || {
-            next_seq = if next_seq >= 0x7FFF_FFFF { 1 } else { next_seq + 1 };
-            next_seq
+        let mut s = Session {
+            link: self,
+            out,
+            deliver,
+            window: Arc::new(Semaphore::new(c.window.max(1))),
+            rate: NonZeroU32::new(c.tps).map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n))),
+            inflight: HashMap::new(),
+            next_seq: 1,
+            paused_until: None,
+            last_read: Instant::now(),
+            enquiring: None,
+            draining: false,
         };
-        let mut paused_until: Option<tokio::time::Instant> = None;
-        let mut last_read = Instant::now();
-        let mut enquiring: Option<(u32, Instant)> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(50).min(c.response_timeout / 2).max(Duration::from_millis(5)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut draining = false;
         let ended = loop {
-            let can_send = c.kind.sends() && !draining;
-            tokio::select! {
+            let can_send = c.kind.sends() && !s.draining;
+            let step = tokio::select! {
                 biased;
-                () = shutdown.cancelled(), if !draining => {
+                () = shutdown.cancelled(), if !s.draining => {
                     // Let what is in flight be answered, then unbind.
-                    draining = true;
-                    if inflight.is_empty() {
-                        break self.unbind(&mut reader, &out, seq()).await;
-                    }
+                    s.draining = true;
+                    None
                 }
                 frame = reader.next() => {
-                    last_read = Instant::now();
-                    let frame = match frame {
-                        None => break Ended::Reconnect("the SMSC closed the connection".into()),
-                        Some(Err(e)) => break Ended::Reconnect(format!("read error: {e}")),
-                        Some(Ok(f)) => f,
-                    };
-                    match frame {
-                        Frame::Bad(b) => {
-                            self.counters.bad_frame.inc();
-                            static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 10);
-                            if let Some(more) = LOG.hit() {
-                                tracing::warn!(transport = c.transport, link = c.label, command = wire::command_name(b.command_id), sequence = b.sequence, reason = b.reason, more, "a PDU from the SMSC did not decode; answered, the link stays up");
-                            }
-                            match b.reply {
-                                Some(reply) => { let _ = out.send(reply); }
-                                None => if let Some((job, _, _)) = inflight.remove(&b.sequence) {
-                                    // A response we cannot read: its status still says what happened.
-                                    let outcome = if b.status == status::OK {
-                                        Outcome::Accepted(String::new())
-                                    } else {
-                                        Outcome::Rejected { status: b.status, reason: format!("{} (0x{:08X}), in a response that did not decode: {}", wire::status_name(b.status), b.status, b.reason) }
-                                    };
-                                    let _ = job.reply.send(outcome);
-                                }
-                            }
+                    // Take every frame already read in one go: one pass of this loop per
+                    // burst, not per PDU.
+                    let mut step = s.on_frame(frame);
+                    while step.is_none() {
+                        match reader.next().now_or_never() {
+                            Some(frame) => step = s.on_frame(frame),
+                            None => break,
                         }
-                        Frame::Pdu(p) => match p.body {
-                            Body::SubmitSmResp(_) | Body::GenericNack if inflight.contains_key(&p.sequence) => {
-                                let Some((mut job, permit, _)) = inflight.remove(&p.sequence) else { continue };
-                                drop(permit);
-                                match p.status {
-                                    status::OK => {
-                                        let id = if let Body::SubmitSmResp(id) = p.body { id } else { String::new() };
-                                        let _ = job.reply.send(Outcome::Accepted(id));
-                                    }
-                                    status::RTHROTTLED | status::RMSGQFUL => {
-                                        self.counters.throttled.inc();
-                                        let until = tokio::time::Instant::now() + c.throttle_delay;
-                                        if paused_until.is_none_or(|p| p < until) {
-                                            static LOG: Throttle = Throttle::new(Duration::from_secs(10));
-                                            if let Some(more) = LOG.hit() {
-                                                tracing::info!(transport = c.transport, link = c.label, status = wire::status_name(p.status), pause_ms = c.throttle_delay.as_millis() as u64, more, "SMSC throttling: the bind pauses, then re-sends the refused PDUs first");
-                                            }
-                                            paused_until = Some(until);
-                                        }
-                                        // Not a resend of a possibly delivered copy: the SMSC refused it.
-                                        job.sends = job.sends.saturating_sub(1);
-                                        self.lock().again(job);
-                                    }
-                                    st => {
-                                        let reason = format!("{} (0x{st:08X}): the SMSC refused the {}", wire::status_name(st), if matches!(p.body, Body::GenericNack) { "PDU (generic_nack)" } else { "submit_sm" });
-                                        let _ = job.reply.send(Outcome::Rejected { status: st, reason });
-                                    }
-                                }
-                            }
-                            Body::EnquireLinkResp => {
-                                if enquiring.is_some_and(|(s, _)| s == p.sequence) {
-                                    enquiring = None;
-                                }
-                            }
-                            Body::EnquireLink => { let _ = out.send(Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp)); }
-                            Body::DeliverSm(sm) => {
-                                if !c.kind.receives() {
-                                    let _ = out.send(Pdu::response(p.sequence, status::RINVBNDSTS, Body::DeliverSmResp));
-                                    continue;
-                                }
-                                let (deliver, out, seq) = (deliver.clone(), out.clone(), p.sequence);
-                                tokio::spawn(async move {
-                                    let st = deliver.deliver(*sm).await;
-                                    // If the link died meanwhile, the SMSC delivers it again.
-                                    let _ = out.send(Pdu::response(seq, st, Body::DeliverSmResp));
-                                });
-                            }
-                            Body::Unbind => {
-                                let _ = out.send(Pdu::response(p.sequence, status::OK, Body::UnbindResp));
-                                break Ended::Reconnect("the SMSC unbound".into());
-                            }
-                            Body::UnbindResp | Body::SubmitSmResp(_) | Body::GenericNack | Body::DeliverSmResp | Body::BindResp(..) => {
-                                tracing::debug!(transport = c.transport, link = c.label, pdu = %p, "a response to nothing in flight; ignored");
-                            }
-                            Body::Bind(..) => { let _ = out.send(Pdu::response(p.sequence, status::RALYBND, Body::GenericNack)); }
-                            Body::SubmitSm(_) | Body::Other(_) => {
-                                if !p.is_response() {
-                                    let _ = out.send(Pdu::response(p.sequence, status::RINVCMDID, Body::GenericNack));
-                                }
-                            }
-                        },
                     }
-                    if draining && inflight.is_empty() {
-                        break self.unbind(&mut reader, &out, seq()).await;
-                    }
+                    step
                 }
-                job = self.next_job(&window, rate.as_ref(), paused_until), if can_send => {
-                    let (mut job, permit) = job;
-                    let s = seq();
-                    job.sends += 1;
-                    if job.sends > 1 {
-                        self.counters.resent.inc();
-                    }
-                    if out.send(Pdu::request(s, Body::SubmitSm(Box::new(job.sm.clone())))).is_err() {
-                        self.lock().again(job);
-                        break Ended::Reconnect("the connection's writer stopped".into());
-                    }
-                    inflight.insert(s, (job, permit, Instant::now() + c.response_timeout));
-                }
+                job = self.next_job(&s.window, s.rate.as_ref(), s.paused_until), if can_send => s.send(job),
                 _ = tick.tick() => {
                     if write_task.is_finished() {
-                        break Ended::Reconnect("write error".into());
-                    }
-                    let now = Instant::now();
-                    if let Some((_, deadline)) = enquiring && now > deadline {
-                        break Ended::Reconnect(format!("no enquire_link_resp within {} ms", c.response_timeout.as_millis()));
-                    }
-                    if enquiring.is_none() && now.duration_since(last_read) >= c.enquire_link {
-                        let s = seq();
-                        let _ = out.send(Pdu::request(s, Body::EnquireLink));
-                        enquiring = Some((s, now + c.response_timeout));
-                    }
-                    let late: Vec<u32> = inflight.iter().filter(|(_, (_, _, d))| *d <= now).map(|(s, _)| *s).collect();
-                    for s in late {
-                        let Some((job, _permit, _)) = inflight.remove(&s) else { continue };
-                        self.counters.timeout.inc();
-                        if c.retry_on_timeout && job.sends <= c.max_resends && !draining {
-                            static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
-                            if let Some(more) = LOG.hit() {
-                                tracing::warn!(transport = c.transport, link = c.label, sequence = s, sends = job.sends, more, "no submit_sm_resp in time; sending it again (a possible duplicate)");
-                            }
-                            self.lock().again(job);
-                        } else {
-                            let _ = job.reply.send(Outcome::TimedOut { sends: job.sends });
-                        }
-                    }
-                    if draining && inflight.is_empty() {
-                        break self.unbind(&mut reader, &out, seq()).await;
+                        Some(Ended::Reconnect("write error".into()))
+                    } else {
+                        s.on_tick()
                     }
                 }
+            };
+            if let Some(ended) = step {
+                break ended;
+            }
+            if s.draining && s.inflight.is_empty() {
+                let seq = s.seq();
+                break self.unbind(&mut reader, &s.out, seq).await;
             }
         };
+        let Session { out, inflight, .. } = s;
         drop(out);
         // In flight on a connection that is gone: sent again after the rebind, first, unless
         // sent too often already. (At shutdown the drain above left nothing here, or the
         // link is stopping and they are answered `Stopped`.)
         let mut requeued = 0;
-        for (_, (job, _permit, _)) in inflight.drain() {
-            if job.sends > c.max_resends || matches!(ended, Ended::Shutdown) {
-                let _ = job.reply.send(if matches!(ended, Ended::Shutdown) { Outcome::Stopped } else { Outcome::TimedOut { sends: job.sends } });
+        for (_, (job, _permit, _)) in inflight {
+            if matches!(ended, Ended::Shutdown) {
+                let _ = job.reply.send(Outcome::Stopped);
+            } else if job.sends > c.max_resends {
+                let _ = job.reply.send(Outcome::TimedOut { sends: job.sends });
             } else {
                 requeued += 1;
                 self.lock().again(job);
@@ -542,8 +439,8 @@ impl Link {
         }
     }
 
-    async fn unbind(&self, reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, out: &mpsc::UnboundedSender<Pdu>, seq: u32) -> Ended {
-        let _ = out.send(Pdu::request(seq, Body::Unbind));
+    async fn unbind(&self, reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, out: &mpsc::UnboundedSender<Out>, seq: u32) -> Ended {
+        let _ = out.send(Out::Pdu(Pdu::request(seq, Body::Unbind)));
         let _ = tokio::time::timeout(self.config.response_timeout, async {
             while let Some(Ok(f)) = reader.next().await {
                 if matches!(f, Frame::Pdu(Pdu { body: Body::UnbindResp, .. })) {
@@ -557,15 +454,218 @@ impl Link {
     }
 }
 
+/// What the writer task writes: a PDU to encode, or a `submit_sm` encoded when it was
+/// submitted (on the caller's task, so encoding spreads over the cores), whose sequence
+/// number is written over its header's.
+enum Out {
+    Pdu(Pdu),
+    Submit(Arc<[u8]>, u32),
+}
+
+/// One bound connection's state, driven by [`Link::serve`]'s loop.
+struct Session<'a> {
+    link: &'a Link,
+    out: mpsc::UnboundedSender<Out>,
+    deliver: Arc<dyn Deliver>,
+    window: Arc<Semaphore>,
+    rate: Option<Rate>,
+    inflight: HashMap<u32, (Job, OwnedSemaphorePermit, Instant)>,
+    next_seq: u32,
+    /// The whole bind waits until then (throttling).
+    paused_until: Option<tokio::time::Instant>,
+    last_read: Instant,
+    /// An `enquire_link` awaiting its response, and by when.
+    enquiring: Option<(u32, Instant)>,
+    /// Stopping: nothing new is sent.
+    draining: bool,
+}
+
+impl Session<'_> {
+    fn seq(&mut self) -> u32 {
+        self.next_seq = if self.next_seq >= 0x7FFF_FFFF { 1 } else { self.next_seq + 1 };
+        self.next_seq
+    }
+
+    fn reply(&self, pdu: Pdu) {
+        let _ = self.out.send(Out::Pdu(pdu));
+    }
+
+    /// Send `first`, then whatever else is queued while the window, the rate and no pause
+    /// allow, without another pass of the loop.
+    fn send(&mut self, first: (Job, OwnedSemaphorePermit)) -> Option<Ended> {
+        let mut next = Some(first);
+        while let Some((mut job, permit)) = next.take() {
+            let s = self.seq();
+            job.sends += 1;
+            if job.sends > 1 {
+                self.link.counters.resent.inc();
+            }
+            if self.out.send(Out::Submit(job.pdu.clone(), s)).is_err() {
+                self.link.lock().again(job);
+                return Some(Ended::Reconnect("the connection's writer stopped".into()));
+            }
+            self.inflight.insert(s, (job, permit, Instant::now() + self.link.config.response_timeout));
+            if self.paused_until.is_some_and(|p| p > tokio::time::Instant::now()) {
+                break;
+            }
+            let Ok(permit) = self.window.clone().try_acquire_owned() else { break };
+            if self.rate.as_ref().is_some_and(|r| r.check().is_err()) {
+                break;
+            }
+            next = self.link.lock().pop().map(|job| (job, permit));
+        }
+        None
+    }
+
+    fn on_frame(&mut self, frame: Option<Result<Frame, std::io::Error>>) -> Option<Ended> {
+        let c = &self.link.config;
+        self.last_read = Instant::now();
+        let frame = match frame {
+            None => return Some(Ended::Reconnect("the SMSC closed the connection".into())),
+            Some(Err(e)) => return Some(Ended::Reconnect(format!("read error: {e}"))),
+            Some(Ok(f)) => f,
+        };
+        let p = match frame {
+            Frame::Bad(b) => {
+                self.link.counters.bad_frame.inc();
+                static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 10);
+                if let Some(more) = LOG.hit() {
+                    tracing::warn!(transport = c.transport, link = c.label, command = wire::command_name(b.command_id), sequence = b.sequence, reason = b.reason, more, "a PDU from the SMSC did not decode; answered, the link stays up");
+                }
+                match b.reply {
+                    Some(reply) => self.reply(reply),
+                    None => {
+                        if let Some((job, _, _)) = self.inflight.remove(&b.sequence) {
+                            // A response we cannot read: its status still says what happened.
+                            let outcome = if b.status == status::OK {
+                                Outcome::Accepted(String::new())
+                            } else {
+                                Outcome::Rejected { status: b.status, reason: format!("{} (0x{:08X}), in a response that did not decode: {}", wire::status_name(b.status), b.status, b.reason) }
+                            };
+                            let _ = job.reply.send(outcome);
+                        }
+                    }
+                }
+                return None;
+            }
+            Frame::Pdu(p) => p,
+        };
+        match p.body {
+            Body::SubmitSmResp(_) | Body::GenericNack if self.inflight.contains_key(&p.sequence) => {
+                let Some((mut job, permit, _)) = self.inflight.remove(&p.sequence) else { return None };
+                drop(permit);
+                match p.status {
+                    status::OK => {
+                        let id = if let Body::SubmitSmResp(id) = p.body { id } else { String::new() };
+                        let _ = job.reply.send(Outcome::Accepted(id));
+                    }
+                    status::RTHROTTLED | status::RMSGQFUL => {
+                        self.link.counters.throttled.inc();
+                        let until = tokio::time::Instant::now() + c.throttle_delay;
+                        if self.paused_until.is_none_or(|p| p < until) {
+                            static LOG: Throttle = Throttle::new(Duration::from_secs(10));
+                            if let Some(more) = LOG.hit() {
+                                tracing::info!(transport = c.transport, link = c.label, status = wire::status_name(p.status), pause_ms = c.throttle_delay.as_millis() as u64, more, "SMSC throttling: the bind pauses, then re-sends the refused PDUs first");
+                            }
+                            self.paused_until = Some(until);
+                        }
+                        // Not a resend of a possibly delivered copy: the SMSC refused it.
+                        job.sends = job.sends.saturating_sub(1);
+                        self.link.lock().again(job);
+                    }
+                    st => {
+                        let what = if matches!(p.body, Body::GenericNack) { "PDU (generic_nack)" } else { "submit_sm" };
+                        let reason = format!("{} (0x{st:08X}): the SMSC refused the {what}", wire::status_name(st));
+                        let _ = job.reply.send(Outcome::Rejected { status: st, reason });
+                    }
+                }
+            }
+            Body::EnquireLinkResp => {
+                if self.enquiring.is_some_and(|(s, _)| s == p.sequence) {
+                    self.enquiring = None;
+                }
+            }
+            Body::EnquireLink => self.reply(Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp)),
+            Body::DeliverSm(sm) => {
+                if !c.kind.receives() {
+                    self.reply(Pdu::response(p.sequence, status::RINVBNDSTS, Body::DeliverSmResp));
+                    return None;
+                }
+                let (deliver, out, seq) = (self.deliver.clone(), self.out.clone(), p.sequence);
+                tokio::spawn(async move {
+                    let st = deliver.deliver(*sm).await;
+                    // If the link died meanwhile, the SMSC delivers it again.
+                    let _ = out.send(Out::Pdu(Pdu::response(seq, st, Body::DeliverSmResp)));
+                });
+            }
+            Body::Unbind => {
+                self.reply(Pdu::response(p.sequence, status::OK, Body::UnbindResp));
+                return Some(Ended::Reconnect("the SMSC unbound".into()));
+            }
+            Body::UnbindResp | Body::SubmitSmResp(_) | Body::GenericNack | Body::DeliverSmResp | Body::BindResp(..) => {
+                tracing::debug!(transport = c.transport, link = c.label, pdu = %p, "a response to nothing in flight; ignored");
+            }
+            Body::Bind(..) => self.reply(Pdu::response(p.sequence, status::RALYBND, Body::GenericNack)),
+            Body::SubmitSm(_) | Body::Other(_) => {
+                if !p.is_response() {
+                    self.reply(Pdu::response(p.sequence, status::RINVCMDID, Body::GenericNack));
+                }
+            }
+        }
+        None
+    }
+
+    /// Timeouts and keep-alive.
+    fn on_tick(&mut self) -> Option<Ended> {
+        let c = &self.link.config;
+        let now = Instant::now();
+        if let Some((_, deadline)) = self.enquiring
+            && now > deadline
+        {
+            return Some(Ended::Reconnect(format!("no enquire_link_resp within {} ms", c.response_timeout.as_millis())));
+        }
+        if self.enquiring.is_none() && now.duration_since(self.last_read) >= c.enquire_link {
+            let s = self.seq();
+            self.reply(Pdu::request(s, Body::EnquireLink));
+            self.enquiring = Some((s, now + c.response_timeout));
+        }
+        let late: Vec<u32> = self.inflight.iter().filter(|(_, (_, _, d))| *d <= now).map(|(s, _)| *s).collect();
+        for s in late {
+            let Some((job, _permit, _)) = self.inflight.remove(&s) else { continue };
+            self.link.counters.timeout.inc();
+            if c.retry_on_timeout && job.sends <= c.max_resends && !self.draining {
+                static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
+                if let Some(more) = LOG.hit() {
+                    tracing::warn!(transport = c.transport, link = c.label, sequence = s, sends = job.sends, more, "no submit_sm_resp in time; sending it again (a possible duplicate)");
+                }
+                self.link.lock().again(job);
+                self.link.queued.notify_one();
+            } else {
+                let _ = job.reply.send(Outcome::TimedOut { sends: job.sends });
+            }
+        }
+        None
+    }
+}
+
 /// Write what is queued, encoding into one buffer and flushing once the queue is empty, so a
 /// burst becomes few writes.
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Pdu>, transport: String) {
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, transport: String) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(p) = rx.recv().await {
-        let mut next = Some(p);
-        while let Some(p) = next {
-            if let Err(e) = wire::encode_into(&p, &mut buf) {
-                tracing::warn!(transport, error = %e, "a PDU could not be encoded; not sent");
+    while let Some(o) = rx.recv().await {
+        let mut next = Some(o);
+        while let Some(o) = next {
+            match o {
+                Out::Pdu(p) => {
+                    if let Err(e) = wire::encode_into(&p, &mut buf) {
+                        tracing::warn!(transport, error = %e, "a PDU could not be encoded; not sent");
+                    }
+                }
+                Out::Submit(octets, seq) => {
+                    buf.extend_from_slice(&octets[..12]);
+                    buf.extend_from_slice(&seq.to_be_bytes());
+                    buf.extend_from_slice(&octets[16..]);
+                }
             }
             next = if buf.len() < 256 * 1024 { rx.try_recv().ok() } else { None };
         }

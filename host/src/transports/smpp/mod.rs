@@ -15,6 +15,7 @@
 //! - `fake`: `vumi fake-smsc`, an SMSC for development and tests.
 
 pub mod correlate;
+pub mod fake;
 pub mod link;
 pub mod parts;
 pub mod receipt;

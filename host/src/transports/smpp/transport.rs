@@ -163,6 +163,7 @@ impl Transport for SmppTransport {
                 () = shutdown.cancelled() => break,
                 d = outbound.next() => match d { Some(d) => d, None => break },
             };
+            tracing::debug!(connector = shared.name(), "outbound message taken");
             let shared = shared.clone();
             sending.push(tokio::spawn(async move {
                 shared.send(delivery).await;
@@ -266,6 +267,7 @@ impl Shared {
             }
         };
         let total = pdus.len() as u8;
+        tracing::debug!(connector = self.name(), message_id = msg.message_id, parts = total, "submitting");
         let mut ids = Vec::with_capacity(pdus.len());
         let mut link = self.pick();
         for (i, sm) in pdus.into_iter().enumerate() {

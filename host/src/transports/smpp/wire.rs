@@ -637,6 +637,11 @@ fn from_command(command: Command) -> Result<Pdu, String> {
             id::UNBIND => Body::Unbind,
             0x8000_0006 => Body::UnbindResp,
             id::GENERIC_NACK => Body::GenericNack,
+            // A command that has a body, sent without one, is not an unknown command but a
+            // malformed one: a bad frame, owed its own `_resp` (see `bad`).
+            id::BIND_RECEIVER | id::BIND_TRANSMITTER | id::BIND_TRANSCEIVER | id::SUBMIT_SM | id::DELIVER_SM => {
+                return Err(format!("{} with no body", command_name(cid)));
+            }
             other => Body::Other(other),
         },
         Some(pdu) => match pdu {
@@ -804,3 +809,5 @@ impl fmt::Display for Pdu {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fuzz;

@@ -1,0 +1,356 @@
+//! SMPP end to end: the real `vumi` binary's SMPP transport against `vumi fake-smsc`, over real
+//! TCP, with the send API, the echo app and an `event_url` recorder around them.
+
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Host, Recorder, http, plugin, post_json, stdout_lines, vumi};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A running `vumi fake-smsc`, killed on drop.
+pub struct FakeSmsc {
+    child: Child,
+    /// Its SMPP address.
+    pub smpp: SocketAddr,
+    /// Its HTTP interface.
+    pub http: SocketAddr,
+}
+
+impl FakeSmsc {
+    /// Start one on free ports with `args` (e.g. `--throttle-rate 0.3`); waits for its ready line.
+    pub fn start(args: &[&str]) -> FakeSmsc {
+        let mut child = vumi()
+            .args(["fake-smsc", "--port", "0", "--http", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn vumi fake-smsc");
+        let rx = stdout_lines(&mut child);
+        loop {
+            let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("vumi fake-smsc printed no ready line")
+            });
+            // vumi: fake SMSC listening on 127.0.0.1:N (SMPP), http on 127.0.0.1:M
+            if let Some(rest) = line.strip_prefix("vumi: fake SMSC listening on ") {
+                let (smpp, http) = rest.split_once(" (SMPP), http on ").expect("ready line");
+                return FakeSmsc { child, smpp: smpp.trim().parse().expect("smpp addr"), http: http.trim().parse().expect("http addr") };
+            }
+        }
+    }
+
+    /// `http://<its HTTP address><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// `GET path` as JSON.
+    pub fn get(&self, path: &str) -> Value {
+        http().get(self.url(path)).send().expect("fake SMSC HTTP").json().expect("JSON")
+    }
+
+    /// `POST path` with a JSON body: status and body.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = http().post(self.url(path)).json(body).send().expect("fake SMSC HTTP");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// Inject an MO, waiting for an ESME to be bound first (409 until then).
+    pub fn mo(&self, from: &str, to: &str, content: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, body) = self.post("/mo", &json!({ "from": from, "to": to, "content": content }));
+            match status {
+                200 => return body,
+                409 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                other => panic!("POST /mo answered {other}: {body}"),
+            }
+        }
+    }
+
+    /// What it received so far.
+    pub fn mt(&self) -> Vec<Value> {
+        let v = self.get("/mt");
+        v.as_array().cloned().unwrap_or_else(|| panic!("GET /mt is not a list: {v}"))
+    }
+
+    /// What it received, once `n` messages are there (or it fails saying what did arrive).
+    pub fn wait_mt(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mt = self.get("/mt");
+            let list = mt.as_array().cloned().unwrap_or_default();
+            if list.len() >= n {
+                return list;
+            }
+            assert!(Instant::now() < deadline, "the fake SMSC received {} of {n} messages: {mt}", list.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Until some bind is up.
+    pub fn wait_bound(&self) {
+        let deadline = Instant::now() + WAIT;
+        while self.get("/stats")["binds"].as_u64().unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "nothing bound to the fake SMSC");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for FakeSmsc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SMPP transport `smpp` on `smsc` (with `transport_extra` lines), the echo app answering its
+/// inbound, and a send-API channel `api` on it (token `test-token-1`), events to `events`.
+pub fn smpp_config(smsc: SocketAddr, transport_extra: &str, events: &Recorder, head: &str) -> String {
+    format!(
+        r#"
+{head}
+[http]
+bind = "127.0.0.1:0"
+
+[transports.smpp]
+kind = "smpp"
+address = "{smsc}"
+system_id = "smppclient1"
+password = "password"
+default_from = "1234"
+{transport_extra}
+
+[channels.api]
+connector = "smpp"
+token = "test-token-1"
+default_from = "5555"
+event_url = "{}"
+
+[apps.echo]
+plugin = "{}"
+connector = "smpp"
+"#,
+        events.url("/events"),
+        plugin("echo").display()
+    )
+}
+
+/// Send `content` to `to` through the send API: the message id.
+pub fn send(host: &Host, to: &str, content: &str) -> String {
+    let resp = post_json(host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({ "to": to, "content": content }));
+    assert_eq!(resp.status(), 201, "the send API took it");
+    let v: Value = resp.json().expect("JSON");
+    v["result"]["message_id"].as_str().expect("an id").to_owned()
+}
+
+/// The events the recorder has, as JSON, once `pred` holds of them (or fail showing them).
+fn wait_events(events: &Recorder, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<Value> = events.received().iter().map(|r| r.json()).collect();
+        if pred(&got) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "waited for {what}; events so far: {got:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn of<'a>(events: &'a [Value], id: &str, kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["user_message_id"] == id && e["event_type"] == kind).collect()
+}
+
+#[test]
+fn an_mt_is_acked_with_the_smscs_id_and_its_delivery_report_reaches_the_app_side() {
+    let smsc = FakeSmsc::start(&[]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "", &events, ""));
+    smsc.wait_bound();
+    let id = send(&host, "27820000001", "Your code is 1234");
+    let mt = smsc.wait_mt(1);
+    assert_eq!(mt[0]["text"], "Your code is 1234");
+    assert_eq!(mt[0]["to"], "27820000001");
+    assert_eq!(mt[0]["from"], "5555");
+    assert_eq!(mt[0]["coding"], "gsm7");
+    let smsc_id = mt[0]["message_ids"][0].as_str().expect("the fake's id").to_owned();
+    let got = wait_events(&events, "an ack and a delivery report", |e| !of(e, &id, "ack").is_empty() && !of(e, &id, "delivery_report").is_empty());
+    assert_eq!(of(&got, &id, "ack")[0]["sent_message_id"], smsc_id.as_str(), "the ack carries the SMSC's id");
+    let dr = of(&got, &id, "delivery_report")[0];
+    assert_eq!(dr["delivery_status"], "delivered");
+    assert_eq!(dr["transport_metadata"]["smpp"]["stat"], "DELIVRD");
+    assert!(of(&got, &id, "nack").is_empty());
+}
+
+#[test]
+fn an_mo_is_answered_by_the_app() {
+    let smsc = FakeSmsc::start(&["--receipt", "none"]);
+    let events = Recorder::start(0);
+    let _host = Host::start(&smpp_config(smsc.smpp, "", &events, ""));
+    smsc.mo("27820000002", "1234", "ping");
+    let mt = smsc.wait_mt(1);
+    assert_eq!((mt[0]["text"].as_str(), mt[0]["to"].as_str(), mt[0]["from"].as_str()), (Some("ping"), Some("27820000002"), Some("1234")));
+}
+
+/// 400 characters with emoji and GSM escapes: UCS-2, split into parts.
+fn long_text() -> String {
+    let mut s = String::new();
+    while s.chars().count() < 392 {
+        s.push_str("Sawubona 👋🏽 {ñandú} € ");
+    }
+    s.chars().take(400).collect()
+}
+
+#[test]
+fn a_400_character_message_with_emoji_is_split_and_reassembled_exactly_both_ways() {
+    let smsc = FakeSmsc::start(&["--receipt", "none"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "", &events, ""));
+    smsc.wait_bound();
+    let text = long_text();
+    // Out: send API → transport → parts → the fake reassembles.
+    send(&host, "27820000003", &text);
+    let mt = smsc.wait_mt(1);
+    assert_eq!(mt[0]["text"].as_str(), Some(text.as_str()), "the text arrives exactly");
+    assert_eq!(mt[0]["coding"], "ucs2");
+    assert_eq!(mt[0]["method"], "udh8");
+    assert!(mt[0]["parts"].as_u64().unwrap_or(0) >= 7, "400 UTF-16 units with surrogates need 7+ parts of 67: {}", mt[0]);
+    assert_eq!(mt[0]["warnings"], json!([]), "no pair split, no mixed coding");
+    // In: the fake splits it, the transport reassembles, the echo app sends it back.
+    smsc.mo("27820000004", "1234", &text);
+    let mt = smsc.wait_mt(2);
+    assert_eq!(mt[1]["text"].as_str(), Some(text.as_str()), "reassembled inbound, echoed back exactly");
+    assert_eq!(mt[1]["to"], "27820000004");
+}
+
+#[test]
+fn receipt_ids_in_hex_and_decimal_are_matched() {
+    // Hex in submit_sm_resp, decimal in the receipt's text (as Nexmo does); no TLVs.
+    let smsc = FakeSmsc::start(&["--id-format", "hex", "--receipt-id-format", "decimal", "--receipt-as", "text"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "id_form = \"hex_decimal\"\nunmatched_wait_ms = 500", &events, ""));
+    smsc.wait_bound();
+    let ids: Vec<String> = (0..12).map(|i| send(&host, "27820000005", &format!("m{i}"))).collect();
+    let got = wait_events(&events, "twelve delivery reports", |e| ids.iter().all(|id| !of(e, id, "delivery_report").is_empty()));
+    for id in &ids {
+        assert_eq!(of(&got, id, "delivery_report")[0]["delivery_status"], "delivered");
+    }
+    assert!(got.iter().all(|e| e["transport_metadata"]["smpp"]["unmatched_receipt"].is_null()), "none unmatched");
+}
+
+#[test]
+fn throttling_and_queue_full_are_honoured_with_part_order_kept() {
+    let smsc = FakeSmsc::start(&["--throttle-rate", "0.25", "--queue-full-rate", "0.1", "--receipt", "none", "--seed", "7"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "throttle_delay_ms = 20\nwindow = 5", &events, ""));
+    smsc.wait_bound();
+    let text = "A long message that takes three parts. ".repeat(10);
+    let ids: Vec<String> = (0..15).map(|i| send(&host, &format!("2782000{i:04}"), &text)).collect();
+    let got = wait_events(&events, "every message acked", |e| ids.iter().all(|id| !of(e, id, "ack").is_empty()));
+    assert!(ids.iter().all(|id| of(&got, id, "nack").is_empty()), "throttling never nacks: {got:#?}");
+    let stats = smsc.get("/stats");
+    assert!(stats["throttled"].as_u64().unwrap_or(0) > 0 && stats["queue_full"].as_u64().unwrap_or(0) > 0, "both refusals happened: {stats}");
+    let mt = smsc.wait_mt(15);
+    for m in &mt {
+        assert_eq!(m["text"].as_str(), Some(text.as_str()));
+        assert_eq!(m["warnings"], json!([]), "parts in order, none twice: {m}");
+    }
+}
+
+#[test]
+fn the_smsc_drops_the_link_mid_load_and_every_message_is_acked_after_the_rebind() {
+    let window = 10;
+    let smsc = FakeSmsc::start(&["--drop-after", "40", "--receipt", "none"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, &format!("window = {window}\nreconnect_min_ms = 50\nreconnect_max_ms = 200"), &events, ""));
+    smsc.wait_bound();
+    let ids: Vec<String> = (0..100).map(|i| send(&host, "27820000006", &format!("load {i}"))).collect();
+    let got = wait_events(&events, "all 100 acked", |e| ids.iter().all(|id| !of(e, id, "ack").is_empty()));
+    assert!(ids.iter().all(|id| of(&got, id, "nack").is_empty()), "none nacked");
+    host.wait_for_log("SMPP link lost");
+    let stats = smsc.get("/stats");
+    let drops = stats["drops"].as_u64().expect("drops");
+    assert!(drops >= 2, "the link was dropped at least twice: {stats}");
+    // Every message reached the SMSC; copies of ones in flight at a drop are bounded by the window.
+    let mt = smsc.get("/mt");
+    let texts: Vec<&str> = mt.as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    for i in 0..100 {
+        assert!(texts.contains(&format!("load {i}").as_str()), "load {i} reached the SMSC");
+    }
+    let copies = texts.len() - 100;
+    assert!(copies as u64 <= window * drops, "{copies} copies after {drops} drops, window {window}");
+}
+
+#[test]
+fn a_malformed_pdu_is_answered_while_the_link_stays_up() {
+    let smsc = FakeSmsc::start(&["--receipt", "none"]);
+    let events = Recorder::start(0);
+    let _host = Host::start(&smpp_config(smsc.smpp, "", &events, ""));
+    smsc.wait_bound();
+    // deliver_sm, sequence 0x4242, whose source_addr runs to the frame's end with no NUL.
+    let mut body = hex(b"\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x42\x42\x00\x01\x01");
+    body.push_str(&hex(b"2782000000700000000000000000000"));
+    let len = body.len() / 2;
+    let pdu = format!("{len:08x}{}", &body[8..]);
+    let (status, resp) = smsc.post("/raw", &json!({ "hex": pdu }));
+    assert_eq!(status, 200, "{resp}");
+    let deadline = Instant::now() + WAIT;
+    let answer = loop {
+        let r = smsc.get("/responses");
+        if let Some(a) = r.as_array().and_then(|l| l.iter().find(|x| x["sequence"] == 0x4242)).cloned() {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no answer to the malformed PDU: {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_ne!(answer["status"], 0, "answered with an error status: {answer}");
+    assert!(answer["command"] == "deliver_sm_resp" || answer["command"] == "generic_nack", "{answer}");
+    // The same link goes on: an MO is answered, and nothing rebound.
+    smsc.mo("27820000008", "1234", "still there?");
+    assert_eq!(smsc.wait_mt(1)[0]["text"], "still there?");
+    assert_eq!(smsc.get("/stats")["binds_total"], 1, "the link never dropped");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn receipts_find_their_message_across_a_host_restart_on_redis() {
+    const REDIS: &str = "127.0.0.1:6379";
+    if std::net::TcpStream::connect(REDIS).is_err() {
+        panic!("this test needs Redis at {REDIS}: start one with `redis-server --port 6379 --save '' --appendonly no`");
+    }
+    // Receipts come 3 s after each submit: by then the host that sent it is gone.
+    let smsc = FakeSmsc::start(&["--receipt-delay-ms", "3000"]);
+    let events = Recorder::start(0);
+    let head = format!("[host.state]\nkind = \"redis\"\nurl = \"redis://{REDIS}\"\n");
+    let run = vumi_host::message::new_id()[..10].to_owned();
+    // A transport name of its own: its keys in the shared Redis are this run's only.
+    let config = smpp_config(smsc.smpp, "", &events, &head).replace("transports.smpp", &format!("transports.smpp{run}")).replace("connector = \"smpp\"", &format!("connector = \"smpp{run}\""));
+    let first = Host::start(&config);
+    smsc.wait_bound();
+    let id = send(&first, "27820000009", "remember me");
+    wait_events(&events, "the ack", |e| !of(e, &id, "ack").is_empty());
+    drop(first);
+    let _second = Host::start(&config);
+    let got = wait_events(&events, "the delivery report, taken by the second host", |e| !of(e, &id, "delivery_report").is_empty());
+    assert_eq!(of(&got, &id, "delivery_report")[0]["delivery_status"], "delivered");
+    // Leave nothing of this run in the shared Redis.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let client = redis::Client::open(format!("redis://{REDIS}")).expect("url");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect to Redis");
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
+        }
+    });
+}
