@@ -10,6 +10,9 @@
 //!   local aggregator that answers `200 {"message_id": …}` at once (MT).
 //! - **`sms_http` inbound → `mo_url` → app**: an inbound SMS, form-encoded, goes through a
 //!   channel to its `mo_url`, a local app that answers `200` at once (MO).
+//! - **send API → SMPP → fake SMSC**: the `smpp` transport (window 100) submits each message to
+//!   `vumi fake-smsc`, in process, answering at once with no receipts; delivered is what the
+//!   fake counted. Its delivered/s beside the sink row's accepted/s is the SMPP leg's cost.
 //!
 //! For the two delivery paths it counts what reached the aggregator or the app during the
 //! measured window (delivered/s) beside what the host answered `2xx` (accepted/s), then waits
@@ -17,7 +20,7 @@
 //!
 //! Run: `cargo bench -p vumi-host --bench delivery` (needs `wrk` on `PATH`: `apt-get install
 //! wrk`). `VUMI_BENCH_SECS` (default 10) sets each measured window, `VUMI_BENCH_CONNECTIONS`
-//! (default 50) the connections of both generators; `VUMI_BENCH_ROWS` (`trivial,sink,MT,MO`) and
+//! (default 50) the connections of both generators; `VUMI_BENCH_ROWS` (`trivial,proxy,sink,MT,MO,SMPP`) and
 //! `VUMI_BENCH_GENERATORS` (`wrk,in-repo`) pick a subset, e.g. to profile one path;
 //! `VUMI_BENCH_ROUNDS` (default 3) the interleaved rounds; `VUMI_BENCH_SMS_CONCURRENCY` (32) and
 //! `VUMI_BENCH_CALLBACK_CONCURRENCY` (16) the host's outbound connections (its defaults). Everything shares the machine's two cores,
@@ -219,7 +222,7 @@ async fn trivial_server(aggregator: SocketAddr) -> SocketAddr {
 
 /// One host with the three paths: channel `bench` on a sink, channel `mt` on `sms_http` towards
 /// `aggregator`, channel `mo` on a second `sms_http` whose inbound goes to `app`.
-async fn vumi_host(aggregator: SocketAddr, app: SocketAddr) -> (vumi_host::supervisor::RunningHost, SocketAddr) {
+async fn vumi_host(aggregator: SocketAddr, app: SocketAddr, smsc: SocketAddr) -> (vumi_host::supervisor::RunningHost, SocketAddr) {
     let dir = std::env::temp_dir().join(format!("vumi-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let knob = |name: &str, default: u16| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
@@ -241,6 +244,20 @@ concurrency = {sms_concurrency}
 [transports.mo]
 kind = "sms_http"
 outbound_url = "http://127.0.0.1:9/unused"
+
+[transports.smpp]
+kind = "smpp"
+address = "{smsc}"
+system_id = "smppclient1"
+password = "password"
+window = 100
+delivery_reports = false
+
+[channels.smpp]
+connector = "smpp"
+token = "bench-token"
+default_from = "1234"
+message_ttl_secs = 60
 
 [channels.bench]
 connector = "sink"
@@ -350,6 +367,38 @@ fn print_table(generator: &str, rows: &[(&str, Vec<Window>)]) {
         );
         assert!(ws.iter().all(|w| w.other == 0), "{name}: answers other than 2xx, 429 or 503");
     }
+    // The SMPP goal: the SMPP leg is not the bottleneck (delivered/s against the sink row's
+    // accepted/s, round by round).
+    if let (Some(smpp), Some(sink)) = (rows.iter().find(|(n, _)| n.starts_with("send API → smpp")), of(SINK)) {
+        let r = median(smpp.1.iter().zip(sink).map(|(m, s)| delivered(m) / rate(s)).collect());
+        println!("send API → smpp → fake SMSC, delivered/s ÷ send API → sink, accepted/s (median of rounds): {r:.2}");
+    }
+}
+
+/// `vumi fake-smsc` in process (zero delay, no receipts), and the count of `submit_sm`s it has
+/// answered, read from its `/stats` every 10 ms.
+async fn fake_smsc() -> (SocketAddr, Arc<AtomicU64>) {
+    use vumi_host::transports::smpp::fake;
+    let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (addr, stats) = (smpp.local_addr().expect("addr"), format!("http://{}/stats", http.local_addr().expect("addr")));
+    let settings = fake::Settings { receipt: fake::ReceiptStat::Off, ..fake::Settings::default() };
+    tokio::spawn(async move { fake::serve(smpp, http, settings, std::future::pending()).await });
+    let submits = Arc::new(AtomicU64::new(0));
+    let count = submits.clone();
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(&stats).send().await
+                && let Ok(v) = r.json::<serde_json::Value>().await
+                && let Some(n) = v["submits"].as_u64()
+            {
+                count.store(n, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    (addr, submits)
 }
 
 #[tokio::main]
@@ -360,7 +409,8 @@ async fn main() {
     let (aggregator, aggregated) = counting_server(200, r#"{"message_id": "agg"}"#).await;
     let (app, answered) = counting_server(200, "{}").await;
     let trivial_addr = trivial_server(aggregator).await;
-    let (host, addr) = vumi_host(aggregator, app).await;
+    let (smsc, submitted) = fake_smsc().await;
+    let (host, addr) = vumi_host(aggregator, app, smsc).await;
     let json = serde_json::json!({"to": "+27820000001", "content": "Hello from the load generator"}).to_string();
     let send = |host: SocketAddr, channel: &str| Target {
         url: format!("http://{host}/api/v1/channels/{channel}/messages"),
@@ -376,7 +426,7 @@ async fn main() {
     };
     let trivial = send(trivial_addr, "bench");
     let proxy = Target { url: format!("http://{trivial_addr}/proxy"), ..trivial.clone() };
-    let (sink, mt) = (send(addr, "bench"), send(addr, "mt"));
+    let (sink, mt, smpp) = (send(addr, "bench"), send(addr, "mt"), send(addr, "smpp"));
     let wanted = |list: &str, name: &str| std::env::var(list).map_or(true, |v| v.split(',').any(|w| w == name));
     let rounds: usize = std::env::var("VUMI_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     for generator in ["wrk", "in-repo"].into_iter().filter(|g| wanted("VUMI_BENCH_GENERATORS", g)) {
@@ -389,6 +439,7 @@ async fn main() {
                 ("sink", SINK, &sink, None),
                 ("MT", "send API → sms_http → aggregator (MT)", &mt, Some(&*aggregated)),
                 ("MO", "sms_http inbound → mo_url → app (MO)", &mo, Some(&*answered)),
+                ("SMPP", "send API → smpp → fake SMSC (MT)", &smpp, Some(&*submitted)),
             ]
             .into_iter()
             .filter(|(short, ..)| wanted("VUMI_BENCH_ROWS", short))

@@ -23,8 +23,13 @@ pub struct FakeSmsc {
 impl FakeSmsc {
     /// Start one on free ports with `args` (e.g. `--throttle-rate 0.3`); waits for its ready line.
     pub fn start(args: &[&str]) -> FakeSmsc {
+        Self::start_on(0, args)
+    }
+
+    /// [`FakeSmsc::start`] with SMPP on `port`.
+    pub fn start_on(port: u16, args: &[&str]) -> FakeSmsc {
         let mut child = vumi()
-            .args(["fake-smsc", "--port", "0", "--http", "127.0.0.1:0"])
+            .args(["fake-smsc", "--port", &port.to_string(), "--http", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -353,4 +358,134 @@ fn receipts_find_their_message_across_a_host_restart_on_redis() {
             let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
         }
     });
+}
+
+#[test]
+fn a_refused_submit_is_nacked_with_the_status_name_and_code() {
+    let smsc = FakeSmsc::start(&["--error-rate", "1.0", "--receipt", "none"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "", &events, ""));
+    smsc.wait_bound();
+    let id = send(&host, "27820000010", "refused");
+    let got = wait_events(&events, "a nack", |e| !of(e, &id, "nack").is_empty());
+    let reason = of(&got, &id, "nack")[0]["nack_reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("ESME_RSUBMITFAIL") && reason.contains("0x00000045"), "{reason}");
+}
+
+#[test]
+fn a_response_that_never_comes_is_nacked_when_so_configured() {
+    let smsc = FakeSmsc::start(&["--delay-ms", "3000", "--receipt", "none"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "response_timeout_ms = 200\non_timeout = \"nack\"", &events, ""));
+    smsc.wait_bound();
+    let id = send(&host, "27820000011", "slow");
+    let got = wait_events(&events, "a nack", |e| !of(e, &id, "nack").is_empty());
+    let reason = of(&got, &id, "nack")[0]["nack_reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("no submit_sm_resp"), "{reason}");
+}
+
+#[test]
+fn transmitter_and_receiver_binds_carry_mt_mo_and_receipts() {
+    let smsc = FakeSmsc::start(&[]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "bind_mode = \"transmitter_receiver\"\nbinds = 2", &events, ""));
+    let deadline = Instant::now() + WAIT;
+    while smsc.get("/stats")["binds"] != 4 {
+        assert!(Instant::now() < deadline, "two transmitters and two receivers bind: {}", smsc.get("/stats"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ids: Vec<String> = (0..6).map(|i| send(&host, "27820000012", &format!("rr {i}"))).collect();
+    // Receipts come back on the receivers (the fake sends them only there), and still match.
+    let got = wait_events(&events, "six delivery reports", |e| ids.iter().all(|id| !of(e, id, "delivery_report").is_empty()));
+    assert!(ids.iter().all(|id| of(&got, id, "delivery_report")[0]["delivery_status"] == "delivered"));
+    let binds: std::collections::HashSet<u64> = smsc.wait_mt(6).iter().filter_map(|m| m["bind"].as_u64()).collect();
+    assert_eq!(binds.len(), 2, "outbound went round robin over both transmitters: {binds:?}");
+    smsc.mo("27820000013", "1234", "over the receiver");
+    let deadline = Instant::now() + WAIT;
+    while !smsc.mt().iter().any(|m| m["text"] == "over the receiver") {
+        assert!(Instant::now() < deadline, "the MO was answered: {:?}", smsc.mt());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_smscs_enquire_link_and_unbind_are_answered_and_the_link_rebinds() {
+    let smsc = FakeSmsc::start(&["--receipt", "none"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "reconnect_min_ms = 50", &events, ""));
+    smsc.wait_bound();
+    let answer = |seq: u64| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let r = smsc.get("/responses");
+            if let Some(a) = r.as_array().and_then(|l| l.iter().find(|x| x["sequence"] == seq)).cloned() {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "no answer to sequence {seq}: {r}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(smsc.post("/raw", &json!({ "hex": "0000001000000015000000000000e001" })).0, 200);
+    let a = answer(0xe001);
+    assert_eq!((a["command"].as_str(), a["status"].as_u64()), (Some("enquire_link_resp"), Some(0)));
+    assert_eq!(smsc.post("/raw", &json!({ "hex": "0000001000000006000000000000e002" })).0, 200);
+    let a = answer(0xe002);
+    assert_eq!((a["command"].as_str(), a["status"].as_u64()), (Some("unbind_resp"), Some(0)));
+    host.wait_for_log("the SMSC unbound");
+    let deadline = Instant::now() + WAIT;
+    while smsc.get("/stats")["binds_total"] != 2 || smsc.get("/stats")["binds"] != 1 {
+        assert!(Instant::now() < deadline, "the ESME binds again: {}", smsc.get("/stats"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = send(&host, "27820000014", "after the rebind");
+    wait_events(&events, "its ack", |e| !of(e, &id, "ack").is_empty());
+}
+
+#[test]
+fn nothing_is_taken_while_unbound_and_everything_goes_once_bound() {
+    // A port with no SMSC behind it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let events = Recorder::start(0);
+    let admin = "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"smpp-admin-token\"\n";
+    let host = Host::start(&smpp_config(addr, "reconnect_min_ms = 50\nreconnect_max_ms = 100", &events, admin));
+    host.wait_for_log("SMPP bind failed");
+    let ids: Vec<String> = (0..20).map(|i| send(&host, "27820000015", &format!("queued {i}"))).collect();
+    // They wait on the bus, not in the transport: the outbound queue holds all twenty.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = http().get(host.admin_url("/metrics")).bearer_auth("smpp-admin-token").send().unwrap().text().unwrap();
+        if metrics.lines().any(|l| l.starts_with("vumi_queue_depth{") && l.contains("smpp.outbound") && l.ends_with(" 20")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "smpp.outbound should hold 20:\n{}", metrics.lines().filter(|l| l.contains("queue_depth")).collect::<Vec<_>>().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(events.received().is_empty(), "nothing was nacked meanwhile");
+    let smsc = FakeSmsc::start_on(port, &["--receipt", "none"]);
+    let got = wait_events(&events, "twenty acks", |e| ids.iter().all(|id| !of(e, id, "ack").is_empty()));
+    assert!(ids.iter().all(|id| of(&got, id, "nack").is_empty()));
+    assert_eq!(smsc.wait_mt(20).len(), 20);
+}
+
+#[test]
+fn ussd_over_smpp_follows_the_mica_profile() {
+    let smsc = FakeSmsc::start(&["--receipt", "none"]);
+    let events = Recorder::start(0);
+    let _host = Host::start(&smpp_config(smsc.smpp, "ussd = \"mica\"", &events, ""));
+    smsc.wait_bound();
+    let ussd = |content: &str, op: u8| {
+        let (status, body) = smsc.post("/mo", &json!({ "from": "27820000016", "to": "*120#", "content": content, "ussd": { "op": op, "session": 0x0204 } }));
+        assert_eq!(status, 200, "{body}");
+    };
+    // PSSR indication: a new session; the echo app greets it, continuing (USSR request, 2).
+    ussd("", 1);
+    let mt = smsc.wait_mt(1);
+    assert_eq!(mt[0]["text"], "echo: ready");
+    assert_eq!(mt[0]["ussd"], json!({ "op": 2, "session": 0x0204 }), "{}", mt[0]);
+    // USSR confirm: the session resumes with the user's answer.
+    ussd("hello", 18);
+    let mt = smsc.wait_mt(2);
+    assert_eq!(mt[1]["text"], "hello");
+    assert_eq!(mt[1]["ussd"]["op"], 2);
 }

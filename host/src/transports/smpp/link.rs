@@ -209,12 +209,22 @@ impl Link {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `sm` as the octets of a `submit_sm` for [`Link::submit_encoded`] (its sequence number
+    /// is written per send), or why it cannot be sent.
+    pub fn encode(sm: Sm) -> Result<Arc<[u8]>, wire::EncodeError> {
+        wire::encode(&Pdu::request(0, Body::SubmitSm(Box::new(sm)))).map(Arc::from)
+    }
+
     /// Send `sm` as a `submit_sm` (when bound, within the window and rate); its final outcome.
     pub async fn submit(&self, sm: Sm) -> Outcome {
-        let pdu = match wire::encode(&Pdu::request(0, Body::SubmitSm(Box::new(sm)))) {
-            Ok(octets) => Arc::from(octets),
-            Err(e) => return Outcome::Rejected { status: status::RSYSERR, reason: e.to_string() },
-        };
+        match Self::encode(sm) {
+            Ok(pdu) => self.submit_encoded(pdu).await,
+            Err(e) => Outcome::Rejected { status: status::RSYSERR, reason: e.to_string() },
+        }
+    }
+
+    /// [`Link::submit`] for a `submit_sm` already encoded by [`Link::encode`].
+    pub async fn submit_encoded(&self, pdu: Arc<[u8]>) -> Outcome {
         let (reply, rx) = oneshot::channel();
         if self.stopped.load(Ordering::Acquire) {
             return Outcome::Stopped;
@@ -244,9 +254,10 @@ impl Link {
                     wait = c.reconnect_min;
                     self.counters.bound.inc();
                     tracing::info!(transport = c.transport, link = c.label, address = c.address, kind = c.kind.name(), "SMPP bound");
-                    let _ = self.bound.send(true);
+                    // `send_replace`: `send` leaves the value unchanged while nobody subscribes.
+                    self.bound.send_replace(true);
                     let ended = self.serve(reader, writer, deliver.clone(), &shutdown).await;
-                    let _ = self.bound.send(false);
+                    self.bound.send_replace(false);
                     match ended {
                         Ended::Shutdown => break,
                         Ended::Reconnect(why) => {
@@ -683,4 +694,84 @@ fn rand_unit() -> f64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transports::smpp::fake;
+
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl Deliver for Nothing {
+        async fn deliver(&self, _sm: Sm) -> u32 {
+            status::OK
+        }
+    }
+
+    async fn fake_smsc(settings: fake::Settings) -> String {
+        let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = smpp.local_addr().unwrap().to_string();
+        tokio::spawn(fake::serve(smpp, http, settings, std::future::pending()));
+        addr
+    }
+
+    fn config(address: String, window: usize) -> LinkConfig {
+        LinkConfig {
+            transport: "test".into(),
+            label: "0-trx".into(),
+            address,
+            bind: Bind { system_id: "smppclient1".into(), password: "password".into(), interface_version: 0x34, ..Bind::default() },
+            kind: BindKind::Transceiver,
+            window,
+            tps: 0,
+            throttle_delay: Duration::from_millis(10),
+            response_timeout: Duration::from_secs(5),
+            retry_on_timeout: true,
+            max_resends: 3,
+            enquire_link: Duration::from_secs(30),
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(50),
+            max_pdu: 65536,
+        }
+    }
+
+    fn sm(i: usize) -> Sm {
+        Sm { source_addr: "1234".into(), destination_addr: format!("2782{i:07}"), short_message: b"hi".to_vec(), ..Sm::default() }
+    }
+
+    #[tokio::test]
+    async fn a_link_that_binds_before_anyone_watches_still_says_so() {
+        // `watch::Sender::send` keeps the old value while there is no receiver: a link bound
+        // before the transport subscribed once looked unbound forever.
+        let link = Link::new(config(fake_smsc(fake::Settings::default()).await, 4));
+        let stop = CancellationToken::new();
+        tokio::spawn(link.clone().run(Arc::new(Nothing), stop.clone()));
+        let bound = tokio::time::timeout(Duration::from_secs(10), async {
+            while !link.is_bound() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert!(bound.await.is_ok(), "is_bound() never turned true");
+        assert!(matches!(link.submit(sm(0)).await, Outcome::Accepted(id) if !id.is_empty()));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn throttled_submits_are_all_accepted_in_the_end() {
+        let settings = fake::Settings { throttle_rate: 0.3, queue_full_rate: 0.1, seed: 3, ..fake::Settings::default() };
+        let link = Link::new(config(fake_smsc(settings).await, 5));
+        let stop = CancellationToken::new();
+        tokio::spawn(link.clone().run(Arc::new(Nothing), stop.clone()));
+        let outcomes = futures::future::join_all((0..40).map(|i| {
+            let link = link.clone();
+            async move { link.submit(sm(i)).await }
+        }))
+        .await;
+        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Accepted(_))), "{outcomes:?}");
+        assert!(link.counters.throttled.get() > 0, "the fake throttled some");
+        stop.cancel();
+    }
 }

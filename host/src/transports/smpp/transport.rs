@@ -29,7 +29,7 @@ use super::link::{Deliver, Link, LinkConfig, Outcome};
 use super::parts::{Added, Reassembler};
 use super::receipt::{self, IdForm};
 use super::text::{self, Coding, Split};
-use super::wire::{self, Bind, BindKind, Sm, Tlv, status, tag};
+use super::wire::{Bind, BindKind, Sm, Tlv, status, tag};
 use crate::bus::{Consumer, Delivery};
 use crate::config::{BindMode, OnTimeout, SmppConfig, UssdProfile};
 use crate::message::{DeliveryStatus, Event, Message, SessionEvent, UserMessage};
@@ -148,7 +148,6 @@ impl Transport for SmppTransport {
         // Messages being sent at once: enough to keep every link's window full.
         let slots = Arc::new(Semaphore::new(usize::from(self.prefetch())));
         let mut bound: Vec<_> = shared.senders.iter().map(|l| l.watch_bound()).collect();
-        let mut sending = Vec::new();
         'outer: loop {
             // Take nothing while no link can send: it would only wait in a queue.
             while !shared.senders.iter().any(|l| l.is_bound()) {
@@ -163,16 +162,16 @@ impl Transport for SmppTransport {
                 () = shutdown.cancelled() => break,
                 d = outbound.next() => match d { Some(d) => d, None => break },
             };
-            tracing::debug!(connector = shared.name(), "outbound message taken");
             let shared = shared.clone();
-            sending.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 shared.send(delivery).await;
                 drop(permit);
-            }));
-            sending.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+            });
         }
-        // Let the messages under way finish (their links drain, then unbind), then stop.
-        let _ = tokio::time::timeout(Duration::from_millis(shared.config.response_timeout_ms) * 2, futures::future::join_all(sending)).await;
+        // Let the messages under way finish (every slot given back; their links drain, then
+        // unbind), then stop.
+        let all = u32::from(self.prefetch());
+        let _ = tokio::time::timeout(Duration::from_millis(shared.config.response_timeout_ms) * 2, slots.acquire_many(all)).await;
         links_stop.cancel();
         for t in tasks {
             let _ = t.await;
@@ -198,8 +197,9 @@ impl Shared {
         (0..n).map(|i| &self.senders[(start + i) % n]).find(|l| l.is_bound()).unwrap_or(&self.senders[start % n]).clone()
     }
 
-    /// The `submit_sm`s that carry `msg`, or why it cannot be sent.
-    fn pdus(&self, msg: &UserMessage) -> Result<Vec<Sm>, String> {
+    /// The `submit_sm`s that carry `msg`, encoded, and whether it asks for receipts; or why it
+    /// cannot be sent (caught here, as a nack naming the field, before any part is sent).
+    fn pdus(&self, msg: &UserMessage) -> Result<(Vec<Arc<[u8]>>, bool), String> {
         let to = msg.to_addr.as_deref().filter(|t| !t.is_empty()).ok_or("the message has no `to_addr`")?;
         let from = msg.from_addr.as_deref().filter(|f| !f.is_empty()).or(self.config.default_from.as_deref()).unwrap_or("");
         let content = msg.content.as_deref().unwrap_or("");
@@ -218,6 +218,7 @@ impl Shared {
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
         let parts = text::split(content, coding, split, reference).map_err(|e| e.to_string())?;
         let ussd = self.config.ussd.map(|p| ussd_out(p, msg));
+        let receipts = self.config.delivery_reports && ussd.is_none();
         let mut out = Vec::with_capacity(parts.len());
         for part in parts {
             let mut sm = Sm {
@@ -228,7 +229,7 @@ impl Shared {
                 dest_addr_npi: self.config.dest_ton_npi[1],
                 destination_addr: to.to_owned(),
                 esm_class: if part.udhi { 0x40 } else { 0 },
-                registered_delivery: u8::from(self.config.delivery_reports && ussd.is_none()),
+                registered_delivery: u8::from(receipts),
                 data_coding: coding.data_coding(),
                 ..Sm::default()
             };
@@ -245,11 +246,9 @@ impl Shared {
             if let Some(tlvs) = &ussd {
                 sm.tlvs.extend(tlvs.iter().cloned());
             }
-            // Caught here, as a nack naming the field, rather than as a PDU the link drops.
-            wire::encode(&wire::Pdu::request(1, wire::Body::SubmitSm(Box::new(sm.clone())))).map_err(|e| e.to_string())?;
-            out.push(sm);
+            out.push(Link::encode(sm).map_err(|e| e.to_string())?);
         }
-        Ok(out)
+        Ok((out, receipts))
     }
 
     async fn send(&self, delivery: Delivery) {
@@ -257,7 +256,7 @@ impl Shared {
             delivery.ack();
             return;
         };
-        let pdus = match self.pdus(msg) {
+        let (pdus, receipts) = match self.pdus(msg) {
             Ok(p) => p,
             Err(reason) => {
                 tracing::warn!(connector = self.name(), message_id = msg.message_id, reason, "outbound SMS not sent");
@@ -274,9 +273,10 @@ impl Shared {
             if !link.is_bound() {
                 link = self.pick();
             }
-            let failed = match link.submit(sm).await {
+            let failed = match link.submit_encoded(sm).await {
                 Outcome::Accepted(id) => {
-                    if !id.is_empty() {
+                    // Remembered only when a receipt will come to look for it.
+                    if receipts && !id.is_empty() {
                         let sent = Sent { message_id: msg.message_id.clone(), part: i as u8 + 1, total };
                         self.remember(&receipt::normalise(&id, self.id_form, true), &sent).await;
                     }
