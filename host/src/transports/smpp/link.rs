@@ -563,7 +563,7 @@ impl Session<'_> {
         };
         match p.body {
             Body::SubmitSmResp(_) | Body::GenericNack if self.inflight.contains_key(&p.sequence) => {
-                let Some((mut job, permit, _)) = self.inflight.remove(&p.sequence) else { return None };
+                let (mut job, permit, _) = self.inflight.remove(&p.sequence)?;
                 drop(permit);
                 match p.status {
                     status::OK => {
@@ -688,12 +688,11 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<
     let _ = writer.shutdown().await;
 }
 
-/// A number in [0, 1) for jitter (no crate: this needs no quality).
+/// A number in [0, 1) for jitter, from the CSPRNG behind message ids (a per-thread userspace
+/// generator: no syscall).
 fn rand_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    // The low 53 bits: the version and variant bits of a v4 id sit higher.
+    (uuid::Uuid::new_v4().as_u128() & ((1 << 53) - 1)) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

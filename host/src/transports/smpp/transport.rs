@@ -38,6 +38,9 @@ use crate::state::KvStore;
 use crate::telemetry::throttle::Throttle;
 use super::super::{Transport, TransportContext, TransportError};
 
+/// A `submit_sm`, encoded once (see [`Link::encode`]).
+type Encoded = Arc<[u8]>;
+
 struct Shared {
     ctx: TransportContext,
     config: SmppConfig,
@@ -199,7 +202,7 @@ impl Shared {
 
     /// The `submit_sm`s that carry `msg`, encoded, and whether it asks for receipts; or why it
     /// cannot be sent (caught here, as a nack naming the field, before any part is sent).
-    fn pdus(&self, msg: &UserMessage) -> Result<(Vec<Arc<[u8]>>, bool), String> {
+    fn pdus(&self, msg: &UserMessage) -> Result<(Vec<Encoded>, bool), String> {
         let to = msg.to_addr.as_deref().filter(|t| !t.is_empty()).ok_or("the message has no `to_addr`")?;
         let from = msg.from_addr.as_deref().filter(|f| !f.is_empty()).or(self.config.default_from.as_deref()).unwrap_or("");
         let content = msg.content.as_deref().unwrap_or("");

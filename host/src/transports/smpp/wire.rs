@@ -293,8 +293,9 @@ impl Sm {
         self.esm_class & 0x40 != 0
     }
 
-    /// Whether this `deliver_sm` is a delivery receipt (message type bits 0x04, or 0x08 for an
-    /// intermediate notification).
+    /// Whether this `deliver_sm` reports on a message rather than carrying one: `esm_class`
+    /// message type 0x04 (SMSC delivery receipt), 0x08 (SME delivery acknowledgement) or 0x20
+    /// (intermediate delivery notification), SMPP 3.4 §5.2.12.
     pub fn is_receipt(&self) -> bool {
         matches!(self.esm_class & 0x3C, 0x04 | 0x08 | 0x20)
     }
