@@ -526,15 +526,80 @@ impl Decoder for Codec {
             return Ok(None);
         }
         let mut frame = src.split_to(length);
+        // A submit_sm or deliver_sm: rusmpp decodes the mandatory fields, we read the TLVs
+        // (see `split_tlvs`).
+        let tlvs = match command_id {
+            id::SUBMIT_SM | id::DELIVER_SM => split_tlvs(&mut frame),
+            _ => None,
+        };
         frame.advance(4);
-        Ok(Some(match Command::decode(&mut frame, length - 4) {
-            Ok((command, _)) => match from_command(command) {
-                Ok(pdu) => Frame::Pdu(pdu),
-                Err(reason) => bad(command_id, command_status, sequence, reason),
+        let body_len = frame.len();
+        Ok(Some(match Command::decode(&mut frame, body_len) {
+            Ok((command, _)) => match (from_command(command), tlvs) {
+                (Ok(mut pdu), Some(tlvs)) => match (&mut pdu.body, tlvs) {
+                    (Body::SubmitSm(sm) | Body::DeliverSm(sm), Ok(tlvs)) => {
+                        sm.tlvs = tlvs;
+                        Frame::Pdu(pdu)
+                    }
+                    (_, Err(reason)) => bad(command_id, command_status, sequence, reason),
+                    _ => Frame::Pdu(pdu),
+                },
+                (Ok(pdu), None) => Frame::Pdu(pdu),
+                (Err(reason), _) => bad(command_id, command_status, sequence, reason),
             },
             Err(e) => bad(command_id, command_status, sequence, describe(&e)),
         }))
     }
+}
+
+/// Cut the TLVs off a `submit_sm`/`deliver_sm` frame (header included), leaving the header and
+/// mandatory fields with `command_length` to match, and read them ourselves: a tag, a length,
+/// that many octets, as raw values.
+///
+/// Why not rusmpp's: it decodes a known tag by its type and ignores `value_length` (a
+/// `receipted_message_id` without its NUL, or a one-octet `sar_msg_ref_num`, misreads every
+/// TLV after it or fails the whole PDU), and a sloppy SMSC's receipt is still a receipt. We keep
+/// TLVs raw anyway, so this also saves a typed decode and re-encode per TLV. `None` when the
+/// mandatory fields do not scan (rusmpp then says what is wrong with them).
+fn split_tlvs(frame: &mut BytesMut) -> Option<Result<Vec<Tlv>, String>> {
+    let body = frame.get(HEADER_LEN..)?;
+    let mut at = 0;
+    let c_string = |at: &mut usize, max: usize| -> Option<()> {
+        let n = body.get(*at..)?.iter().take(max).position(|&b| b == 0)?;
+        *at += n + 1;
+        Some(())
+    };
+    c_string(&mut at, 6)?; // service_type
+    at += 2; // source_addr_ton, _npi
+    c_string(&mut at, 21)?;
+    at += 2; // dest_addr_ton, _npi
+    c_string(&mut at, 21)?;
+    at += 3; // esm_class, protocol_id, priority_flag
+    c_string(&mut at, 17)?; // schedule_delivery_time
+    c_string(&mut at, 17)?; // validity_period
+    at += 4; // registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id
+    let sm_length = usize::from(*body.get(at)?);
+    at += 1 + sm_length;
+    if at > body.len() {
+        return None;
+    }
+    let mut raw = &body[at..];
+    let mut tlvs = Vec::new();
+    while !raw.is_empty() {
+        let [t0, t1, l0, l1, rest @ ..] = raw else {
+            return Some(Err(format!("a TLV stream ending in {} stray octets", raw.len())));
+        };
+        let (tag, len) = (u16::from_be_bytes([*t0, *t1]), usize::from(u16::from_be_bytes([*l0, *l1])));
+        let Some(value) = rest.get(..len) else {
+            return Some(Err(format!("TLV 0x{tag:04X} says {len} octets, {} remain", rest.len())));
+        };
+        tlvs.push(Tlv::new(tag, value));
+        raw = &rest[len..];
+    }
+    let keep = HEADER_LEN + at;
+    frame.truncate(keep);
+    frame[..4].copy_from_slice(&(keep as u32).to_be_bytes());
+    Some(Ok(tlvs))
 }
 
 /// A decode error in words, naming the field where rusmpp says which.
@@ -559,7 +624,7 @@ fn bad(command_id: u32, command_status: u32, sequence: u32, reason: String) -> F
         match command_id {
             // Requests we take: the matching response, with an error status a sender can act on.
             id::SUBMIT_SM | id::DELIVER_SM | id::BIND_RECEIVER | id::BIND_TRANSMITTER | id::BIND_TRANSCEIVER => {
-                let status = if reason.contains("Tlv") { status::RINVOPTPARSTREAM } else { status::RINVCMDLEN };
+                let status = if reason.to_ascii_lowercase().contains("tlv") { status::RINVOPTPARSTREAM } else { status::RINVCMDLEN };
                 let body = match command_id {
                     id::SUBMIT_SM => Body::SubmitSmResp(String::new()),
                     id::DELIVER_SM => Body::DeliverSmResp,

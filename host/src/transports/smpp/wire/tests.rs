@@ -153,3 +153,34 @@ fn statuses_have_the_specs_names() {
     assert_eq!(status_name(status::RX_T_APPN), "ESME_RX_T_APPN");
     assert_eq!(status_name(0x0400), "0x00000400");
 }
+
+/// A deliver_sm as a sloppy SMSC writes it: `tlvs` appended raw after the mandatory fields.
+fn deliver_sm_with_raw_tlvs(tlvs: &[u8]) -> BytesMut {
+    let mut sm = sm();
+    sm.tlvs.clear();
+    let mut octets = encode(&Pdu::request(77, Body::DeliverSm(Box::new(sm)))).unwrap();
+    octets.extend_from_slice(tlvs);
+    let len = octets.len() as u32;
+    octets[..4].copy_from_slice(&len.to_be_bytes());
+    BytesMut::from(&octets[..])
+}
+
+#[test]
+fn tlvs_are_read_by_their_length_even_when_a_known_one_is_malformed() {
+    // receipted_message_id without its NUL, a one-octet sar_msg_ref_num, then message_state.
+    let mut buf = deliver_sm_with_raw_tlvs(&[0x00, 0x1E, 0x00, 0x03, b'a', b'b', b'c', 0x02, 0x0C, 0x00, 0x01, 0x07, 0x04, 0x27, 0x00, 0x01, 0x02]);
+    let got = frames(&mut Codec::new(4096), &mut buf);
+    let [Frame::Pdu(Pdu { body: Body::DeliverSm(sm), sequence: 77, .. })] = &got[..] else { panic!("{got:?}") };
+    assert_eq!(sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(), Some("abc"));
+    assert_eq!(sm.tlv_int(tag::SAR_MSG_REF_NUM), Some(7));
+    assert_eq!(sm.tlv_int(tag::MESSAGE_STATE), Some(2), "the TLV after the malformed ones still reads");
+    assert_eq!(sm.short_message, super::tests::sm().short_message, "the mandatory fields are intact");
+}
+
+#[test]
+fn a_tlv_running_past_the_frame_is_answered_invoptparstream() {
+    let mut buf = deliver_sm_with_raw_tlvs(&[0x04, 0x27, 0x00, 0x09, 0x02]);
+    let got = frames(&mut Codec::new(4096), &mut buf);
+    let [Frame::Bad(b)] = &got[..] else { panic!("{got:?}") };
+    assert_eq!(b.reply, Some(Pdu::response(77, status::RINVOPTPARSTREAM, Body::DeliverSmResp)), "{}", b.reason);
+}
