@@ -300,12 +300,10 @@ async fn main() {
     for w in windows {
         links.push((w, link(fake, w).await));
     }
-    eprintln!("links bound");
     let names = ["raw ceiling (pipelined, same codec)", "link, window 1", "link, window 10", "link, window 100", "MO → echo app → reply submitted"];
     let mut rows: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for round in 1..=rounds {
-        eprintln!("round {round}: raw warm-up");
         let _ = raw(fake, WARMUP).await;
         let ceiling = raw(fake, d).await;
         rows[0].push(ceiling);

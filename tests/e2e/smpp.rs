@@ -489,3 +489,49 @@ fn ussd_over_smpp_follows_the_mica_profile() {
     assert_eq!(mt[1]["text"], "hello");
     assert_eq!(mt[1]["ussd"]["op"], 2);
 }
+
+#[test]
+fn an_mo_the_bus_refuses_is_answered_rx_t_appn_and_arrives_on_the_smscs_retry() {
+    let smsc = FakeSmsc::start(&["--receipt", "none"]);
+    // The faulty app, one lane, behind a queue of one: a nap fills it.
+    let host = Host::start(&format!(
+        r#"
+[host.queues]
+capacity = 1
+publish_wait_ms = 20
+
+[transports.smpp]
+kind = "smpp"
+address = "{}"
+system_id = "smppclient1"
+password = "password"
+
+[apps.app]
+plugin = "{}"
+connector = "smpp"
+concurrency = 1
+deadline_ms = 50
+"#,
+        smsc.smpp,
+        plugin("faulty").display()
+    ));
+    smsc.mo("27820000017", "1234", "nap 500 napped");
+    for i in 0..30 {
+        let (status, body) = smsc.post("/mo", &json!({ "from": "27820000017", "to": "1234", "content": format!("m{i}") }));
+        assert_eq!(status, 200, "{body}");
+    }
+    let stats = smsc.get("/stats");
+    let refused = stats["deliver_sm_resp"]["ESME_RX_T_APPN"].as_u64().unwrap_or(0);
+    assert!(refused > 0, "the full queue refused some MOs with ESME_RX_T_APPN: {stats}\n{}", host.log());
+    host.wait_for_log("answered ESME_RX_T_APPN so the SMSC retries");
+    // The fake retries them (as an SMSC does) and, once the nap is over, each gets its answer.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let texts: Vec<String> = smsc.mt().iter().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect();
+        if (0..30).all(|i| texts.contains(&format!("ok: m{i}"))) && texts.contains(&"napped".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "every MO answered in the end ({refused} refused at first): {texts:?}\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
