@@ -106,11 +106,20 @@ impl Reassembler {
         let key = PartKey { from: from.to_owned(), to: to.to_owned(), reference: concat.reference, total: concat.total };
         let base = key.base();
         let done = format!("{base}:done");
+        // Kept past the TTL, so that `expired` still finds what arrived when it reports.
+        let keep = self.ttl * 2;
+        // A set given back by `unclaim`: any of its parts, sent again, completes it again.
+        let held = format!("{base}:held");
+        if let Some(octets) = self.kv.get(&held).await? {
+            if !self.kv.delete(&held).await? {
+                return Ok(Added::Taken);
+            }
+            self.kv.set(&done, b"1", Some(keep)).await?;
+            return Ok(Added::Complete(octets));
+        }
         if self.kv.get(&done).await?.is_some() {
             return Ok(Added::Taken);
         }
-        // Kept past the TTL, so that `expired` still finds what arrived when it reports.
-        let keep = self.ttl * 2;
         self.kv.set(&format!("{base}:{}", concat.seq), body, Some(keep)).await?;
         let mut parts = Vec::with_capacity(usize::from(concat.total));
         for seq in 1..=concat.total {
@@ -131,6 +140,17 @@ impl Reassembler {
             self.kv.delete(&format!("{base}:{seq}")).await?;
         }
         Ok(Added::Complete(parts.into_iter().flatten().flatten().collect()))
+    }
+
+    /// Give back a set whose message could not be passed on after [`Reassembler::add`] said
+    /// `Complete` (the bus refused it): it is kept whole, so the sender's retry of any of its
+    /// parts completes it again, instead of meeting the done marker and being lost.
+    pub async fn unclaim(&self, from: &str, to: &str, concat: Concat, octets: &[u8]) -> Result<(), StateError> {
+        let key = PartKey { from: from.to_owned(), to: to.to_owned(), reference: concat.reference, total: concat.total };
+        let base = key.base();
+        self.kv.set(&format!("{base}:held"), octets, Some(self.ttl * 2)).await?;
+        self.kv.delete(&format!("{base}:done")).await?;
+        Ok(())
     }
 
     /// The sets begun here whose TTL has passed without them completing, with the parts that
@@ -167,6 +187,17 @@ mod tests {
 
     fn part(reference: u16, total: u8, seq: u8) -> Concat {
         Concat { reference, total, seq }
+    }
+
+    #[tokio::test]
+    async fn a_set_given_back_completes_again_on_the_retry_of_any_part() {
+        let r = Reassembler::new(Arc::new(MemoryStore::new()), Duration::from_secs(60));
+        r.add("a", "b", part(9, 2, 1), b"he").await.unwrap();
+        assert_eq!(r.add("a", "b", part(9, 2, 2), b"y").await.unwrap(), Added::Complete(b"hey".to_vec()));
+        // The bus refused it: the SMSC will send the last part again.
+        r.unclaim("a", "b", part(9, 2, 2), b"hey").await.unwrap();
+        assert_eq!(r.add("a", "b", part(9, 2, 2), b"y").await.unwrap(), Added::Complete(b"hey".to_vec()));
+        assert_eq!(r.add("a", "b", part(9, 2, 2), b"y").await.unwrap(), Added::Taken, "once");
     }
 
     #[tokio::test]

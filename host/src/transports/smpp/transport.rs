@@ -428,7 +428,8 @@ impl Shared {
         } else {
             (None, sm.tlv(tag::MESSAGE_PAYLOAD).map(<[u8]>::to_vec).unwrap_or_else(|| sm.short_message.clone()))
         };
-        let octets = match concat.filter(|c| c.total > 1) {
+        let long = concat.filter(|c| c.total > 1);
+        let octets = match long {
             None => body,
             Some(c) => match self.parts.add(&from, &to, c, &body).await {
                 Ok(Added::Complete(all)) => all,
@@ -439,7 +440,7 @@ impl Shared {
         };
         let content = Self::decode(&octets, sm.data_coding);
         let kind = if self.config.ussd.is_some() { "ussd" } else { "sms" };
-        let mut msg = UserMessage::inbound(self.name(), kind, from, to, Some(content), None);
+        let mut msg = UserMessage::inbound(self.name(), kind, from.clone(), to.clone(), Some(content), None);
         msg.from_addr_type = Some("msisdn".into());
         msg.transport_metadata.insert("smpp".into(), json!({ "data_coding": sm.data_coding }));
         if let Some(profile) = self.config.ussd {
@@ -449,6 +450,12 @@ impl Shared {
             Ok(()) => status::OK,
             Err(e) => {
                 self.refused.inc();
+                // A long message's parts were claimed: give them back for the SMSC's retry.
+                if let Some(c) = long
+                    && let Err(e) = self.parts.unclaim(&from, &to, c, &octets).await
+                {
+                    tracing::warn!(connector = self.name(), error = %e, "cannot give back a refused long message's parts; the SMSC's retry will not find them");
+                }
                 static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
                 if let Some(more) = LOG.hit() {
                     tracing::warn!(connector = self.name(), error = %e, more, "the bus refused an inbound message; answered ESME_RX_T_APPN so the SMSC retries");
