@@ -11,6 +11,19 @@ use crate::common::{Host, Recorder, http, plugin, post_json, stdout_lines, vumi}
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Poll `probe` every 20 ms until it gives a value; after [`WAIT`], fail with `what` and the
+/// last state it described.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(state) => assert!(Instant::now() < deadline, "waited for {what}: {state}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running `vumi fake-smsc`, killed on drop.
 pub struct FakeSmsc {
     child: Child,
@@ -68,15 +81,14 @@ impl FakeSmsc {
 
     /// Inject an MO, waiting for an ESME to be bound first (409 until then).
     pub fn mo(&self, from: &str, to: &str, content: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually("a bind to take an MO", || {
             let (status, body) = self.post("/mo", &json!({ "from": from, "to": to, "content": content }));
             match status {
-                200 => return body,
-                409 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                200 => Ok(body),
+                409 => Err(format!("POST /mo answered 409: {body}")),
                 other => panic!("POST /mo answered {other}: {body}"),
             }
-        }
+        })
     }
 
     /// What it received so far.
@@ -87,25 +99,31 @@ impl FakeSmsc {
 
     /// What it received, once `n` messages are there (or it fails saying what did arrive).
     pub fn wait_mt(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let mt = self.get("/mt");
-            let list = mt.as_array().cloned().unwrap_or_default();
-            if list.len() >= n {
-                return list;
-            }
-            assert!(Instant::now() < deadline, "the fake SMSC received {} of {n} messages: {mt}", list.len());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(&format!("{n} messages at the fake SMSC"), || {
+            let list = self.mt();
+            if list.len() >= n { Ok(list) } else { Err(format!("{} so far: {list:?}", list.len())) }
+        })
+    }
+
+    /// Until `pred` holds of its `/stats`.
+    pub fn wait_stats(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+        eventually(what, || {
+            let stats = self.get("/stats");
+            if pred(&stats) { Ok(()) } else { Err(stats.to_string()) }
+        })
     }
 
     /// Until some bind is up.
     pub fn wait_bound(&self) {
-        let deadline = Instant::now() + WAIT;
-        while self.get("/stats")["binds"].as_u64().unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "nothing bound to the fake SMSC");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_stats("a bind to the fake SMSC", |s| s["binds"].as_u64().unwrap_or(0) > 0);
+    }
+
+    /// The ESME's answer to the PDU with `sequence` that the fake sent it.
+    pub fn answer_to(&self, sequence: u64) -> Value {
+        eventually(&format!("an answer to sequence {sequence}"), || {
+            let r = self.get("/responses");
+            r.as_array().and_then(|l| l.iter().find(|x| x["sequence"] == sequence)).cloned().ok_or_else(|| r.to_string())
+        })
     }
 }
 
@@ -158,15 +176,10 @@ pub fn send(host: &Host, to: &str, content: &str) -> String {
 
 /// The events the recorder has, as JSON, once `pred` holds of them (or fail showing them).
 fn wait_events(events: &Recorder, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(what, || {
         let got: Vec<Value> = events.received().iter().map(|r| r.json()).collect();
-        if pred(&got) {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "waited for {what}; events so far: {got:#?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        if pred(&got) { Ok(got) } else { Err(format!("events so far: {got:#?}")) }
+    })
 }
 
 fn of<'a>(events: &'a [Value], id: &str, kind: &str) -> Vec<&'a Value> {
@@ -306,15 +319,7 @@ fn a_malformed_pdu_is_answered_while_the_link_stays_up() {
     let pdu = format!("{len:08x}{}", &body[8..]);
     let (status, resp) = smsc.post("/raw", &json!({ "hex": pdu }));
     assert_eq!(status, 200, "{resp}");
-    let deadline = Instant::now() + WAIT;
-    let answer = loop {
-        let r = smsc.get("/responses");
-        if let Some(a) = r.as_array().and_then(|l| l.iter().find(|x| x["sequence"] == 0x4242)).cloned() {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "no answer to the malformed PDU: {r}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let answer = smsc.answer_to(0x4242);
     assert_ne!(answer["status"], 0, "answered with an error status: {answer}");
     assert!(answer["command"] == "deliver_sm_resp" || answer["command"] == "generic_nack", "{answer}");
     // The same link goes on: an MO is answered, and nothing rebound.
@@ -389,11 +394,7 @@ fn transmitter_and_receiver_binds_carry_mt_mo_and_receipts() {
     let smsc = FakeSmsc::start(&[]);
     let events = Recorder::start(0);
     let host = Host::start(&smpp_config(smsc.smpp, "bind_mode = \"transmitter_receiver\"\nbinds = 2", &events, ""));
-    let deadline = Instant::now() + WAIT;
-    while smsc.get("/stats")["binds"] != 4 {
-        assert!(Instant::now() < deadline, "two transmitters and two receivers bind: {}", smsc.get("/stats"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    smsc.wait_stats("two transmitters and two receivers bound", |s| s["binds"] == 4);
     let ids: Vec<String> = (0..6).map(|i| send(&host, "27820000012", &format!("rr {i}"))).collect();
     // Receipts come back on the receivers (the fake sends them only there), and still match.
     let got = wait_events(&events, "six delivery reports", |e| ids.iter().all(|id| !of(e, id, "delivery_report").is_empty()));
@@ -401,11 +402,10 @@ fn transmitter_and_receiver_binds_carry_mt_mo_and_receipts() {
     let binds: std::collections::HashSet<u64> = smsc.wait_mt(6).iter().filter_map(|m| m["bind"].as_u64()).collect();
     assert_eq!(binds.len(), 2, "outbound went round robin over both transmitters: {binds:?}");
     smsc.mo("27820000013", "1234", "over the receiver");
-    let deadline = Instant::now() + WAIT;
-    while !smsc.mt().iter().any(|m| m["text"] == "over the receiver") {
-        assert!(Instant::now() < deadline, "the MO was answered: {:?}", smsc.mt());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the MO answered", || {
+        let mt = smsc.mt();
+        if mt.iter().any(|m| m["text"] == "over the receiver") { Ok(()) } else { Err(format!("{mt:?}")) }
+    });
 }
 
 #[test]
@@ -414,29 +414,14 @@ fn an_smscs_enquire_link_and_unbind_are_answered_and_the_link_rebinds() {
     let events = Recorder::start(0);
     let host = Host::start(&smpp_config(smsc.smpp, "reconnect_min_ms = 50", &events, ""));
     smsc.wait_bound();
-    let answer = |seq: u64| {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let r = smsc.get("/responses");
-            if let Some(a) = r.as_array().and_then(|l| l.iter().find(|x| x["sequence"] == seq)).cloned() {
-                return a;
-            }
-            assert!(Instant::now() < deadline, "no answer to sequence {seq}: {r}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
     assert_eq!(smsc.post("/raw", &json!({ "hex": "0000001000000015000000000000e001" })).0, 200);
-    let a = answer(0xe001);
+    let a = smsc.answer_to(0xe001);
     assert_eq!((a["command"].as_str(), a["status"].as_u64()), (Some("enquire_link_resp"), Some(0)));
     assert_eq!(smsc.post("/raw", &json!({ "hex": "0000001000000006000000000000e002" })).0, 200);
-    let a = answer(0xe002);
+    let a = smsc.answer_to(0xe002);
     assert_eq!((a["command"].as_str(), a["status"].as_u64()), (Some("unbind_resp"), Some(0)));
     host.wait_for_log("the SMSC unbound");
-    let deadline = Instant::now() + WAIT;
-    while smsc.get("/stats")["binds_total"] != 2 || smsc.get("/stats")["binds"] != 1 {
-        assert!(Instant::now() < deadline, "the ESME binds again: {}", smsc.get("/stats"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    smsc.wait_stats("the ESME bound again", |s| s["binds_total"] == 2 && s["binds"] == 1);
     let id = send(&host, "27820000014", "after the rebind");
     wait_events(&events, "its ack", |e| !of(e, &id, "ack").is_empty());
 }
@@ -452,15 +437,11 @@ fn nothing_is_taken_while_unbound_and_everything_goes_once_bound() {
     host.wait_for_log("SMPP bind failed");
     let ids: Vec<String> = (0..20).map(|i| send(&host, "27820000015", &format!("queued {i}"))).collect();
     // They wait on the bus, not in the transport: the outbound queue holds all twenty.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually("smpp.outbound to hold 20", || {
         let metrics = http().get(host.admin_url("/metrics")).bearer_auth("smpp-admin-token").send().unwrap().text().unwrap();
-        if metrics.lines().any(|l| l.starts_with("vumi_queue_depth{") && l.contains("smpp.outbound") && l.ends_with(" 20")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "smpp.outbound should hold 20:\n{}", metrics.lines().filter(|l| l.contains("queue_depth")).collect::<Vec<_>>().join("\n"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        let depth: Vec<&str> = metrics.lines().filter(|l| l.starts_with("vumi_queue_depth{")).collect();
+        if depth.iter().any(|l| l.contains("smpp.outbound") && l.ends_with(" 20")) { Ok(()) } else { Err(depth.join("\n")) }
+    });
     assert!(events.received().is_empty(), "nothing was nacked meanwhile");
     let smsc = FakeSmsc::start_on(port, &["--receipt", "none"]);
     let got = wait_events(&events, "twenty acks", |e| ids.iter().all(|id| !of(e, id, "ack").is_empty()));
@@ -525,13 +506,9 @@ deadline_ms = 50
     assert!(refused > 0, "the full queue refused some MOs with ESME_RX_T_APPN: {stats}\n{}", host.log());
     host.wait_for_log("answered ESME_RX_T_APPN so the SMSC retries");
     // The fake retries them (as an SMSC does) and, once the nap is over, each gets its answer.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(&format!("every MO answered in the end ({refused} refused at first)"), || {
         let texts: Vec<String> = smsc.mt().iter().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect();
-        if (0..30).all(|i| texts.contains(&format!("ok: m{i}"))) && texts.contains(&"napped".to_owned()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "every MO answered in the end ({refused} refused at first): {texts:?}\n{}", host.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        let all = (0..30).all(|i| texts.contains(&format!("ok: m{i}"))) && texts.contains(&"napped".to_owned());
+        if all { Ok(()) } else { Err(format!("{texts:?}\n{}", host.log())) }
+    });
 }
