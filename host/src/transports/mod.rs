@@ -144,6 +144,33 @@ impl Consumer for Deduped {
 }
 
 impl TransportContext {
+    /// Record `what` in the state store with `op`, for a message that cannot be taken back (the
+    /// far end has it already, and its delivery reports will look for the record). While the
+    /// store is down the caller waits in place with `retry`'s backoff, taking nothing new, and
+    /// says so once per 10 s; after the policy's last attempt (or at once, for an error that
+    /// retrying cannot mend) the error is returned for the caller to say what is lost.
+    pub async fn persist<F, Fut>(&self, retry: &crate::retry::RetryPolicy, what: &str, mut op: F) -> Result<(), crate::state::StateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), crate::state::StateError>>,
+    {
+        static WAITING: Throttle = Throttle::new(std::time::Duration::from_secs(10));
+        let mut backoff = crate::retry::Backoff::new(retry.clone(), format!("transport:{}", self.connector));
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
+                    if let Some(more) = WAITING.hit() {
+                        tracing::warn!(connector = %self.connector, error = %e, attempt, more, "cannot remember {what} yet; waiting for the state store");
+                    }
+                    backoff.wait("unavailable").await;
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Publish a message from an end user on `<connector>.inbound`.
     pub async fn publish_inbound(&self, message: crate::message::UserMessage) -> Result<(), BusError> {
         self.publish.publish(&crate::bus::RoutingKey::inbound(&self.connector), message.into()).await

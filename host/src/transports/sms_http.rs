@@ -28,9 +28,8 @@ use super::{Transport, TransportContext, TransportError};
 use crate::bus::{Consumer, Delivery};
 use crate::config::{BodyFormat, SmsHttpConfig};
 use crate::message::{DeliveryStatus, Event, Message, Metadata, UserMessage};
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::state::KvStore;
-use crate::telemetry::throttle::Throttle;
 use crate::web::{
     ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body, required, unavailable,
 };
@@ -145,24 +144,8 @@ impl Shared {
     /// meanwhile), with the host's retry policy; only after its last attempt is the record
     /// given up, and then that message's delivery reports are refused.
     async fn remember(&self, key: &str, value: &[u8]) {
-        let mut backoff = Backoff::new(self.retry.clone(), format!("transport:{}", self.ctx.connector));
-        let mut attempt = 1;
-        loop {
-            match self.kv.set(key, value, Some(SENT_TTL)).await {
-                Ok(()) => return,
-                Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
-                    static WAITING: Throttle = Throttle::new(Duration::from_secs(10));
-                    if let Some(more) = WAITING.hit() {
-                        tracing::warn!(connector = %self.ctx.connector, error = %e, attempt, more, "cannot remember a sent message yet; waiting for the state store");
-                    }
-                    backoff.wait("unavailable").await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(connector = %self.ctx.connector, error = %e, attempt, "cannot remember a sent message; its delivery reports will be refused");
-                    return;
-                }
-            }
+        if let Err(e) = self.ctx.persist(&self.retry, "a sent message", || self.kv.set(key, value, Some(SENT_TTL))).await {
+            tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot remember a sent message; its delivery reports will be refused");
         }
     }
 

@@ -33,7 +33,7 @@ use super::wire::{Bind, BindKind, Sm, Tlv, status, tag};
 use crate::bus::{Consumer, Delivery};
 use crate::config::{BindMode, OnTimeout, SmppConfig, UssdProfile};
 use crate::message::{DeliveryStatus, Event, Message, SessionEvent, UserMessage};
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::state::KvStore;
 use crate::telemetry::throttle::Throttle;
 use super::super::{Transport, TransportContext, TransportError};
@@ -316,24 +316,8 @@ impl Shared {
     /// Remember an SMSC id for its receipt, waiting in place for a state store that is down
     /// (the message is with the SMSC: forgetting it would orphan its receipt).
     async fn remember(&self, id: &str, sent: &Sent) {
-        let mut backoff = Backoff::new(self.retry.clone(), format!("transport:{}", self.ctx.connector));
-        let mut attempt = 1;
-        loop {
-            match self.correlator.remember(id, sent).await {
-                Ok(()) => return,
-                Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
-                    static WAITING: Throttle = Throttle::new(Duration::from_secs(10));
-                    if let Some(more) = WAITING.hit() {
-                        tracing::warn!(connector = self.name(), error = %e, attempt, more, "cannot remember an SMSC id yet; waiting for the state store");
-                    }
-                    backoff.wait("unavailable").await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(connector = self.name(), error = %e, smsc_id = id, "cannot remember an SMSC id; its receipt will be unmatched");
-                    return;
-                }
-            }
+        if let Err(e) = self.ctx.persist(&self.retry, "an SMSC id", || self.correlator.remember(id, sent)).await {
+            tracing::warn!(connector = self.name(), error = %e, smsc_id = id, "cannot remember an SMSC id; its receipt will be unmatched");
         }
     }
 

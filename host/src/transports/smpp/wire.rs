@@ -693,15 +693,15 @@ fn from_command(command: Command) -> Result<Pdu, String> {
     let body = match command.pdu() {
         None => match cid {
             // Header-only responses (errors, mostly) are responses all the same.
-            0x8000_0001 => Body::BindResp(BindKind::Receiver, String::new()),
-            0x8000_0002 => Body::BindResp(BindKind::Transmitter, String::new()),
-            0x8000_0009 => Body::BindResp(BindKind::Transceiver, String::new()),
-            0x8000_0004 => Body::SubmitSmResp(String::new()),
-            0x8000_0005 => Body::DeliverSmResp,
+            r if r == id::BIND_RECEIVER | id::RESP => Body::BindResp(BindKind::Receiver, String::new()),
+            r if r == id::BIND_TRANSMITTER | id::RESP => Body::BindResp(BindKind::Transmitter, String::new()),
+            r if r == id::BIND_TRANSCEIVER | id::RESP => Body::BindResp(BindKind::Transceiver, String::new()),
+            r if r == id::SUBMIT_SM | id::RESP => Body::SubmitSmResp(String::new()),
+            r if r == id::DELIVER_SM | id::RESP => Body::DeliverSmResp,
             id::ENQUIRE_LINK => Body::EnquireLink,
-            0x8000_0015 => Body::EnquireLinkResp,
+            r if r == id::ENQUIRE_LINK | id::RESP => Body::EnquireLinkResp,
             id::UNBIND => Body::Unbind,
-            0x8000_0006 => Body::UnbindResp,
+            r if r == id::UNBIND | id::RESP => Body::UnbindResp,
             id::GENERIC_NACK => Body::GenericNack,
             // A command that has a body, sent without one, is not an unknown command but a
             // malformed one: a bad frame, owed its own `_resp` (see `bad`).
