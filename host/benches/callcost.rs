@@ -22,7 +22,7 @@ fn main() {
         let settings = |name: &'static str, config| Settings {
             name: name.into(),
             policy: InstancePolicy::Pooled { max_messages: u32::MAX, max_age: Duration::from_secs(3600) },
-            limits: Limits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 4 },
+            limits: Limits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 4, ..Limits::default() },
             kv: Namespaced::new(store.clone(), Namespace::plugin("bench", name)),
             config,
             endpoints: vec!["default".into()],

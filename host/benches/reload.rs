@@ -35,7 +35,7 @@ fn settings(store: &Arc<dyn KvStore>) -> Settings {
     Settings {
         name: "app".into(),
         policy: InstancePolicy::Pooled { max_messages: u32::MAX, max_age: Duration::from_secs(3600) },
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 4 },
+        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 4, ..Limits::default() },
         kv: Namespaced::new(store.clone(), Namespace::plugin("app", "app")),
         config: Default::default(),
         endpoints: vec!["default".into()],

@@ -95,6 +95,7 @@ async fn run_typing(
         concurrency,
         retry: RetryPolicy::default(),
         sequencer: None,
+        rates: None,
     });
     let w = tokio::spawn(worker.run(stop.clone()));
     let d = router.map(|(r, routing)| {
@@ -167,7 +168,7 @@ async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> 
     let settings = Settings {
         name: "echo".into(),
         policy,
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, ..Limits::default() },
         kv: Namespaced::new(store, Namespace::plugin("app", "echo")),
         config: Default::default(),
         endpoints: vec!["default".into()],
@@ -192,7 +193,7 @@ async fn load_survey(engine: &Engine) -> Arc<dyn Handler> {
     let settings = Settings {
         name: "survey".into(),
         policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, ..Limits::default() },
         kv: Namespaced::new(store, Namespace::plugin("app", "survey")),
         config: config.as_object().expect("an object").clone(),
         endpoints: vec!["default".into()],
@@ -209,7 +210,7 @@ async fn load_router(engine: &Engine) -> Arc<RouterSlot> {
     let settings = Settings {
         name: "keywords".into(),
         policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
-        limits: Limits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 0 },
+        limits: Limits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 0, ..Limits::default() },
         kv: Namespaced::new(store, Namespace::plugin("router", "keywords")),
         config,
         endpoints: Vec::new(),

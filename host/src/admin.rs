@@ -1,8 +1,11 @@
 //! The operators' API, on its own listener (`[admin]`): what runs, how it is doing, and the two
 //! things an operator does while traffic flows — deploy a new plugin version and reload.
 //!
-//! Every route but `/health` wants `Authorization: Bearer <admin.token>`. Responses use the same
-//! envelope as the send API (`status`, `code`, `description`, `result`).
+//! Every route but `/health` wants `Authorization: Bearer <token>`: the operator's
+//! (`[admin] token`), which sees everything, or a tenant's (`tenants.<t>.admin_tokens`), which
+//! sees only that tenant's plugins, transports and failures: another tenant's are answered as if
+//! they did not exist (`404`), and host-wide routes (`/reload`, `/metrics`) with `403` and why.
+//! Responses use the same envelope as the send API (`status`, `code`, `description`, `result`).
 //!
 //! | route | does |
 //! |---|---|
@@ -14,12 +17,16 @@
 //! | `POST /plugins/{name}/reload` | reload the plugin from its file |
 //! | `POST /reload` | reload the config file (as `SIGHUP` does); `422` if it is invalid, and the running config stays |
 //! | `GET /transports` | transports and their status |
-//! | `GET /failures?limit=N` | the most recent failures, newest last, each with its `failure_code` and the message |
+//! | `GET /tenants` | tenants (a tenant's token: itself), their limits and granted transports |
+//! | `GET /failures?limit=N&tenant=T&since=S&reason=R` | the most recent failures, newest last, each with its id, tenant, `failure_code`, reason, queue, the message and its replay (if any) |
+//! | `POST /failures/replay` | body `{"tenant"?, "since"?, "reason"?, "ids"?}`: put each matching failure not replayed before back on its queue, once; answers each outcome |
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
+use arc_swap::ArcSwap;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,8 +36,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::plugins::{AnySlot, Registry};
 use crate::telemetry::metrics::{CONTENT_TYPE, metrics};
-use crate::web::{ApiError, check_bearer, ok_json, read_body};
-use crate::workers::FailureLog;
+use crate::tenants::{Principal, Tenants};
+use crate::web::{ApiError, bearer, ok_json, read_body};
+use crate::bus::Publish;
+use crate::workers::{FailureFilter, FailureLog};
 
 /// A request the admin API passes to the supervisor, which owns what it changes.
 #[derive(Debug)]
@@ -100,12 +109,14 @@ impl HostStatus {
 /// What the admin API reads and whom it asks.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The bearer token.
-    pub token: Arc<str>,
+    /// Whose each token is (replaced on every config reload).
+    pub tenants: Arc<ArcSwap<Tenants>>,
     /// Live plugins.
     pub registry: Arc<Registry>,
     /// The failure path.
     pub failures: Arc<FailureLog>,
+    /// Where replayed failures are published (the message path).
+    pub publish: Arc<dyn Publish>,
     /// Transports and config.
     pub status: Arc<HostStatus>,
     /// The supervisor's ear.
@@ -133,7 +144,9 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/plugins/{name}/reload", post(reload_plugin))
         .route("/reload", post(reload_config))
         .route("/transports", get(transports))
+        .route("/tenants", get(tenants))
         .route("/failures", get(failures))
+        .route("/failures/replay", post(replay))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     axum::Router::new()
         .route("/health", get(health))
@@ -147,8 +160,21 @@ async fn require_token(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<Response, ApiError> {
-    check_bearer(req.headers(), &s.token)?;
+    let who = s.tenants.load().principal(bearer(req.headers())?);
+    let Some(who) = who else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "this token is not accepted here"));
+    };
+    let mut req = req;
+    req.extensions_mut().insert(who);
     Ok(next.run(req).await)
+}
+
+/// Host-wide routes are the operator's alone.
+fn operator_only(who: &Principal, what: &str) -> Result<(), ApiError> {
+    match who {
+        Principal::Operator => Ok(()),
+        Principal::Tenant(t) => Err(ApiError::new(StatusCode::FORBIDDEN, format!("{what} is the operator's; tenant `{t}`'s token cannot"))),
+    }
 }
 
 async fn health(State(s): State<AdminState>) -> Response {
@@ -176,15 +202,19 @@ async fn health(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn metrics_text() -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics().render()).into_response()
+async fn metrics_text(Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+    operator_only(&who, "`/metrics` (every tenant's figures)")?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics().render()).into_response())
 }
 
 /// A plugin as `GET /plugins` shows it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PluginView {
-    /// Its name in config.
+    /// Its name in config (qualified by its tenant: `acme:echo`).
     pub name: String,
+    /// The tenant that owns it (`None`: the operator).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// The WIT world it was built for.
     pub world: String,
     /// The file it runs from.
@@ -218,6 +248,7 @@ fn view(slot: &dyn AnySlot) -> PluginView {
     let v = &info.version;
     PluginView {
         name: info.name.clone(),
+        tenant: crate::names::tenant_of(&info.name).map(str::to_owned),
         world: info.world.to_string(),
         path: info.path.display().to_string(),
         hash: v.hash.clone(),
@@ -238,20 +269,28 @@ fn view(slot: &dyn AnySlot) -> PluginView {
     }
 }
 
-async fn list_plugins(State(s): State<AdminState>) -> Response {
-    let plugins: Vec<PluginView> = s.registry.all().values().map(|slot| view(slot.as_ref())).collect();
+async fn list_plugins(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Response {
+    let plugins: Vec<PluginView> =
+        s.registry.all().iter().filter(|(name, _)| who.sees(name)).map(|(_, slot)| view(slot.as_ref())).collect();
     ok_json(StatusCode::OK, "plugins", serde_json::json!({ "plugins": plugins }))
 }
 
-fn slot(s: &AdminState, name: &str) -> Result<Arc<dyn AnySlot>, ApiError> {
-    s.registry.get(name).ok_or_else(|| {
-        let known: Vec<String> = s.registry.all().into_keys().collect();
+/// The plugin `name`, if `who` may see it. A tenant names its own plugins as it wrote them
+/// (`echo`) or qualified (`acme:echo`); another tenant's is answered exactly as a plugin that does
+/// not exist, so a token learns nothing of what it may not see.
+fn slot(s: &AdminState, who: &Principal, name: &str) -> Result<Arc<dyn AnySlot>, ApiError> {
+    let name = match who.tenant() {
+        Some(t) if crate::names::tenant_of(name).is_none() => crate::names::qualify(t, name),
+        _ => name.to_owned(),
+    };
+    s.registry.get(&name).filter(|_| who.sees(&name)).ok_or_else(|| {
+        let known: Vec<String> = s.registry.all().into_keys().filter(|n| who.sees(n)).collect();
         ApiError::new(StatusCode::NOT_FOUND, format!("no plugin named `{name}` (running: {})", known.join(", ")))
     })
 }
 
-async fn one_plugin(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let slot = slot(&s, &name)?;
+async fn one_plugin(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let slot = slot(&s, &who, &name)?;
     Ok(ok_json(StatusCode::OK, "plugin", serde_json::to_value(view(slot.as_ref())).unwrap_or_default()))
 }
 
@@ -274,8 +313,8 @@ fn reloaded(slot: &dyn AnySlot, r: Result<crate::plugins::ReloadOutcome, crate::
     }
 }
 
-async fn deploy(State(s): State<AdminState>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
-    let slot = slot(&s, &name)?;
+async fn deploy(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+    let slot = slot(&s, &who, &name)?;
     let bytes = read_body(body, s.max_upload_bytes).await?;
     if bytes.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be the plugin's .wasm component"));
@@ -283,12 +322,13 @@ async fn deploy(State(s): State<AdminState>, Path(name): Path<String>, body: Bod
     reloaded(slot.as_ref(), slot.deploy(bytes.to_vec()).await)
 }
 
-async fn reload_plugin(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let slot = slot(&s, &name)?;
+async fn reload_plugin(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let slot = slot(&s, &who, &name)?;
     reloaded(slot.as_ref(), slot.reload().await)
 }
 
-async fn reload_config(State(s): State<AdminState>) -> Result<Response, ApiError> {
+async fn reload_config(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+    operator_only(&who, "reloading the host's config")?;
     let (tx, rx) = oneshot::channel();
     let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the host is shutting down");
     s.control.send(Control::ReloadConfig(tx)).await.map_err(|_| gone())?;
@@ -298,20 +338,91 @@ async fn reload_config(State(s): State<AdminState>) -> Result<Response, ApiError
     }
 }
 
-async fn transports(State(s): State<AdminState>) -> Response {
-    ok_json(StatusCode::OK, "transports", serde_json::json!({ "transports": s.status.transports(), "config": s.status.config() }))
+async fn transports(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Response {
+    let tenants = s.tenants.load();
+    let visible: Vec<TransportStatus> = s.status.transports().into_iter().filter(|t| tenants.transport_visible(&who, &t.name)).collect();
+    let mut result = serde_json::json!({ "transports": visible });
+    if who == Principal::Operator {
+        result["config"] = serde_json::to_value(s.status.config()).unwrap_or_default();
+    }
+    ok_json(StatusCode::OK, "transports", result)
+}
+
+async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Response {
+    let tenants: Vec<serde_json::Value> = s
+        .tenants
+        .load()
+        .list()
+        .into_iter()
+        .filter(|(t, _, _)| who.tenant().is_none_or(|mine| mine == t))
+        .map(|(t, limits, granted)| {
+            let plugins: Vec<String> = s.registry.all().into_keys().filter(|n| crate::names::tenant_of(n) == Some(t.as_str())).collect();
+            serde_json::json!({
+                "name": t,
+                "transports": granted,
+                "plugins": plugins,
+                "limits": {
+                    "memory_limit_mb": limits.memory_limit_mb,
+                    "deadline_ms": limits.deadline_ms,
+                    "max_instances": limits.max_instances,
+                    "inbound_per_sec": limits.inbound_per_sec,
+                    "outbound_per_sec": limits.outbound_per_sec,
+                    "kv_max_value_bytes": limits.kv_max_value_bytes,
+                },
+            })
+        })
+        .collect();
+    ok_json(StatusCode::OK, "tenants", serde_json::json!({ "tenants": tenants }))
 }
 
 #[derive(Debug, Deserialize)]
 struct FailuresQuery {
     limit: Option<usize>,
+    tenant: Option<String>,
+    since: Option<String>,
+    reason: Option<String>,
 }
 
-async fn failures(State(s): State<AdminState>, Query(q): Query<FailuresQuery>) -> Response {
-    let all = s.failures.recent();
+/// `filter` as `who` may use it: a tenant's token is held to its own tenant.
+fn scoped(who: &Principal, mut filter: FailureFilter) -> Result<FailureFilter, ApiError> {
+    filter.check().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    if let Some(mine) = who.tenant() {
+        match &filter.tenant {
+            Some(t) if t != mine.as_str() => {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, format!("tenant `{mine}`'s token sees only its own failures, not tenant `{t}`'s")));
+            }
+            _ => filter.tenant = Some(mine.to_string()),
+        }
+    }
+    Ok(filter)
+}
+
+async fn failures(State(s): State<AdminState>, Extension(who): Extension<Principal>, Query(q): Query<FailuresQuery>) -> Result<Response, ApiError> {
+    let filter = scoped(&who, FailureFilter { tenant: q.tenant, since: q.since, reason: q.reason, ids: Vec::new() })?;
+    let all = s.failures.matching(&filter);
     let limit = q.limit.unwrap_or(100);
     let recent: Vec<_> = all[all.len().saturating_sub(limit)..].to_vec();
-    ok_json(StatusCode::OK, "recent failures, newest last", serde_json::json!({ "total": s.failures.total(), "failures": recent }))
+    let mut result = serde_json::json!({ "matching": all.len(), "failures": recent });
+    if who == Principal::Operator {
+        result["total"] = s.failures.total().into();
+    }
+    Ok(ok_json(StatusCode::OK, "recent failures, newest last", result))
+}
+
+async fn replay(State(s): State<AdminState>, Extension(who): Extension<Principal>, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, 1 << 20).await?;
+    let filter: FailureFilter = if bytes.iter().all(u8::is_ascii_whitespace) {
+        FailureFilter::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body must be a JSON filter (`tenant`, `since`, `reason`, `ids`): {e}")))?
+    };
+    let filter = scoped(&who, filter)?;
+    let done = s.failures.replay(&filter, s.publish.as_ref()).await;
+    let outcomes: Vec<serde_json::Value> = done
+        .iter()
+        .map(|r| serde_json::json!({ "id": r.id, "queue": r.queue, "message_id": r.message.get("message_id"), "outcome": r.replay.as_ref().map(|p| p.outcome.clone()) }))
+        .collect();
+    Ok(ok_json(StatusCode::OK, &format!("{} failures replayed", outcomes.len()), serde_json::json!({ "replayed": outcomes })))
 }
 
 #[cfg(test)]
@@ -323,15 +434,18 @@ mod tests {
     fn state() -> (AdminState, mpsc::Receiver<Control>) {
         let (control, rx) = mpsc::channel(1);
         let failures = Arc::new(FailureLog::new(10, None).expect("log"));
+        let config = crate::config::Config::from_toml("[admin]\ntoken = \"secret-token\"\n", std::path::Path::new("t.toml")).expect("config");
+        let bus = Arc::new(crate::bus::EmbeddedBus::new());
         let state = AdminState {
-            token: "secret".into(),
+            tenants: Arc::new(ArcSwap::from_pointee(Tenants::from_config(&config))),
             registry: Arc::new(Registry::new()),
             failures,
+            publish: bus.clone(),
             status: Arc::new(HostStatus::default()),
             control,
             max_upload_bytes: 1024,
             state: Arc::new(crate::state::MemoryStore::new()),
-            bus: Arc::new(crate::bus::EmbeddedBus::new()),
+            bus,
         };
         (state, rx)
     }
@@ -357,7 +471,7 @@ mod tests {
             assert_eq!(call(&s, "GET", uri, None, Body::empty()).await.0, StatusCode::UNAUTHORIZED, "{uri}");
             assert_eq!(call(&s, "GET", uri, Some("wrong"), Body::empty()).await.0, StatusCode::FORBIDDEN, "{uri}");
         }
-        let (status, body) = call(&s, "GET", "/plugins", Some("secret"), Body::empty()).await;
+        let (status, body) = call(&s, "GET", "/plugins", Some("secret-token"), Body::empty()).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["result"]["plugins"], serde_json::json!([]));
     }
@@ -365,12 +479,12 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_plugin_or_route_is_a_404_in_the_error_envelope() {
         let (s, _rx) = state();
-        let (status, body) = call(&s, "GET", "/plugins/nope", Some("secret"), Body::empty()).await;
+        let (status, body) = call(&s, "GET", "/plugins/nope", Some("secret-token"), Body::empty()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body["description"].as_str().unwrap_or_default().contains("nope"), "{body}");
-        let (status, _) = call(&s, "PUT", "/plugins/nope", Some("secret"), Body::from("x")).await;
+        let (status, _) = call(&s, "PUT", "/plugins/nope", Some("secret-token"), Body::from("x")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(call(&s, "GET", "/nowhere", Some("secret"), Body::empty()).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(call(&s, "GET", "/nowhere", Some("secret-token"), Body::empty()).await.0, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
@@ -380,7 +494,7 @@ mod tests {
             let Some(Control::ReloadConfig(reply)) = rx.recv().await else { panic!("a reload request") };
             let _ = reply.send(Err("`apps.x`: bad".into()));
         });
-        let (status, body) = call(&s, "POST", "/reload", Some("secret"), Body::empty()).await;
+        let (status, body) = call(&s, "POST", "/reload", Some("secret-token"), Body::empty()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(body["description"].as_str().unwrap_or_default().contains("`apps.x`: bad"), "{body}");
         supervisor.await.expect("supervisor");

@@ -102,7 +102,7 @@ impl PluginHarness {
         HarnessBuilder {
             path: path.as_ref().to_owned(),
             policy: InstancePolicy::Pooled { max_messages: 10_000, max_age: Duration::from_secs(300) },
-            limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16 },
+            limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, ..Limits::default() },
             config: Default::default(),
             transport_type: "telnet".to_owned(),
         }

@@ -7,11 +7,12 @@
 //!
 //! | layer | module | owns |
 //! |---|---|---|
-//! | 0 | [`names`] | validated ids: connector, app, endpoint names |
+//! | 0 | [`names`] | validated ids: connector, app, endpoint, tenant names; qualified names (`acme:echo`) |
 //! | 0 | [`message`] | Vumi's user message, event and status (shared, `Arc`); the JSON codec; `reply()` |
 //! | 0 | [`telemetry`] | logging setup; Prometheus metrics |
 //! | 0 | [`web`] | HTTP plumbing: error envelope, body limits, form/JSON parsing, bearer tokens |
 //! | 1 | [`config`] | the typed config, validated once at load |
+//! | 1 | [`tenants`] | who a token belongs to (operator or tenant) and what it sees; each tenant's rate buckets |
 //! | 1 | [`retry`] | waiting before trying again (`Backoff` over the config's `RetryPolicy`), for workers and transports alike |
 //! | 2 | [`bus`] | trait `Bus` (plain queues: publish, consume, ack/nack); the `Publish` handle components are given; the embedded bus and the RabbitMQ bus (legacy Vumi's topology, confirms, host-owned reconnection); its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr, append to what exists); `Namespace`, the one place keys are partitioned; in-memory and Redis stores; conformance suite; trait `Sequencer` (per-user turns across hosts, on Redis) |
@@ -69,6 +70,7 @@ pub mod plugins;
 pub mod state;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tenants;
 pub mod transports;
 pub mod web;
 pub mod workers;

@@ -1,7 +1,12 @@
-//! Validated names: connectors, apps, endpoints.
+//! Validated names: connectors, apps, endpoints, tenants.
 //!
 //! A connector name becomes part of routing keys and queue names (`<connector>.inbound`), so it
 //! may not contain a dot; all names share one rule so that an operator learns it once.
+//!
+//! A tenant's components and connectors are named inside the tenant (`[tenants.acme.apps.echo]`)
+//! and run under their **qualified** name, `acme:echo`: two tenants may both have an `echo`, and
+//! no plain name can contain the separator, so a qualified name is never mistaken for another
+//! tenant's or the operator's. Qualified names are made here ([`qualify`]) and nowhere else.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,12 +21,38 @@ pub struct NameError {
     pub value: String,
 }
 
-fn check(kind: &'static str, value: &str) -> Result<(), NameError> {
-    let ok = !value.is_empty()
+/// Separates a tenant from a name in a qualified name (`acme:echo`).
+pub const TENANT_SEPARATOR: char = ':';
+
+fn plain(value: &str) -> bool {
+    !value.is_empty()
         && value.len() <= 64
         && value.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check(kind: &'static str, value: &str) -> Result<(), NameError> {
+    // Connectors and apps may be qualified by their tenant; the parts follow the plain rule.
+    let ok = match value.split_once(TENANT_SEPARATOR) {
+        Some((tenant, local)) if matches!(kind, "connector" | "app") => plain(tenant) && plain(local),
+        _ => plain(value),
+    };
     if ok { Ok(()) } else { Err(NameError { kind, value: value.to_owned() }) }
+}
+
+/// `local` as tenant `tenant` names it: `tenant:local`.
+pub fn qualify(tenant: &TenantName, local: &str) -> String {
+    format!("{tenant}{TENANT_SEPARATOR}{local}")
+}
+
+/// The tenant of a qualified name (`None` for the operator's own components).
+pub fn tenant_of(name: &str) -> Option<&str> {
+    name.split_once(TENANT_SEPARATOR).map(|(t, _)| t)
+}
+
+/// A name as its tenant wrote it (`echo` for `acme:echo`).
+pub fn local(name: &str) -> &str {
+    name.split_once(TENANT_SEPARATOR).map_or(name, |(_, l)| l)
 }
 
 macro_rules! name_type {
@@ -35,6 +66,11 @@ macro_rules! name_type {
             /// The name as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// Whether it is qualified by a tenant (`acme:echo`).
+            pub fn is_qualified(&self) -> bool {
+                self.0.contains(TENANT_SEPARATOR)
             }
         }
 
@@ -91,6 +127,27 @@ name_type!(
     "endpoint"
 );
 
+name_type!(
+    /// A tenant: an organisation whose apps, routers, middleware and channels the host runs
+    /// apart from everyone else's (`[tenants.<name>]`).
+    TenantName,
+    "tenant"
+);
+
+impl ConnectorName {
+    /// `local`, a connector tenant `tenant` named, under its qualified name.
+    pub fn qualified(tenant: &TenantName, name: &ConnectorName) -> Self {
+        Self(qualify(tenant, local(name)))
+    }
+}
+
+impl AppName {
+    /// `local`, a component tenant `tenant` named, under its qualified name.
+    pub fn qualified(tenant: &TenantName, name: &AppName) -> Self {
+        Self(qualify(tenant, local(name)))
+    }
+}
+
 impl EndpointName {
     /// `default`, the endpoint of a message that names none.
     pub fn default_endpoint() -> Self {
@@ -116,6 +173,24 @@ mod tests {
             assert!(e.to_string().contains("invalid connector name"), "{e}");
             assert!(e.to_string().contains("1 to 64 ASCII letters"), "{e}");
         }
+    }
+
+    #[test]
+    fn qualified_names_keep_tenant_and_local_apart() {
+        let acme: TenantName = "acme".parse().expect("tenant");
+        let echo: AppName = "echo".parse().expect("app");
+        let q = AppName::qualified(&acme, &echo);
+        assert_eq!(q.as_str(), "acme:echo");
+        assert!(q.is_qualified() && !echo.is_qualified());
+        assert_eq!((tenant_of(&q), local(&q)), (Some("acme"), "echo"));
+        assert_eq!((tenant_of("echo"), local("echo")), (None, "echo"));
+        // Round-trips through serde; a tenant, an endpoint or a double qualification does not.
+        assert_eq!(serde_json::from_str::<AppName>("\"acme:echo\"").expect("qualified"), q);
+        for bad in ["a:b:c", ":b", "a:", "a:b.c"] {
+            assert!(bad.parse::<AppName>().is_err(), "{bad}");
+        }
+        assert!("acme:x".parse::<TenantName>().is_err());
+        assert!("a:b".parse::<EndpointName>().is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn the_default_config_is_valid_once_plugins_are_built() {
     assert!(out.status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("valid") && text.contains("survey"), "{text}");
     // And every other config the repository ships (checking needs no broker).
-    for other in ["config/dispatch.toml", "config/distributed.toml", "config/smpp.toml"] {
+    for other in ["config/dispatch.toml", "config/distributed.toml", "config/smpp.toml", "config/tenants.toml"] {
         let out = vumi().args(["config", "check", "--config"]).arg(workspace().join(other)).output().expect("run");
         assert!(out.status.success(), "{other}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }

@@ -35,7 +35,7 @@ async fn router(engine: &Engine, file: &str, name: &str, config: serde_json::Val
     let settings = Settings {
         name: name.into(),
         policy: InstancePolicy::Pooled { max_messages: 1000, max_age: Duration::from_secs(60) },
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 32 << 20, max_sends: 0 },
+        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 32 << 20, max_sends: 0, ..Limits::default() },
         kv: Namespaced::new(store, Namespace::plugin("router", name)),
         config,
         endpoints: Vec::new(),

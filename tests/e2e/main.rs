@@ -24,3 +24,4 @@ mod smpp;
 mod smpp_peers;
 mod survey;
 mod telnet_transport;
+mod tenants;

@@ -25,7 +25,7 @@ fn settings(name: &str, deadline_ms: u64) -> Settings {
     Settings {
         name: name.into(),
         policy: InstancePolicy::Pooled { max_messages: 1000, max_age: Duration::from_secs(60) },
-        limits: Limits { deadline: Duration::from_millis(deadline_ms), max_memory_bytes: 32 << 20, max_sends: 4 },
+        limits: Limits { deadline: Duration::from_millis(deadline_ms), max_memory_bytes: 32 << 20, max_sends: 4, ..Limits::default() },
         kv: Namespaced::new(Arc::new(MemoryStore::new()), Namespace::plugin("app", name)),
         config: Default::default(),
         endpoints: vec!["default".into()],
@@ -94,6 +94,7 @@ async fn faulty_worker_with_slot(
         concurrency: 2,
         retry,
         sequencer: None,
+        rates: None,
     });
     let stop = CancellationToken::new();
     let task = tokio::spawn({
@@ -158,7 +159,7 @@ fn without_delay_tiers_a_message_still_asking_to_retry_after_the_last_try_goes_t
         d.ack();
         assert_eq!(failures.total(), 1);
         let f = &failures.recent()[0];
-        assert_eq!((f.kind.as_str(), f.failure_code), ("retry_later", "temporary"));
+        assert_eq!((f.kind.as_str(), f.failure_code.as_str()), ("retry_later", "temporary"));
         assert!(f.reason.contains("asked to retry (3 of 50)") && f.reason.contains("after 3 tries in place"), "{}", f.reason);
         assert_eq!(bus.depth(&RoutingKey::inbound(&c)), 0, "taken off the queue, not requeued");
         stop.cancel();
@@ -189,7 +190,7 @@ fn after_its_tries_in_place_a_message_waits_out_delay_tiers_off_its_queue_while_
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let f = &failures.recent()[0];
-        assert_eq!((f.kind.as_str(), f.failure_code), ("retry_later", "temporary"));
+        assert_eq!((f.kind.as_str(), f.failure_code.as_str()), ("retry_later", "temporary"));
         assert!(f.reason.contains("asked to retry (6 of 50)") && f.reason.contains("2 delay tiers"), "{}", f.reason);
         let metrics = vumi_host::telemetry::metrics::metrics().render();
         for tier in ["150ms", "300ms"] {

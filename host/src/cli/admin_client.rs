@@ -26,6 +26,23 @@ pub struct AdminArgs {
     pub json: bool,
 }
 
+/// Which failures (`vumi failures`, `vumi failures replay`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FailureArgs {
+    /// Only this tenant's.
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    /// Only those at or after this time (`2026-12-07`, `2026-12-07 10:00:00`, RFC 3339).
+    #[arg(long, global = true)]
+    pub since: Option<String>,
+    /// Only those of this kind (`trap`, `deadline`, `over_quota`, ...) or whose reason contains it.
+    #[arg(long, global = true)]
+    pub reason: Option<String>,
+    /// Only these failure ids (repeat the flag).
+    #[arg(long = "id", global = true)]
+    pub ids: Vec<String>,
+}
+
 /// A connected client.
 struct Client {
     base: String,
@@ -45,17 +62,28 @@ impl Client {
                 bail!("`{}` has no [admin] section: the host it configures runs no admin API", args.config.display());
             };
             base.get_or_insert_with(|| format!("http://{}", admin.bind));
-            token.get_or_insert(admin.token);
+            if token.is_none() {
+                // The running config holds only the token's hash; the file may hold the token.
+                let raw: toml::Table = std::fs::read_to_string(&args.config).ok().and_then(|t| t.parse().ok()).unwrap_or_default();
+                match raw.get("admin").and_then(|a| a.get("token")).and_then(toml::Value::as_str) {
+                    Some(t) if !t.starts_with("sha256:") => token = Some(t.to_owned()),
+                    _ => bail!("`{}` holds only the admin token's hash: give the token with --token or VUMI_ADMIN_TOKEN", args.config.display()),
+                }
+            }
         }
         let base = base.unwrap_or_default().trim_end_matches('/').to_owned();
         Ok(Self { base, token: token.unwrap_or_default(), http: reqwest::Client::new(), json: args.json })
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Value> {
+        self.call_typed(method, path, body.map(|b| ("application/wasm", b))).await
+    }
+
+    async fn call_typed(&self, method: reqwest::Method, path: &str, body: Option<(&str, Vec<u8>)>) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.header("content-type", "application/wasm").body(b);
+        if let Some((content_type, b)) = body {
+            req = req.header("content-type", content_type).body(b);
         }
         let resp = req.send().await.with_context(|| format!("cannot reach the admin API at {url} (is the host running?)"))?;
         let status = resp.status();
@@ -155,17 +183,41 @@ pub async fn transports(args: &AdminArgs) -> anyhow::Result<()> {
 }
 
 /// `vumi failures`.
-pub async fn failures(args: &AdminArgs, limit: usize) -> anyhow::Result<()> {
+pub async fn failures(args: &AdminArgs, filter: &FailureArgs, limit: usize) -> anyhow::Result<()> {
     let c = Client::new(args)?;
-    let v = c.call(reqwest::Method::GET, &format!("/failures?limit={limit}"), None).await?;
+    let mut query = format!("/failures?limit={limit}");
+    for (k, v) in [("tenant", &filter.tenant), ("since", &filter.since), ("reason", &filter.reason)] {
+        if let Some(v) = v {
+            query.push_str(&format!("&{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)));
+        }
+    }
+    let v = c.call(reqwest::Method::GET, &query, None).await?;
     if c.json {
         println!("{}", serde_json::to_string_pretty(&v["result"])?);
         return Ok(());
     }
-    println!("{} failures since start; the latest {limit}, newest last:", v["result"]["total"]);
+    println!("{} matching; the latest {limit}, newest last:", v["result"]["matching"]);
     for f in v["result"]["failures"].as_array().into_iter().flatten() {
         let s = |k: &str| f[k].as_str().unwrap_or("-").to_owned();
-        println!("{} {} on {} [{}, {}] {}", s("timestamp"), s("component"), s("connector"), s("kind"), s("failure_code"), s("reason"));
+        let replay = f["replay"]["outcome"].as_str().map(|o| format!(" (replayed: {o})")).unwrap_or_default();
+        println!("{} {} {} on {} [{}, {}] {}{replay}", s("id"), s("timestamp"), s("component"), s("queue"), s("kind"), s("failure_code"), s("reason"));
+    }
+    Ok(())
+}
+
+/// `vumi failures replay`.
+pub async fn replay(args: &AdminArgs, filter: &FailureArgs) -> anyhow::Result<()> {
+    let c = Client::new(args)?;
+    let body = serde_json::json!({ "tenant": filter.tenant, "since": filter.since, "reason": filter.reason, "ids": filter.ids });
+    let v = c.call_typed(reqwest::Method::POST, "/failures/replay", Some(("application/json", serde_json::to_vec(&body)?))).await?;
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&v["result"])?);
+        return Ok(());
+    }
+    let replayed = v["result"]["replayed"].as_array().cloned().unwrap_or_default();
+    println!("{} replayed", replayed.len());
+    for r in replayed {
+        println!("{} {}: {}", r["id"].as_str().unwrap_or("-"), r["message_id"].as_str().unwrap_or("-"), r["outcome"].as_str().unwrap_or("-"));
     }
     Ok(())
 }

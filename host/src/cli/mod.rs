@@ -75,14 +75,23 @@ pub enum Command {
         #[command(flatten)]
         admin: admin_client::AdminArgs,
     },
-    /// Show a running host's most recent failures (messages a handler could not handle, and why).
+    /// Show a running host's most recent failures (messages a handler could not handle, and
+    /// why), or replay them after a fix (`vumi failures replay`). A tenant's token sees and
+    /// replays only that tenant's.
     Failures {
-        /// How many.
+        #[command(subcommand)]
+        action: Option<FailuresAction>,
+        /// How many to list.
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[command(flatten)]
+        filter: admin_client::FailureArgs,
+        #[command(flatten)]
         admin: admin_client::AdminArgs,
     },
+    /// Bearer tokens: hash one for the config (`sha256:<hex>`), so the file never holds it.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -198,6 +207,25 @@ pub enum ConfigCommand {
     },
 }
 
+/// `vumi failures ...`.
+#[derive(Debug, Subcommand)]
+pub enum FailuresAction {
+    /// Put the matching failures (not replayed before) back on the queue each failed from,
+    /// once each, and print each outcome. Filter with --tenant, --since, --reason, --id.
+    Replay,
+}
+
+/// `vumi token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print `sha256:<hex>` for TOKEN: write that in the config (`[admin] token`,
+    /// `tenants.<t>.admin_tokens`, `channels.<c>.token`) instead of the token itself.
+    Hash {
+        /// The token (at least 8 characters; use a long random one).
+        token: String,
+    },
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -216,7 +244,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins(PluginCommand::Reload { name, admin }) => admin_client::reload_plugin(&admin, &name).await,
         Command::Reload { admin } => admin_client::reload_config(&admin).await,
         Command::Transports { admin } => admin_client::transports(&admin).await,
-        Command::Failures { limit, admin } => admin_client::failures(&admin, limit).await,
+        Command::Failures { action: None, limit, filter, admin } => admin_client::failures(&admin, &filter, limit).await,
+        Command::Failures { action: Some(FailuresAction::Replay), filter, admin, .. } => admin_client::replay(&admin, &filter).await,
+        Command::Token(TokenCommand::Hash { token }) => {
+            let secret = crate::config::Secret::parse(&token).map_err(|e| anyhow::anyhow!(e))?;
+            println!("{}", secret.stored_form());
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check { config }) => {
             let c = Config::load(&config)?;
             println!("{}: valid", config.display());

@@ -343,8 +343,10 @@ pub struct AdminConfig {
     /// Where it listens. Keep it on loopback or a private network.
     #[serde(default = "default_admin_bind")]
     pub bind: SocketAddr,
-    /// The bearer token every request but `/health` must carry.
-    pub token: String,
+    /// The operator's bearer token: every request but `/health` must carry it or a tenant's
+    /// (`tenants.<t>.admin_tokens`), and only the operator's sees everything. Written as the
+    /// token or as `sha256:<hex>` (`vumi token hash`); held hashed either way.
+    pub token: super::Secret,
     /// The largest plugin upload accepted.
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: usize,

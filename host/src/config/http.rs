@@ -37,8 +37,9 @@ fn default_max_body_bytes() -> usize {
 pub struct ChannelConfig {
     /// The transport it sends through (and, with `mo_url`, receives from).
     pub connector: ConnectorName,
-    /// The bearer token clients must present.
-    pub token: String,
+    /// The bearer token clients must present: the token, or `sha256:<hex>` (`vumi token
+    /// hash`); held hashed either way.
+    pub token: super::Secret,
     /// Inbound messages are POSTed here as Vumi JSON. Without it the channel only sends, and
     /// the connector's inbound messages go to whichever app consumes them.
     #[serde(default)]

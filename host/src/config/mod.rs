@@ -6,6 +6,7 @@
 mod components;
 mod host;
 mod http;
+mod tenants;
 mod transports;
 mod validate;
 #[cfg(test)]
@@ -16,11 +17,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::names::{AppName, ConnectorName};
+use crate::names::{AppName, ConnectorName, TenantName};
 
 pub use components::*;
 pub use host::*;
 pub use http::*;
+pub use tenants::*;
 pub use transports::*;
 pub use validate::MAX_MEMORY_LIMIT_MB;
 
@@ -95,6 +97,10 @@ pub struct Config {
     /// The operators' API (`vumi plugins ...` talks to it). Absent: no admin listener.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// Tenants by name: each one's components, granted transports, limits and tokens. After
+    /// load their components are in the maps above, under qualified names (`acme:echo`).
+    #[serde(default)]
+    pub tenants: BTreeMap<TenantName, TenantConfig>,
     /// The directory relative paths were resolved against (the config file's). Not a TOML key.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -112,7 +118,11 @@ impl Config {
         let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        config.validate(path)?;
+        let checked = config.flatten_tenants(path).and_then(|()| config.validate(path));
+        checked.map_err(|e| match e {
+            ConfigError::Invalid { path, key, problem } => ConfigError::Invalid { path, key: tenants::tenant_key(&key), problem },
+            other => other,
+        })?;
         Ok(config)
     }
 

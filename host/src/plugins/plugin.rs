@@ -88,6 +88,14 @@ pub struct Limits {
     pub max_memory_bytes: usize,
     /// Messages one handler call may send (0 for routers and middleware: they do not send).
     pub max_sends: u32,
+    /// The largest value one `kv` key may hold (its tenant's `kv_max_value_bytes`).
+    pub kv_max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, kv_max_value_bytes: 1 << 20 }
+    }
 }
 
 impl Limits {
@@ -258,6 +266,7 @@ impl<F: Face> Plugin<F> {
             config: settings.config,
             endpoints: settings.endpoints,
             max_sends: settings.limits.max_sends,
+            kv_max_value: settings.limits.kv_max_value_bytes,
         });
         let parts = Parts {
             name: settings.name,
@@ -475,6 +484,13 @@ fn arm(store: &mut Store<HostState>, deadline: Duration) {
 
 fn trap_reason(e: &wasmtime::Error) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
+        // Compiled languages keep their stack in linear memory, below the data: recursing too
+        // deep runs the stack pointer off the bottom of memory before wasm's own call stack is
+        // exhausted, which reads as an anonymous out-of-bounds access. Say the likely cause.
+        Some(trap @ wasmtime::Trap::MemoryOutOfBounds) => {
+            format!("{trap} (in a Rust, C or Go component most likely its stack overflowing: recursion too deep)")
+        }
+        Some(trap @ wasmtime::Trap::StackOverflow) => format!("{trap} (recursion too deep)"),
         Some(trap) => trap.to_string(),
         None => format!("{e:#}"),
     }

@@ -63,26 +63,26 @@ impl RunningHost {
         let running = self.generation.as_ref().map(|g| g.slots.clone()).unwrap_or_default();
         let mut slots = Slots::default();
         for (name, app) in &new.apps {
-            let same = old.is_some_and(|o| o.apps.get(name) == Some(app));
+            let same = old.is_some_and(|o| o.apps.get(name) == Some(app) && same_tenant(o, new, name));
             let kept = running.apps.get(name).filter(|_| same).cloned();
-            let settings = self.app_settings(name, app);
+            let settings = self.app_settings(new, name, app);
             let slot = self.slot(kept, "apps", name, new.resolve(&app.plugin), settings, summary).await?;
             slots.apps.insert(name.clone(), slot);
         }
         for (name, rc) in &new.routers {
-            let same = old.is_some_and(|o| o.routers.get(name) == Some(rc));
+            let same = old.is_some_and(|o| o.routers.get(name) == Some(rc) && same_tenant(o, new, name));
             let kept = running.routers.get(name).filter(|_| same).cloned();
             let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str()));
-            let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config);
+            let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config, new);
             let slot = self.slot(kept, "routers", name, new.resolve(&rc.plugin), settings, summary).await?;
             slots.routers.insert(name.clone(), slot);
         }
         for (name, m) in &new.middleware {
             let MiddlewareConfig::Plugin(p) = m else { continue };
-            let same = old.is_some_and(|o| o.middleware.get(name) == Some(m));
+            let same = old.is_some_and(|o| o.middleware.get(name) == Some(m) && same_tenant(o, new, name));
             let kept = running.middleware.get(name).filter(|_| same).cloned();
             let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str()));
-            let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config);
+            let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config, new);
             let slot = self.slot(kept, "middleware", name, new.resolve(&p.plugin), settings, summary).await?;
             slots.middleware.insert(name.clone(), slot);
         }
@@ -159,6 +159,7 @@ impl RunningHost {
                     crate::config::Ordering::User => self.sequencer.clone(),
                     crate::config::Ordering::None => None,
                 },
+                rates: self.tenants.load().rates_of(name),
             });
             if let Some(router) = routers.get_mut(&app.connector) {
                 worker = worker.with_routed_events(router.subscribe(name), router.origins());
@@ -266,4 +267,9 @@ pub(super) fn chains(config: &Config, slots: &Slots) -> Chains {
         }
     }
     chains
+}
+
+/// Whether `name`'s tenant has the same limits in both configs (a kept slot keeps its limits).
+fn same_tenant(old: &Config, new: &Config, name: &str) -> bool {
+    old.tenant(name).map(|(_, t)| &t.limits) == new.tenant(name).map(|(_, t)| &t.limits)
 }

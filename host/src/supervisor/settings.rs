@@ -27,8 +27,13 @@ pub(super) fn largest_memory_limit(config: &Config) -> u32 {
         .unwrap_or(64)
 }
 
+/// The largest kv value plugin `name` may store: its tenant's limit, else 1 MiB.
+fn kv_max_value(config: &crate::config::Config, name: &str) -> usize {
+    config.tenant(name).map_or(1 << 20, |(_, t)| t.limits.kv_max_value_bytes as usize)
+}
+
 impl RunningHost {
-    pub(super) fn app_settings(&self, name: &AppName, app: &crate::config::AppConfig) -> Settings {
+    pub(super) fn app_settings(&self, config: &crate::config::Config, name: &AppName, app: &crate::config::AppConfig) -> Settings {
         let policy = policy_of(app.instances, app.max_messages_per_instance, Duration::from_secs(app.max_instance_age_secs));
         let mut endpoints: Vec<String> = app.endpoints.iter().map(|e| e.to_string()).collect();
         if !endpoints.iter().any(|e| e == "default") {
@@ -41,6 +46,7 @@ impl RunningHost {
                 deadline: Duration::from_millis(app.deadline_ms),
                 max_memory_bytes: (app.memory_limit_mb as usize) << 20,
                 max_sends: app.max_sends_per_message,
+                kv_max_value_bytes: kv_max_value(config, name),
             },
             kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())),
             config: toml_to_json(&app.config),
@@ -58,6 +64,7 @@ pub(super) fn rule_settings(
     memory_limit_mb: u32,
     kv: Namespaced,
     config: &toml::Table,
+    config_of_host: &crate::config::Config,
 ) -> Settings {
     Settings {
         name: name.to_string(),
@@ -66,6 +73,7 @@ pub(super) fn rule_settings(
             deadline: Duration::from_millis(deadline_ms),
             max_memory_bytes: (memory_limit_mb as usize) << 20,
             max_sends: 0,
+            kv_max_value_bytes: kv_max_value(config_of_host, name),
         },
         kv,
         config: toml_to_json(config),

@@ -32,6 +32,9 @@ pub struct Metrics {
     bus_undecodable: Counter,
     deferred: Family<Labels, Counter>,
     smpp: Family<Labels, Counter>,
+    tenant_messages: Family<Labels, Counter>,
+    tenant_limited: Family<Labels, Counter>,
+    tenant_failures: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -128,7 +131,21 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "SMPP link events by transport and kind: bound, bind_failed, link_lost, bad_frame (a PDU that did not decode, answered and the link kept), resent (a submit_sm sent again after a timeout or a lost link: a possible duplicate), throttled, timeout, unmatched_receipt, deliver_refused",
         smpp.clone(),
     );
-    Metrics { smpp, deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
+    let tenant_messages = Family::<Labels, Counter>::default();
+    registry.register(
+        "tenant_messages",
+        "Messages a tenant's apps took (direction=inbound) and sent (direction=outbound), by tenant",
+        tenant_messages.clone(),
+    );
+    let tenant_limited = Family::<Labels, Counter>::default();
+    registry.register(
+        "tenant_limited",
+        "Times a tenant met one of its limits, by tenant and limit (inbound_per_sec: a message waited for the rate; outbound_per_sec: a send was nacked)",
+        tenant_limited.clone(),
+    );
+    let tenant_failures = Family::<Labels, Counter>::default();
+    registry.register("tenant_failures", "Messages of a tenant's components sent to the failure path, by tenant and reason", tenant_failures.clone());
+    Metrics { tenant_messages, tenant_limited, tenant_failures, smpp, deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
 });
 
 /// The process-wide metrics.
@@ -161,6 +178,22 @@ impl Metrics {
     /// The failures counter of `component` and `kind`, for a hot path to hold.
     pub fn failure_counter(&self, component: &str, kind: &str) -> Counter {
         self.failures.get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())]).clone()
+    }
+
+    /// The counter of messages tenant `tenant`'s apps took or sent (`direction`), for a worker
+    /// to hold.
+    pub fn tenant_messages(&self, tenant: &str, direction: &str) -> Counter {
+        self.tenant_messages.get_or_create(&vec![("tenant", tenant.to_owned()), ("direction", direction.to_owned())]).clone()
+    }
+
+    /// The counter of times tenant `tenant` met `limit`, for a worker to hold.
+    pub fn tenant_limited(&self, tenant: &str, limit: &str) -> Counter {
+        self.tenant_limited.get_or_create(&vec![("tenant", tenant.to_owned()), ("limit", limit.to_owned())]).clone()
+    }
+
+    /// Count one failure of one of tenant `tenant`'s components.
+    pub fn tenant_failure(&self, tenant: &str, kind: &str) {
+        self.tenant_failures.get_or_create(&vec![("tenant", tenant.to_owned()), ("kind", kind.to_owned())]).inc();
     }
 
     /// The SMPP counter of `transport` and `kind` (see the metric's help), for a link to hold.

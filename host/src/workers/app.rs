@@ -9,11 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Origins, RoutedEvents};
 use crate::retry::{Backoff, RetryPolicy};
+use super::failures::input_queue;
 use super::{FailureLog, Handler};
 use crate::bus::{Bus, BusError, Consumer, Delivery, Publish, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
 use crate::state::{Sequencer, Take};
+use crate::tenants::Rates;
+use prometheus_client::metrics::counter::Counter;
 
 /// Why a worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,7 @@ pub struct AppWorker {
     retry: RetryPolicy,
     routed: Option<(RoutedEvents, Arc<Origins>)>,
     sequencer: Option<Arc<dyn Sequencer>>,
+    tenant: Option<TenantSide>,
 }
 
 /// What an app worker is made of.
@@ -69,11 +73,36 @@ pub struct AppWorkerParts {
     /// Per-user turns across hosts (`ordering = "user"` on a shared bus); `None`: the lanes
     /// alone keep each user's order, within this host.
     pub sequencer: Option<Arc<dyn Sequencer>>,
+    /// The rates of the app's tenant (`None`: the operator's app, unlimited).
+    pub rates: Option<Arc<Rates>>,
+}
+
+/// A tenant's app: its buckets and the counters that show them.
+#[derive(Clone)]
+struct TenantSide {
+    tenant: String,
+    rates: Arc<Rates>,
+    taken: Counter,
+    sent: Counter,
+    waited: Counter,
+    nacked: Counter,
 }
 
 impl AppWorker {
     /// A worker from its parts.
     pub fn new(p: AppWorkerParts) -> Self {
+        let tenant = p.rates.map(|rates| {
+            let tenant = crate::names::tenant_of(p.handler.name()).unwrap_or_default().to_owned();
+            let m = crate::telemetry::metrics::metrics();
+            TenantSide {
+                taken: m.tenant_messages(&tenant, "inbound"),
+                sent: m.tenant_messages(&tenant, "outbound"),
+                waited: m.tenant_limited(&tenant, "inbound_per_sec"),
+                nacked: m.tenant_limited(&tenant, "outbound_per_sec"),
+                tenant,
+                rates,
+            }
+        });
         Self {
             handler: p.handler,
             bus: p.bus,
@@ -84,6 +113,7 @@ impl AppWorker {
             retry: p.retry,
             routed: None,
             sequencer: p.sequencer,
+            tenant,
         }
     }
 
@@ -122,10 +152,11 @@ impl AppWorker {
             handler: self.handler.clone(),
             publish: self.publish.clone(),
             outbound: RoutingKey::outbound(&self.connector),
-            connector: self.connector.to_string(),
+            connector: self.connector.clone(),
             failures: self.failures.clone(),
             origins,
             sequencer: self.sequencer.clone(),
+            tenant: self.tenant.clone(),
         });
         let mut lanes = Vec::with_capacity(self.concurrency);
         let mut tasks = Vec::with_capacity(self.concurrency);
@@ -267,10 +298,11 @@ struct Lane {
     handler: Arc<dyn Handler>,
     publish: Arc<dyn Publish>,
     outbound: RoutingKey,
-    connector: String,
+    connector: ConnectorName,
     failures: Arc<FailureLog>,
     origins: Option<Arc<Origins>>,
     sequencer: Option<Arc<dyn Sequencer>>,
+    tenant: Option<TenantSide>,
 }
 
 /// What a lane is handed.
@@ -345,7 +377,7 @@ impl Lane {
                     tracing::warn!(app = self.handler.name(), error = %e, attempt = tries, "cannot take a turn in the user's line; retrying after a wait");
                     if tries >= backoff.max_attempts() {
                         let reason = format!("cannot take a turn in the user's line: {e} (after {tries} tries in place)");
-                        self.failures.retry_or_fail(self.handler.name(), &self.connector, "state_unavailable", &reason, delivery).await;
+                        self.failures.retry_or_fail(self.handler.name(), &input_queue(&self.connector, &delivery.message), "state_unavailable", &reason, delivery).await;
                         return;
                     }
                     if Self::interrupted(backoff.wait("unavailable"), stop).await {
@@ -403,6 +435,15 @@ impl Lane {
     /// still held up after its tries in place goes to the retry path, and its user's later
     /// messages go on meanwhile.
     async fn handle(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken, held: Option<(Arc<dyn Sequencer>, Held)>) {
+        // Over its tenant's inbound rate, the message waits here, and the ones behind it on
+        // their queue (the prefetch bounds what is taken): late, never lost.
+        if let Some(t) = &self.tenant {
+            if !t.rates.inbound_ready() {
+                t.waited.inc();
+                t.rates.inbound().await;
+            }
+            t.taken.inc();
+        }
         let tries = backoff.max_attempts();
         let (mut kind, mut last) = ("unavailable", String::new());
         for attempt in 1..=tries {
@@ -429,7 +470,7 @@ impl Lane {
         }
         self.release(held, None).await;
         let reason = format!("{last} (after {tries} tries in place)");
-        self.failures.retry_or_fail(self.handler.name(), &self.connector, kind, &reason, delivery).await;
+        self.failures.retry_or_fail(self.handler.name(), &input_queue(&self.connector, &delivery.message), kind, &reason, delivery).await;
     }
 
     /// Wait, unless `stop` comes first: whether it did.
@@ -450,7 +491,7 @@ impl Lane {
             Ok(sends) => sends,
             Err(f) if f.is_retryable() => return Tried::RetryLater(f.to_string()),
             Err(f) => {
-                self.failures.record(self.handler.name(), &self.connector, f.kind(), &f.to_string(), &delivery.message).await;
+                self.failures.record(self.handler.name(), &input_queue(&self.connector, &delivery.message), f.kind(), &f.to_string(), &delivery.message).await;
                 return Tried::Done;
             }
         };
@@ -462,6 +503,16 @@ impl Lane {
             {
                 return Tried::Unavailable(format!("cannot record a reply's origin: {e}"));
             }
+            if let Some(t) = &self.tenant {
+                if !t.rates.outbound() {
+                    t.nacked.inc();
+                    if let Err(e) = self.over_quota(t, msg).await {
+                        return Tried::Unavailable(format!("cannot nack a send over the tenant's rate: {e}"));
+                    }
+                    continue;
+                }
+                t.sent.inc();
+            }
             // On failure the input is tried again; what was already published may be sent
             // again (at-least-once).
             if let Err(e) = self.publish.publish(&self.outbound, msg.into()).await {
@@ -469,5 +520,18 @@ impl Lane {
             }
         }
         Tried::Done
+    }
+
+    /// A send over the tenant's outbound rate: not published; the app gets a nack naming the
+    /// limit, and the send is kept on the failure path (replayable once the rate allows).
+    async fn over_quota(&self, t: &TenantSide, msg: crate::message::UserMessage) -> Result<(), crate::bus::BusError> {
+        let limit = t.rates.limits().outbound_per_sec;
+        let reason = format!("tenant `{}` is over its outbound rate of {limit} messages/s (`tenants.{}.limits.outbound_per_sec`)", t.tenant, t.tenant);
+        let mut nack = crate::message::Event::nack(&msg.message_id, &reason);
+        nack.transport_name = msg.transport_name.clone();
+        nack.routing_metadata = msg.routing_metadata.clone();
+        let message: Message = msg.into();
+        self.failures.record(self.handler.name(), &self.outbound, "over_quota", &reason, &message).await;
+        self.publish.publish(&RoutingKey::event(&self.connector), nack.into()).await
     }
 }

@@ -31,7 +31,7 @@ pub struct Callback {
 pub struct Callbacks {
     tx: mpsc::Sender<Callback>,
     component: Arc<str>,
-    connector: Arc<str>,
+    connector: crate::names::ConnectorName,
     failures: Arc<FailureLog>,
 }
 
@@ -41,7 +41,7 @@ impl Callbacks {
     pub fn start(
         config: &CallbacksConfig,
         component: &str,
-        connector: &str,
+        connector: &crate::names::ConnectorName,
         failures: Arc<FailureLog>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -53,7 +53,7 @@ impl Callbacks {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        let this = Self { tx, component: component.into(), connector: connector.into(), failures };
+        let this = Self { tx, component: component.into(), connector: connector.clone(), failures };
         tokio::spawn(this.clone().run(rx, client, config.clone(), shutdown));
         this
     }
@@ -68,7 +68,7 @@ impl Callbacks {
 
     async fn fail(&self, cb: &Callback, reason: String) {
         let reason = format!("callback to {} failed: {reason}", cb.url);
-        self.failures.record(&self.component, &self.connector, "callback", &reason, &cb.message).await;
+        self.failures.record(&self.component, &super::failures::input_queue(&self.connector, &cb.message), "callback", &reason, &cb.message).await;
     }
 
     async fn run(self, mut rx: mpsc::Receiver<Callback>, client: reqwest::Client, config: CallbacksConfig, shutdown: CancellationToken) {

@@ -132,7 +132,7 @@ impl EventsByOrigin {
             let origin = match origin {
                 Err(e) if e.is_retryable() => {
                     let reason = format!("cannot look up the event's origin: {e} (after {tries} tries in place)");
-                    self.failures.retry_or_fail(&me, self.connector.as_str(), "state_unavailable", &reason, delivery).await;
+                    self.failures.retry_or_fail(&me, &RoutingKey::event(&self.connector), "state_unavailable", &reason, delivery).await;
                     continue;
                 }
                 other => other,
@@ -141,7 +141,7 @@ impl EventsByOrigin {
             let origin = match origin {
                 Ok(o) => o,
                 Err(e) => {
-                    self.failures.record(&me, self.connector.as_str(), "unroutable_event", &format!("cannot look up the event's origin: {e}"), &delivery.message).await;
+                    self.failures.record(&me, &RoutingKey::event(&self.connector), "unroutable_event", &format!("cannot look up the event's origin: {e}"), &delivery.message).await;
                     delivery.ack();
                     continue;
                 }
@@ -162,7 +162,7 @@ impl EventsByOrigin {
                             event.user_message_id
                         ),
                     };
-                    self.failures.record(&me, self.connector.as_str(), "unroutable_event", &reason, &delivery.message).await;
+                    self.failures.record(&me, &RoutingKey::event(&self.connector), "unroutable_event", &reason, &delivery.message).await;
                     delivery.ack();
                 }
             }

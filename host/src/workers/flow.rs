@@ -117,7 +117,7 @@ impl Flow {
                     self.bus.publish(&hop.key, message).await?;
                 }
                 Err(Failure::Fail { kind, reason }) => {
-                    self.failures.record(d.name(), hop.key.connector.as_str(), kind, &reason, &message).await;
+                    self.failures.record(d.name(), &hop.key, kind, &reason, &message).await;
                 }
             }
         }
@@ -143,7 +143,7 @@ impl Flow {
             }
             Outcome::Failed { by, kind, reason } => {
                 let reason = format!("middleware on {}: {reason}", hop.key);
-                self.failures.record(&by, hop.key.connector.as_str(), kind, &reason, &hop.message).await;
+                self.failures.record(&by, &hop.key, kind, &reason, &hop.message).await;
                 None
             }
         }
@@ -205,7 +205,7 @@ impl Flow {
                 Err(Failure::Requeue(reason)) => reason,
                 Err(Failure::Fail { kind, reason }) => {
                     backoff.reset();
-                    self.failures.record(d.name(), key.connector.as_str(), kind, &reason, &delivery.message).await;
+                    self.failures.record(d.name(), key, kind, &reason, &delivery.message).await;
                     delivery.ack();
                     return;
                 }
@@ -220,7 +220,7 @@ impl Flow {
             }
         }
         let reason = format!("cannot route: {last} (after {tries} tries in place)");
-        self.failures.retry_or_fail(d.name(), key.connector.as_str(), "unavailable", &reason, delivery).await;
+        self.failures.retry_or_fail(d.name(), key, "unavailable", &reason, delivery).await;
     }
 }
 

@@ -193,7 +193,7 @@ impl Channel {
             Some(Err(e)) => {
                 // Still delivered to the mo_url; only a `reply_to` it will fail.
                 let reason = format!("cannot store an inbound message, so a `reply_to` it will fail: {e}");
-                self.failures.record(&self.name, self.connector.as_str(), "state_unavailable", &reason, &delivery.message).await;
+                self.failures.record(&self.name, &super::failures::input_queue(&self.connector, &delivery.message), "state_unavailable", &reason, &delivery.message).await;
             }
         }
         if let Some(url) = &self.config.mo_url {
@@ -215,7 +215,7 @@ impl Channel {
             Some(Ok(false)) => tracing::debug!(channel = self.name, id, "event for a message no longer stored"),
             Some(Err(e)) => {
                 let reason = format!("cannot record an event in its message's record: {e}");
-                self.failures.record(&self.name, self.connector.as_str(), "state_unavailable", &reason, &delivery.message).await;
+                self.failures.record(&self.name, &super::failures::input_queue(&self.connector, &delivery.message), "state_unavailable", &reason, &delivery.message).await;
             }
         }
         let url = match self.stored(backoff, stop, || self.kv.get(&url_key)).await {
@@ -468,7 +468,7 @@ impl SendApi {
             .channels
             .get(name)
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no channel named `{name}`")))?;
-        check_bearer(headers, &channel.config.token)?;
+        check_bearer(headers, |t| channel.config.token.matches(t))?;
         Ok(channel)
     }
 }

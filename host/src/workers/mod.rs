@@ -21,7 +21,7 @@ use crate::message::{Event, UserMessage};
 use crate::plugins::{AppPlugin, AppSlot, HandlerFailure};
 
 pub use app::{AppWorker, AppWorkerParts, WorkerError};
-pub use failures::{FailureLog, FailureRecord};
+pub use failures::{FailureFilter, FailureLog, FailureRecord, Replay};
 
 /// What an app worker runs messages through. A WASM application in production; benchmarks also
 /// run native Rust handlers through the same worker to measure what the sandbox costs.

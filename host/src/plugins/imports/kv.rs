@@ -41,8 +41,9 @@ impl Host for HostState {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        if value.len() > MAX_VALUE_BYTES {
-            return Ok(Err(KvError::Limit(format!("value must be at most {MAX_VALUE_BYTES} bytes, got {}", value.len()))));
+        let max = self.ctx.kv_max_value.min(MAX_VALUE_BYTES);
+        if value.len() > max {
+            return Ok(Err(KvError::Limit(format!("value must be at most {max} bytes, got {}", value.len()))));
         }
         let ttl = match ttl_ms {
             Some(0) => return Ok(Err(KvError::Limit("ttl-ms must be at least 1".into()))),

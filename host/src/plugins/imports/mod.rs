@@ -25,6 +25,8 @@ pub(crate) struct PluginContext {
     pub config_json: String,
     pub endpoints: Vec<String>,
     pub max_sends: u32,
+    /// The largest `kv` value (the tenant's limit; 1 MiB for the operator's plugins).
+    pub kv_max_value: usize,
 }
 
 /// The state of one call: what the handler has sent so far, and its CPU budget.

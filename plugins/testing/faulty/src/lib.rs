@@ -8,8 +8,13 @@
 //! (N defaults to 2) asks the host to retry later the first N times it is handed to a user, then
 //! replies `retried after N` (the tries are counted in kv key `retry:<from_addr>`, removed on
 //! success, so the command can be repeated), `nap <ms> <tag>` sleeps `ms` milliseconds in WASI
-//! and replies `<tag>` (handling times that differ, for ordering tests). Anything else is
-//! answered `ok: <content>`.
+//! and replies `<tag>` (handling times that differ, for ordering tests).
+//!
+//! The hostile ones (the multi-tenant suite): `recurse` recurses without end, `big-reply` builds
+//! a 100 MB reply, `read-file <path>` and `connect <addr>` try the filesystem and a socket
+//! (replying with what they got, which must never happen, or rejecting with the error),
+//! `kv-big <bytes>` stores a value of that size, and `storm` sends 10,000 messages, rejecting
+//! with the host's refusal if any was refused. Anything else is answered `ok: <content>`.
 
 use std::hint::black_box;
 
@@ -17,6 +22,16 @@ use vumi_sdk::app::Application;
 use vumi_sdk::{Error, Message, Result, kv};
 
 struct Faulty;
+
+/// `recurse`: each frame keeps a buffer alive, so the stack runs out rather than being optimised away.
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 64]);
+    // Never true at run time; it keeps the compiler from calling this an endless recursion.
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+}
 
 /// How many times `retry` is refused before it is answered, without a number.
 const DEFAULT_RETRIES: i64 = 2;
@@ -89,6 +104,51 @@ impl Application for Faulty {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 msg.reply(tag)?;
                 Ok(())
+            }
+            "recurse" => {
+                msg.reply(recurse(0).to_string())?;
+                Ok(())
+            }
+            "big-reply" => {
+                msg.reply("x".repeat(100 << 20))?;
+                Ok(())
+            }
+            "storm" => {
+                let to = msg.from_addr().unwrap_or("storm");
+                let mut refused = None;
+                for i in 0..10_000 {
+                    if let Err(e) = vumi_sdk::app::send_to(to, &format!("storm {i}"), None) {
+                        refused.get_or_insert(e);
+                    }
+                }
+                match refused {
+                    Some(e) => Err(Error::reject(format!("storm: {e}"))),
+                    None => Ok(()),
+                }
+            }
+            other if other.starts_with("read-file ") => match std::fs::read_to_string(&other["read-file ".len()..]) {
+                Ok(text) => {
+                    msg.reply(format!("read {} bytes", text.len()))?;
+                    Ok(())
+                }
+                Err(e) => Err(Error::reject(format!("read-file: {e}"))),
+            },
+            other if other.starts_with("connect ") => match std::net::TcpStream::connect(&other["connect ".len()..]) {
+                Ok(_) => {
+                    msg.reply("connected")?;
+                    Ok(())
+                }
+                Err(e) => Err(Error::reject(format!("connect: {e}"))),
+            },
+            other if other.starts_with("kv-big ") => {
+                let n: usize = other["kv-big ".len()..].trim().parse().unwrap_or(0);
+                match kv::set("big", &vec![7u8; n], None) {
+                    Ok(()) => {
+                        msg.reply(format!("stored {n}"))?;
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::reject(format!("kv-big: {e}"))),
+                }
             }
             "kv" => {
                 let n = kv::incr("count", 1)?;

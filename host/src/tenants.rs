@@ -1,0 +1,158 @@
+//! Tenants at run time: who a token belongs to, what that principal may see, and each tenant's
+//! message rates.
+//!
+//! The config ([`crate::config::TenantConfig`]) says what a tenant owns and may use; at load its
+//! components became qualified names (`acme:echo`), so "is this tenant's" is one question asked
+//! of a name ([`Principal::sees`]). This module holds what the config cannot: the rate buckets,
+//! which must outlive a config reload that did not change them, and the token lookup.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::{Config, Secret, TenantLimits};
+use crate::names::{TenantName, tenant_of};
+
+/// Who presented a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The operator (`[admin] token`): sees and changes everything.
+    Operator,
+    /// A tenant (`tenants.<t>.admin_tokens`): sees and changes its own resources only.
+    Tenant(TenantName),
+}
+
+impl Principal {
+    /// Whether this principal may see component, connector or record owner `name` (a
+    /// qualified name is its tenant's; a plain name is the operator's).
+    pub fn sees(&self, name: &str) -> bool {
+        match self {
+            Principal::Operator => true,
+            Principal::Tenant(t) => tenant_of(name) == Some(t.as_str()),
+        }
+    }
+
+    /// The tenant, if it is one.
+    pub fn tenant(&self) -> Option<&TenantName> {
+        match self {
+            Principal::Operator => None,
+            Principal::Tenant(t) => Some(t),
+        }
+    }
+}
+
+/// One tenant's message rates (token buckets with a burst of one second's worth).
+pub struct Rates {
+    limits: TenantLimits,
+    inbound: DefaultDirectRateLimiter,
+    outbound: DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for Rates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rates").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+fn bucket(per_sec: u32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(Quota::per_second(NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN)))
+}
+
+impl Rates {
+    fn new(limits: &TenantLimits) -> Self {
+        Self { limits: limits.clone(), inbound: bucket(limits.inbound_per_sec), outbound: bucket(limits.outbound_per_sec) }
+    }
+
+    /// Whether the tenant may take one more message now (taking it if so).
+    pub fn inbound_ready(&self) -> bool {
+        self.inbound.check().is_ok()
+    }
+
+    /// Wait until the tenant may take one more message from a queue.
+    pub async fn inbound(&self) {
+        self.inbound.until_ready().await;
+    }
+
+    /// Whether the tenant may send one more message now (no waiting: a send over the rate is
+    /// nacked, so the app hears of it).
+    pub fn outbound(&self) -> bool {
+        self.outbound.check().is_ok()
+    }
+
+    /// The limits these buckets enforce.
+    pub fn limits(&self) -> &TenantLimits {
+        &self.limits
+    }
+}
+
+/// Every tenant's tokens and rates, rebuilt on each config reload ([`Tenants::update`]).
+#[derive(Debug, Default)]
+pub struct Tenants {
+    operator: Option<Secret>,
+    tokens: Vec<(Secret, TenantName)>,
+    rates: BTreeMap<TenantName, Arc<Rates>>,
+    granted: BTreeMap<TenantName, Vec<String>>,
+}
+
+impl Tenants {
+    /// From a loaded config.
+    pub fn from_config(config: &Config) -> Self {
+        Self::default().update(config)
+    }
+
+    /// For a newly loaded config: a tenant whose limits did not change keeps its buckets (and
+    /// what it has used of them).
+    pub fn update(&self, config: &Config) -> Self {
+        let mut rates = BTreeMap::new();
+        for (t, tc) in &config.tenants {
+            let kept = self.rates.get(t).filter(|r| r.limits == tc.limits).cloned();
+            rates.insert(t.clone(), kept.unwrap_or_else(|| Arc::new(Rates::new(&tc.limits))));
+        }
+        Self {
+            operator: config.admin.as_ref().map(|a| a.token.clone()),
+            tokens: config.tenants.iter().flat_map(|(t, tc)| tc.admin_tokens.iter().map(move |s| (s.clone(), t.clone()))).collect(),
+            rates,
+            granted: config.tenants.iter().map(|(t, tc)| (t.clone(), tc.transports.iter().map(ToString::to_string).collect())).collect(),
+        }
+    }
+
+    /// Whose token `token` is, if anyone's. Every secret is compared, so the time taken does
+    /// not say which one matched.
+    pub fn principal(&self, token: &str) -> Option<Principal> {
+        let mut found = None;
+        if self.operator.as_ref().is_some_and(|s| s.matches(token)) {
+            found = Some(Principal::Operator);
+        }
+        for (secret, tenant) in &self.tokens {
+            if secret.matches(token) && found.is_none() {
+                found = Some(Principal::Tenant(tenant.clone()));
+            }
+        }
+        found
+    }
+
+    /// The rates of the tenant that owns `name`, if a tenant does.
+    pub fn rates_of(&self, name: &str) -> Option<Arc<Rates>> {
+        let t = tenant_of(name)?;
+        self.rates.iter().find(|(n, _)| n.as_str() == t).map(|(_, r)| r.clone())
+    }
+
+    /// Tenants with their limits and granted transports, for the admin API.
+    pub fn list(&self) -> Vec<(TenantName, TenantLimits, Vec<String>)> {
+        self.rates
+            .iter()
+            .map(|(t, r)| (t.clone(), r.limits.clone(), self.granted.get(t).cloned().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Whether `transport` is granted to the principal (the operator's are every transport
+    /// granted to no tenant; the operator sees them all).
+    pub fn transport_visible(&self, who: &Principal, transport: &str) -> bool {
+        match who {
+            Principal::Operator => true,
+            Principal::Tenant(t) => self.granted.get(t).is_some_and(|g| g.iter().any(|x| x == transport)),
+        }
+    }
+}

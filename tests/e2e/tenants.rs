@@ -1,0 +1,313 @@
+//! Multi-tenant hosting: the example config's two tenants, what each token may see and do, what a
+//! tenant's config may name, the failure store and its replay, and hostile plugins that cost only
+//! their own tenant's message.
+
+use serde_json::Value;
+
+use crate::common::{Host, TempDir, http, plugin, vumi, workspace};
+
+const ACME: &str = "acme-admin-token";
+const GLOBEX: &str = "globex-admin-token";
+const OPERATOR: &str = "ops-admin-token";
+
+/// `config/tenants.toml` as shipped, on free ports, its plugin paths and failures file made
+/// absolute (the test host runs it from a temp dir).
+fn example_config(failures: &std::path::Path) -> String {
+    crate::common::plugins();
+    let text = std::fs::read_to_string(workspace().join("config/tenants.toml")).expect("config/tenants.toml");
+    text.replace("127.0.0.1:9011", "127.0.0.1:0")
+        .replace("127.0.0.1:9012", "127.0.0.1:0")
+        .replace("127.0.0.1:8082", "127.0.0.1:0")
+        .replace("../plugins/dist/echo.wasm", &plugin("echo").display().to_string())
+        .replace("../target/tenants-failures.jsonl", &failures.display().to_string())
+}
+
+fn admin(host: &Host, method: &str, path: &str, token: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+    let mut req = http().request(method.parse().expect("method"), host.admin_url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let resp = req.send().expect("admin API");
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+fn names(v: &Value, list: &str) -> Vec<String> {
+    v["result"][list].as_array().into_iter().flatten().map(|p| p["name"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[test]
+fn the_example_serves_each_tenant_on_its_own_port_and_each_token_sees_its_own_tenant_only() {
+    let dir = TempDir::new();
+    let host = Host::start(&example_config(&dir.path().join("failures.jsonl")));
+    let mut acme = host.connect_to("acme-telnet");
+    let mut globex = host.connect_to("globex-telnet");
+    assert_eq!((acme.line(), globex.line()), ("echo: ready".to_owned(), "echo: ready".to_owned()));
+    acme.send("hello from acme");
+    assert_eq!(acme.line(), "hello from acme");
+    globex.send("hello from globex");
+    assert_eq!(globex.line(), "hello from globex");
+
+    // Listing: each tenant its own plugin, the operator both.
+    let (status, v) = admin(&host, "GET", "/plugins", ACME, None);
+    assert_eq!((status, names(&v, "plugins")), (200, vec!["acme:echo".to_owned()]), "{v}");
+    assert_eq!(v["result"]["plugins"][0]["tenant"], "acme");
+    let (_, v) = admin(&host, "GET", "/plugins", GLOBEX, None);
+    assert_eq!(names(&v, "plugins"), vec!["globex:echo".to_owned()], "{v}");
+    let (_, v) = admin(&host, "GET", "/plugins", OPERATOR, None);
+    assert_eq!(names(&v, "plugins"), vec!["acme:echo".to_owned(), "globex:echo".to_owned()], "{v}");
+    // A tenant names its own plugin as it wrote it, or qualified.
+    assert_eq!(admin(&host, "GET", "/plugins/echo", ACME, None).1["result"]["name"], "acme:echo");
+    assert_eq!(admin(&host, "GET", "/plugins/acme:echo", ACME, None).0, 200);
+
+    // Another tenant's plugin does not exist for acme: not readable, not deployable, not reloadable.
+    let (status, v) = admin(&host, "GET", "/plugins/globex:echo", ACME, None);
+    assert_eq!(status, 404, "{v}");
+    assert!(!v["description"].as_str().unwrap_or_default().contains("globex:echo,"), "{v}");
+    let wasm = std::fs::read(plugin("echo")).expect("echo.wasm");
+    let resp = http().put(host.admin_url("/plugins/globex:echo")).bearer_auth(ACME).body(wasm).send().expect("deploy");
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(admin(&host, "POST", "/plugins/globex:echo/reload", ACME, None).0, 404);
+
+    // Host-wide routes are the operator's, refused with the reason.
+    let (status, v) = admin(&host, "POST", "/reload", ACME, None);
+    assert_eq!(status, 403, "{v}");
+    assert!(v["description"].as_str().unwrap_or_default().contains("the operator's"), "{v}");
+    assert_eq!(admin(&host, "GET", "/metrics", GLOBEX, None).0, 403);
+    // Transports and tenants: its own only.
+    let (_, v) = admin(&host, "GET", "/transports", ACME, None);
+    assert_eq!(names(&v, "transports"), vec!["acme-telnet".to_owned()], "{v}");
+    let (_, v) = admin(&host, "GET", "/tenants", ACME, None);
+    assert_eq!(names(&v, "tenants"), vec!["acme".to_owned()], "{v}");
+    assert_eq!(v["result"]["tenants"][0]["limits"]["outbound_per_sec"], 500, "{v}");
+    let (_, v) = admin(&host, "GET", "/tenants", OPERATOR, None);
+    assert_eq!(names(&v, "tenants"), vec!["acme".to_owned(), "globex".to_owned()], "{v}");
+    // Another tenant's failures: refused, with why.
+    let (status, v) = admin(&host, "GET", "/failures?tenant=globex", ACME, None);
+    assert_eq!(status, 403, "{v}");
+    // A token nobody was given.
+    assert_eq!(admin(&host, "GET", "/plugins", "acme-admin-tokeN", None).0, 403);
+
+    // Both tenants are still served.
+    acme.send("still here");
+    assert_eq!(acme.line(), "still here");
+    globex.send("and here");
+    assert_eq!(globex.line(), "and here");
+}
+
+/// `vumi config check` on `config`: its error text (it must fail).
+fn refused(config: &str) -> String {
+    let dir = TempDir::new();
+    let path = dir.path().join("vumi.toml");
+    std::fs::write(&path, config).expect("write");
+    let out = vumi().args(["config", "check", "--config"]).arg(&path).output().expect("run");
+    assert!(!out.status.success(), "accepted:\n{config}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_tenant_cannot_name_what_it_was_not_granted() {
+    let echo = plugin("echo").display().to_string();
+    let base = format!(
+        r#"
+[transports.a-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[transports.b-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[tenants.a]
+transports = ["a-telnet"]
+[tenants.b]
+transports = ["b-telnet"]
+"#
+    );
+    // Sending through (consuming) another tenant's transport.
+    let e = refused(&format!("{base}[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"b-telnet\"\n"));
+    assert!(e.contains("`tenants.a.apps.x.connector`: transport `b-telnet` is not granted to tenant `a` (granted: `a-telnet`)"), "{e}");
+    // A router of a's routing to b's transport.
+    let e = refused(&format!("{base}[tenants.a.routers.r]\nplugin = \"{echo}\"\ntransports = [\"b-telnet\"]\napps = [\"x\"]\n"));
+    assert!(e.contains("`tenants.a.routers.r.transports`: `b-telnet` is not a transport granted to tenant `a`"), "{e}");
+    // One transport for two tenants.
+    let e = refused(&base.replace("transports = [\"b-telnet\"]", "transports = [\"a-telnet\"]"));
+    assert!(e.contains("`tenants.b.transports`: transport `a-telnet` is already granted to tenant `a`"), "{e}");
+    // The operator's own app on a tenant's transport.
+    let e = refused(&format!("{base}[apps.ops]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\n"));
+    assert!(e.contains("`apps.ops.connector`: transport `a-telnet` is granted to tenant `a`"), "{e}");
+    // More than the tenant's limits.
+    let e = refused(&format!("{base}[tenants.a.limits]\nmemory_limit_mb = 32\n[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\nmemory_limit_mb = 64\n"));
+    assert!(e.contains("`tenants.a.apps.x.memory_limit_mb`: 64 is over the tenant's limit of 32"), "{e}");
+    let e = refused(&format!("{base}[tenants.a.limits]\nmax_instances = 3\n[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\nconcurrency = 4\n"));
+    assert!(e.contains("`tenants.a.limits.max_instances`: tenant `a`'s plugins may run 4 instances at once"), "{e}");
+    // A qualified name written outside its tenant, and a token too short to be one.
+    let e = refused(&format!("{base}[apps.\"a:x\"]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\n"));
+    assert!(e.contains("`apps`: `a:x`: `:` separates a tenant from a name; write it as [tenants.a.apps.x]"), "{e}");
+    let e = refused(&format!("{base}[tenants.c]\nadmin_tokens = [\"short\"]\n"));
+    assert!(e.contains("a token must be at least 8 characters"), "{e}");
+}
+
+/// Tenants `acme` (the faulty plugin, copied into `dir`: a test may deploy over it) and `globex`
+/// (echo), with admin tokens, failures kept in `dir`, on free ports.
+fn hostile_config(dir: &std::path::Path, acme_extra: &str) -> String {
+    let faulty = dir.join("faulty.wasm");
+    std::fs::copy(plugin("faulty"), &faulty).expect("copy faulty.wasm");
+    let failures = dir.join("failures.jsonl");
+    format!(
+        r#"
+[admin]
+bind = "127.0.0.1:0"
+token = "{OPERATOR}"
+[failures]
+path = "{failures}"
+[transports.acme-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[transports.globex-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[tenants.acme]
+transports = ["acme-telnet"]
+admin_tokens = ["{ACME}"]
+[tenants.acme.limits]
+memory_limit_mb = 32
+deadline_ms = 200
+kv_max_value_bytes = 1024
+[tenants.acme.apps.app]
+plugin = "{faulty}"
+connector = "acme-telnet"
+deadline_ms = 200
+memory_limit_mb = 32
+{acme_extra}
+[tenants.globex]
+transports = ["globex-telnet"]
+admin_tokens = ["{GLOBEX}"]
+[tenants.globex.apps.app]
+plugin = "{echo}"
+connector = "globex-telnet"
+"#,
+        failures = failures.display(),
+        faulty = faulty.display(),
+        echo = plugin("echo").display(),
+    )
+}
+
+/// The newest failure of acme's as the admin API shows it, once one with `kind` is there.
+fn failure_of(host: &Host, kind: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, v) = admin(host, "GET", &format!("/failures?reason={kind}"), ACME, None);
+        if let Some(f) = v["result"]["failures"].as_array().and_then(|a| a.last()) {
+            return f.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no `{kind}` failure recorded; log:\n{}", host.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn hostile_plugins_cost_only_their_message_and_each_is_reported_with_its_reason() {
+    let dir = TempDir::new();
+    let mut host = Host::start(&hostile_config(dir.path(), ""));
+    let mut victim = host.connect_to("acme-telnet");
+    assert_eq!(victim.line(), "faulty: ready");
+    let mut neighbour = host.connect_to("globex-telnet");
+    assert_eq!(neighbour.line(), "echo: ready");
+    // A socket that would answer if the plugin could reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let cases: [(&str, &str, &str); 8] = [
+        ("loop", "deadline", "ran past its CPU deadline of 200 ms"),
+        ("hog", "memory", "over its memory cap of 32 MiB"),
+        ("recurse", "trap", "recursion too deep"),
+        ("big-reply", "memory", "over its memory cap of 32 MiB"),
+        ("read-file /etc/passwd", "handler_error", "read-file: "),
+        (&format!("connect {}", listener.local_addr().expect("addr")), "handler_error", "connect: "),
+        ("kv-big 4096", "handler_error", "kv-big: kv limit: value must be at most 1024 bytes, got 4096"),
+        ("storm", "handler_error", "storm: send refused: at most 16 sends per message"),
+    ]
+    .map(|(c, k, r)| (Box::leak(c.to_owned().into_boxed_str()) as &str, k, r));
+    for (i, (command, kind, reason)) in cases.into_iter().enumerate() {
+        victim.send(command);
+        // Meanwhile the other tenant is served.
+        neighbour.send(&format!("ping {i}"));
+        assert_eq!(neighbour.line(), format!("ping {i}"));
+        // The victim's next message is answered, and nothing the hostile one sent came first.
+        victim.send(&format!("after {i}"));
+        assert_eq!(victim.line(), format!("ok: after {i}"), "`{command}` sent nothing and the session goes on");
+        let f = failure_of(&host, kind);
+        let got = f["reason"].as_str().unwrap_or_default();
+        assert!(got.contains(reason), "`{command}`: reason {got:?} should contain {reason:?}");
+        assert_eq!((f["tenant"].as_str(), f["component"].as_str()), (Some("acme"), Some("acme:app")), "{f}");
+        assert_eq!(f["message"]["content"], *command, "{f}");
+    }
+    // The filesystem and the network were never reached.
+    assert!(listener.accept().is_err(), "the plugin opened a socket");
+    let passwd = failure_of(&host, "read-file");
+    assert!(!passwd["reason"].as_str().unwrap_or_default().contains("root:"), "{passwd}");
+    assert!(host.alive());
+}
+
+#[test]
+fn failures_are_replayed_once_after_a_fix_and_only_by_their_tenant() {
+    let dir = TempDir::new();
+    let failures = dir.path().join("failures.jsonl");
+    let host = Host::start(&hostile_config(dir.path(), ""));
+    let mut t = host.connect_to("acme-telnet");
+    assert_eq!(t.line(), "faulty: ready");
+    t.send("error");
+    let f = failure_of(&host, "handler_error");
+    assert_eq!((f["queue"].as_str(), f["failure_code"].as_str()), (Some("acme-telnet.inbound"), Some("permanent")), "{f}");
+
+    // globex cannot see or replay it.
+    let (status, _) = admin(&host, "POST", "/failures/replay", GLOBEX, Some(br#"{"tenant": "acme"}"#.to_vec()));
+    assert_eq!(status, 403);
+    let (_, v) = admin(&host, "POST", "/failures/replay", GLOBEX, Some(b"{}".to_vec()));
+    assert_eq!(v["result"]["replayed"], serde_json::json!([]), "scoped to globex: nothing: {v}");
+
+    // The fix: acme deploys echo over its app; then replays, with the CLI and acme's token.
+    let wasm = std::fs::read(plugin("echo")).expect("echo.wasm");
+    let resp = http().put(host.admin_url("/plugins/app")).bearer_auth(ACME).body(wasm).send().expect("deploy");
+    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().unwrap_or_default());
+    let replay = |token: &str| {
+        vumi()
+            .args(["failures", "replay", "--reason", "handler_error", "--admin-url"])
+            .arg(host.admin_url(""))
+            .args(["--token", token])
+            .output()
+            .expect("vumi failures replay")
+    };
+    let out = replay(ACME);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 replayed") && text.contains("republished to acme-telnet.inbound"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // The replayed message reaches the fixed app, on the same session.
+    assert_eq!(t.line(), "error");
+    // Exactly once: a second replay finds nothing to do, and the outcome is on the record.
+    let out = replay(ACME);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 replayed"), "{}", String::from_utf8_lossy(&out.stdout));
+    let f = failure_of(&host, "handler_error");
+    assert_eq!(f["replay"]["outcome"], "republished to acme-telnet.inbound", "{f}");
+    t.send("marker");
+    assert_eq!(t.line(), "marker", "no second copy of the replayed message came first");
+    // The file keeps the replay, so a restarted host would not replay it again.
+    let kept = std::fs::read_to_string(&failures).expect("failures file");
+    assert!(kept.lines().any(|l| l.contains("\"replayed\"")), "{kept}");
+}
+
+#[test]
+fn over_its_outbound_rate_a_tenant_app_is_nacked_with_the_reason() {
+    let dir = TempDir::new();
+    let config = hostile_config(dir.path(), "").replace(
+        "kv_max_value_bytes = 1024",
+        "kv_max_value_bytes = 1024\noutbound_per_sec = 1",
+    );
+    let host = Host::start(&config);
+    let mut t = host.connect_to("acme-telnet");
+    // The session's greeting took the one send of this second; the next reply is over the rate.
+    assert_eq!(t.line(), "faulty: ready");
+    t.send("one");
+    let f = failure_of(&host, "over_quota");
+    let reason = f["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("tenant `acme` is over its outbound rate of 1 messages/s (`tenants.acme.limits.outbound_per_sec`)"), "{f}");
+    assert_eq!(f["queue"], "acme-telnet.outbound", "{f}");
+    assert_eq!(f["message"]["content"], "ok: one", "{f}");
+}
