@@ -259,6 +259,7 @@ fn view(slot: &dyn AnySlot) -> PluginView {
             crate::plugins::CacheOutcome::Hit => "hit".into(),
             crate::plugins::CacheOutcome::Compiled => "compiled".into(),
             crate::plugins::CacheOutcome::Rebuilt(why) => format!("rebuilt: {why}"),
+            crate::plugins::CacheOutcome::Shared => "shared".into(),
         },
         handled: info.handled,
         failures: info.failed,

@@ -66,6 +66,7 @@ impl HarnessBuilder {
         let engine = Engine::new(&EngineSettings {
             max_memory_bytes: self.limits.max_memory_bytes.max(64 << 20),
             max_instances: 100,
+            max_stacks: 100,
             cache_dir: None,
         })?;
         let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());

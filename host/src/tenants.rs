@@ -48,6 +48,8 @@ pub struct Rates {
     limits: TenantLimits,
     inbound: DefaultDirectRateLimiter,
     outbound: DefaultDirectRateLimiter,
+    /// One cell per millisecond of guest CPU time (an epoch tick).
+    cpu: Arc<DefaultDirectRateLimiter>,
 }
 
 impl std::fmt::Debug for Rates {
@@ -62,7 +64,12 @@ fn bucket(per_sec: u32) -> DefaultDirectRateLimiter {
 
 impl Rates {
     fn new(limits: &TenantLimits) -> Self {
-        Self { limits: limits.clone(), inbound: bucket(limits.inbound_per_sec), outbound: bucket(limits.outbound_per_sec) }
+        Self {
+            limits: limits.clone(),
+            inbound: bucket(limits.inbound_per_sec),
+            outbound: bucket(limits.outbound_per_sec),
+            cpu: Arc::new(bucket(limits.cpu_ms_per_sec)),
+        }
     }
 
     /// Whether the tenant may take one more message now (taking it if so).
@@ -79,6 +86,16 @@ impl Rates {
     /// nacked, so the app hears of it).
     pub fn outbound(&self) -> bool {
         self.outbound.check().is_ok()
+    }
+
+    /// One more millisecond of the tenant's guest CPU time: `None` if its budget allows it now,
+    /// else what to wait on before it runs on (the caller parks the guest on it).
+    pub fn cpu_tick(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        if self.cpu.check().is_ok() {
+            return None;
+        }
+        let cpu = self.cpu.clone();
+        Some(Box::pin(async move { cpu.until_ready().await }))
     }
 
     /// The limits these buckets enforce.

@@ -144,6 +144,12 @@ pub struct TenantLimits {
     /// The largest value one `kv` key may hold, in bytes.
     #[serde(default = "default_kv_value")]
     pub kv_max_value_bytes: u32,
+    /// CPU time its plugins may run per second of wall time, in milliseconds, across all their
+    /// instances (1,000: one core's worth). Over it, its running calls pause until the budget
+    /// refills, so a tenant whose plugins spin cannot take the cores from the others; the paused
+    /// time does not count against a call's CPU deadline (its wall-clock bound still holds).
+    #[serde(default = "default_cpu")]
+    pub cpu_ms_per_sec: u32,
 }
 
 fn default_memory_mb() -> u32 {
@@ -156,6 +162,9 @@ fn default_max_instances() -> u32 {
     64
 }
 fn default_rate() -> u32 {
+    1_000
+}
+fn default_cpu() -> u32 {
     1_000
 }
 fn default_kv_value() -> u32 {
@@ -171,6 +180,7 @@ impl Default for TenantLimits {
             inbound_per_sec: default_rate(),
             outbound_per_sec: default_rate(),
             kv_max_value_bytes: default_kv_value(),
+            cpu_ms_per_sec: default_cpu(),
         }
     }
 }
@@ -179,8 +189,8 @@ impl fmt::Display for TenantLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} MiB, {} ms, {} instances, {}/s in, {}/s out, kv values {} B",
-            self.memory_limit_mb, self.deadline_ms, self.max_instances, self.inbound_per_sec, self.outbound_per_sec, self.kv_max_value_bytes
+            "{} MiB, {} ms, {} instances, {}/s in, {}/s out, kv values {} B, {} CPU ms/s",
+            self.memory_limit_mb, self.deadline_ms, self.max_instances, self.inbound_per_sec, self.outbound_per_sec, self.kv_max_value_bytes, self.cpu_ms_per_sec
         )
     }
 }
@@ -251,7 +261,8 @@ impl Config {
                 }
             }
             let l = &tc.limits;
-            let ranges: [super::validate::Range; 5] = [
+            let ranges: [super::validate::Range; 6] = [
+                ("cpu_ms_per_sec", u64::from(l.cpu_ms_per_sec), 1, 1_000_000),
                 ("memory_limit_mb", u64::from(l.memory_limit_mb), 1, u64::from(super::MAX_MEMORY_LIMIT_MB)),
                 ("deadline_ms", l.deadline_ms, 1, 60_000),
                 ("max_instances", u64::from(l.max_instances), 1, 100_000),

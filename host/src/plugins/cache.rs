@@ -25,6 +25,8 @@ pub enum CacheOutcome {
     Compiled,
     /// An entry existed but failed its checks (the reason); compiled again and replaced.
     Rebuilt(String),
+    /// Another plugin of this process runs the same bytes: their compiled code is shared.
+    Shared,
 }
 
 /// A directory of compiled components for one engine configuration.

@@ -23,13 +23,16 @@ pub struct EngineSettings {
     pub max_memory_bytes: usize,
     /// How many component instances may be live at once across all plugins.
     pub max_instances: u32,
+    /// How many calls may be in a guest at once across all plugins (each runs on a stack from
+    /// the pool; every pooled stack costs two memory mappings for as long as the host runs).
+    pub max_stacks: u32,
     /// Where compiled components are cached across restarts (`None`: compile every time).
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { max_memory_bytes: 256 << 20, max_instances: 1000, cache_dir: None }
+        Self { max_memory_bytes: 256 << 20, max_instances: 1000, max_stacks: 1000, cache_dir: None }
     }
 }
 
@@ -38,6 +41,11 @@ impl Default for EngineSettings {
 pub struct Engine {
     pub(crate) inner: wasmtime::Engine,
     pub(crate) cache: Option<ComponentCache>,
+    /// Components loaded in this process, by content hash, while any plugin holds them: the
+    /// same bytes loaded for many plugins (every tenant running the stock echo) share one
+    /// compiled copy, its code mapped once. Without it, each copy cost its own code pages and
+    /// memory mappings, and 10,000 tenants ran out of `vm.max_map_count` (BENCHMARKS.md).
+    pub(crate) loaded: Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<wasmtime::component::Component>>>>,
     _ticker: Arc<Ticker>,
 }
 
@@ -69,7 +77,7 @@ impl Engine {
             .total_core_instances(settings.max_instances.saturating_mul(2))
             .total_memories(settings.max_instances)
             .total_tables(settings.max_instances.saturating_mul(2))
-            .total_stacks(settings.max_instances)
+            .total_stacks(settings.max_stacks.min(settings.max_instances))
             // A fresh instance per message makes slot reset the hot path. By default wasmtime
             // gives a slot's pages back with madvise and faults them in again on reuse (most of
             // the fresh path's time was system time). Instead, reset in place with memset,
@@ -106,6 +114,6 @@ impl Engine {
                 }
             })
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
-        Ok(Self { inner, cache, _ticker: Arc::new(Ticker { stop }) })
+        Ok(Self { inner, cache, loaded: Arc::default(), _ticker: Arc::new(Ticker { stop }) })
     }
 }

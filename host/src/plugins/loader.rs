@@ -94,6 +94,8 @@ pub(crate) struct Compiled<F: Face> {
     pub size: usize,
     /// Whether the compiled-component cache served it.
     pub cache: CacheOutcome,
+    /// The compiled component, held so that others loading the same bytes share it.
+    pub component: std::sync::Arc<Component>,
 }
 
 /// Read `path` and compile it as a component of `F`'s world.
@@ -111,15 +113,26 @@ pub(crate) async fn load_bytes<F: Face>(engine: &Engine, path: &Path, bytes: Vec
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let hash = content_hash(&bytes);
-        let compile = || Component::from_binary(&engine.inner, &bytes);
-        let (component, cache) = match &engine.cache {
-            Some(c) => c.get_or_compile(&engine.inner, &hash, compile),
-            None => compile().map(|c| (c, CacheOutcome::Compiled)),
-        }
-        // wasmparser's messages span lines (byte arrays); one line reads better in logs and UIs.
-        .map_err(|e| LoadError::Invalid { path: path.clone(), reason: one_line(&format!("{e:#}")) })?;
+        let shared = engine.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).and_then(std::sync::Weak::upgrade);
+        let (component, cache) = match shared {
+            Some(c) => (c, CacheOutcome::Shared),
+            None => {
+                let compile = || Component::from_binary(&engine.inner, &bytes);
+                let (component, cache) = match &engine.cache {
+                    Some(c) => c.get_or_compile(&engine.inner, &hash, compile),
+                    None => compile().map(|c| (c, CacheOutcome::Compiled)),
+                }
+                // wasmparser's messages span lines (byte arrays); one line reads better in logs and UIs.
+                .map_err(|e| LoadError::Invalid { path: path.clone(), reason: one_line(&format!("{e:#}")) })?;
+                let component = std::sync::Arc::new(component);
+                let mut loaded = engine.loaded.lock().unwrap_or_else(|p| p.into_inner());
+                loaded.retain(|_, w| w.strong_count() > 0);
+                loaded.insert(hash.clone(), std::sync::Arc::downgrade(&component));
+                (component, cache)
+            }
+        };
         let pre = link::<F>(&engine, &path, &component)?;
-        Ok(Compiled { pre, hash, size: bytes.len(), cache })
+        Ok(Compiled { pre, hash, size: bytes.len(), cache, component })
     })
     .await
     .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?

@@ -90,11 +90,14 @@ pub struct Limits {
     pub max_sends: u32,
     /// The largest value one `kv` key may hold (its tenant's `kv_max_value_bytes`).
     pub kv_max_value_bytes: usize,
+    /// The tenant's buckets, whose CPU budget every tick of guest time draws on (`None`: the
+    /// operator's plugin, bounded by its deadline only).
+    pub tenant: Option<Arc<crate::tenants::Rates>>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, kv_max_value_bytes: 1 << 20 }
+        Self { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, kv_max_value_bytes: 1 << 20, tenant: None }
     }
 }
 
@@ -224,6 +227,8 @@ pub struct Plugin<F: Face> {
     name: String,
     engine: Engine,
     pre: F::Pre,
+    /// Held while this version runs, so later loads of the same bytes share it.
+    _component: Arc<wasmtime::component::Component>,
     path: PathBuf,
     version: Version,
     ctx: Arc<PluginContext>,
@@ -307,6 +312,7 @@ impl<F: Face> Plugin<F> {
             name: p.name,
             engine: p.engine,
             pre: compiled.pre,
+            _component: compiled.component,
             path: p.path,
             version: Version {
                 hash: compiled.hash,
@@ -443,12 +449,16 @@ impl<F: Face> Plugin<F> {
     async fn instantiate(&self) -> Result<Instance<F>, HandlerFailure> {
         let mut store = Store::new(&self.engine.inner, HostState::new(self.ctx.clone(), self.limits.max_memory_bytes));
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|mut cx| {
+        let tenant = self.limits.tenant.clone();
+        store.epoch_deadline_callback(move |mut cx| {
             let call = &mut cx.data_mut().call;
             call.ticks += 1;
             if call.ticks >= call.deadline_ticks {
                 call.deadline_hit = true;
                 Ok(UpdateDeadline::Interrupt)
+            } else if let Some(wait) = tenant.as_ref().and_then(|t| t.cpu_tick()) {
+                // Over its tenant's CPU budget: park until it refills (not counted as CPU time).
+                Ok(UpdateDeadline::YieldCustom(1, wait))
             } else {
                 // Give the executor back every tick so a busy guest cannot starve transports.
                 Ok(UpdateDeadline::Yield(1))

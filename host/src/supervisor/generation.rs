@@ -73,7 +73,7 @@ impl RunningHost {
             let same = old.is_some_and(|o| o.routers.get(name) == Some(rc) && same_tenant(o, new, name));
             let kept = running.routers.get(name).filter(|_| same).cloned();
             let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str()));
-            let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config, new);
+            let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config, new, self.tenants.load().rates_of(name));
             let slot = self.slot(kept, "routers", name, new.resolve(&rc.plugin), settings, summary).await?;
             slots.routers.insert(name.clone(), slot);
         }
@@ -82,7 +82,7 @@ impl RunningHost {
             let same = old.is_some_and(|o| o.middleware.get(name) == Some(m) && same_tenant(o, new, name));
             let kept = running.middleware.get(name).filter(|_| same).cloned();
             let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str()));
-            let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config, new);
+            let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config, new, self.tenants.load().rates_of(name));
             let slot = self.slot(kept, "middleware", name, new.resolve(&p.plugin), settings, summary).await?;
             slots.middleware.insert(name.clone(), slot);
         }

@@ -163,14 +163,16 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             .with_bus(bus.clone()),
     );
     let engine_memory_mb = largest_memory_limit(config).max(64);
+    settings::check_map_count(config);
     let cache_dir = config.cache_dir();
     if let Some(dir) = &cache_dir {
         tracing::info!(dir = %dir.display(), "compiled-component cache");
     }
     let engine = Engine::new(&EngineSettings {
         max_memory_bytes: (engine_memory_mb as usize) << 20,
+        max_instances: settings::pool_instances(config),
+        max_stacks: settings::pool_stacks(config),
         cache_dir,
-        ..Default::default()
     })
     .map_err(StartError::Engine)?;
     // Everything publishes through the flow (no chains or dispatchers until the config is applied).
@@ -246,11 +248,17 @@ impl RunningHost {
         let mut summary = Vec::new();
         // 1. Every plugin the new config names, loaded before anything stops: a failure here
         //    rejects the whole config with nothing changed.
-        let slots = self.load_plugins(old, &new, &mut summary).await?;
-        // Tokens and rate buckets, once the config is accepted: the new generation's workers
-        // take their tenant's buckets from here (kept where the limits did not change).
-        let tenants = Arc::new(self.tenants.load().update(&new));
-        self.tenants.store(tenants);
+        // Tokens and rate buckets first (kept where a tenant's limits did not change): plugins
+        // and workers take their tenant's buckets from here. Put back if the config is rejected.
+        let previous = self.tenants.load_full();
+        self.tenants.store(Arc::new(previous.update(&new)));
+        let slots = match self.load_plugins(old, &new, &mut summary).await {
+            Ok(slots) => slots,
+            Err(e) => {
+                self.tenants.store(previous);
+                return Err(e);
+            }
+        };
 
         // 2. Transports that go or change stop; their replacements are bound before the app side
         //    switches, so a bind failure at start-up stops start-up.

@@ -27,6 +27,46 @@ pub(super) fn largest_memory_limit(config: &Config) -> u32 {
         .unwrap_or(64)
 }
 
+/// How many instances the engine's pool must hold for `config`: every app's lanes, one per
+/// router and middleware plugin, doubled for reloads (old and new versions live side by side
+/// while a swap finishes) and idle pooled instances; never under 1,000. The pool is sized once,
+/// at start: a reload that needs more than this fails its instantiations (each reported).
+pub(super) fn pool_instances(config: &Config) -> u32 {
+    u32::try_from(lanes(config) * 2 + 64).unwrap_or(u32::MAX).max(1000)
+}
+
+/// How many calls may be in guests at once for `config`: every app lane, a few calls at a time
+/// per router and middleware (they run in publishers' tasks), never under 1,000. Unlike
+/// instances, every pooled stack costs two memory mappings for the host's life, and Linux
+/// allows a process 65,530 by default (`vm.max_map_count`): so no doubling here.
+pub(super) fn pool_stacks(config: &Config) -> u32 {
+    u32::try_from(lanes(config) + rules(config) * 8 + 64).unwrap_or(u32::MAX).max(1000)
+}
+
+fn rules(config: &Config) -> u64 {
+    (config.routers.len() + config.middleware.values().filter(|m| matches!(m, MiddlewareConfig::Plugin(_))).count()) as u64
+}
+
+fn lanes(config: &Config) -> u64 {
+    config.apps.values().map(|a| u64::from(a.concurrency)).sum::<u64>() + rules(config)
+}
+
+/// Whether the kernel lets this process map what `config`'s plugins need: each pooled stack
+/// takes two mappings, each live instance about three (its memory and image). A host of
+/// thousands of tenants meets Linux's default of 65,530 (`vm.max_map_count`) before it meets
+/// any memory limit; say so at start rather than fail an instantiation later.
+pub(super) fn check_map_count(config: &Config) {
+    let Some(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse::<u64>().ok()) else { return };
+    let need = u64::from(pool_stacks(config)) * 2 + lanes(config) * 3 + 4_096;
+    if need > limit {
+        tracing::warn!(
+            need,
+            limit,
+            "this config's plugins may need about {need} memory mappings, over the kernel's vm.max_map_count of {limit}: instantiations will fail with `Cannot allocate memory` once it is reached; raise it (`sysctl -w vm.max_map_count=262144`, as Elasticsearch asks)"
+        );
+    }
+}
+
 /// The largest kv value plugin `name` may store: its tenant's limit, else 1 MiB.
 fn kv_max_value(config: &crate::config::Config, name: &str) -> usize {
     config.tenant(name).map_or(1 << 20, |(_, t)| t.limits.kv_max_value_bytes as usize)
@@ -47,6 +87,7 @@ impl RunningHost {
                 max_memory_bytes: (app.memory_limit_mb as usize) << 20,
                 max_sends: app.max_sends_per_message,
                 kv_max_value_bytes: kv_max_value(config, name),
+                tenant: self.tenants.load().rates_of(name),
             },
             kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())),
             config: toml_to_json(&app.config),
@@ -65,6 +106,7 @@ pub(super) fn rule_settings(
     kv: Namespaced,
     config: &toml::Table,
     config_of_host: &crate::config::Config,
+    tenant: Option<std::sync::Arc<crate::tenants::Rates>>,
 ) -> Settings {
     Settings {
         name: name.to_string(),
@@ -74,6 +116,7 @@ pub(super) fn rule_settings(
             max_memory_bytes: (memory_limit_mb as usize) << 20,
             max_sends: 0,
             kv_max_value_bytes: kv_max_value(config_of_host, name),
+            tenant,
         },
         kv,
         config: toml_to_json(config),
