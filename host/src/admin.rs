@@ -369,6 +369,7 @@ async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principa
                     "inbound_per_sec": limits.inbound_per_sec,
                     "outbound_per_sec": limits.outbound_per_sec,
                     "kv_max_value_bytes": limits.kv_max_value_bytes,
+                    "cpu_ms_per_sec": limits.cpu_ms_per_sec,
                 },
             })
         })
