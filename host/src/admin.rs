@@ -18,6 +18,16 @@
 //! | `POST /reload` | reload the config file (as `SIGHUP` does); `422` if it is invalid, and the running config stays |
 //! | `GET /transports` | transports and their status |
 //! | `GET /tenants` | tenants (a tenant's token: itself), their limits and granted transports |
+//! | `PUT /tenants/{t}`, `DELETE /tenants/{t}` | the operator writes or removes tenant `t`'s file in `[host] tenants_dir` (body: its TOML) |
+//! | `PUT /tenants/{t}/apps/{name}`, `DELETE ...` | add, change or remove one of `t`'s apps (body: the app's TOML table); `t`'s token or the operator's |
+//! | `PUT /tenants/{t}/channels/{name}`, `DELETE ...` | the same for a send-API channel |
+//! | `POST /tenants/{t}/tokens` | a new admin token for `t`, answered once (only its hash is kept) |
+//! | `DELETE /tenants/{t}/tokens/{sha256:hex}` | revoke one |
+//! | `PUT /tenants/{t}/files/{file}.wasm` | upload a plugin file into `<tenants_dir>/<t>/`, where `t`'s own apps' plugins must be |
+//!
+//! Every tenant change is validated and applied exactly as a config reload (the same path), and
+//! kept in the tenant's file, so a restart keeps it; a change the reload rejects is undone and
+//! answered `422` with the reason.
 //! | `GET /failures?limit=N&tenant=T&since=S&reason=R` | the most recent failures, newest last, each with its id, tenant, `failure_code`, reason, queue, the message and its replay (if any) |
 //! | `POST /failures/replay` | body `{"tenant"?, "since"?, "reason"?, "ids"?}`: put each matching failure not replayed before back on its queue, once; answers each outcome |
 
@@ -123,6 +133,10 @@ pub struct AdminState {
     pub control: mpsc::Sender<Control>,
     /// The largest upload accepted.
     pub max_upload_bytes: usize,
+    /// `[host] tenants_dir`, resolved: where tenant changes are kept (`None`: not at run time).
+    pub tenants_dir: Option<std::path::PathBuf>,
+    /// One tenant change at a time.
+    pub edits: Arc<tokio::sync::Mutex<()>>,
     /// The state store, asked by `/health` whether it answers.
     pub state: Arc<dyn crate::state::KvStore>,
     /// The bus, asked by `/health` whether it is connected.
@@ -145,6 +159,9 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/reload", post(reload_config))
         .route("/transports", get(transports))
         .route("/tenants", get(tenants))
+        .route("/tenants/{tenant}", axum::routing::put(put_tenant).delete(delete_tenant))
+        .route("/tenants/{tenant}/{section}/{name}", axum::routing::put(put_part).delete(delete_part))
+        .route("/tenants/{tenant}/tokens", post(new_token))
         .route("/failures", get(failures))
         .route("/failures/replay", post(replay))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
@@ -377,6 +394,220 @@ async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principa
     ok_json(StatusCode::OK, "tenants", serde_json::json!({ "tenants": tenants }))
 }
 
+/// Whether `who` may change tenant `t` (`operator`: only the operator may).
+fn may_change(who: &Principal, t: &str, operator: bool) -> Result<(), ApiError> {
+    match who {
+        Principal::Operator => Ok(()),
+        Principal::Tenant(mine) if !operator && mine.as_str() == t => Ok(()),
+        Principal::Tenant(mine) if mine.as_str() == t => Err(ApiError::new(StatusCode::FORBIDDEN, format!("a tenant's grants and limits are the operator's; tenant `{t}`'s token cannot change them"))),
+        Principal::Tenant(_) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`"))),
+    }
+}
+
+/// Change tenant `t`'s file with `change` (given its TOML, `None` if it has no file yet), then
+/// reload; undo it if the reload is rejected.
+async fn edit_tenant(s: &AdminState, t: &str, change: impl FnOnce(Option<toml::Table>) -> Result<Option<toml::Table>, ApiError>) -> Result<Response, ApiError> {
+    let Some(dir) = &s.tenants_dir else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "this host keeps no tenants directory (`[host] tenants_dir`): change tenants in its config file"));
+    };
+    let name: crate::names::TenantName = t.parse().map_err(|e: crate::names::NameError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let _one_at_a_time = s.edits.lock().await;
+    let file = dir.join(format!("{name}.toml"));
+    let before = std::fs::read_to_string(&file).ok();
+    let known = s.tenants.load().list().iter().any(|(n, _, _)| n == &name);
+    if before.is_none() && known {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("tenant `{name}` is defined in the config file; change it there")));
+    }
+    let table = match &before {
+        Some(text) => Some(text.parse::<toml::Table>().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("`{}` does not parse: {e}", file.display())))?),
+        None => None,
+    };
+    let io = |e: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write `{}`: {e}", file.display()));
+    match change(table)? {
+        Some(t) => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let tmp = dir.join(format!(".{name}.toml.tmp"));
+            std::fs::write(&tmp, toml::to_string(&t).unwrap_or_default()).map_err(io)?;
+            std::fs::rename(&tmp, &file).map_err(io)?;
+        }
+        None => std::fs::remove_file(&file).map_err(io)?,
+    }
+    let (tx, rx) = oneshot::channel();
+    let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the host is shutting down");
+    s.control.send(Control::ReloadConfig(tx)).await.map_err(|_| gone())?;
+    match rx.await.map_err(|_| gone())? {
+        Ok(summary) => Ok(ok_json(StatusCode::OK, &format!("tenant `{name}` changed: {summary}"), serde_json::json!({ "tenant": name, "file": file.display().to_string() }))),
+        Err(why) => {
+            let undone = match &before {
+                Some(text) => std::fs::write(&file, text),
+                None => std::fs::remove_file(&file),
+            };
+            if let Err(e) = undone {
+                tracing::error!(file = %file.display(), error = %e, "cannot undo a rejected tenant change");
+            }
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("rejected, nothing changed: {why}")))
+        }
+    }
+}
+
+async fn put_tenant(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(t): Path<String>, body: Body) -> Result<Response, ApiError> {
+    may_change(&who, &t, true)?;
+    let text = String::from_utf8(read_body(body, 1 << 20).await?.to_vec()).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body must be UTF-8 TOML"))?;
+    let mut table: toml::Table = text.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body must be the tenant's TOML: {e}")))?;
+    hash_tokens(&mut table, "admin_tokens")?;
+    if let Some(channels) = table.get_mut("channels").and_then(toml::Value::as_table_mut) {
+        for (_, ch) in channels.iter_mut() {
+            let Some(ch) = ch.as_table_mut() else { continue };
+            hash_tokens(ch, "token")?;
+        }
+    }
+    edit_tenant(&s, &t, |_| Ok(Some(table))).await
+}
+
+async fn delete_tenant(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(t): Path<String>) -> Result<Response, ApiError> {
+    may_change(&who, &t, true)?;
+    edit_tenant(&s, &t, |before| match before {
+        Some(_) => Ok(None),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("tenant `{t}` has no file to remove"))),
+    })
+    .await
+}
+
+async fn put_part(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path((t, section, name)): Path<(String, String, String)>, body: Body) -> Result<Response, ApiError> {
+    may_change(&who, &t, false)?;
+    let bytes = read_body(body, s.max_upload_bytes).await?;
+    if section == "files" {
+        return put_file(&s, &t, &name, &bytes);
+    }
+    let section = part_section(&section)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body must be UTF-8 TOML"))?;
+    let mut part: toml::Table = text.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body must be the {section} entry's TOML table: {e}")))?;
+    hash_tokens(&mut part, "token")?;
+    if who != Principal::Operator && section == "apps" {
+        own_plugin(&s, &t, &part)?;
+    }
+    edit_tenant(&s, &t, |before| {
+        let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}` (the operator adds it: PUT /tenants/{t})")))?;
+        let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(entries) = entry {
+            entries.insert(name.clone(), toml::Value::Table(part));
+        }
+        Ok(Some(table))
+    })
+    .await
+}
+
+async fn delete_part(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path((t, section, name)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+    may_change(&who, &t, false)?;
+    if section == "tokens" {
+        return edit_tenant(&s, &t, |before| {
+            let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
+            let tokens = table.get_mut("admin_tokens").and_then(toml::Value::as_array_mut);
+            let Some(tokens) = tokens.filter(|list| list.iter().any(|v| v.as_str() == Some(name.as_str()))) else {
+                return Err(ApiError::new(StatusCode::NOT_FOUND, format!("tenant `{t}` has no token `{name}` (tokens are named by their `sha256:` form)")));
+            };
+            tokens.retain(|v| v.as_str() != Some(name.as_str()));
+            Ok(Some(table))
+        })
+        .await;
+    }
+    let section = part_section(&section)?;
+    edit_tenant(&s, &t, |before| {
+        let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
+        let removed = table.get_mut(section).and_then(toml::Value::as_table_mut).and_then(|e| e.remove(&name));
+        if removed.is_none() {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("tenant `{t}` has no {section} entry `{name}`")));
+        }
+        Ok(Some(table))
+    })
+    .await
+}
+
+async fn new_token(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(t): Path<String>) -> Result<Response, ApiError> {
+    may_change(&who, &t, false)?;
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let stored = crate::config::Secret::of(&token).stored_form();
+    let kept = stored.clone();
+    let response = edit_tenant(&s, &t, |before| {
+        let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
+        let tokens = table.entry("admin_tokens").or_insert_with(|| toml::Value::Array(Vec::new()));
+        if let toml::Value::Array(list) = tokens {
+            list.push(toml::Value::String(kept));
+        }
+        Ok(Some(table))
+    })
+    .await?;
+    drop(response);
+    Ok(ok_json(
+        StatusCode::CREATED,
+        "a new admin token: it is shown this once (the host keeps only its hash)",
+        serde_json::json!({ "tenant": t, "token": token, "id": stored }),
+    ))
+}
+
+/// Tokens in a tenant's TOML as they are kept: `sha256:` forms only, so the file never holds a
+/// token (`admin_tokens` entries, and a channel's `token`).
+fn hash_tokens(table: &mut toml::Table, key: &str) -> Result<(), ApiError> {
+    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, format!("`{key}`: {e}"));
+    match table.get_mut(key) {
+        Some(toml::Value::Array(list)) => {
+            for v in list.iter_mut() {
+                let text = v.as_str().ok_or_else(|| bad("must be strings".into()))?;
+                *v = toml::Value::String(crate::config::Secret::parse(text).map_err(bad)?.stored_form());
+            }
+        }
+        Some(toml::Value::String(text)) => {
+            let stored = crate::config::Secret::parse(text).map_err(bad)?.stored_form();
+            table.insert(key.to_owned(), toml::Value::String(stored));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn part_section(section: &str) -> Result<&'static str, ApiError> {
+    match section {
+        "apps" => Ok("apps"),
+        "channels" => Ok("channels"),
+        other => Err(ApiError::new(StatusCode::NOT_FOUND, format!("`{other}`: a tenant's parts changed here are `apps`, `channels`, `tokens` and `files`"))),
+    }
+}
+
+/// A tenant's own app must run a plugin from the tenant's own directory (`<tenants_dir>/<t>/`),
+/// so no tenant can run another's code under its name.
+fn own_plugin(s: &AdminState, t: &str, app: &toml::Table) -> Result<(), ApiError> {
+    let dir = s.tenants_dir.as_ref().map(|d| d.join(t));
+    let plugin = app.get("plugin").and_then(toml::Value::as_str).unwrap_or_default();
+    let name = std::path::Path::new(plugin).file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let inside = dir.as_ref().is_some_and(|d| std::path::Path::new(plugin) == d.join(name));
+    if inside && !name.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("a tenant's app runs a plugin from its own directory: `plugin` must be `{}/<file>.wasm` (upload it with PUT /tenants/{t}/files/<file>.wasm)", dir.map(|d| d.display().to_string()).unwrap_or_default()),
+        ))
+    }
+}
+
+fn put_file(s: &AdminState, t: &str, name: &str, bytes: &[u8]) -> Result<Response, ApiError> {
+    let Some(dir) = &s.tenants_dir else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "this host keeps no tenants directory (`[host] tenants_dir`)"));
+    };
+    let plain = name.strip_suffix(".wasm").is_some_and(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    if !plain {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("`{name}`: a plugin file is named `<letters, digits, - or _>.wasm`")));
+    }
+    let dir = dir.join(t);
+    let path = dir.join(name);
+    let io = |e: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write `{}`: {e}", path.display()));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(ok_json(StatusCode::OK, "stored; name it as an app's `plugin`", serde_json::json!({ "path": path.display().to_string() })))
+}
+
 #[derive(Debug, Deserialize)]
 struct FailuresQuery {
     limit: Option<usize>,
@@ -443,6 +674,8 @@ mod tests {
             registry: Arc::new(Registry::new()),
             failures,
             publish: bus.clone(),
+            tenants_dir: None,
+            edits: Arc::default(),
             status: Arc::new(HostStatus::default()),
             control,
             max_upload_bytes: 1024,

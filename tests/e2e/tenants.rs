@@ -334,3 +334,82 @@ fn a_tenant_over_its_cpu_budget_is_paused_not_counted() {
     assert!(f["reason"].as_str().unwrap_or_default().contains("ran past its CPU deadline of 100 ms"), "{f}");
     assert!(took >= std::time::Duration::from_millis(800), "the loop was not paused over its tenant's budget: done in {took:?}");
 }
+
+#[test]
+fn tenants_are_changed_at_run_time_through_the_admin_api_and_kept_across_a_restart() {
+    let dir = TempDir::new();
+    let tenants = dir.path().join("tenants");
+    let config = format!(
+        r#"
+[host]
+tenants_dir = "{tenants}"
+[admin]
+bind = "127.0.0.1:0"
+token = "{OPERATOR}"
+[transports.acme-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[transports.new-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[tenants.acme]
+transports = ["acme-telnet"]
+admin_tokens = ["{ACME}"]
+"#,
+        tenants = tenants.display()
+    );
+    let host = Host::start(&config);
+    let call = |method: &str, path: &str, token: &str, body: &[u8]| {
+        let resp = http().request(method.parse().expect("method"), host.admin_url(path)).bearer_auth(token).body(body.to_vec()).send().expect("admin API");
+        (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
+    };
+    // The operator adds tenant newco, granted new-telnet; its token is written hashed.
+    let (status, v) = call("PUT", "/tenants/newco", OPERATOR, b"transports = [\"new-telnet\"]\nadmin_tokens = [\"newco-admin-token\"]\n");
+    assert_eq!(status, 200, "{v}");
+    let file = std::fs::read_to_string(tenants.join("newco.toml")).expect("newco.toml");
+    assert!(!file.contains("newco-admin-token") && file.contains("sha256:"), "{file}");
+    const NEWCO: &str = "newco-admin-token";
+    // A tenant cannot change its grants, nor touch another tenant, nor a tenant from the config file.
+    assert_eq!(call("PUT", "/tenants/newco", NEWCO, b"transports = [\"acme-telnet\"]\n").0, 403);
+    assert_eq!(call("PUT", "/tenants/acme/apps/x", NEWCO, b"plugin = \"x\"\nconnector = \"acme-telnet\"\n").0, 404);
+    assert_eq!(call("PUT", "/tenants/acme", OPERATOR, b"transports = []\n").0, 409);
+
+    // newco uploads its plugin and adds an app running it.
+    let (status, v) = call("PUT", "/tenants/newco/files/echo.wasm", NEWCO, &std::fs::read(plugin("echo")).expect("echo.wasm"));
+    assert_eq!(status, 200, "{v}");
+    let wasm = v["result"]["path"].as_str().expect("path").to_owned();
+    // Not another tenant's file, and not a transport it was not granted: refused, nothing changed.
+    let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, format!("plugin = \"{}\"\nconnector = \"new-telnet\"\n", plugin("echo").display()).as_bytes());
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, format!("plugin = \"{wasm}\"\nconnector = \"acme-telnet\"\n").as_bytes());
+    assert_eq!(status, 422, "{v}");
+    assert!(v["description"].as_str().unwrap_or_default().contains("transport `acme-telnet` is not granted to tenant `newco`"), "{v}");
+    assert_eq!(std::fs::read_to_string(tenants.join("newco.toml")).expect("file"), file, "a rejected change is undone");
+    let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, format!("plugin = \"{wasm}\"\nconnector = \"new-telnet\"\n").as_bytes());
+    assert_eq!(status, 200, "{v}");
+    let mut t = host.connect_to("new-telnet");
+    assert_eq!(t.line(), "echo: ready");
+    t.send("hello newco");
+    assert_eq!(t.line(), "hello newco");
+    let (_, v) = call("GET", "/plugins", NEWCO, b"");
+    assert_eq!(names(&v, "plugins"), vec!["newco:echo".to_owned()], "{v}");
+
+    // A new token, shown once; revoked, it no longer opens anything.
+    let (status, v) = call("POST", "/tenants/newco/tokens", NEWCO, b"");
+    assert_eq!(status, 201, "{v}");
+    let (token, id) = (v["result"]["token"].as_str().expect("token").to_owned(), v["result"]["id"].as_str().expect("id").to_owned());
+    assert_eq!(call("GET", "/plugins", &token, b"").0, 200);
+    assert_eq!(call("DELETE", &format!("/tenants/newco/tokens/{id}"), NEWCO, b"").0, 200);
+    assert_eq!(call("GET", "/plugins", &token, b"").0, 403);
+    drop(t);
+    drop(host);
+
+    // A restart on the same config keeps newco and its app.
+    let host = Host::start(&config);
+    let mut t = host.connect_to("new-telnet");
+    assert_eq!(t.line(), "echo: ready");
+    let resp = http().delete(host.admin_url("/tenants/newco/apps/echo")).bearer_auth(NEWCO).send().expect("delete");
+    assert_eq!(resp.status().as_u16(), 200);
+    let plugins: Value = http().get(host.admin_url("/plugins")).bearer_auth(OPERATOR).send().expect("list").json().expect("json");
+    assert_eq!(names(&plugins, "plugins"), Vec::<String>::new(), "{plugins}");
+}

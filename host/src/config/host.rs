@@ -37,6 +37,12 @@ pub struct HostConfig {
     /// `vumi run --role` overrides it.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// A directory of tenant files (relative to the config file): `<tenant>.toml` each holds
+    /// what `[tenants.<tenant>]` would. The admin API writes them when it adds, changes or
+    /// removes a tenant's apps, channels and tokens at run time, so a restart keeps the
+    /// changes. Paths inside are relative to the config file, as everywhere else.
+    #[serde(default)]
+    pub tenants_dir: Option<PathBuf>,
 }
 
 fn default_drain_timeout_ms() -> u64 {
@@ -81,6 +87,7 @@ impl Default for HostConfig {
             queues: Default::default(),
             drain_timeout_ms: default_drain_timeout_ms(),
             roles: Vec::new(),
+            tenants_dir: None,
         }
     }
 }

@@ -118,6 +118,7 @@ impl Config {
         let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.read_tenants_dir(path)?;
         let checked = config.flatten_tenants(path).and_then(|()| config.validate(path));
         checked.map_err(|e| match e {
             ConfigError::Invalid { path, key, problem } => ConfigError::Invalid { path, key: tenants::tenant_key(&key), problem },

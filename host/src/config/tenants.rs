@@ -223,6 +223,45 @@ use crate::names::TenantName;
 const OWNED: [&str; 5] = ["apps", "routers", "middleware", "chains", "channels"];
 
 impl Config {
+    /// The tenants directory, resolved, if the config names one.
+    pub fn tenants_dir(&self) -> Option<std::path::PathBuf> {
+        self.host.tenants_dir.as_ref().map(|d| self.resolve(d))
+    }
+
+    /// Add the tenants of `[host] tenants_dir` (one `<tenant>.toml` each) to `tenants`. A tenant
+    /// in both places, a file whose name is not a tenant name, or one that does not parse is an
+    /// error naming the file.
+    pub(super) fn read_tenants_dir(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let Some(dir) = self.tenants_dir() else { return Ok(()) };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // Not there yet: the admin API makes it on the first change.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(ConfigError::Read { path: dir, source }),
+        };
+        let mut files: Vec<std::path::PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        files.sort();
+        for file in files {
+            let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let name: TenantName = stem.parse().map_err(|e: crate::names::NameError| ConfigError::Invalid {
+                path: file.clone(),
+                key: "(file name)".into(),
+                problem: format!("{e}: a tenant file is named `<tenant>.toml`"),
+            })?;
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+            let tenant: TenantConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: file.clone(), message: e.to_string().trim_end().to_owned() })?;
+            if self.tenants.contains_key(&name) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: format!("tenants.{name}"),
+                    problem: format!("tenant `{name}` is also defined in `{}`; define it in one place", file.display()),
+                });
+            }
+            self.tenants.insert(name, tenant);
+        }
+        Ok(())
+    }
+
     /// Move every tenant's components into the host-wide maps under qualified names, resolving
     /// the connectors they name; refuse anything a tenant names that it was not given.
     pub(super) fn flatten_tenants(&mut self, path: &Path) -> Result<(), ConfigError> {

@@ -223,6 +223,8 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             registry: host.registry.clone(),
             failures: host.failures.clone(),
             publish: host.flow.clone(),
+            tenants_dir: config.tenants_dir(),
+            edits: Arc::default(),
             status: host.status.clone(),
             control: tx,
             max_upload_bytes: admin.max_upload_bytes,
