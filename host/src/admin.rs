@@ -375,10 +375,18 @@ async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principa
         .filter(|(t, _, _)| who.tenant().is_none_or(|mine| mine == t))
         .map(|(t, limits, granted)| {
             let plugins: Vec<String> = s.registry.all().into_keys().filter(|n| crate::names::tenant_of(n) == Some(t.as_str())).collect();
+            let m = metrics();
             serde_json::json!({
                 "name": t,
                 "transports": granted,
                 "plugins": plugins,
+                "usage": {
+                    "messages_in": m.tenant_messages(t.as_str(), "inbound").get(),
+                    "messages_out": m.tenant_messages(t.as_str(), "outbound").get(),
+                    "waited_for_inbound_rate": m.tenant_limited(t.as_str(), "inbound_per_sec").get(),
+                    "nacked_over_outbound_rate": m.tenant_limited(t.as_str(), "outbound_per_sec").get(),
+                    "failures": s.failures.matching(&FailureFilter { tenant: Some(t.to_string()), ..FailureFilter::default() }).len(),
+                },
                 "limits": {
                     "memory_limit_mb": limits.memory_limit_mb,
                     "deadline_ms": limits.deadline_ms,

@@ -80,6 +80,11 @@ fn the_example_serves_each_tenant_on_its_own_port_and_each_token_sees_its_own_te
     let (_, v) = admin(&host, "GET", "/tenants", ACME, None);
     assert_eq!(names(&v, "tenants"), vec!["acme".to_owned()], "{v}");
     assert_eq!(v["result"]["tenants"][0]["limits"]["outbound_per_sec"], 500, "{v}");
+    // Usage so far: acme's app sent two messages (its greeting and one echo), both seen by the
+    // client; it took at least the two that caused them (and the acks, as they come).
+    let usage = &v["result"]["tenants"][0]["usage"];
+    assert_eq!(usage["messages_out"].as_u64(), Some(2), "{v}");
+    assert!(usage["messages_in"].as_u64().is_some_and(|n| n >= 2), "{v}");
     let (_, v) = admin(&host, "GET", "/tenants", OPERATOR, None);
     assert_eq!(names(&v, "tenants"), vec!["acme".to_owned(), "globex".to_owned()], "{v}");
     // Another tenant's failures: refused, with why.

@@ -273,6 +273,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     list(&r.apps)
                 );
             }
+            for (name, t) in &c.tenants {
+                let granted: Vec<String> = t.transports.iter().map(ToString::to_string).collect();
+                println!("  tenant {name}: transports [{}]; {} admin tokens; limits: {}", granted.join(", "), t.admin_tokens.len(), t.limits);
+            }
+            if let Some(dir) = c.tenants_dir() {
+                println!("  tenants directory {} (changed at run time through the admin API)", dir.display());
+            }
             match &c.admin {
                 Some(a) => println!("  admin API on http://{} (token from the config)", a.bind),
                 None => println!("  no admin API ([admin] absent)"),

@@ -134,7 +134,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let tenant_messages = Family::<Labels, Counter>::default();
     registry.register(
         "tenant_messages",
-        "Messages a tenant's apps took (direction=inbound) and sent (direction=outbound), by tenant",
+        "Messages a tenant's apps took from their queues (direction=inbound: user messages and events) and sent (direction=outbound), by tenant",
         tenant_messages.clone(),
     );
     let tenant_limited = Family::<Labels, Counter>::default();
