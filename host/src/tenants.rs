@@ -138,12 +138,13 @@ impl Tenants {
     /// Whose token `token` is, if anyone's. Every secret is compared, so the time taken does
     /// not say which one matched.
     pub fn principal(&self, token: &str) -> Option<Principal> {
+        let presented = Secret::of(token);
         let mut found = None;
-        if self.operator.as_ref().is_some_and(|s| s.matches(token)) {
+        if self.operator.as_ref().is_some_and(|s| s.is(&presented)) {
             found = Some(Principal::Operator);
         }
         for (secret, tenant) in &self.tokens {
-            if secret.matches(token) && found.is_none() {
+            if secret.is(&presented) && found.is_none() {
                 found = Some(Principal::Tenant(tenant.clone()));
             }
         }

@@ -406,7 +406,8 @@ impl Lane {
     fn hold(&self, seq: &Arc<dyn Sequencer>, user: String, ticket: u64) -> (Arc<dyn Sequencer>, Held) {
         let (s, u) = (seq.clone(), user.clone());
         let refresher = tokio::spawn(async move {
-            let every = s.lease() / 3;
+            // Often, so a busy host's late refresh still lands inside the lease.
+            let every = s.lease() / 6;
             loop {
                 tokio::time::sleep(every).await;
                 let _ = s.refresh(&u, ticket).await;
