@@ -19,8 +19,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -169,39 +168,6 @@ fn pid_of(name: &str) -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
 }
 
-struct HostProc(Child);
-
-impl HostProc {
-    fn start(config: &std::path::Path) -> HostProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vumi"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn vumi");
-        let out = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(out).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.starts_with("vumi: ready") => break,
-                Some(Ok(_)) => {}
-                _ => panic!("vumi did not start"),
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        HostProc(child)
-    }
-}
-
-impl Drop for HostProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Outcome {
     rate: f64,
     p50_ms: f64,
@@ -225,7 +191,7 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
         ),
     )
     .expect("config");
-    let procs: Vec<HostProc> = if matches!(name, "C" | "D" | "E") { (0..hosts).map(|_| HostProc::start(&config)).collect() } else { Vec::new() };
+    let procs: Vec<common::HostProc> = if matches!(name, "C" | "D" | "E") { (0..hosts).map(|_| common::HostProc::start(&config, "warn", Stdio::inherit())).collect() } else { Vec::new() };
     let gen_conn = connect().await;
     let sink_conn = connect().await;
     // Declared before the load starts, so nothing is unroutable.
@@ -242,7 +208,7 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
         .into_iter()
         .chain(redis.map(|p| ("redis".to_owned(), p)))
         .chain(std::iter::once(("bench".to_owned(), std::process::id())))
-        .chain(procs.iter().enumerate().map(|(i, p)| (format!("host{}", i + 1), p.0.id())))
+        .chain(procs.iter().enumerate().map(|(i, p)| (format!("host{}", i + 1), p.child.id())))
         .collect();
     let cpu0: Vec<f64> = pids.iter().map(|(_, p)| ticks(*p)).collect();
     let t0 = Instant::now();

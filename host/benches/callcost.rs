@@ -51,7 +51,7 @@ fn main() {
         // The same calls with 4 MiB of other memory touched between them, as the rest of a
         // message's path does in the host: how much of a call in the path is cold caches.
         let mut other = vec![0u8; 4 << 20];
-        let mut cold = |other: &mut Vec<u8>| {
+        let cold = |other: &mut Vec<u8>| {
             for i in (0..other.len()).step_by(64) {
                 other[i] = other[i].wrapping_add(1);
             }

@@ -15,7 +15,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -152,28 +152,8 @@ connector = "b"
     );
     let path = dir.join("noisy.toml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vumi"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("VUMI_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn vumi");
-    let (mut a, mut b) = (None, None);
-    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("stdout")));
-    let mut lines = lines.map_while(Result::ok);
-    for l in lines.by_ref() {
-        if let Some((name, addr)) = l.strip_prefix("vumi: transport `").and_then(|r| r.split_once("` listening on ")) {
-            let addr: SocketAddr = addr.trim().parse().expect("address");
-            if name == "a" { a = Some(addr) } else { b = Some(addr) }
-        }
-        if l.starts_with("vumi: ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let (a, b) = (a.expect("a's port"), b.expect("b's port"));
+    let host = common::HostProc::start(&path, "error", Stdio::null());
+    let (a, b) = (host.listening["a"], host.listening["b"]);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let (mut quiet, mut noisy, mut quiet_p99, mut noisy_p99, mut attacks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -197,8 +177,7 @@ connector = "b"
             attacks.push(made.load(Ordering::Relaxed) as f64);
         }
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(host);
     let (q, n, qp, np) = (median(quiet.clone()), median(noisy.clone()), median(quiet_p99.clone()), median(noisy_p99.clone()));
     println!("B alone (per round, msg/s): {quiet:.0?}; p99 ms: {quiet_p99:.2?}");
     println!("B beside A's attack (per round, msg/s): {noisy:.0?}; p99 ms: {noisy_p99:.2?}; A's attacks per round: {attacks:?}");

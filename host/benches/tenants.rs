@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 fn config(n: usize, echo: &Path, cache: &Path) -> String {
     let mut c = format!("[plugins]\nwatch = true\ncache_dir = \"{}\"\n", cache.display());
@@ -27,42 +26,11 @@ fn config(n: usize, echo: &Path, cache: &Path) -> String {
     c
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Start a host on `path`; the time to its ready line, and its memory after idling.
 fn run(path: &Path, idle: Duration) -> (Duration, u64, u64) {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vumi"))
-        .args(["run", "--config"])
-        .arg(path)
-        .env("VUMI_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn vumi");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("vumi: ready") => break started.elapsed(),
-            Some(_) => {}
-            None => panic!("vumi exited before it was ready: {:?}", child.wait()),
-        }
-    };
-    // Keep reading stdout so the host never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let host = common::HostProc::start(path, "warn", Stdio::inherit());
     std::thread::sleep(idle);
-    let (rss, hwm) = (status_kib(child.id(), "VmRSS"), status_kib(child.id(), "VmHWM"));
-    let _ = child.kill();
-    let _ = child.wait();
-    (ready, rss, hwm)
+    (host.ready_after, host.status_kib("VmRSS"), host.status_kib("VmHWM"))
 }
 
 fn main() {
