@@ -419,3 +419,27 @@ admin_tokens = ["{ACME}"]
     let plugins: Value = http().get(host.admin_url("/plugins")).bearer_auth(OPERATOR).send().expect("list").json().expect("json");
     assert_eq!(names(&plugins, "plugins"), Vec::<String>::new(), "{plugins}");
 }
+
+#[test]
+fn two_tenants_running_the_same_plugin_under_the_same_name_never_share_kv() {
+    // Both tenants run `faulty` as `app`; its `kv` command increments the key `count`. Each
+    // tenant counts on its own: same plugin, same app name, same key, two namespaces.
+    let dir = TempDir::new();
+    let config = hostile_config(dir.path(), "").replace(
+        &format!("[tenants.globex.apps.app]\nplugin = \"{}\"", plugin("echo").display()),
+        &format!("[tenants.globex.apps.app]\nplugin = \"{}\"", dir.path().join("faulty.wasm").display()),
+    );
+    assert_eq!(config.matches("faulty.wasm").count(), 2, "{config}");
+    let host = Host::start(&config);
+    let mut acme = host.connect_to("acme-telnet");
+    let mut globex = host.connect_to("globex-telnet");
+    assert_eq!((acme.line(), globex.line()), ("faulty: ready".to_owned(), "faulty: ready".to_owned()));
+    for n in 1..=3 {
+        acme.send("kv");
+        assert_eq!(acme.line(), n.to_string());
+    }
+    globex.send("kv");
+    assert_eq!(globex.line(), "1", "globex's `count` is not acme's");
+    acme.send("kv");
+    assert_eq!(acme.line(), "4");
+}
