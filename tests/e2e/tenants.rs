@@ -443,3 +443,26 @@ fn two_tenants_running_the_same_plugin_under_the_same_name_never_share_kv() {
     acme.send("kv");
     assert_eq!(acme.line(), "4");
 }
+
+#[test]
+fn over_its_inbound_rate_a_tenants_messages_wait_and_none_is_lost() {
+    // Four messages a second (acks count too): the burst goes on the session start, the
+    // greeting's ack and the first messages; the rest wait on the queue. All six are answered.
+    let dir = TempDir::new();
+    let config = hostile_config(dir.path(), "").replace("kv_max_value_bytes = 1024", "kv_max_value_bytes = 1024\ninbound_per_sec = 4");
+    assert!(config.contains("inbound_per_sec = 4"), "{config}");
+    let host = Host::start(&config);
+    let mut t = host.connect_to("acme-telnet");
+    assert_eq!(t.line(), "faulty: ready");
+    let started = std::time::Instant::now();
+    for i in 0..6 {
+        t.send(&format!("m{i}"));
+    }
+    for i in 0..6 {
+        assert_eq!(t.line(), format!("ok: m{i}"));
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(750), "six messages at 4/s were not held back: {took:?}");
+    let (_, v) = admin(&host, "GET", "/tenants", ACME, None);
+    assert!(v["result"]["tenants"][0]["usage"]["waited_for_inbound_rate"].as_u64().is_some_and(|n| n > 0), "{v}");
+}
