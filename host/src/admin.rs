@@ -536,7 +536,8 @@ async fn new_token(State(s): State<AdminState>, Extension(who): Extension<Princi
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let stored = crate::config::Secret::of(&token).stored_form();
     let kept = stored.clone();
-    let response = edit_tenant(&s, &t, |before| {
+    // The reload's own answer is replaced by the token's, which is shown only here.
+    edit_tenant(&s, &t, |before| {
         let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
         let tokens = table.entry("admin_tokens").or_insert_with(|| toml::Value::Array(Vec::new()));
         if let toml::Value::Array(list) = tokens {
@@ -545,7 +546,6 @@ async fn new_token(State(s): State<AdminState>, Extension(who): Extension<Princi
         Ok(Some(table))
     })
     .await?;
-    drop(response);
     Ok(ok_json(
         StatusCode::CREATED,
         "a new admin token: it is shown this once (the host keeps only its hash)",
