@@ -77,8 +77,9 @@ pub trait Sequencer: Send + Sync + 'static {
     async fn take(&self, user: &str, message_id: &str) -> Result<Take, StateError>;
     /// Whether `ticket` may run now (refreshing its lease either way).
     async fn turn(&self, user: &str, ticket: u64) -> Result<bool, StateError>;
-    /// Keep `ticket`'s lease while its message runs.
-    async fn refresh(&self, user: &str, ticket: u64) -> Result<(), StateError>;
+    /// Keep the leases of `held` (user line, ticket) while their messages wait or run: one
+    /// round trip for all a host holds, since a busy host holds thousands.
+    async fn refresh(&self, held: &[(String, u64)]) -> Result<(), StateError>;
     /// `ticket` is over: the next may run. With `done`, that message id is marked finished.
     async fn finish(&self, user: &str, ticket: u64, done: Option<&str>) -> Result<(), StateError>;
     /// How long a lease lasts unrefreshed.

@@ -1,5 +1,6 @@
 //! The app worker: a connector's inbound and event queues → a handler → its outbound queue.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -148,6 +149,7 @@ impl AppWorker {
             None => (consume(RoutingKey::event(&self.connector)).await?, None),
         };
 
+        let leases = self.sequencer.clone().map(Leases::start);
         let shared = Arc::new(Lane {
             handler: self.handler.clone(),
             publish: self.publish.clone(),
@@ -155,7 +157,7 @@ impl AppWorker {
             connector: self.connector.clone(),
             failures: self.failures.clone(),
             origins,
-            sequencer: self.sequencer.clone(),
+            leases: leases.clone(),
             tenant: self.tenant.clone(),
         });
         let mut lanes = Vec::with_capacity(self.concurrency);
@@ -170,7 +172,7 @@ impl AppWorker {
         }
         tracing::info!(app, connector = %self.connector, lanes = self.concurrency, "app worker started");
 
-        let taker = self.sequencer.clone().map(|seq| spawn_taker(seq, self.connector.clone(), lanes.clone(), shutdown.clone()));
+        let taker = leases.map(|l| spawn_taker(l, self.connector.clone(), lanes.clone(), shutdown.clone()));
         loop {
             let delivery = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -216,7 +218,7 @@ fn line_of(connector: &str, message: &Message) -> Option<(String, String)> {
 }
 
 /// Wait, off the lane, until `ticket` is its user's turn, then hand the delivery to the lane.
-fn wait_turn(seq: Arc<dyn Sequencer>, delivery: Delivery, user: String, ticket: u64, tx: mpsc::UnboundedSender<LaneItem>, stop: CancellationToken) {
+fn wait_turn(leases: Arc<Leases>, delivery: Delivery, user: String, ticket: u64, tx: mpsc::UnboundedSender<LaneItem>, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut wait = std::time::Duration::from_millis(2);
         loop {
@@ -225,8 +227,10 @@ fn wait_turn(seq: Arc<dyn Sequencer>, delivery: Delivery, user: String, ticket: 
                 // Dropped unsettled: back on the queue; its lease runs out.
                 () = stop.cancelled() => return,
             }
-            if let Ok(true) = seq.turn(&user, ticket).await {
-                if let Err(mpsc::error::SendError(item)) = tx.send(LaneItem::Turn(delivery, user, ticket)) {
+            if let Ok(true) = leases.seq.turn(&user, ticket).await {
+                // Held from now, not from when the lane gets to it: a busy lane must not let
+                // the lease run out while the message waits there.
+                if let Err(mpsc::error::SendError(item)) = tx.send(LaneItem::Turn(delivery, leases.hold(user, ticket))) {
                     item.into_delivery().nack(true);
                 }
                 return;
@@ -236,18 +240,56 @@ fn wait_turn(seq: Arc<dyn Sequencer>, delivery: Delivery, user: String, ticket: 
     });
 }
 
+/// The tickets a worker holds, their leases refreshed together by one task (one round trip
+/// for all of them) from the moment each turn comes until its message is done.
+pub(crate) struct Leases {
+    seq: Arc<dyn Sequencer>,
+    held: std::sync::Mutex<HashMap<u64, (String, u64)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Leases {
+    /// A keeper for `seq`'s tickets; its refresher stops when the keeper is dropped.
+    fn start(seq: Arc<dyn Sequencer>) -> Arc<Self> {
+        let leases = Arc::new(Self { seq, held: Default::default(), next: Default::default() });
+        let weak = Arc::downgrade(&leases);
+        // Often, so a busy host's late refresh still lands inside the lease.
+        let every = leases.seq.lease() / 6;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(leases) = weak.upgrade() else { return };
+                let held: Vec<(String, u64)> = leases.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+                let seq = leases.seq.clone();
+                drop(leases);
+                if let Err(e) = seq.refresh(&held).await {
+                    tracing::warn!(error = %e, tickets = held.len(), "cannot refresh the leases of the turns this host holds; they run out if this goes on");
+                }
+            }
+        });
+        leases
+    }
+
+    /// Hold `ticket` in `user`'s line until the guard is dropped.
+    fn hold(self: &Arc<Self>, user: String, ticket: u64) -> (Arc<dyn Sequencer>, Held) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, (user.clone(), ticket));
+        (self.seq.clone(), Held { user, ticket, id, leases: self.clone() })
+    }
+}
+
 /// Take tickets in the order deliveries arrive, as soon as they arrive (not when a lane gets
 /// to them: a busy lane would let another host's later message take an earlier ticket), with
 /// up to 256 takes in flight and their answers in order; then route each to its lane, now or
 /// once its turn comes.
-fn spawn_taker(seq: Arc<dyn Sequencer>, connector: ConnectorName, lanes: Vec<mpsc::UnboundedSender<LaneItem>>, stop: CancellationToken) -> (mpsc::UnboundedSender<Delivery>, tokio::task::JoinHandle<()>) {
+fn spawn_taker(leases: Arc<Leases>, connector: ConnectorName, lanes: Vec<mpsc::UnboundedSender<LaneItem>>, stop: CancellationToken) -> (mpsc::UnboundedSender<Delivery>, tokio::task::JoinHandle<()>) {
     use futures::StreamExt;
     let (tx, rx) = mpsc::unbounded_channel::<Delivery>();
     let task = tokio::spawn(async move {
         let deliveries = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) });
         let taken = deliveries
             .map(|d| {
-                let seq = seq.clone();
+                let seq = leases.seq.clone();
                 let line = line_of(connector.as_str(), &d.message);
                 async move {
                     let r = match &line {
@@ -268,9 +310,9 @@ fn spawn_taker(seq: Arc<dyn Sequencer>, connector: ConnectorName, lanes: Vec<mps
                     d.ack();
                     continue;
                 }
-                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: true }))) => LaneItem::Turn(d, user, ticket),
+                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: true }))) => LaneItem::Turn(d, leases.hold(user, ticket)),
                 (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: false }))) => {
-                    wait_turn(seq.clone(), d, user, ticket, lane.clone(), stop.clone());
+                    wait_turn(leases.clone(), d, user, ticket, lane.clone(), stop.clone());
                     continue;
                 }
                 // The store is down (the lane retries with its backoff), or no user to order.
@@ -301,7 +343,7 @@ struct Lane {
     connector: ConnectorName,
     failures: Arc<FailureLog>,
     origins: Option<Arc<Origins>>,
-    sequencer: Option<Arc<dyn Sequencer>>,
+    leases: Option<Arc<Leases>>,
     tenant: Option<TenantSide>,
 }
 
@@ -309,14 +351,15 @@ struct Lane {
 enum LaneItem {
     /// A delivery just taken from the queue.
     Fresh(Delivery),
-    /// A delivery whose turn has come in its user's line (the line, the ticket), back from waiting.
-    Turn(Delivery, String, u64),
+    /// A delivery whose turn has come in its user's line, its ticket held (lease refreshed)
+    /// since.
+    Turn(Delivery, (Arc<dyn Sequencer>, Held)),
 }
 
 impl LaneItem {
     fn into_delivery(self) -> Delivery {
         match self {
-            LaneItem::Fresh(d) | LaneItem::Turn(d, _, _) => d,
+            LaneItem::Fresh(d) | LaneItem::Turn(d, _) => d,
         }
     }
 }
@@ -326,12 +369,13 @@ impl LaneItem {
 struct Held {
     user: String,
     ticket: u64,
-    refresher: tokio::task::JoinHandle<()>,
+    id: u64,
+    leases: Arc<Leases>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.refresher.abort();
+        self.leases.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
     }
 }
 
@@ -348,14 +392,11 @@ enum Tried {
 impl Lane {
     async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<LaneItem>, again: mpsc::WeakUnboundedSender<LaneItem>, mut backoff: Backoff, stop: CancellationToken) {
         while let Some(item) = rx.recv().await {
-            match (item, &self.sequencer) {
-                (LaneItem::Fresh(d), Some(seq)) if matches!(d.message, Message::User(_)) => {
-                    self.take_turn(seq.clone(), d, &again, &mut backoff, &stop).await;
+            match (item, &self.leases) {
+                (LaneItem::Fresh(d), Some(leases)) if matches!(d.message, Message::User(_)) => {
+                    self.take_turn(leases.clone(), d, &again, &mut backoff, &stop).await;
                 }
-                (LaneItem::Turn(d, user, ticket), Some(seq)) => {
-                    let held = self.hold(seq, user, ticket);
-                    self.handle(d, &mut backoff, &stop, Some(held)).await;
-                }
+                (LaneItem::Turn(d, held), Some(_)) => self.handle(d, &mut backoff, &stop, Some(held)).await,
                 (item, _) => self.handle(item.into_delivery(), &mut backoff, &stop, None).await,
             }
         }
@@ -363,14 +404,14 @@ impl Lane {
 
     /// Take a ticket in the user's line: run now if it is the user's turn, else wait for it
     /// off the lane (so other users' messages go on), then come back.
-    async fn take_turn(&self, seq: Arc<dyn Sequencer>, delivery: Delivery, again: &mpsc::WeakUnboundedSender<LaneItem>, backoff: &mut Backoff, stop: &CancellationToken) {
+    async fn take_turn(&self, leases: Arc<Leases>, delivery: Delivery, again: &mpsc::WeakUnboundedSender<LaneItem>, backoff: &mut Backoff, stop: &CancellationToken) {
         let Some((user, message_id)) = line_of(&self.connector, &delivery.message) else {
             // No user to keep in order.
             return self.handle(delivery, backoff, stop, None).await;
         };
         let mut tries = 0;
         let take = loop {
-            match seq.take(&user, &message_id).await {
+            match leases.seq.take(&user, &message_id).await {
                 Ok(t) => break t,
                 Err(e) => {
                     tries += 1;
@@ -393,27 +434,14 @@ impl Lane {
                 delivery.ack();
             }
             Take::Ticket { ticket, go: true } => {
-                let held = self.hold(&seq, user, ticket);
+                let held = leases.hold(user, ticket);
                 self.handle(delivery, backoff, stop, Some(held)).await;
             }
             Take::Ticket { ticket, go: false } => {
                 let Some(tx) = again.upgrade() else { return };
-                wait_turn(seq, delivery, user, ticket, tx, stop.clone());
+                wait_turn(leases, delivery, user, ticket, tx, stop.clone());
             }
         }
-    }
-
-    fn hold(&self, seq: &Arc<dyn Sequencer>, user: String, ticket: u64) -> (Arc<dyn Sequencer>, Held) {
-        let (s, u) = (seq.clone(), user.clone());
-        let refresher = tokio::spawn(async move {
-            // Often, so a busy host's late refresh still lands inside the lease.
-            let every = s.lease() / 6;
-            loop {
-                tokio::time::sleep(every).await;
-                let _ = s.refresh(&u, ticket).await;
-            }
-        });
-        (seq.clone(), Held { user, ticket, refresher })
     }
 
     /// The line moves on past `held`; with `done`, the message is marked finished. A few tries:
