@@ -385,6 +385,7 @@ async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principa
                     "messages_out": m.tenant_messages(t.as_str(), "outbound").get(),
                     "waited_for_inbound_rate": m.tenant_limited(t.as_str(), "inbound_per_sec").get(),
                     "nacked_over_outbound_rate": m.tenant_limited(t.as_str(), "outbound_per_sec").get(),
+                    "http_calls": m.http_calls_of(t.as_str()),
                     "failures": s.failures.matching(&FailureFilter { tenant: Some(t.to_string()), ..FailureFilter::default() }).len(),
                 },
                 "limits": {
@@ -395,6 +396,12 @@ async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principa
                     "outbound_per_sec": limits.outbound_per_sec,
                     "kv_max_value_bytes": limits.kv_max_value_bytes,
                     "cpu_ms_per_sec": limits.cpu_ms_per_sec,
+                    "kv_max_keys": limits.kv_max_keys,
+                    "kv_max_bytes": limits.kv_max_bytes,
+                    "http_calls_per_message": limits.http_calls_per_message,
+                    "http_calls_per_sec": limits.http_calls_per_sec,
+                    "http_timeout_ms": limits.http_timeout_ms,
+                    "http_max_response_bytes": limits.http_max_response_bytes,
                 },
             })
         })

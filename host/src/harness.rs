@@ -48,6 +48,24 @@ impl HarnessBuilder {
         self.limits.max_memory_bytes = (mb as usize) << 20;
         self
     }
+    /// Hosts the plugin may call through `http` (what `http_allow` would list, e.g.
+    /// `127.0.0.1:8080` for a test server), with the default tenant limits; default: none.
+    ///
+    /// # Panics
+    /// On an entry `http_allow` would refuse, with its reason.
+    pub fn http_allow(self, hosts: &[&str]) -> Self {
+        self.http_limits(hosts, &crate::config::TenantLimits::default())
+    }
+    /// As [`HarnessBuilder::http_allow`], with `limits`' `http_*` settings.
+    ///
+    /// # Panics
+    /// On an entry `http_allow` would refuse, with its reason.
+    pub fn http_limits(mut self, hosts: &[&str], limits: &crate::config::TenantLimits) -> Self {
+        let allow = hosts.iter().map(|h| crate::config::AllowedHost::parse(h).unwrap_or_else(|e| panic!("http_allow: {e}"))).collect();
+        let rates = std::sync::Arc::new(crate::tenants::Rates::for_limits(limits));
+        self.limits.http = Some(std::sync::Arc::new(crate::egress::HttpGrant::new(allow, "http_allow".into(), limits, Some(rates))));
+        self
+    }
     /// The app's config table, as JSON (what `[apps.<name>.config]` would hold).
     pub fn config(mut self, config: serde_json::Value) -> Self {
         if let serde_json::Value::Object(m) = config {
@@ -103,7 +121,13 @@ impl PluginHarness {
         HarnessBuilder {
             path: path.as_ref().to_owned(),
             policy: InstancePolicy::Pooled { max_messages: 10_000, max_age: Duration::from_secs(300) },
-            limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, ..Limits::default() },
+            limits: Limits {
+                deadline: Duration::from_millis(500),
+                max_memory_bytes: 64 << 20,
+                max_sends: 16,
+                http: Some(std::sync::Arc::new(crate::egress::HttpGrant::new(Vec::new(), "http_allow".into(), &crate::config::TenantLimits::default(), None))),
+                ..Limits::default()
+            },
             config: Default::default(),
             transport_type: "telnet".to_owned(),
         }

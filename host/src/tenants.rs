@@ -50,6 +50,8 @@ pub struct Rates {
     outbound: DefaultDirectRateLimiter,
     /// One cell per millisecond of guest CPU time (an epoch tick).
     cpu: Arc<DefaultDirectRateLimiter>,
+    /// One cell per `http` call.
+    http: DefaultDirectRateLimiter,
 }
 
 impl std::fmt::Debug for Rates {
@@ -63,12 +65,18 @@ fn bucket(per_sec: u32) -> DefaultDirectRateLimiter {
 }
 
 impl Rates {
+    /// Buckets for `limits`, owned by no tenant list (a test harness's).
+    pub fn for_limits(limits: &TenantLimits) -> Self {
+        Self::new(limits)
+    }
+
     fn new(limits: &TenantLimits) -> Self {
         Self {
             limits: limits.clone(),
             inbound: bucket(limits.inbound_per_sec),
             outbound: bucket(limits.outbound_per_sec),
             cpu: Arc::new(bucket(limits.cpu_ms_per_sec)),
+            http: bucket(limits.http_calls_per_sec),
         }
     }
 
@@ -86,6 +94,12 @@ impl Rates {
     /// nacked, so the app hears of it).
     pub fn outbound(&self) -> bool {
         self.outbound.check().is_ok()
+    }
+
+    /// Whether the tenant may make one more `http` call now (taking it if so). No waiting: the
+    /// plugin hears `limit` and may ask to be retried later.
+    pub fn http_ready(&self) -> bool {
+        self.http.check().is_ok()
     }
 
     /// One more millisecond of the tenant's guest CPU time: `None` if its budget allows it now,

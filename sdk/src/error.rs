@@ -92,6 +92,12 @@ impl From<crate::kv::Error> for Error {
     }
 }
 
+impl From<crate::http::Error> for Error {
+    fn from(e: crate::http::Error) -> Self {
+        if e.is_retryable() { Self::RetryLater(e.to_string()) } else { Self::Reject(e.to_string()) }
+    }
+}
+
 /// `Result` with the SDK's [`Error`]: what every handler returns.
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -1,7 +1,7 @@
 //! # vumi-sdk
 //!
 //! Write vumi plugins in Rust. A plugin is a WebAssembly component that the vumi host runs in a
-//! sandbox, built for one of three worlds of the WIT contract (`wit/`, `vumi:plugin@0.2.0`):
+//! sandbox, built for one of three worlds of the WIT contract (`wit/`, `vumi:plugin@0.2.1`):
 //!
 //! - an **application** ([`app`]): campaign logic, answering users;
 //! - a **router** ([`router`]): a dispatch rule between transports and apps;
@@ -99,6 +99,7 @@ extern crate self as vumi_sdk;
 pub mod app;
 pub mod config;
 mod error;
+pub mod http;
 pub mod kv;
 pub mod log;
 mod message;

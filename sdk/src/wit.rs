@@ -15,9 +15,10 @@ wit_bindgen::generate!({
         package vumi:sdk-imports;
 
         world imports {
-            include vumi:plugin/platform@0.2.0;
-            import vumi:plugin/outbound@0.2.0;
-            import vumi:plugin/edit@0.2.0;
+            include vumi:plugin/platform@0.2.1;
+            import vumi:plugin/outbound@0.2.1;
+            import vumi:plugin/http@0.2.1;
+            import vumi:plugin/edit@0.2.1;
         }
     ",
     world: "vumi:sdk-imports/imports",

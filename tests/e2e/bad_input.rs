@@ -51,7 +51,7 @@ fn a_corrupt_wasm_file_is_refused_clearly() {
 #[test]
 fn a_plugin_built_for_another_world_is_refused_clearly() {
     let err = start_fails(&telnet_app_config(&plugin("wrong-world"), ""));
-    assert!(err.contains("is not a vumi:plugin/application@0.2.0 component"), "{err}");
+    assert!(err.contains("is not a vumi:plugin/application@0.2.1 component"), "{err}");
     assert_eq!(err.matches("is not a vumi:plugin").count(), 1, "the reason is said once: {err}");
 }
 

@@ -90,7 +90,7 @@ fn an_app_built_for_another_world_is_refused_as_a_router() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("`routers.keywords.plugin`"), "the error names the key: {err}");
-    assert!(err.contains("is not a vumi:plugin/router@0.2.0 component"), "{err}");
+    assert!(err.contains("is not a vumi:plugin/router@0.2.1 component"), "{err}");
 }
 
 fn telnet(name: &str, to_addr: &str) -> String {

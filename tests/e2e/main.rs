@@ -13,6 +13,7 @@ mod dispatch;
 mod common;
 mod faults;
 mod harness;
+mod http_calls;
 mod http_channels;
 mod flow;
 mod middleware;

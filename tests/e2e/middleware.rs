@@ -219,5 +219,5 @@ fn a_component_of_another_world_is_refused_as_middleware() {
     let out = crate::common::vumi().args(["run", "--config"]).arg(&path).output().unwrap();
     assert!(!out.status.success(), "start-up stops");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`middleware.wrong.plugin`") && err.contains("is not a vumi:plugin/middleware@0.2.0 component"), "{err}");
+    assert!(err.contains("`middleware.wrong.plugin`") && err.contains("is not a vumi:plugin/middleware@0.2.1 component"), "{err}");
 }

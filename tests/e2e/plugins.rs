@@ -64,9 +64,9 @@ fn a_component_is_loaded_for_one_world_only() {
         let engine = Engine::new(&EngineSettings::default()).expect("engine");
         let e = RouterPlugin::load(&engine, &plugin("echo"), settings("echo", 100)).await.expect_err("an app is no router");
         assert!(matches!(e, LoadError::WrongWorld { .. }), "{e}");
-        assert!(e.to_string().contains("is not a vumi:plugin/router@0.2.0 component"), "{e}");
+        assert!(e.to_string().contains("is not a vumi:plugin/router@0.2.1 component"), "{e}");
         let app = AppPlugin::load(&engine, &plugin("echo"), settings("echo", 100)).await.expect("an app is an app");
-        assert_eq!(app.world().to_string(), "vumi:plugin/application@0.2.0");
+        assert_eq!(app.world().to_string(), "vumi:plugin/application@0.2.1");
     });
 }
 

@@ -191,7 +191,7 @@ fn ten_swaps_under_load_answer_every_message_exactly_once() {
         if v == 7 {
             // A component of another world (a router): refused, version 6 keeps answering.
             install(&wasm, &std::fs::read(plugin("keyword-router")).unwrap());
-            host.wait_for_log("is not a vumi:plugin/application@0.2.0 component");
+            host.wait_for_log("is not a vumi:plugin/application@0.2.1 component");
             let marks: Vec<usize> = loads.iter().map(Load::answered).collect();
             for (l, m) in loads.iter().zip(marks) {
                 assert!(l.versions_after(m, 5).iter().all(|v| *v == 6), "the old version keeps answering");
@@ -275,7 +275,7 @@ fn the_admin_api_wants_its_token_refuses_bad_uploads_and_serves_metrics() {
     let wrong_world = put(std::fs::read(plugin("keyword-router")).unwrap());
     assert_eq!(wrong_world.status(), 422);
     let why = wrong_world.json::<Value>().unwrap()["description"].as_str().unwrap().to_owned();
-    assert!(why.contains("is not a vumi:plugin/application@0.2.0 component"), "{why}");
+    assert!(why.contains("is not a vumi:plugin/application@0.2.1 component"), "{why}");
     t.send("after bad uploads");
     assert_eq!(t.line(), "VERSION-00 after bad uploads");
 
@@ -292,7 +292,7 @@ fn the_admin_api_wants_its_token_refuses_bad_uploads_and_serves_metrics() {
     let plugins = admin_get(&host, "/plugins");
     let app = &plugins["result"]["plugins"][0];
     assert_eq!(app["name"], "app");
-    assert_eq!(app["world"], "vumi:plugin/application@0.2.0");
+    assert_eq!(app["world"], "vumi:plugin/application@0.2.1");
     assert_eq!(app["hash"].as_str().unwrap().len(), 64);
     assert!(app["handled"].as_u64().unwrap() >= 3, "{app}");
     assert_eq!(app["reloads"], 1);

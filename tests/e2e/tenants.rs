@@ -8,7 +8,7 @@ use crate::common::{Host, TempDir, http, plugin, vumi, workspace};
 
 const ACME: &str = "acme-admin-token";
 const GLOBEX: &str = "globex-admin-token";
-const OPERATOR: &str = "ops-admin-token";
+pub(crate) const OPERATOR: &str = "ops-admin-token";
 
 /// `config/tenants.toml` as shipped, on free ports, its plugin paths and failures file made
 /// absolute (the test host runs it from a temp dir).
@@ -154,6 +154,12 @@ transports = ["b-telnet"]
 /// Tenants `acme` (the faulty plugin, copied into `dir`: a test may deploy over it) and `globex`
 /// (echo), with admin tokens, failures kept in `dir`, on free ports.
 fn hostile_config(dir: &std::path::Path, acme_extra: &str) -> String {
+    hostile_config_with(dir, "", acme_extra)
+}
+
+/// [`hostile_config`] with `acme_keys` under `[tenants.acme]` itself (grants such as
+/// `http_allow`).
+pub(crate) fn hostile_config_with(dir: &std::path::Path, acme_keys: &str, acme_extra: &str) -> String {
     let faulty = dir.join("faulty.wasm");
     std::fs::copy(plugin("faulty"), &faulty).expect("copy faulty.wasm");
     let failures = dir.join("failures.jsonl");
@@ -173,6 +179,7 @@ bind = "127.0.0.1:0"
 [tenants.acme]
 transports = ["acme-telnet"]
 admin_tokens = ["{ACME}"]
+{acme_keys}
 [tenants.acme.limits]
 memory_limit_mb = 32
 deadline_ms = 200
@@ -197,7 +204,7 @@ connector = "globex-telnet"
 }
 
 /// The newest failure of acme's as the admin API shows it, once one with `kind` is there.
-fn failure_of(host: &Host, kind: &str) -> Value {
+pub(crate) fn failure_of(host: &Host, kind: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let (_, v) = admin(host, "GET", &format!("/failures?reason={kind}"), ACME, None);

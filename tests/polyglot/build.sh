@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the polyglot echo components for `world application` of vumi:plugin@0.2.0 (../../wit):
+# Builds the polyglot echo components for `world application` of vumi:plugin@0.2.1 (../../wit):
 #
 #   target/polyglot/echo-py.wasm         Python, componentize-py (imports WASI: see README.md)
 #   target/polyglot/echo-js.wasm         JavaScript, componentize-js/StarlingMonkey, --disable http fetch-event
@@ -119,7 +119,7 @@ build echo-js-nowasi js_inputs \
 
 # Exports must be handle-user-message and handle-event (componentize-py adds its own `exports`
 # interface, whose `init` is for its build step: the host must never call it). Imports must be
-# vumi:plugin/{types,message,kv,config,log,outbound}@0.2.0 or wasi:*. Writes NAME.wit beside it.
+# vumi:plugin/{types,message,kv,config,log,outbound,http}@0.2.1 or wasi:*. Writes NAME.wit beside it.
 check_world() {
     local name=$1 wasm="$out/$1.wasm" wit="$out/$1.wit"
     "$jco" wit "$wasm" > "$wit"
@@ -139,8 +139,9 @@ check_world() {
     imports=$(grep -E '^  import ' "$wit" | sed -E 's/^  import (.*);$/\1/')
     while read -r line; do
         case "$line" in
-            vumi:plugin/types@0.2.0 | vumi:plugin/message@0.2.0 | vumi:plugin/kv@0.2.0 | \
-            vumi:plugin/config@0.2.0 | vumi:plugin/log@0.2.0 | vumi:plugin/outbound@0.2.0 | wasi:*) ;;
+            vumi:plugin/types@0.2.1 | vumi:plugin/message@0.2.1 | vumi:plugin/kv@0.2.1 | \
+            vumi:plugin/config@0.2.1 | vumi:plugin/log@0.2.1 | vumi:plugin/outbound@0.2.1 | \
+            vumi:plugin/http@0.2.1 | wasi:*) ;;
             *) echo "$name: import outside the allowed set: $line" >&2; bad=1 ;;
         esac
     done <<< "$imports"

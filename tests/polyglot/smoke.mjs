@@ -1,5 +1,5 @@
 // Runs a transpiled echo component (from `jco transpile --instantiation async`) under Node with a
-// mock of the vumi:plugin@0.2.0 imports and a deny-all WASI shim, and checks echo's behaviour.
+// mock of the vumi:plugin@0.2.1 imports and a deny-all WASI shim, and checks echo's behaviour.
 // This is not the vumi host: it only shows that the guest side of the 0.2 contract (borrowed
 // `user-message` in an export, its getters, `reply`, `result<_, handler-error>`) works as built.
 // The Rust test against the real host is the host engineer's.
@@ -85,7 +85,8 @@ const vumi = {
   'vumi:plugin/log': { log: (level, message) => { count('log'); logs.push([level, message]); } },
   'vumi:plugin/outbound': {
     sendTo: (to, content) => { count('send-to'); sent.push({ kind: 'send-to', to, content }); return { tag: 'ok', val: 'd'.repeat(32) }; },
-  },
+  },  // Since 0.2.1; echo never calls it.
+  'vumi:plugin/http': { fetch: () => { count('http'); return { tag: 'err', val: { tag: 'not-allowed', val: 'no hosts allowed in the smoke test' } }; } },
 };
 
 // Deny-all WASI, as the host's empty WasiCtx: no preopens, no env, no network.

@@ -43,6 +43,11 @@ pub struct HostConfig {
     /// changes. Paths inside are relative to the config file, as everywhere else.
     #[serde(default)]
     pub tenants_dir: Option<PathBuf>,
+    /// The hosts the operator's own plugins may call through the `http` import (a tenant's
+    /// plugins have their tenant's `http_allow`). Empty: none. Calls are bounded as a tenant's
+    /// are, by the default tenant limits.
+    #[serde(default)]
+    pub http_allow: Vec<super::AllowedHost>,
 }
 
 fn default_drain_timeout_ms() -> u64 {
@@ -88,6 +93,7 @@ impl Default for HostConfig {
             drain_timeout_ms: default_drain_timeout_ms(),
             roles: Vec::new(),
             tenants_dir: None,
+            http_allow: Vec::new(),
         }
     }
 }

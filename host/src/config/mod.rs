@@ -4,6 +4,7 @@
 //! keys are errors (`deny_unknown_fields`), so a typo never silently falls back to a default.
 
 mod components;
+mod egress;
 mod host;
 mod http;
 mod tenants;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use crate::names::{AppName, ConnectorName, TenantName};
 
 pub use components::*;
+pub use egress::*;
 pub use host::*;
 pub use http::*;
 pub use tenants::*;

@@ -14,7 +14,7 @@ use std::fmt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{AppConfig, ChainConfig, ChannelConfig, MiddlewareConfig, RouterConfig};
+use super::{AllowedHost, AppConfig, ChainConfig, ChannelConfig, MiddlewareConfig, RouterConfig};
 use crate::names::{AppName, ConnectorName};
 
 /// A bearer token as the host keeps it: its SHA-256, never the token itself, so that a config
@@ -99,6 +99,10 @@ pub struct TenantConfig {
     /// tenant at most, so no tenant sees another's users.
     #[serde(default)]
     pub transports: Vec<ConnectorName>,
+    /// The hosts its plugins may call through the `http` import (deny by default). See
+    /// [`AllowedHost`].
+    #[serde(default)]
+    pub http_allow: Vec<AllowedHost>,
     /// Tokens for the admin API, each seeing and changing this tenant's resources only.
     #[serde(default)]
     pub admin_tokens: Vec<Secret>,
@@ -155,6 +159,26 @@ pub struct TenantLimits {
     /// time does not count against a call's CPU deadline (its wall-clock bound still holds).
     #[serde(default = "default_cpu")]
     pub cpu_ms_per_sec: u32,
+    /// Keys its plugins may hold in `kv`, all together (expired keys stop counting).
+    #[serde(default = "default_kv_keys")]
+    pub kv_max_keys: u64,
+    /// Bytes of values its plugins may hold in `kv`, all together.
+    #[serde(default = "default_kv_bytes")]
+    pub kv_max_bytes: u64,
+    /// Calls to the `http` import one message may make.
+    #[serde(default = "default_http_per_message")]
+    pub http_calls_per_message: u32,
+    /// Calls to the `http` import per second, across its plugins (a token bucket). Over it, a
+    /// call fails at once with `limit`, which the plugin can turn into `retry-later`.
+    #[serde(default = "default_http_per_sec")]
+    pub http_calls_per_sec: u32,
+    /// The longest one call may take, body included, in milliseconds. A handler's wall-clock
+    /// bound grows by this for each call it may make.
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout_ms: u64,
+    /// The largest response body one call may return, in bytes.
+    #[serde(default = "default_http_response")]
+    pub http_max_response_bytes: u32,
 }
 
 fn default_memory_mb() -> u32 {
@@ -175,6 +199,24 @@ fn default_cpu() -> u32 {
 fn default_kv_value() -> u32 {
     64 << 10
 }
+fn default_kv_keys() -> u64 {
+    100_000
+}
+fn default_kv_bytes() -> u64 {
+    64 << 20
+}
+fn default_http_per_message() -> u32 {
+    4
+}
+fn default_http_per_sec() -> u32 {
+    50
+}
+fn default_http_timeout() -> u64 {
+    5_000
+}
+fn default_http_response() -> u32 {
+    1 << 20
+}
 
 impl Default for TenantLimits {
     fn default() -> Self {
@@ -186,6 +228,12 @@ impl Default for TenantLimits {
             outbound_per_sec: default_rate(),
             kv_max_value_bytes: default_kv_value(),
             cpu_ms_per_sec: default_cpu(),
+            kv_max_keys: default_kv_keys(),
+            kv_max_bytes: default_kv_bytes(),
+            http_calls_per_message: default_http_per_message(),
+            http_calls_per_sec: default_http_per_sec(),
+            http_timeout_ms: default_http_timeout(),
+            http_max_response_bytes: default_http_response(),
         }
     }
 }
@@ -194,8 +242,20 @@ impl fmt::Display for TenantLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} MiB, {} ms, {} instances, {}/s in, {}/s out, kv values {} B, {} CPU ms/s",
-            self.memory_limit_mb, self.deadline_ms, self.max_instances, self.inbound_per_sec, self.outbound_per_sec, self.kv_max_value_bytes, self.cpu_ms_per_sec
+            "{} MiB, {} ms, {} instances, {}/s in, {}/s out, kv values {} B, kv {} keys / {} B, {} CPU ms/s, http {}/message {}/s {} ms {} B",
+            self.memory_limit_mb,
+            self.deadline_ms,
+            self.max_instances,
+            self.inbound_per_sec,
+            self.outbound_per_sec,
+            self.kv_max_value_bytes,
+            self.kv_max_keys,
+            self.kv_max_bytes,
+            self.cpu_ms_per_sec,
+            self.http_calls_per_message,
+            self.http_calls_per_sec,
+            self.http_timeout_ms,
+            self.http_max_response_bytes
         )
     }
 }
@@ -305,13 +365,19 @@ impl Config {
                 }
             }
             let l = &tc.limits;
-            let ranges: [super::validate::Range; 6] = [
+            let ranges: [super::validate::Range; 12] = [
                 ("cpu_ms_per_sec", u64::from(l.cpu_ms_per_sec), 1, 1_000_000),
                 ("memory_limit_mb", u64::from(l.memory_limit_mb), 1, u64::from(super::MAX_MEMORY_LIMIT_MB)),
                 ("deadline_ms", l.deadline_ms, 1, 60_000),
                 ("max_instances", u64::from(l.max_instances), 1, 100_000),
                 ("inbound_per_sec", u64::from(l.inbound_per_sec), 1, 10_000_000),
                 ("outbound_per_sec", u64::from(l.outbound_per_sec), 1, 10_000_000),
+                ("kv_max_keys", l.kv_max_keys, 1, 1_000_000_000),
+                ("kv_max_bytes", l.kv_max_bytes, 1, 1 << 40),
+                ("http_calls_per_message", u64::from(l.http_calls_per_message), 0, 1_000),
+                ("http_calls_per_sec", u64::from(l.http_calls_per_sec), 1, 1_000_000),
+                ("http_timeout_ms", l.http_timeout_ms, 1, 120_000),
+                ("http_max_response_bytes", u64::from(l.http_max_response_bytes), 1, 64 << 20),
             ];
             if let Some((k, problem)) = super::validate::out_of_range(&ranges) {
                 return Err(invalid(key(&format!("limits.{k}")), problem));

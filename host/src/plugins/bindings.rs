@@ -1,4 +1,4 @@
-//! The generated bindings for `wit/` (`vumi:plugin@0.2.0`), private to `plugins`. One
+//! The generated bindings for `wit/` (`vumi:plugin@0.2.1`), private to `plugins`. One
 //! `bindgen!` per world; the router and middleware worlds reuse the application world's
 //! interfaces (`with`), so each import is implemented once, on [`super::imports::HostState`].
 //!
@@ -11,8 +11,10 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "vumi:plugin/application",
     imports: {
-        // Only `kv` awaits (a networked store); the rest answer from memory.
+        // `kv` awaits (a networked store); the rest answer from memory.
         "vumi:plugin/kv": async | trappable,
+        // A call waits on the network: the guest is parked, burning no CPU deadline.
+        "vumi:plugin/http": async | trappable,
         // A handle the host cannot find is the host's bug, not the guest's: trap, don't guess.
         default: trappable,
     },
@@ -23,7 +25,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use vumi::plugin::{config, kv, log, message, outbound, types};
+pub(crate) use vumi::plugin::{config, http, kv, log, message, outbound, types};
 
 /// `world router`.
 pub(crate) mod router {

@@ -23,9 +23,9 @@ pub enum World {
 impl std::fmt::Display for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            World::Application => f.write_str("vumi:plugin/application@0.2.0"),
-            World::Router => f.write_str("vumi:plugin/router@0.2.0"),
-            World::Middleware => f.write_str("vumi:plugin/middleware@0.2.0"),
+            World::Application => f.write_str("vumi:plugin/application@0.2.1"),
+            World::Router => f.write_str("vumi:plugin/router@0.2.1"),
+            World::Middleware => f.write_str("vumi:plugin/middleware@0.2.1"),
         }
     }
 }

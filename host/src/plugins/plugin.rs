@@ -93,20 +93,23 @@ pub struct Limits {
     /// The tenant's buckets, whose CPU budget every tick of guest time draws on (`None`: the
     /// operator's plugin, bounded by its deadline only).
     pub tenant: Option<Arc<crate::tenants::Rates>>,
+    /// Where and how much it may call over HTTP (applications only; `None`: no calls).
+    pub http: Option<Arc<crate::egress::HttpGrant>>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, kv_max_value_bytes: 1 << 20, tenant: None }
+        Self { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, kv_max_value_bytes: 1 << 20, tenant: None, http: None }
     }
 }
 
 impl Limits {
     /// The wall-clock bound of one call. The CPU deadline (epochs) stops a guest that computes;
     /// this stops one that waits: a host import that hangs (a networked kv), or a guest
-    /// sleeping in WASI, which burns no epochs.
+    /// sleeping in WASI, which burns no epochs. A plugin that may call over HTTP gets each
+    /// call's timeout on top.
     pub fn wall_clock(&self) -> Duration {
-        self.deadline * 10 + Duration::from_secs(1)
+        self.deadline * 10 + Duration::from_secs(1) + self.http.as_ref().map_or(Duration::ZERO, |g| g.wall_clock_allowance())
     }
 }
 
@@ -272,6 +275,7 @@ impl<F: Face> Plugin<F> {
             endpoints: settings.endpoints,
             max_sends: settings.limits.max_sends,
             kv_max_value: settings.limits.kv_max_value_bytes,
+            http: settings.limits.http.clone(),
         });
         let parts = Parts {
             name: settings.name,
@@ -482,11 +486,12 @@ impl<F: Face> Plugin<F> {
     }
 }
 
-/// Reset the per-call CPU budget.
+/// Reset the per-call CPU budget and HTTP call count.
 fn arm(store: &mut Store<HostState>, deadline: Duration) {
     let ticks = (deadline.as_micros() / TICK.as_micros()).max(1) as u64;
     let call = &mut store.data_mut().call;
     call.ticks = 0;
+    call.http_calls = 0;
     call.deadline_ticks = ticks;
     call.deadline_hit = false;
     store.set_epoch_deadline(1);

@@ -72,6 +72,15 @@ fn kv_max_value(config: &crate::config::Config, name: &str) -> usize {
     config.tenant(name).map_or(1 << 20, |(_, t)| t.limits.kv_max_value_bytes as usize)
 }
 
+/// What app `name` may call over HTTP: its tenant's allow-list and limits, or for the
+/// operator's app `[host] http_allow` with the default limits.
+fn http_grant(config: &crate::config::Config, name: &str, rates: Option<std::sync::Arc<crate::tenants::Rates>>) -> crate::egress::HttpGrant {
+    match config.tenant(name) {
+        Some((t, tc)) => crate::egress::HttpGrant::new(tc.http_allow.clone(), format!("tenants.{t}.http_allow"), &tc.limits, rates),
+        None => crate::egress::HttpGrant::new(config.host.http_allow.clone(), "host.http_allow".into(), &crate::config::TenantLimits::default(), None),
+    }
+}
+
 impl RunningHost {
     pub(super) fn app_settings(&self, config: &crate::config::Config, name: &AppName, app: &crate::config::AppConfig) -> Settings {
         let policy = policy_of(app.instances, app.max_messages_per_instance, Duration::from_secs(app.max_instance_age_secs));
@@ -88,6 +97,7 @@ impl RunningHost {
                 max_sends: app.max_sends_per_message,
                 kv_max_value_bytes: kv_max_value(config, name),
                 tenant: self.tenants.load().rates_of(name),
+                http: Some(std::sync::Arc::new(http_grant(config, name, self.tenants.load().rates_of(name)))),
             },
             kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())),
             config: toml_to_json(&app.config),
@@ -117,6 +127,7 @@ pub(super) fn rule_settings(
             max_sends: 0,
             kv_max_value_bytes: kv_max_value(config_of_host, name),
             tenant,
+            http: None,
         },
         kv,
         config: toml_to_json(config),

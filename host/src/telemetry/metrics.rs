@@ -35,6 +35,7 @@ pub struct Metrics {
     tenant_messages: Family<Labels, Counter>,
     tenant_limited: Family<Labels, Counter>,
     tenant_failures: Family<Labels, Counter>,
+    http_calls: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -145,7 +146,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     );
     let tenant_failures = Family::<Labels, Counter>::default();
     registry.register("tenant_failures", "Messages of a tenant's components sent to the failure path, by tenant and reason", tenant_failures.clone());
-    Metrics { tenant_messages, tenant_limited, tenant_failures, smpp, deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
+    let http_calls = Family::<Labels, Counter>::default();
+    registry.register(
+        "http_calls",
+        "Plugins' outbound HTTP calls, by tenant (`operator` for the operator's plugins) and outcome: ok (a response, any status), not_allowed, invalid, limit, timeout, too_large, failed",
+        http_calls.clone(),
+    );
+    Metrics { http_calls, tenant_messages, tenant_limited, tenant_failures, smpp, deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
 });
 
 /// The process-wide metrics.
@@ -194,6 +201,20 @@ impl Metrics {
     /// Count one failure of one of tenant `tenant`'s components.
     pub fn tenant_failure(&self, tenant: &str, kind: &str) {
         self.tenant_failures.get_or_create(&vec![("tenant", tenant.to_owned()), ("kind", kind.to_owned())]).inc();
+    }
+
+    /// Count one plugin HTTP call of `tenant` (or `operator`) ending in `outcome`.
+    pub fn http_call(&self, tenant: &str, outcome: &str) {
+        self.http_calls.get_or_create(&vec![("tenant", tenant.to_owned()), ("outcome", outcome.to_owned())]).inc();
+    }
+
+    /// Tenant `tenant`'s HTTP calls so far, by outcome.
+    pub fn http_calls_of(&self, tenant: &str) -> std::collections::BTreeMap<String, u64> {
+        ["ok", "not_allowed", "invalid", "limit", "timeout", "too_large", "failed"]
+            .into_iter()
+            .map(|o| (o.to_owned(), self.http_calls.get_or_create(&vec![("tenant", tenant.to_owned()), ("outcome", o.to_owned())]).get()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// The SMPP counter of `transport` and `kind` (see the metric's help), for a link to hold.

@@ -26,7 +26,7 @@ pub fn __bindings(input: TokenStream) -> TokenStream {
     let world = input.to_string();
     let world = world.trim();
     let extra: &[&str] = match world {
-        "application" => &["outbound"],
+        "application" => &["outbound", "http"],
         "router" => &[],
         "middleware" => &["edit"],
         other => {
@@ -40,7 +40,7 @@ pub fn __bindings(input: TokenStream) -> TokenStream {
     let with: String = PLATFORM
         .iter()
         .chain(extra)
-        .map(|i| format!("\"vumi:plugin/{i}@0.2.0\": ::vumi_sdk::wit::vumi::plugin::{i},\n"))
+        .map(|i| format!("\"vumi:plugin/{i}@0.2.1\": ::vumi_sdk::wit::vumi::plugin::{i},\n"))
         .collect();
     let path = WIT_DIR.replace('\\', "/");
     format!(
@@ -50,7 +50,7 @@ pub fn __bindings(input: TokenStream) -> TokenStream {
 mod __vumi_bindings {{
     ::vumi_sdk::__wit_bindgen::generate!({{
         path: r#"{path}"#,
-        world: "vumi:plugin/{world}@0.2.0",
+        world: "vumi:plugin/{world}@0.2.1",
         runtime_path: "::vumi_sdk::__wit_bindgen::rt",
         with: {{
             {with}

@@ -1,4 +1,4 @@
-// Echo, as a JavaScript component for `world application` of vumi:plugin@0.2.0.
+// Echo, as a JavaScript component for `world application` of vumi:plugin@0.2.1.
 //
 // A smoke test of the 0.2 contract under componentize-js (StarlingMonkey), not an SDK. Behaves
 // like the Rust echo plugin (plugins/echo): a new session with no content is answered

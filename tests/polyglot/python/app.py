@@ -1,4 +1,4 @@
-"""Echo, as a Python component for `world application` of vumi:plugin@0.2.0.
+"""Echo, as a Python component for `world application` of vumi:plugin@0.2.1.
 
 A smoke test of the 0.2 contract under componentize-py, not an SDK. Behaves like the Rust echo
 plugin (plugins/echo): a new session with no content is answered `echo: ready`; any other

@@ -2,6 +2,7 @@
 //! interface).
 
 mod config;
+mod http;
 mod kv;
 mod log;
 pub(crate) mod message;
@@ -27,6 +28,8 @@ pub(crate) struct PluginContext {
     pub max_sends: u32,
     /// The largest `kv` value (the tenant's limit; 1 MiB for the operator's plugins).
     pub kv_max_value: usize,
+    /// Where and how much the plugin may call over HTTP (`None`: a world without `http`).
+    pub http: Option<Arc<crate::egress::HttpGrant>>,
 }
 
 /// The state of one call: what the handler has sent so far, and its CPU budget.
@@ -39,6 +42,8 @@ pub(crate) struct CallState {
     pub ticks: u64,
     pub deadline_ticks: u64,
     pub deadline_hit: bool,
+    /// `http` calls made in this call.
+    pub http_calls: u32,
 }
 
 /// The data of one wasmtime `Store`: WASI (with nothing granted), limits, and the call. Public

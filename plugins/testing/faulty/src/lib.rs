@@ -14,7 +14,10 @@
 //! a 100 MB reply, `read-file <path>` and `connect <addr>` try the filesystem and a socket
 //! (replying with what they got, which must never happen, or rejecting with the error),
 //! `kv-big <bytes>` stores a value of that size, and `storm` sends 10,000 messages, rejecting
-//! with the host's refusal if any was refused. Anything else is answered `ok: <content>`.
+//! with the host's refusal if any was refused. `http <url>` GETs the URL and replies
+//! `http <status> <body>` (the body cut to 200 bytes), `http-times <n> <url>` GETs it `n` times
+//! and replies `made <n>`, and `kv-flood <n>` stores `n` keys of 100 bytes; each rejects with
+//! the host's refusal, naming the call that met it. Anything else is answered `ok: <content>`.
 
 use std::hint::black_box;
 
@@ -149,6 +152,36 @@ impl Application for Faulty {
                     }
                     Err(e) => Err(Error::reject(format!("kv-big: {e}"))),
                 }
+            }
+            other if other.starts_with("http ") => match vumi_sdk::http::get(other["http ".len()..].trim()) {
+                Ok(r) => {
+                    let body = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).into_owned();
+                    msg.reply(format!("http {} {body}", r.status))?;
+                    Ok(())
+                }
+                Err(e) => Err(Error::reject(format!("http: {e}"))),
+            },
+            other if other.starts_with("http-times ") => {
+                let mut words = other["http-times ".len()..].split_whitespace();
+                let n: u32 = words.next().and_then(|w| w.parse().ok()).unwrap_or(1);
+                let url = words.next().unwrap_or_default();
+                for i in 1..=n {
+                    if let Err(e) = vumi_sdk::http::get(url) {
+                        return Err(Error::reject(format!("http call {i}: {e}")));
+                    }
+                }
+                msg.reply(format!("made {n}"))?;
+                Ok(())
+            }
+            other if other.starts_with("kv-flood ") => {
+                let n: u64 = other["kv-flood ".len()..].trim().parse().unwrap_or(0);
+                for i in 0..n {
+                    if let Err(e) = kv::set(&format!("flood:{i}"), [b'x'; 100], None) {
+                        return Err(Error::reject(format!("kv-flood: key {i}: {e}")));
+                    }
+                }
+                msg.reply(format!("stored {n} keys"))?;
+                Ok(())
             }
             "kv" => {
                 let n = kv::incr("count", 1)?;
