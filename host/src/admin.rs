@@ -367,12 +367,15 @@ async fn transports(State(s): State<AdminState>, Extension(who): Extension<Princ
 }
 
 async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Response {
-    let tenants: Vec<serde_json::Value> = s
-        .tenants
-        .load()
-        .list()
+    let listed: Vec<_> = s.tenants.load().list().into_iter().filter(|(t, _, _)| who.tenant().is_none_or(|mine| mine == t)).collect();
+    // What each holds in kv (`null` if the store does not answer now).
+    let mut kv = BTreeMap::new();
+    for (t, limits, _) in &listed {
+        let quota = crate::state::Quota::tenant(t.as_str(), limits.kv_max_keys, limits.kv_max_bytes);
+        kv.insert(t.clone(), s.state.usage(&quota).await.ok());
+    }
+    let tenants: Vec<serde_json::Value> = listed
         .into_iter()
-        .filter(|(t, _, _)| who.tenant().is_none_or(|mine| mine == t))
         .map(|(t, limits, granted)| {
             let plugins: Vec<String> = s.registry.all().into_keys().filter(|n| crate::names::tenant_of(n) == Some(t.as_str())).collect();
             let m = metrics();
@@ -386,6 +389,7 @@ async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principa
                     "waited_for_inbound_rate": m.tenant_limited(t.as_str(), "inbound_per_sec").get(),
                     "nacked_over_outbound_rate": m.tenant_limited(t.as_str(), "outbound_per_sec").get(),
                     "http_calls": m.http_calls_of(t.as_str()),
+                    "kv": kv.get(&t).copied().flatten(),
                     "failures": s.failures.matching(&FailureFilter { tenant: Some(t.to_string()), ..FailureFilter::default() }).len(),
                 },
                 "limits": {

@@ -17,7 +17,7 @@ use vumi_host::config::RetryPolicy;
 use vumi_host::message::{Event, Message, UserMessage};
 use vumi_host::names::ConnectorName;
 use vumi_host::plugins::{Engine, EngineSettings, InstancePolicy, Limits, RouterPlugin, RouterSlot, Settings};
-use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced, StateError};
+use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced, Quota, StateError, Usage};
 use vumi_host::workers::FailureLog;
 use vumi_host::workers::dispatcher::Dispatcher;
 use vumi_host::workers::events::Origins;
@@ -91,6 +91,22 @@ impl KvStore for Switch {
     }
     async fn ping(&self) -> Result<(), StateError> {
         self.check()
+    }
+    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+        self.check()?;
+        self.inner.set_counted(key, value, ttl, quota).await
+    }
+    async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError> {
+        self.check()?;
+        self.inner.delete_counted(key, quota).await
+    }
+    async fn incr_counted(&self, key: &str, by: i64, quota: &Quota) -> Result<i64, StateError> {
+        self.check()?;
+        self.inner.incr_counted(key, by, quota).await
+    }
+    async fn usage(&self, quota: &Quota) -> Result<Usage, StateError> {
+        self.check()?;
+        self.inner.usage(quota).await
     }
 }
 

@@ -243,7 +243,7 @@ fn a_tenants_calls_go_to_its_allow_list_only_and_are_logged_and_counted() {
     let server_rt = rt();
     let server = server_rt.block_on(Server::start());
     let dir = TempDir::new();
-    let config = crate::tenants::hostile_config_with(dir.path(), &format!("http_allow = [\"{}\"]", server.entry()), "");
+    let config = crate::tenants::hostile_config_with(dir.path(), &format!("http_allow = [\"{}\"]", server.entry()), "", "");
     let host = Host::start(&config);
     let mut acme = host.connect_to("acme-telnet");
     assert_eq!(acme.line(), "faulty: ready");

@@ -154,12 +154,12 @@ transports = ["b-telnet"]
 /// Tenants `acme` (the faulty plugin, copied into `dir`: a test may deploy over it) and `globex`
 /// (echo), with admin tokens, failures kept in `dir`, on free ports.
 fn hostile_config(dir: &std::path::Path, acme_extra: &str) -> String {
-    hostile_config_with(dir, "", acme_extra)
+    hostile_config_with(dir, "", "", acme_extra)
 }
 
 /// [`hostile_config`] with `acme_keys` under `[tenants.acme]` itself (grants such as
-/// `http_allow`).
-pub(crate) fn hostile_config_with(dir: &std::path::Path, acme_keys: &str, acme_extra: &str) -> String {
+/// `http_allow`) and `acme_limits` under `[tenants.acme.limits]`.
+pub(crate) fn hostile_config_with(dir: &std::path::Path, acme_keys: &str, acme_limits: &str, acme_extra: &str) -> String {
     let faulty = dir.join("faulty.wasm");
     std::fs::copy(plugin("faulty"), &faulty).expect("copy faulty.wasm");
     let failures = dir.join("failures.jsonl");
@@ -184,6 +184,7 @@ admin_tokens = ["{ACME}"]
 memory_limit_mb = 32
 deadline_ms = 200
 kv_max_value_bytes = 1024
+{acme_limits}
 [tenants.acme.apps.app]
 plugin = "{faulty}"
 connector = "acme-telnet"
@@ -472,4 +473,26 @@ fn over_its_inbound_rate_a_tenants_messages_wait_and_none_is_lost() {
     assert!(took >= std::time::Duration::from_millis(750), "six messages at 4/s were not held back: {took:?}");
     let (_, v) = admin(&host, "GET", "/tenants", ACME, None);
     assert!(v["result"]["tenants"][0]["usage"]["waited_for_inbound_rate"].as_u64().is_some_and(|n| n > 0), "{v}");
+}
+
+#[test]
+fn a_kv_flood_stops_at_the_tenants_key_quota_and_costs_no_one_else() {
+    let dir = TempDir::new();
+    let host = Host::start(&hostile_config_with(dir.path(), "", "kv_max_keys = 50\nkv_max_bytes = 100000", ""));
+    let mut acme = host.connect_to("acme-telnet");
+    assert_eq!(acme.line(), "faulty: ready");
+    let mut globex = host.connect_to("globex-telnet");
+    assert_eq!(globex.line(), "echo: ready");
+    acme.send("kv-flood 100");
+    let f = failure_of(&host, "handler_error");
+    let reason = f["reason"].as_str().unwrap();
+    assert!(reason.contains("kv-flood: key 50: kv limit: tenant `acme` holds 50 kv keys, its limit (`limits.kv_max_keys` is 50)"), "{f}");
+    // The tenant's usage, as its own token sees it.
+    let (_, v) = admin(&host, "GET", "/tenants", ACME, None);
+    assert_eq!(v["result"]["tenants"][0]["usage"]["kv"], serde_json::json!({"keys": 50, "bytes": 5000}), "{v}");
+    // Full is full for every plugin of acme's, and for no one else; acme's messages still run.
+    globex.send("still here");
+    assert_eq!(globex.line(), "still here");
+    acme.send("after the flood");
+    assert_eq!(acme.line(), "ok: after the flood");
 }

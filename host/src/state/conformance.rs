@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{KvStore, Namespaced, StateError};
+use super::{KvStore, Namespaced, Quota, StateError, Usage};
 
 /// Run every check. Keys are prefixed with a random run id so that checks against a shared
 /// networked store never see each other's data; it is returned so that such a test can delete
@@ -21,7 +21,53 @@ pub async fn run_all(store: &dyn KvStore) -> String {
     incr_of_non_integer_is_a_typed_error(store, &run).await;
     concurrent_incr_loses_no_update(store, &run).await;
     append_extends_only_what_exists_and_keeps_its_expiry(store, &run).await;
+    quota_counts_keys_and_bytes_and_frees_what_expires(store, &run).await;
     run
+}
+
+async fn quota_counts_keys_and_bytes_and_frees_what_expires(s: &dyn KvStore, run: &str) {
+    let q = Quota { account: format!("{{tenant:{run}}}:quota:"), owner: format!("tenant `{run}`"), max_keys: 3, max_bytes: 20 };
+    let k = |n: &str| format!("{run}:q:{n}");
+    let is_limit = |r: Result<(), StateError>, needle: &str| match r {
+        Err(StateError::Limit(m)) => assert!(m.contains(needle), "{m}"),
+        other => panic!("expected a limit naming {needle:?}, got {other:?}"),
+    };
+    s.set_counted(&k("a"), b"12345", None, &q).await.unwrap();
+    s.set_counted(&k("b"), b"12345", None, &q).await.unwrap();
+    assert_eq!(s.incr_counted(&k("n"), 7, &q).await.unwrap(), 7, "a new key by incr counts too");
+    assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 3, bytes: 11 });
+    is_limit(s.set_counted(&k("c"), b"x", None, &q).await, "holds 3 kv keys, its limit (`limits.kv_max_keys` is 3)");
+    assert!(matches!(s.incr_counted(&k("m"), 1, &q).await, Err(StateError::Limit(_))), "nor by incr");
+    assert_eq!(s.get(&k("c")).await.unwrap(), None, "a refused write writes nothing");
+    // Replacing counts the difference; a value that would pass the bytes is refused.
+    s.set_counted(&k("a"), b"1234567890", None, &q).await.unwrap();
+    assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 3, bytes: 16 });
+    is_limit(s.set_counted(&k("b"), b"1234567890", None, &q).await, "holds 11 bytes of kv values (besides this key); 10 more would pass its limit (`limits.kv_max_bytes` is 20)");
+    assert_eq!(s.get(&k("b")).await.unwrap().as_deref(), Some(&b"12345"[..]), "the old value stays");
+    assert_eq!(s.incr_counted(&k("n"), 5, &q).await.unwrap(), 12, "incr of a counted key");
+    assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 3, bytes: 17 });
+    // A deleted key frees its room.
+    assert!(s.delete_counted(&k("b"), &q).await.unwrap());
+    assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 2, bytes: 12 });
+    // A key with a TTL stops counting once it expires, without anyone deleting it.
+    s.set_counted(&k("t"), b"abc", Some(Duration::from_millis(200)), &q).await.unwrap();
+    is_limit(s.set_counted(&k("d"), b"x", None, &q).await, "holds 3 kv keys");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while s.usage(&q).await.unwrap().keys == 3 {
+        assert!(std::time::Instant::now() < deadline, "an expired key still counts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 2, bytes: 12 });
+    s.set_counted(&k("d"), b"x", None, &q).await.unwrap();
+    // Setting a key again without a TTL keeps it counted past the old expiry.
+    s.set_counted(&k("d"), b"y", Some(Duration::from_millis(100)), &q).await.unwrap();
+    s.set_counted(&k("d"), b"z", None, &q).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 3, bytes: 13 });
+    for n in ["a", "n", "d"] {
+        s.delete_counted(&k(n), &q).await.unwrap();
+    }
+    assert_eq!(s.usage(&q).await.unwrap(), Usage::default());
 }
 
 async fn append_extends_only_what_exists_and_keeps_its_expiry(s: &dyn KvStore, run: &str) {

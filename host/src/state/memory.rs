@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{KvStore, StateError};
+use super::{KvStore, Quota, StateError, Usage};
 
 struct Entry {
     value: Vec<u8>,
@@ -33,6 +33,67 @@ pub struct MemoryStore {
 struct Inner {
     entries: HashMap<String, Entry>,
     writes_since_sweep: usize,
+    /// Quota accounts by their prefix.
+    accounts: HashMap<String, Account>,
+}
+
+/// What one quota account counts: each key's size, the total, and when keys with a TTL expire
+/// (so an expired key is uncounted without scanning).
+#[derive(Default)]
+struct Account {
+    sizes: HashMap<String, u64>,
+    bytes: u64,
+    expiring: std::collections::BTreeSet<(Instant, String)>,
+}
+
+impl Inner {
+    /// The account of `quota`, with every key that has expired since uncounted.
+    fn account(&mut self, quota: &Quota, now: Instant) -> &mut Account {
+        let acc = self.accounts.entry(quota.account.clone()).or_default();
+        while let Some((at, key)) = acc.expiring.first().cloned() {
+            if at > now {
+                break;
+            }
+            acc.expiring.pop_first();
+            // A key set again since has a newer record (or none): it still counts.
+            if !self.entries.get(&key).is_some_and(|e| e.live(now))
+                && let Some(size) = acc.sizes.remove(&key)
+            {
+                acc.bytes -= size;
+                self.entries.remove(&key);
+            }
+        }
+        acc
+    }
+}
+
+impl Account {
+    /// Count `key` at `size` bytes (replacing its old size), or refuse.
+    fn admit(&mut self, quota: &Quota, key: &str, size: u64) -> Result<(), StateError> {
+        let old = self.sizes.get(key).copied();
+        if old.is_none() && self.sizes.len() as u64 >= quota.max_keys {
+            return Err(quota.over_keys(self.sizes.len() as u64));
+        }
+        let held = self.bytes - old.unwrap_or(0);
+        if held + size > quota.max_bytes {
+            return Err(quota.over_bytes(held, size));
+        }
+        self.sizes.insert(key.to_owned(), size);
+        self.bytes = held + size;
+        Ok(())
+    }
+
+    fn expire(&mut self, key: &str, at: Option<Instant>) {
+        if let Some(at) = at {
+            self.expiring.insert((at, key.to_owned()));
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        if let Some(size) = self.sizes.remove(key) {
+            self.bytes -= size;
+        }
+    }
 }
 
 const MIN_SWEEP_GAP: usize = 4096;
@@ -129,6 +190,55 @@ impl KvStore for MemoryStore {
             }
             None => Ok(false),
         }
+    }
+
+    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let expires = ttl.map(|t| now + t);
+        let acc = inner.account(quota, now);
+        acc.admit(quota, key, value.len() as u64)?;
+        acc.expire(key, expires);
+        inner.entries.insert(key.to_owned(), Entry { value: value.to_vec(), expires });
+        inner.note_write(now);
+        Ok(())
+    }
+
+    async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.account(quota, now).forget(key);
+        Ok(inner.entries.remove(key).is_some_and(|e| e.live(now)))
+    }
+
+    async fn incr_counted(&self, key: &str, by: i64, quota: &Quota) -> Result<i64, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let (current, expires) = match inner.entries.get(key) {
+            Some(e) if e.live(now) => {
+                let n = std::str::from_utf8(&e.value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| StateError::NotAnInteger { key: key.to_owned() })?;
+                (n, e.expires)
+            }
+            _ => (0, None),
+        };
+        let next = current
+            .checked_add(by)
+            .ok_or_else(|| StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer")))?;
+        let text = next.to_string().into_bytes();
+        inner.account(quota, now).admit(quota, key, text.len() as u64)?;
+        inner.entries.insert(key.to_owned(), Entry { value: text, expires });
+        inner.note_write(now);
+        Ok(next)
+    }
+
+    async fn usage(&self, quota: &Quota) -> Result<Usage, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let acc = inner.account(quota, now);
+        Ok(Usage { keys: acc.sizes.len() as u64, bytes: acc.bytes })
     }
 }
 

@@ -113,6 +113,59 @@ pub trait KvStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StateError> {
         Ok(())
     }
+    /// [`KvStore::set`], counted in `quota`'s account: refused with [`StateError::Limit`] if a
+    /// new key would take the account over its keys, or the value over its bytes. Replacing a
+    /// key counts only the difference; a key that expired stops counting (reclaimed by the next
+    /// counted operation on the account), so abandoned sessions do not use up a quota.
+    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError>;
+    /// [`KvStore::delete`], uncounting the key.
+    async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError>;
+    /// [`KvStore::incr`], counting a new key (and the digits' bytes).
+    async fn incr_counted(&self, key: &str, by: i64, quota: &Quota) -> Result<i64, StateError>;
+    /// What `quota`'s account holds now (expired keys reclaimed first).
+    async fn usage(&self, quota: &Quota) -> Result<Usage, StateError>;
+}
+
+/// An account of keys and bytes shared by several namespaces (a tenant's plugins), and its
+/// limits. The account's records live under [`Namespace::Quota`]; the keys it counts must share
+/// its hash tag, so that Redis Cluster can run a counted write as one script
+/// ([`Namespace::Plugin`] tags a tenant's plugin keys with the tenant for this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// The account's key prefix (`Namespace::Quota(..).prefix()`).
+    pub account: String,
+    /// Who is counted, for messages (e.g. tenant `acme`).
+    pub owner: String,
+    /// Keys the account may hold.
+    pub max_keys: u64,
+    /// Bytes of values the account may hold.
+    pub max_bytes: u64,
+}
+
+impl Quota {
+    /// The account of tenant `tenant`.
+    pub fn tenant(tenant: &str, max_keys: u64, max_bytes: u64) -> Self {
+        Self { account: Namespace::Quota(tenant).prefix(), owner: format!("tenant `{tenant}`"), max_keys, max_bytes }
+    }
+
+    /// The refusal of one more key.
+    pub fn over_keys(&self, held: u64) -> StateError {
+        StateError::Limit(format!("{} holds {held} kv keys, its limit (`limits.kv_max_keys` is {}): delete keys or give them a TTL", self.owner, self.max_keys))
+    }
+
+    /// The refusal of `more` bytes on top of `held`.
+    pub fn over_bytes(&self, held: u64, more: u64) -> StateError {
+        StateError::Limit(format!("{} holds {held} bytes of kv values (besides this key); {more} more would pass its limit (`limits.kv_max_bytes` is {})", self.owner, self.max_bytes))
+    }
+}
+
+/// What a quota's account holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Usage {
+    /// Live keys.
+    pub keys: u64,
+    /// Bytes of their values.
+    pub bytes: u64,
 }
 
 /// Whose keys a [`Namespaced`] view holds. Every namespace in the host is built here, and
@@ -145,6 +198,8 @@ pub enum Namespace<'a> {
     Transport(&'a str),
     /// A send-API channel's message store.
     Channel(&'a str),
+    /// A tenant's kv account (see [`Quota`]).
+    Quota(&'a str),
 }
 
 impl Namespace<'_> {
@@ -162,10 +217,15 @@ impl Namespace<'_> {
     /// The key prefix, `{...}:`.
     pub fn prefix(&self) -> String {
         match self {
-            Namespace::Plugin { kind, name } => format!("{{plugin:{kind}:{name}}}:"),
+            // A tenant's plugin keys carry the tenant's hash tag, which its quota account shares.
+            Namespace::Plugin { kind, name } => match crate::names::tenant_of(name) {
+                Some(t) => format!("{{tenant:{t}}}:plugin:{kind}:{name}:"),
+                None => format!("{{plugin:{kind}:{name}}}:"),
+            },
             Namespace::Origins { owner, name } => format!("{{origins:{owner}:{name}}}:"),
             Namespace::Transport(name) => format!("{{transport:{name}}}:"),
             Namespace::Channel(name) => format!("{{channel:{name}}}:"),
+            Namespace::Quota(tenant) => format!("{{tenant:{tenant}}}:quota:"),
         }
     }
 }
@@ -177,12 +237,25 @@ impl Namespace<'_> {
 pub struct Namespaced {
     inner: Arc<dyn KvStore>,
     prefix: String,
+    /// Writes through this view are counted here (a tenant's plugin).
+    quota: Option<Quota>,
 }
 
 impl Namespaced {
     /// Keys written through this view are stored under `namespace` in `inner`.
     pub fn new(inner: Arc<dyn KvStore>, namespace: Namespace<'_>) -> Self {
-        Self { inner, prefix: namespace.prefix() }
+        Self { inner, prefix: namespace.prefix(), quota: None }
+    }
+
+    /// This view with its writes counted in `quota` (`None`: uncounted).
+    pub fn counted(mut self, quota: Option<Quota>) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// The account this view's writes are counted in, if any.
+    pub fn quota(&self) -> Option<&Quota> {
+        self.quota.as_ref()
     }
 
     fn key(&self, key: &str) -> String {
@@ -205,14 +278,25 @@ impl KvStore for Namespaced {
         self.inner.get(&self.key(key)).await
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StateError> {
-        self.inner.set(&self.key(key), value, ttl).await
+        match &self.quota {
+            Some(q) => self.inner.set_counted(&self.key(key), value, ttl, q).await,
+            None => self.inner.set(&self.key(key), value, ttl).await,
+        }
     }
     async fn delete(&self, key: &str) -> Result<bool, StateError> {
-        self.inner.delete(&self.key(key)).await
+        match &self.quota {
+            Some(q) => self.inner.delete_counted(&self.key(key), q).await,
+            None => self.inner.delete(&self.key(key)).await,
+        }
     }
     async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError> {
+        let full = self.key(key);
+        let result = match &self.quota {
+            Some(q) => self.inner.incr_counted(&full, by, q).await,
+            None => self.inner.incr(&full, by).await,
+        };
         // Report the caller's key, not the prefixed one, in errors.
-        self.inner.incr(&self.key(key), by).await.map_err(|e| match e {
+        result.map_err(|e| match e {
             StateError::NotAnInteger { .. } => StateError::NotAnInteger { key: key.to_owned() },
             other => other,
         })
@@ -222,5 +306,17 @@ impl KvStore for Namespaced {
     }
     async fn ping(&self) -> Result<(), StateError> {
         self.inner.ping().await
+    }
+    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+        self.inner.set_counted(&self.key(key), value, ttl, quota).await
+    }
+    async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError> {
+        self.inner.delete_counted(&self.key(key), quota).await
+    }
+    async fn incr_counted(&self, key: &str, by: i64, quota: &Quota) -> Result<i64, StateError> {
+        self.inner.incr_counted(&self.key(key), by, quota).await
+    }
+    async fn usage(&self, quota: &Quota) -> Result<Usage, StateError> {
+        self.inner.usage(quota).await
     }
 }

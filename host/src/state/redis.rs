@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{KvStore, Sequencer, StateError, Take};
+use super::{KvStore, Quota, Sequencer, StateError, Take, Usage};
 
 /// How to reach the server and how patient to be (the supervisor fills it from
 /// `[host.state]`).
@@ -46,6 +46,137 @@ impl RedisOptions {
             reconnect_attempts: 16,
             reconnect_max_delay: Duration::from_secs(5),
         }
+    }
+}
+
+/// The counted operations of a quota account (`KvStore::set_counted` and the rest). Every
+/// script gets the data key and the account's three records as KEYS: `sizes` (a hash, key →
+/// bytes: its length is the key count), `expiring` (a sorted set, key → when it expires, in
+/// ms) and `bytes` (the total). Each first uncounts up to 256 keys that have expired, by the
+/// server's clock. Scripts run whole, so two hosts counting for one tenant never race; the
+/// keys share the tenant's hash tag, so Redis Cluster can run them.
+const QUOTA_RECLAIM: &str = r"
+local function reclaim()
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 256)
+  for _, k in ipairs(due) do
+    redis.call('ZREM', KEYS[3], k)
+    if redis.call('EXISTS', k) == 0 then
+      local size = redis.call('HGET', KEYS[2], k)
+      if size then
+        redis.call('HDEL', KEYS[2], k)
+        redis.call('DECRBY', KEYS[4], size)
+      end
+    end
+  end
+  return now
+end
+";
+
+/// ARGV: value, ttl in ms (0: none), max keys, max bytes. Returns {0} or {1, keys held} or
+/// {2, bytes held, bytes asked}.
+const QUOTA_SET: &str = r"
+local now = reclaim()
+local new = string.len(ARGV[1])
+local old = redis.call('HGET', KEYS[2], KEYS[1])
+local held = tonumber(redis.call('GET', KEYS[4]) or '0')
+if old then
+  held = held - tonumber(old)
+else
+  local n = redis.call('HLEN', KEYS[2])
+  if n >= tonumber(ARGV[3]) then return {1, n} end
+end
+if held + new > tonumber(ARGV[4]) then return {2, held, new} end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+  redis.call('ZADD', KEYS[3], now + ttl, KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[3], KEYS[1])
+end
+redis.call('HSET', KEYS[2], KEYS[1], new)
+redis.call('SET', KEYS[4], held + new)
+return {0}
+";
+
+/// Returns whether the key existed.
+const QUOTA_DELETE: &str = r"
+reclaim()
+local old = redis.call('HGET', KEYS[2], KEYS[1])
+if old then
+  redis.call('HDEL', KEYS[2], KEYS[1])
+  redis.call('DECRBY', KEYS[4], old)
+end
+redis.call('ZREM', KEYS[3], KEYS[1])
+return redis.call('DEL', KEYS[1])
+";
+
+/// ARGV: by, max keys, max bytes. Returns {0, value} or {1, keys held} or {2, bytes held,
+/// bytes asked} or {3, Redis's refusal}. The new value's length is known only after INCRBY, so
+/// a refusal for bytes puts the old value back.
+const QUOTA_INCR: &str = r"
+reclaim()
+local old = redis.call('HGET', KEYS[2], KEYS[1])
+if not old then
+  local n = redis.call('HLEN', KEYS[2])
+  if n >= tonumber(ARGV[2]) then return {1, n} end
+end
+local before = redis.call('GET', KEYS[1])
+local v = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(v) == 'table' and v.err then return {3, v.err} end
+local new = string.len(tostring(v))
+local held = tonumber(redis.call('GET', KEYS[4]) or '0') - tonumber(old or '0')
+if held + new > tonumber(ARGV[3]) then
+  if before then redis.call('SET', KEYS[1], before, 'KEEPTTL') else redis.call('DEL', KEYS[1]) end
+  return {2, held, new}
+end
+redis.call('HSET', KEYS[2], KEYS[1], new)
+redis.call('SET', KEYS[4], held + new)
+return {0, v}
+";
+
+/// Returns {keys, bytes}.
+const QUOTA_USAGE: &str = r"
+reclaim()
+return {redis.call('HLEN', KEYS[2]), tonumber(redis.call('GET', KEYS[4]) or '0')}
+";
+
+/// The scripts of the counted operations, each with the reclaim function in front.
+#[derive(Clone)]
+struct QuotaScripts {
+    set: redis::Script,
+    delete: redis::Script,
+    incr: redis::Script,
+    usage: redis::Script,
+}
+
+impl QuotaScripts {
+    fn new() -> Self {
+        let with = |body: &str| redis::Script::new(&format!("{QUOTA_RECLAIM}{body}"));
+        Self { set: with(QUOTA_SET), delete: with(QUOTA_DELETE), incr: with(QUOTA_INCR), usage: with(QUOTA_USAGE) }
+    }
+}
+
+/// A counted script invoked on `key` and `quota`'s three records.
+fn counted<'a>(script: &'a redis::Script, key: &str, quota: &Quota) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    inv.key(key).key(format!("{}sizes", quota.account)).key(format!("{}expiring", quota.account)).key(format!("{}bytes", quota.account));
+    inv
+}
+
+/// A counted script's answer: `{0, value?}` is done (the value, for `incr`), `{1, keys}` and
+/// `{2, bytes held, bytes asked}` are the quota's refusals.
+fn quota_outcome(r: &[redis::Value], quota: &Quota) -> Result<i64, StateError> {
+    let int = |i: usize| match r.get(i) {
+        Some(redis::Value::Int(n)) => *n,
+        _ => 0,
+    };
+    match int(0) {
+        0 => Ok(int(1)),
+        1 => Err(quota.over_keys(int(1).max(0) as u64)),
+        _ => Err(quota.over_bytes(int(1).max(0) as u64, int(2).max(0) as u64)),
     }
 }
 
@@ -188,6 +319,7 @@ impl Sequencer for RedisSequencer {
 pub struct RedisStore {
     conn: ConnectionManager,
     append: redis::Script,
+    quota: QuotaScripts,
     /// The URL without its password, for error messages.
     server: String,
 }
@@ -213,7 +345,7 @@ impl RedisStore {
         let conn = ConnectionManager::new_with_config(client, manager)
             .await
             .map_err(|e| StateError::Unavailable(format!("cannot reach Redis at {server}: {e}")))?;
-        Ok(Self { conn, append: redis::Script::new(APPEND_IF_EXISTS), server })
+        Ok(Self { conn, append: redis::Script::new(APPEND_IF_EXISTS), quota: QuotaScripts::new(), server })
     }
 
     /// Per-user turns on this server: leases of `lease`, done markers kept `done_ttl`.
@@ -288,6 +420,54 @@ impl KvStore for RedisStore {
         let mut conn = self.conn.clone();
         let done: i64 = self.append.key(key).arg(value).invoke_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
         Ok(done == 1)
+    }
+
+    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        let r: Vec<redis::Value> = counted(&self.quota.set, key, quota)
+            .arg(value)
+            .arg(ttl_ms)
+            .arg(quota.max_keys)
+            .arg(quota.max_bytes)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        quota_outcome(&r, quota).map(|_| ())
+    }
+
+    async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = counted(&self.quota.delete, key, quota).invoke_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
+        Ok(n > 0)
+    }
+
+    async fn incr_counted(&self, key: &str, by: i64, quota: &Quota) -> Result<i64, StateError> {
+        let mut conn = self.conn.clone();
+        let r: Vec<redis::Value> = counted(&self.quota.incr, key, quota)
+            .arg(by)
+            .arg(quota.max_keys)
+            .arg(quota.max_bytes)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        match r.first() {
+            Some(redis::Value::Int(3)) => {
+                let why = r.get(1).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok()).unwrap_or_default();
+                Err(if why.contains("overflow") {
+                    StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer"))
+                } else {
+                    StateError::NotAnInteger { key: key.to_owned() }
+                })
+            }
+            _ => quota_outcome(&r, quota),
+        }
+    }
+
+    async fn usage(&self, quota: &Quota) -> Result<super::Usage, StateError> {
+        let mut conn = self.conn.clone();
+        let (keys, bytes): (u64, u64) = counted(&self.quota.usage, "", quota).invoke_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
+        Ok(Usage { keys, bytes })
     }
 
     async fn ping(&self) -> Result<(), StateError> {

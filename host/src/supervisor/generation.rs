@@ -24,7 +24,7 @@ use crate::workers::flow::Dispatchers;
 use crate::workers::middleware::{Chains, Step};
 use crate::workers::{AppWorker, AppWorkerParts};
 
-use super::settings::rule_settings;
+use super::settings::{kv_quota, rule_settings};
 use super::{RunningHost, StartError};
 
 /// Everything built from one config on the app side of the bus.
@@ -72,7 +72,7 @@ impl RunningHost {
         for (name, rc) in &new.routers {
             let same = old.is_some_and(|o| o.routers.get(name) == Some(rc) && same_tenant(o, new, name));
             let kept = running.routers.get(name).filter(|_| same).cloned();
-            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str()));
+            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str())).counted(kv_quota(new, name));
             let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config, new, self.tenants.load().rates_of(name));
             let slot = self.slot(kept, "routers", name, new.resolve(&rc.plugin), settings, summary).await?;
             slots.routers.insert(name.clone(), slot);
@@ -81,7 +81,7 @@ impl RunningHost {
             let MiddlewareConfig::Plugin(p) = m else { continue };
             let same = old.is_some_and(|o| o.middleware.get(name) == Some(m) && same_tenant(o, new, name));
             let kept = running.middleware.get(name).filter(|_| same).cloned();
-            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str()));
+            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str())).counted(kv_quota(new, name));
             let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config, new, self.tenants.load().rates_of(name));
             let slot = self.slot(kept, "middleware", name, new.resolve(&p.plugin), settings, summary).await?;
             slots.middleware.insert(name.clone(), slot);
@@ -271,5 +271,6 @@ pub(super) fn chains(config: &Config, slots: &Slots) -> Chains {
 
 /// Whether `name`'s tenant has the same limits in both configs (a kept slot keeps its limits).
 fn same_tenant(old: &Config, new: &Config, name: &str) -> bool {
-    old.tenant(name).map(|(_, t)| &t.limits) == new.tenant(name).map(|(_, t)| &t.limits)
+    let grants = |c: &Config| c.tenant(name).map(|(_, t)| (t.limits.clone(), t.http_allow.clone()));
+    grants(old) == grants(new) && (crate::names::tenant_of(name).is_some() || old.host.http_allow == new.host.http_allow)
 }

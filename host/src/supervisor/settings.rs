@@ -67,6 +67,12 @@ pub(super) fn check_map_count(config: &Config) {
     }
 }
 
+/// The account plugin `name`'s kv writes are counted in: its tenant's (`None` for the
+/// operator's plugins, bounded by value size only).
+pub(super) fn kv_quota(config: &crate::config::Config, name: &str) -> Option<crate::state::Quota> {
+    config.tenant(name).map(|(t, tc)| crate::state::Quota::tenant(t.as_str(), tc.limits.kv_max_keys, tc.limits.kv_max_bytes))
+}
+
 /// The largest kv value plugin `name` may store: its tenant's limit, else 1 MiB.
 fn kv_max_value(config: &crate::config::Config, name: &str) -> usize {
     config.tenant(name).map_or(1 << 20, |(_, t)| t.limits.kv_max_value_bytes as usize)
@@ -99,7 +105,7 @@ impl RunningHost {
                 tenant: self.tenants.load().rates_of(name),
                 http: Some(std::sync::Arc::new(http_grant(config, name, self.tenants.load().rates_of(name)))),
             },
-            kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())),
+            kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())).counted(kv_quota(config, name)),
             config: toml_to_json(&app.config),
             endpoints,
         }
