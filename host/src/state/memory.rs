@@ -47,6 +47,24 @@ struct Account {
 }
 
 impl Inner {
+    /// What `incr` of `key` by `by` makes it, and the expiry it keeps.
+    fn incremented(&self, key: &str, by: i64, now: Instant) -> Result<(i64, Option<Instant>), StateError> {
+        let (current, expires) = match self.entries.get(key) {
+            Some(e) if e.live(now) => {
+                let n = std::str::from_utf8(&e.value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .ok_or_else(|| StateError::NotAnInteger { key: key.to_owned() })?;
+                (n, e.expires)
+            }
+            _ => (0, None),
+        };
+        let next = current
+            .checked_add(by)
+            .ok_or_else(|| StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer")))?;
+        Ok((next, expires))
+    }
+
     /// The account of `quota`, with every key that has expired since uncounted.
     fn account(&mut self, quota: &Quota, now: Instant) -> &mut Account {
         let acc = self.accounts.entry(quota.account.clone()).or_default();
@@ -158,19 +176,7 @@ impl KvStore for MemoryStore {
     async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let (current, expires) = match inner.entries.get(key) {
-            Some(e) if e.live(now) => {
-                let n = std::str::from_utf8(&e.value)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| StateError::NotAnInteger { key: key.to_owned() })?;
-                (n, e.expires)
-            }
-            _ => (0, None),
-        };
-        let next = current
-            .checked_add(by)
-            .ok_or_else(|| StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer")))?;
+        let (next, expires) = inner.incremented(key, by, now)?;
         inner.entries.insert(key.to_owned(), Entry { value: next.to_string().into_bytes(), expires });
         inner.note_write(now);
         Ok(next)
@@ -214,19 +220,7 @@ impl KvStore for MemoryStore {
     async fn incr_counted(&self, key: &str, by: i64, quota: &Quota) -> Result<i64, StateError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let (current, expires) = match inner.entries.get(key) {
-            Some(e) if e.live(now) => {
-                let n = std::str::from_utf8(&e.value)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| StateError::NotAnInteger { key: key.to_owned() })?;
-                (n, e.expires)
-            }
-            _ => (0, None),
-        };
-        let next = current
-            .checked_add(by)
-            .ok_or_else(|| StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer")))?;
+        let (next, expires) = inner.incremented(key, by, now)?;
         let text = next.to_string().into_bytes();
         inner.account(quota, now).admit(quota, key, text.len() as u64)?;
         inner.entries.insert(key.to_owned(), Entry { value: text, expires });
