@@ -250,11 +250,6 @@ pub async fn fetch(grant: &HttpGrant, req: Request) -> Result<Response, EgressEr
         let listed = if grant.allow.is_empty() { "the list is empty".to_owned() } else { format!("it has {}", grant.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) };
         return Err(EgressError::NotAllowed(format!("`{host_text}:{port}` is not on the allow-list (`{}`; {listed})", grant.allow_key)));
     }
-    if let Some(rates) = &grant.rates
-        && !rates.http_ready()
-    {
-        return Err(EgressError::Limit(format!("over the tenant's {} HTTP calls per second (`limits.http_calls_per_sec`)", rates.limits().http_calls_per_sec)));
-    }
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| EgressError::Invalid(format!("`{}` is not an HTTP method", req.method)))?;
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in &req.headers {
@@ -265,12 +260,19 @@ pub async fn fetch(grant: &HttpGrant, req: Request) -> Result<Response, EgressEr
         let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| EgressError::Invalid(format!("the value of header `{name}` has characters a header may not carry")))?;
         headers.append(n, v);
     }
+    // Last, so a malformed request does not use up the tenant's rate.
+    if let Some(rates) = &grant.rates
+        && !rates.http_ready()
+    {
+        return Err(EgressError::Limit(format!("over the tenant's {} HTTP calls per second (`limits.http_calls_per_sec`)", rates.limits().http_calls_per_sec)));
+    }
     let timeout = req.timeout.map_or(grant.timeout, |t| t.min(grant.timeout));
     let mut builder = client().request(method, url).headers(headers);
     if let Some(body) = req.body {
         builder = builder.body(body);
     }
     let cap = grant.max_response_bytes;
+    let host_for_timeout = host_text.clone();
     let exchange = async move {
         let mut resp = builder.send().await.map_err(|e| classify(&e, &host_text))?;
         if let Some(n) = resp.content_length()
@@ -289,14 +291,9 @@ pub async fn fetch(grant: &HttpGrant, req: Request) -> Result<Response, EgressEr
         }
         Ok(Response { status, headers, body })
     };
-    let host_for_timeout = url_host_for_log(&req.url);
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or_else(|_| Err(EgressError::Timeout(format!("no whole response from `{host_for_timeout}` within {} ms", timeout.as_millis()))))
-}
-
-fn url_host_for_log(url: &str) -> String {
-    reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// One sentence for a client error, finding our resolver's refusal in its chain.
