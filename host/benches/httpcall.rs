@@ -7,7 +7,10 @@
 //! - `plugin`: the faulty test plugin's `http <url>`, one message (a pooled instance) making one
 //!   call and replying with the body, through the harness (the host's own import code);
 //! - `plugin, no call`: the same message path with no call (`ok`), to separate what the call
-//!   adds from what a message costs anyway.
+//!   adds from what a message costs anyway;
+//! - `host egress, no plugin`: the host's side of the call alone (`egress::fetch`: the checks,
+//!   the resolver-guarded client, the timeout, the capped read), to split the added cost between
+//!   it and the WebAssembly boundary.
 //!
 //! Run: `cargo bench -p vumi-host --bench httpcall` (`VUMI_BENCH_CALLS`, default 5,000 a round).
 
@@ -35,7 +38,8 @@ fn main() {
         let n: u32 = std::env::var("VUMI_BENCH_CALLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5_000);
         let with_call = format!("http {url}");
 
-        let mut rows = [("native reqwest", Vec::new()), ("plugin http", Vec::new()), ("plugin, no call", Vec::new())];
+        let grant = vumi_host::egress::HttpGrant::new(vec![vumi_host::config::AllowedHost::parse(&addr.to_string()).expect("entry")], "bench".into(), &limits, None);
+        let mut rows = [("native reqwest", Vec::new()), ("plugin http", Vec::new()), ("plugin, no call", Vec::new()), ("host egress, no plugin", Vec::new())];
         // Round 0 warms up (connections, instance, caches); rounds 1..=5 are reported.
         for round in 0..=5 {
             let t = Instant::now();
@@ -55,8 +59,15 @@ fn main() {
                 user.say("no call").await.expect("plugin message");
             }
             let bare_us = per_call(t.elapsed(), n);
+            let t = Instant::now();
+            for _ in 0..n {
+                let req = vumi_host::egress::Request { method: "GET".into(), url: url.clone(), headers: Vec::new(), body: None, timeout: None };
+                let r = vumi_host::egress::fetch(&grant, req).await.expect("egress call");
+                assert_eq!(r.body, b"ok");
+            }
+            let egress_us = per_call(t.elapsed(), n);
             if round > 0 {
-                for (row, v) in rows.iter_mut().zip([native_us, plugin_us, bare_us]) {
+                for (row, v) in rows.iter_mut().zip([native_us, plugin_us, bare_us, egress_us]) {
                     row.1.push(v);
                 }
             }
