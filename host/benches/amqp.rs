@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
@@ -63,26 +63,46 @@ fn seq_of(data: &[u8]) -> usize {
 
 async fn channel(conn: &Connection) -> Channel {
     let ch = conn.create_channel().await.expect("channel");
-    ch.exchange_declare("vumi".into(), ExchangeKind::Direct, ExchangeDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-        .await
-        .expect("exchange");
+    ch.exchange_declare(
+        "vumi".into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
     ch
 }
 
 async fn declare(ch: &Channel, q: &str) {
-    ch.queue_declare(q.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("declare");
-    ch.queue_bind(q.into(), "vumi".into(), q.into(), QueueBindOptions::default(), FieldTable::default()).await.expect("bind");
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions { durable: true, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    ch.queue_bind(q.into(), "vumi".into(), q.into(), QueueBindOptions::default(), FieldTable::default())
+        .await
+        .expect("bind");
 }
 
 async fn connect() -> Connection {
-    Connection::connect(URI, ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| panic!("RabbitMQ on 127.0.0.1:5672: {e} (start it with `rabbitmq-server -detached`)"))
+    Connection::connect(URI, ConnectionProperties::default()).await.unwrap_or_else(|e| {
+        panic!("RabbitMQ on 127.0.0.1:5672: {e} (start it with `rabbitmq-server -detached`)")
+    })
 }
 
 /// Publish `n` bodies to `queue` with confirms, at most `WINDOW` unconfirmed; `sent[seq]` gets
 /// each publish's time (ns since `t0`).
-async fn generate(conn: &Connection, queue: &str, connector: &str, n: usize, sent: Arc<Vec<AtomicU64>>, t0: Instant) {
+async fn generate(
+    conn: &Connection,
+    queue: &str,
+    connector: &str,
+    n: usize,
+    sent: Arc<Vec<AtomicU64>>,
+    t0: Instant,
+) {
     let ch = channel(conn).await;
     ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
     declare(&ch, queue).await;
@@ -93,7 +113,13 @@ async fn generate(conn: &Connection, queue: &str, connector: &str, n: usize, sen
         let permit = window.clone().acquire_owned().await.expect("window");
         sent[seq].store(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let c = ch
-            .basic_publish("vumi".into(), queue.into(), BasicPublishOptions { mandatory: true, immediate: false }, b, BasicProperties::default().with_delivery_mode(2))
+            .basic_publish(
+                "vumi".into(),
+                queue.into(),
+                BasicPublishOptions { mandatory: true, immediate: false },
+                b,
+                BasicProperties::default().with_delivery_mode(2),
+            )
             .await
             .expect("publish");
         confirms.push(tokio::spawn(async move {
@@ -112,10 +138,17 @@ async fn sink(conn: &Connection, queue: &str, n: usize, sent: Arc<Vec<AtomicU64>
     let ch = channel(conn).await;
     declare(&ch, queue).await;
     ch.basic_qos(PREFETCH, BasicQosOptions::default()).await.expect("qos");
-    let mut c = ch.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    let mut c = ch
+        .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .expect("consume");
     let mut lat = Vec::with_capacity(n);
     while lat.len() < n {
-        let d = tokio::time::timeout(Duration::from_secs(60), c.next()).await.expect("a message within 60 s").expect("open").expect("delivery");
+        let d = tokio::time::timeout(Duration::from_secs(60), c.next())
+            .await
+            .expect("a message within 60 s")
+            .expect("open")
+            .expect("delivery");
         let seq = seq_of(&d.data);
         lat.push((t0.elapsed().as_nanos() as u64).saturating_sub(sent[seq].load(Ordering::Relaxed)));
         d.acker.ack(BasicAckOptions::default()).await.expect("ack");
@@ -131,7 +164,10 @@ async fn relay(conn: Connection, from: String, to: String) {
     let ch = channel(&conn).await;
     declare(&ch, &from).await;
     ch.basic_qos(PREFETCH, BasicQosOptions::default()).await.expect("qos");
-    let mut c = ch.basic_consume(from.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await.expect("consume");
+    let mut c = ch
+        .basic_consume(from.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .expect("consume");
     let window = Arc::new(Semaphore::new(WINDOW));
     while let Some(Ok(d)) = c.next().await {
         let permit = window.clone().acquire_owned().await.expect("window");
@@ -139,7 +175,13 @@ async fn relay(conn: Connection, from: String, to: String) {
         let to = to.clone();
         tokio::spawn(async move {
             let confirm = pc
-                .basic_publish("vumi".into(), to.as_str().into(), BasicPublishOptions { mandatory: true, immediate: false }, &d.data, BasicProperties::default().with_delivery_mode(2))
+                .basic_publish(
+                    "vumi".into(),
+                    to.as_str().into(),
+                    BasicPublishOptions { mandatory: true, immediate: false },
+                    &d.data,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
                 .await
                 .expect("publish");
             if matches!(confirm.await, Ok(Confirmation::Ack(None))) {
@@ -182,7 +224,8 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
     let dir = std::env::temp_dir().join(format!("vumi-bench-amqp-{run}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("vumi.toml");
-    let (state, ordering) = if name == "D" { ("[host.state]\nkind = \"redis\"\n", "user") } else { ("", "none") };
+    let (state, ordering) =
+        if name == "D" { ("[host.state]\nkind = \"redis\"\n", "user") } else { ("", "none") };
     std::fs::write(
         &config,
         format!(
@@ -191,7 +234,11 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
         ),
     )
     .expect("config");
-    let procs: Vec<common::HostProc> = if matches!(name, "C" | "D" | "E") { (0..hosts).map(|_| common::HostProc::start(&config, "warn", Stdio::inherit())).collect() } else { Vec::new() };
+    let procs: Vec<common::HostProc> = if matches!(name, "C" | "D" | "E") {
+        (0..hosts).map(|_| common::HostProc::start(&config, "warn", Stdio::inherit())).collect()
+    } else {
+        Vec::new()
+    };
     let gen_conn = connect().await;
     let sink_conn = connect().await;
     // Declared before the load starts, so nothing is unroutable.
@@ -199,7 +246,11 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
     for q in [&inq, &outq] {
         declare(&ch, q).await;
     }
-    let relay_task = if name == "B" { Some(tokio::spawn(relay(connect().await, inq.clone(), outq.clone()))) } else { None };
+    let relay_task = if name == "B" {
+        Some(tokio::spawn(relay(connect().await, inq.clone(), outq.clone())))
+    } else {
+        None
+    };
     let target = if name == "A" { inq.clone() } else { outq.clone() };
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let redis = if name == "D" { pid_of("redis-server") } else { None };
@@ -212,9 +263,13 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
         .collect();
     let cpu0: Vec<f64> = pids.iter().map(|(_, p)| ticks(*p)).collect();
     let t0 = Instant::now();
-    let (_, mut lat) = tokio::join!(generate(&gen_conn, &inq, &connector, n, sent.clone(), t0), sink(&sink_conn, &target, n, sent.clone(), t0));
+    let (_, mut lat) = tokio::join!(
+        generate(&gen_conn, &inq, &connector, n, sent.clone(), t0),
+        sink(&sink_conn, &target, n, sent.clone(), t0)
+    );
     let secs = t0.elapsed().as_secs_f64();
-    let cpu: Vec<(String, f64)> = pids.iter().zip(cpu0).map(|((n, p), c0)| (n.clone(), (ticks(*p) - c0) / secs * 100.0)).collect();
+    let cpu: Vec<(String, f64)> =
+        pids.iter().zip(cpu0).map(|((n, p), c0)| (n.clone(), (ticks(*p) - c0) / secs * 100.0)).collect();
     if let Some(t) = relay_task {
         t.abort();
     }
@@ -243,8 +298,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn main() {
     let n = env_or("VUMI_BENCH_MESSAGES", 20_000usize);
     let rounds = env_or("VUMI_BENCH_ROUNDS", 3usize);
-    let rows: Vec<String> = std::env::var("VUMI_BENCH_ROWS").unwrap_or_else(|_| "A,B,C,D,E".into()).split(',').map(str::to_owned).collect();
-    println!("{n} messages a round, {rounds} rounds, body {} bytes; window {WINDOW}, prefetch {PREFETCH}", body("bench0000000", 0).len());
+    let rows: Vec<String> = std::env::var("VUMI_BENCH_ROWS")
+        .unwrap_or_else(|_| "A,B,C,D,E".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    println!(
+        "{n} messages a round, {rounds} rounds, body {} bytes; window {WINDOW}, prefetch {PREFETCH}",
+        body("bench0000000", 0).len()
+    );
     let mut results: Vec<(String, Vec<Outcome>)> = Vec::new();
     // Interleaved rounds: a noisy moment hits every row alike.
     for _ in 0..rounds {
@@ -257,7 +319,9 @@ async fn main() {
             }
         }
     }
-    let rate_of = |name: &str| results.iter().find(|(r, _)| r == name).map(|(_, v)| median(v.iter().map(|o| o.rate).collect()));
+    let rate_of = |name: &str| {
+        results.iter().find(|(r, _)| r == name).map(|(_, v)| median(v.iter().map(|o| o.rate).collect()))
+    };
     let b = rate_of("B");
     let c = rate_of("C");
     println!("\n| row | msg/s | ÷ B | ÷ C | p50 ms | p99 ms | CPU % of a core (median) |");

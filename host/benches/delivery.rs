@@ -90,7 +90,10 @@ async fn wrk(t: &Target, d: Duration) -> (u64, u64, f64) {
     let dir = std::env::temp_dir().join(format!("vumi-bench-wrk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let script = dir.join("post.lua");
-    let mut lua = format!("wrk.method = \"POST\"\nwrk.body = {:?}\nwrk.headers[\"Content-Type\"] = {:?}\n", t.body, t.content_type);
+    let mut lua = format!(
+        "wrk.method = \"POST\"\nwrk.body = {:?}\nwrk.headers[\"Content-Type\"] = {:?}\n",
+        t.body, t.content_type
+    );
     if let Some(token) = t.token {
         lua.push_str(&format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"));
     }
@@ -106,10 +109,14 @@ async fn wrk(t: &Target, d: Duration) -> (u64, u64, f64) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     // "123456 requests in 10.00s, 12.34MB read" and, when any, "Non-2xx or 3xx responses: 42".
-    let line = text.lines().find(|l| l.contains(" requests in ")).unwrap_or_else(|| panic!("wrk said: {text}"));
+    let line =
+        text.lines().find(|l| l.contains(" requests in ")).unwrap_or_else(|| panic!("wrk said: {text}"));
     let mut words = line.split_whitespace();
     let total: u64 = words.next().and_then(|w| w.parse().ok()).expect("request count");
-    let secs: f64 = words.nth(2).and_then(|w| w.trim_end_matches(',').trim_end_matches('s').parse().ok()).expect("seconds");
+    let secs: f64 = words
+        .nth(2)
+        .and_then(|w| w.trim_end_matches(',').trim_end_matches('s').parse().ok())
+        .expect("seconds");
     let non2xx: u64 = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
@@ -157,7 +164,9 @@ async fn in_repo(client: &reqwest::Client, t: &Target, d: Duration) -> Window {
     let secs = start.elapsed().as_secs_f64();
     let mut lat = std::mem::take(&mut *lat.lock().await);
     lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|v| u64::from(*v));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|v| u64::from(*v))
+    };
     Window {
         accepted: counts[0].load(Ordering::Relaxed),
         refused: counts[1].load(Ordering::Relaxed),
@@ -177,7 +186,11 @@ async fn counting_server(status: u16, body: &'static str) -> (SocketAddr, Arc<At
         let seen = seen.clone();
         async move {
             seen.fetch_add(1, Ordering::Relaxed);
-            (axum::http::StatusCode::from_u16(status).expect("status"), [("content-type", "application/json")], body)
+            (
+                axum::http::StatusCode::from_u16(status).expect("status"),
+                [("content-type", "application/json")],
+                body,
+            )
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -192,7 +205,10 @@ async fn counting_server(status: u16, body: &'static str) -> (SocketAddr, Arc<At
 async fn trivial_server(aggregator: SocketAddr) -> SocketAddr {
     async fn handler(body: axum::body::Bytes) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        (axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({"status": 201, "result": {"to_addr": v["to"]}})))
+        (
+            axum::http::StatusCode::CREATED,
+            axum::Json(serde_json::json!({"status": 201, "result": {"to_addr": v["to"]}})),
+        )
     }
     let client = reqwest::Client::new();
     let upstream: reqwest::Url = format!("http://{aggregator}/send").parse().expect("url");
@@ -202,12 +218,17 @@ async fn trivial_server(aggregator: SocketAddr) -> SocketAddr {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let to = v["to"].as_str().unwrap_or_default().to_owned();
             let content = v["content"].as_str().unwrap_or_default().to_owned();
-            let sent = client.post(upstream).form(&[("to", to.as_str()), ("content", content.as_str())]).send().await;
+            let sent = client
+                .post(upstream)
+                .form(&[("to", to.as_str()), ("content", content.as_str())])
+                .send()
+                .await;
             let ok = matches!(&sent, Ok(r) if r.status().is_success());
             if let Ok(r) = sent {
                 let _ = r.bytes().await;
             }
-            let status = if ok { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::BAD_GATEWAY };
+            let status =
+                if ok { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::BAD_GATEWAY };
             (status, axum::Json(serde_json::json!({"status": status.as_u16(), "result": {"to_addr": to}})))
         }
     };
@@ -222,11 +243,17 @@ async fn trivial_server(aggregator: SocketAddr) -> SocketAddr {
 
 /// One host with the three paths: channel `bench` on a sink, channel `mt` on `sms_http` towards
 /// `aggregator`, channel `mo` on a second `sms_http` whose inbound goes to `app`.
-async fn vumi_host(aggregator: SocketAddr, app: SocketAddr, smsc: SocketAddr) -> (vumi_host::supervisor::RunningHost, SocketAddr) {
+async fn vumi_host(
+    aggregator: SocketAddr,
+    app: SocketAddr,
+    smsc: SocketAddr,
+) -> (vumi_host::supervisor::RunningHost, SocketAddr) {
     let dir = std::env::temp_dir().join(format!("vumi-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let knob = |name: &str, default: u16| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    let (sms_concurrency, callback_concurrency) = (knob("VUMI_BENCH_SMS_CONCURRENCY", 32), knob("VUMI_BENCH_CALLBACK_CONCURRENCY", 16));
+    let knob =
+        |name: &str, default: u16| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (sms_concurrency, callback_concurrency) =
+        (knob("VUMI_BENCH_SMS_CONCURRENCY", 32), knob("VUMI_BENCH_CALLBACK_CONCURRENCY", 16));
     let config = vumi_host::config::Config::from_toml(
         &format!(
             r#"
@@ -291,7 +318,13 @@ concurrency = {callback_concurrency}
 
 /// Run `t` with `generator` (warm-up first), counting `delivered` (if the row delivers
 /// anywhere) over the measured window, then waiting for the rest of what was accepted.
-async fn row(name: &str, generator: &str, client: &reqwest::Client, t: &Target, delivered: Option<&AtomicU64>) -> Window {
+async fn row(
+    name: &str,
+    generator: &str,
+    client: &reqwest::Client,
+    t: &Target,
+    delivered: Option<&AtomicU64>,
+) -> Window {
     let run = |d: Duration| async move {
         if generator == "wrk" {
             let (accepted, refused, secs) = wrk(t, d).await;
@@ -340,11 +373,20 @@ fn print_table(generator: &str, rows: &[(&str, Vec<Window>)]) {
     let cpu_per = |w: &Window| w.cpu / (if w.delivered > 0 { w.delivered } else { w.accepted }) as f64;
     let of = |name: &str| rows.iter().find(|(n, _)| *n == name).map(|(_, ws)| ws);
     let ratio_to = |ws: &[Window], base: Option<&Vec<Window>>| -> String {
-        base.map_or("–".into(), |b| format!("{:.2}", median(ws.iter().zip(b).map(|(w, b)| cpu_per(b) / cpu_per(w)).collect())))
+        base.map_or("–".into(), |b| {
+            format!("{:.2}", median(ws.iter().zip(b).map(|(w, b)| cpu_per(b) / cpu_per(w)).collect()))
+        })
     };
     println!();
-    println!("{generator}, {} connections, {} s measured, median of {} interleaved rounds:", connections(), secs().as_secs(), rows[0].1.len());
-    println!("| path | accepted/s | refused/s | delivered/s | delivered ÷ accepted | dropped | CPU µs/msg | CPU busy | vs send API → sink | vs trivial handler | vs trivial proxy | p50 | p99 |");
+    println!(
+        "{generator}, {} connections, {} s measured, median of {} interleaved rounds:",
+        connections(),
+        secs().as_secs(),
+        rows[0].1.len()
+    );
+    println!(
+        "| path | accepted/s | refused/s | delivered/s | delivered ÷ accepted | dropped | CPU µs/msg | CPU busy | vs send API → sink | vs trivial handler | vs trivial proxy | p50 | p99 |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, ws) in rows {
         let delivers = ws.iter().any(|w| w.delivered > 0);
@@ -355,7 +397,11 @@ fn print_table(generator: &str, rows: &[(&str, Vec<Window>)]) {
             med(&rate),
             med(&|w| w.refused as f64 / w.secs),
             if delivers { format!("{:.0}", med(&delivered)) } else { "–".into() },
-            if delivers { format!("{:.2}", median(ws.iter().map(|w| delivered(w) / rate(w)).collect())) } else { "–".into() },
+            if delivers {
+                format!("{:.2}", median(ws.iter().map(|w| delivered(w) / rate(w)).collect()))
+            } else {
+                "–".into()
+            },
             if delivers { ws.iter().map(|w| w.dropped).sum::<u64>().to_string() } else { "–".into() },
             med(&|w| cpu_per(w) * 1e6),
             med(&|w| w.cpu / w.secs / 2.0 * 100.0),
@@ -369,9 +415,12 @@ fn print_table(generator: &str, rows: &[(&str, Vec<Window>)]) {
     }
     // The SMPP goal: the SMPP leg is not the bottleneck (delivered/s against the sink row's
     // accepted/s, round by round).
-    if let (Some(smpp), Some(sink)) = (rows.iter().find(|(n, _)| n.starts_with("send API → smpp")), of(SINK)) {
+    if let (Some(smpp), Some(sink)) = (rows.iter().find(|(n, _)| n.starts_with("send API → smpp")), of(SINK))
+    {
         let r = median(smpp.1.iter().zip(sink).map(|(m, s)| delivered(m) / rate(s)).collect());
-        println!("send API → smpp → fake SMSC, delivered/s ÷ send API → sink, accepted/s (median of rounds): {r:.2}");
+        println!(
+            "send API → smpp → fake SMSC, delivered/s ÷ send API → sink, accepted/s (median of rounds): {r:.2}"
+        );
     }
 }
 
@@ -381,7 +430,8 @@ async fn fake_smsc() -> (SocketAddr, Arc<AtomicU64>) {
     use vumi_host::transports::smpp::fake;
     let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let (addr, stats) = (smpp.local_addr().expect("addr"), format!("http://{}/stats", http.local_addr().expect("addr")));
+    let (addr, stats) =
+        (smpp.local_addr().expect("addr"), format!("http://{}/stats", http.local_addr().expect("addr")));
     let settings = fake::Settings { receipt: fake::ReceiptStat::Off, ..fake::Settings::default() };
     tokio::spawn(async move { fake::serve(smpp, http, settings, std::future::pending()).await });
     let submits = Arc::new(AtomicU64::new(0));
@@ -411,7 +461,8 @@ async fn main() {
     let trivial_addr = trivial_server(aggregator).await;
     let (smsc, submitted) = fake_smsc().await;
     let (host, addr) = vumi_host(aggregator, app, smsc).await;
-    let json = serde_json::json!({"to": "+27820000001", "content": "Hello from the load generator"}).to_string();
+    let json =
+        serde_json::json!({"to": "+27820000001", "content": "Hello from the load generator"}).to_string();
     let send = |host: SocketAddr, channel: &str| Target {
         url: format!("http://{host}/api/v1/channels/{channel}/messages"),
         content_type: "application/json",
@@ -427,7 +478,8 @@ async fn main() {
     let trivial = send(trivial_addr, "bench");
     let proxy = Target { url: format!("http://{trivial_addr}/proxy"), ..trivial.clone() };
     let (sink, mt, smpp) = (send(addr, "bench"), send(addr, "mt"), send(addr, "smpp"));
-    let wanted = |list: &str, name: &str| std::env::var(list).map_or(true, |v| v.split(',').any(|w| w == name));
+    let wanted =
+        |list: &str, name: &str| std::env::var(list).map_or(true, |v| v.split(',').any(|w| w == name));
     let rounds: usize = std::env::var("VUMI_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     for generator in ["wrk", "in-repo"].into_iter().filter(|g| wanted("VUMI_BENCH_GENERATORS", g)) {
         println!("{generator}:");
@@ -446,7 +498,11 @@ async fn main() {
             .enumerate()
             {
                 let w = row(&format!("{short} round {round}"), generator, &client, target, delivered).await;
-                println!("  round {round}: {name}: {:.0} accepted/s, {:.0} delivered/s", w.accepted as f64 / w.secs, w.delivered as f64 / w.secs);
+                println!(
+                    "  round {round}: {name}: {:.0} accepted/s, {:.0} delivered/s",
+                    w.accepted as f64 / w.secs,
+                    w.delivered as f64 / w.secs
+                );
                 if round == 1 {
                     rows.push((name, Vec::new()));
                 }

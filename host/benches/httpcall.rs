@@ -23,7 +23,8 @@ use vumi_host::config::TenantLimits;
 use vumi_host::harness::PluginHarness;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let app = axum::Router::new().route("/x", axum::routing::get(|| async { "ok" }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -32,14 +33,32 @@ fn main() {
         let url = format!("http://{addr}/x");
 
         let limits = TenantLimits { http_calls_per_sec: 10_000_000, ..TenantLimits::default() };
-        let plugin = PluginHarness::builder(plugin_path("faulty")).http_limits(&[&addr.to_string()], &limits).load().await.expect("load faulty");
+        let plugin = PluginHarness::builder(plugin_path("faulty"))
+            .http_limits(&[&addr.to_string()], &limits)
+            .load()
+            .await
+            .expect("load faulty");
         let user = plugin.user("+27820000001");
-        let native = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().expect("client");
+        let native = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .expect("client");
         let n: u32 = std::env::var("VUMI_BENCH_CALLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5_000);
         let with_call = format!("http {url}");
 
-        let grant = vumi_host::egress::HttpGrant::new(vec![vumi_host::config::AllowedHost::parse(&addr.to_string()).expect("entry")], "bench".into(), &limits, None);
-        let mut rows = [("native reqwest", Vec::new()), ("plugin http", Vec::new()), ("plugin, no call", Vec::new()), ("host egress, no plugin", Vec::new())];
+        let grant = vumi_host::egress::HttpGrant::new(
+            vec![vumi_host::config::AllowedHost::parse(&addr.to_string()).expect("entry")],
+            "bench".into(),
+            &limits,
+            None,
+        );
+        let mut rows = [
+            ("native reqwest", Vec::new()),
+            ("plugin http", Vec::new()),
+            ("plugin, no call", Vec::new()),
+            ("host egress, no plugin", Vec::new()),
+        ];
         // Round 0 warms up (connections, instance, caches); rounds 1..=5 are reported.
         for round in 0..=5 {
             let t = Instant::now();
@@ -61,7 +80,13 @@ fn main() {
             let bare_us = per_call(t.elapsed(), n);
             let t = Instant::now();
             for _ in 0..n {
-                let req = vumi_host::egress::Request { method: "GET".into(), url: url.clone(), headers: Vec::new(), body: None, timeout: None };
+                let req = vumi_host::egress::Request {
+                    method: "GET".into(),
+                    url: url.clone(),
+                    headers: Vec::new(),
+                    body: None,
+                    timeout: None,
+                };
                 let r = vumi_host::egress::fetch(&grant, req).await.expect("egress call");
                 assert_eq!(r.body, b"ok");
             }

@@ -114,7 +114,8 @@ fn main() {
     let rounds = env_or("VUMI_BENCH_ROUNDS", 3);
     let conns = env_or("VUMI_BENCH_CONNS", 32) as usize;
     let a_cpu = env_or("VUMI_BENCH_A_CPU", 100);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").join("target").join("bench-noisy");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").join("target").join("bench-noisy");
     std::fs::create_dir_all(&dir).expect("dir");
     let config = format!(
         r#"
@@ -155,8 +156,10 @@ connector = "b"
     let host = common::HostProc::start(&path, "error", Stdio::null());
     let (a, b) = (host.listening["a"], host.listening["b"]);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let (mut quiet, mut noisy, mut quiet_p99, mut noisy_p99, mut attacks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let (mut quiet, mut noisy, mut quiet_p99, mut noisy_p99, mut attacks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {
         // Warm up: instances started, caches hot.
         load_b(b, conns, 1).await;
@@ -178,9 +181,12 @@ connector = "b"
         }
     });
     drop(host);
-    let (q, n, qp, np) = (median(quiet.clone()), median(noisy.clone()), median(quiet_p99.clone()), median(noisy_p99.clone()));
+    let (q, n, qp, np) =
+        (median(quiet.clone()), median(noisy.clone()), median(quiet_p99.clone()), median(noisy_p99.clone()));
     println!("B alone (per round, msg/s): {quiet:.0?}; p99 ms: {quiet_p99:.2?}");
-    println!("B beside A's attack (per round, msg/s): {noisy:.0?}; p99 ms: {noisy_p99:.2?}; A's attacks per round: {attacks:?}");
+    println!(
+        "B beside A's attack (per round, msg/s): {noisy:.0?}; p99 ms: {noisy_p99:.2?}; A's attacks per round: {attacks:?}"
+    );
     println!("| B's load | throughput (median) | p99 (median) |");
     println!("|---|---:|---:|");
     println!("| alone | {q:.0} msg/s | {qp:.2} ms |");

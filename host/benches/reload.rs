@@ -15,13 +15,14 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
 use common::plugin_path;
+use tokio_util::sync::CancellationToken;
 use vumi_host::config::Config;
 use vumi_host::message::{SessionEvent, UserMessage};
-use vumi_host::plugins::{AppPlugin, AppSlot, Engine, EngineSettings, InstancePolicy, Limits, Registry, Settings, Watcher};
+use vumi_host::plugins::{
+    AppPlugin, AppSlot, Engine, EngineSettings, InstancePolicy, Limits, Registry, Settings, Watcher,
+};
 use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced};
-
 
 /// `name`.wasm with its `VERSION-00` marker patched to version `n`: a distinct component.
 fn version(name: &str, n: u32) -> Vec<u8> {
@@ -35,7 +36,12 @@ fn settings(store: &Arc<dyn KvStore>) -> Settings {
     Settings {
         name: "app".into(),
         policy: InstancePolicy::Pooled { max_messages: u32::MAX, max_age: Duration::from_secs(3600) },
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 4, ..Limits::default() },
+        limits: Limits {
+            deadline: Duration::from_millis(500),
+            max_memory_bytes: 64 << 20,
+            max_sends: 4,
+            ..Limits::default()
+        },
         kv: Namespaced::new(store.clone(), Namespace::plugin("app", "app")),
         config: Default::default(),
         endpoints: vec!["default".into()],
@@ -76,7 +82,14 @@ async fn swap(name: &str, label: &str) {
     let _watcher = Watcher::start(registry, Duration::from_millis(50), stop.clone()).expect("watch");
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let msg = Arc::new(UserMessage::inbound("bench", "telnet", "u", "app", Some("ping".into()), Some(SessionEvent::Resume)));
+    let msg = Arc::new(UserMessage::inbound(
+        "bench",
+        "telnet",
+        "u",
+        "app",
+        Some("ping".into()),
+        Some(SessionEvent::Resume),
+    ));
     let mut visible = Vec::new();
     for n in 1..=10 {
         let bytes = version(name, n);
@@ -151,14 +164,21 @@ async fn restart(plugins: usize) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
-        println!("Swap: file renamed into place -> first message answered by the new version (10 swaps each)\n");
-        println!("| component | swap visible (median) | baseline: load directly (median of 5) | swap / baseline |");
+        println!(
+            "Swap: file renamed into place -> first message answered by the new version (10 swaps each)\n"
+        );
+        println!(
+            "| component | swap visible (median) | baseline: load directly (median of 5) | swap / baseline |"
+        );
         println!("|---|---|---|---|");
         swap("versioned", "small").await;
         swap("versioned-large", "large").await;
-        println!("\nRestart: supervisor::start, cold (empty compiled-component cache) vs warm (median of 3)\n");
+        println!(
+            "\nRestart: supervisor::start, cold (empty compiled-component cache) vs warm (median of 3)\n"
+        );
         println!("| plugins | cold start | warm start | warm / cold |");
         println!("|---|---|---|---|");
         restart(50).await;

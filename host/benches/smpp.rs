@@ -39,7 +39,12 @@ fn secs() -> Duration {
 }
 
 fn bind() -> Bind {
-    Bind { system_id: "smppclient1".into(), password: "password".into(), interface_version: 0x34, ..Bind::default() }
+    Bind {
+        system_id: "smppclient1".into(),
+        password: "password".into(),
+        interface_version: 0x34,
+        ..Bind::default()
+    }
 }
 
 fn sm() -> Sm {
@@ -66,7 +71,10 @@ async fn start_fake() -> SocketAddr {
 }
 
 /// Bind a raw connection as `kind`.
-async fn raw_bind(addr: SocketAddr) -> (FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, FramedWrite<tokio::net::tcp::OwnedWriteHalf, Codec>) {
+async fn raw_bind(
+    addr: SocketAddr,
+) -> (FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, FramedWrite<tokio::net::tcp::OwnedWriteHalf, Codec>)
+{
     let s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).expect("nodelay");
     let (r, w) = s.into_split();
@@ -189,11 +197,14 @@ async fn driver_smsc(window: u64) -> (SocketAddr, Arc<AtomicU64>) {
             tokio::spawn(async move {
                 s.set_nodelay(true).expect("nodelay");
                 let (r, w) = s.into_split();
-                let (mut r, mut w) = (FramedRead::new(r, Codec::new(65536)), FramedWrite::new(w, Codec::new(65536)));
+                let (mut r, mut w) =
+                    (FramedRead::new(r, Codec::new(65536)), FramedWrite::new(w, Codec::new(65536)));
                 // The bind.
                 let Some(Ok(Frame::Pdu(p))) = r.next().await else { return };
                 let Body::Bind(kind, _) = p.body else { return };
-                w.send(&Pdu::response(p.sequence, status::OK, Body::BindResp(kind, "driver".into()))).await.expect("bind resp");
+                w.send(&Pdu::response(p.sequence, status::OK, Body::BindResp(kind, "driver".into())))
+                    .await
+                    .expect("bind resp");
                 let answered = Arc::new(AtomicU64::new(0));
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pdu>();
                 let reader = {
@@ -208,10 +219,15 @@ async fn driver_smsc(window: u64) -> (SocketAddr, Arc<AtomicU64>) {
                                 Body::SubmitSm(_) => {
                                     id += 1;
                                     replies.fetch_add(1, Ordering::Relaxed);
-                                    let _ = tx.send(Pdu::response(p.sequence, status::OK, Body::SubmitSmResp(format!("{id:x}"))));
+                                    let _ = tx.send(Pdu::response(
+                                        p.sequence,
+                                        status::OK,
+                                        Body::SubmitSmResp(format!("{id:x}")),
+                                    ));
                                 }
                                 Body::EnquireLink => {
-                                    let _ = tx.send(Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp));
+                                    let _ =
+                                        tx.send(Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp));
                                 }
                                 _ => {}
                             }
@@ -221,7 +237,13 @@ async fn driver_smsc(window: u64) -> (SocketAddr, Arc<AtomicU64>) {
                 // 1,000 phones: one user's messages are answered in order, so one phone
                 // alone would measure a single lane.
                 let mos: Vec<Body> = (0..1000)
-                    .map(|u| Body::DeliverSm(Box::new(Sm { source_addr: format!("2782{u:07}"), destination_addr: "1234".into(), ..sm() })))
+                    .map(|u| {
+                        Body::DeliverSm(Box::new(Sm {
+                            source_addr: format!("2782{u:07}"),
+                            destination_addr: "1234".into(),
+                            ..sm()
+                        }))
+                    })
                     .collect();
                 let (mut sent, mut seq) = (0u64, 1u32);
                 loop {
@@ -300,7 +322,13 @@ async fn main() {
     for w in windows {
         links.push((w, link(fake, w).await));
     }
-    let names = ["raw ceiling (pipelined, same codec)", "link, window 1", "link, window 10", "link, window 100", "MO → echo app → reply submitted"];
+    let names = [
+        "raw ceiling (pipelined, same codec)",
+        "link, window 1",
+        "link, window 10",
+        "link, window 100",
+        "MO → echo app → reply submitted",
+    ];
     let mut rows: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for round in 1..=rounds {
@@ -314,7 +342,11 @@ async fn main() {
             let r = through_link(l, *w, d).await;
             rows[i + 1].push(r);
             ratios[i + 1].push(r / ceiling);
-            println!("round {round}: {}: {r:.0} submit_sm/s ({:.2} of the ceiling)", names[i + 1], r / ceiling);
+            println!(
+                "round {round}: {}: {r:.0} submit_sm/s ({:.2} of the ceiling)",
+                names[i + 1],
+                r / ceiling
+            );
         }
         // MO: a fresh driver and host per round (the host's lanes and pools start cold alike).
         let (driver, replies) = driver_smsc(100).await;

@@ -39,9 +39,15 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let idle = Duration::from_millis(std::env::var("VUMI_BENCH_IDLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000));
+    let idle = Duration::from_millis(
+        std::env::var("VUMI_BENCH_IDLE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000),
+    );
     let echo = common::plugin_path("echo");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").join("target").join("bench-tenants");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .join("target")
+        .join("bench-tenants");
     std::fs::create_dir_all(&dir).expect("bench dir");
     let cache = dir.join("cache");
     // Warm the cache (every tenant runs the same component: one entry).

@@ -18,13 +18,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
 use common::plugin_path;
+use tokio_util::sync::CancellationToken;
 use vumi_host::bus::{Bus, EmbeddedBus, RoutingKey};
 use vumi_host::config::RetryPolicy;
 use vumi_host::message::{Event, Message, SessionEvent, UserMessage};
 use vumi_host::names::ConnectorName;
-use vumi_host::plugins::{AppPlugin, AppSlot, Engine, EngineSettings, HandlerFailure, InstancePolicy, Limits, RouterPlugin, RouterSlot, Settings};
+use vumi_host::plugins::{
+    AppPlugin, AppSlot, Engine, EngineSettings, HandlerFailure, InstancePolicy, Limits, RouterPlugin,
+    RouterSlot, Settings,
+};
 use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced};
 use vumi_host::workers::dispatcher::Dispatcher;
 use vumi_host::workers::events::Origins;
@@ -68,7 +71,13 @@ enum Routing {
 /// Publish `n` messages from `users` distinct senders and time until `n` replies are out.
 /// With `router`, the app sits behind it on its own connector; without, on the transport's.
 /// Everything publishes through the flow (no chains), as in the host.
-async fn run(handler: Arc<dyn Handler>, router: Option<(Arc<RouterSlot>, Routing)>, n: usize, concurrency: usize, users: usize) -> f64 {
+async fn run(
+    handler: Arc<dyn Handler>,
+    router: Option<(Arc<RouterSlot>, Routing)>,
+    n: usize,
+    concurrency: usize,
+    users: usize,
+) -> f64 {
     run_typing(handler, router, n, concurrency, users, Typing::Anything).await
 }
 
@@ -85,7 +94,8 @@ async fn run_typing(
     let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
     let connector: ConnectorName = "bench".parse().expect("name");
     let stop = CancellationToken::new();
-    let app_connector: ConnectorName = if router.is_some() { "app".parse().expect("name") } else { connector.clone() };
+    let app_connector: ConnectorName =
+        if router.is_some() { "app".parse().expect("name") } else { connector.clone() };
     let worker = AppWorker::new(AppWorkerParts {
         handler,
         bus: bus.clone(),
@@ -128,8 +138,10 @@ async fn run_typing(
         .collect();
     // `VUMI_BENCH_PUBLISHERS` (default 1) publishers share the messages, as a host's many
     // connections and HTTP requests publish at once.
-    let publishers: usize = std::env::var("VUMI_BENCH_PUBLISHERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
-    let mut batches: Vec<Vec<Message>> = (0..publishers).map(|_| Vec::with_capacity(n / publishers + 1)).collect();
+    let publishers: usize =
+        std::env::var("VUMI_BENCH_PUBLISHERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
+    let mut batches: Vec<Vec<Message>> =
+        (0..publishers).map(|_| Vec::with_capacity(n / publishers + 1)).collect();
     for (i, m) in msgs.into_iter().enumerate() {
         batches[i % publishers].push(m);
     }
@@ -146,7 +158,10 @@ async fn run_typing(
         })
         .collect();
     for _ in 0..n {
-        let d = tokio::time::timeout(Duration::from_secs(60), sink.next()).await.expect("reply in time").expect("open");
+        let d = tokio::time::timeout(Duration::from_secs(60), sink.next())
+            .await
+            .expect("reply in time")
+            .expect("open");
         d.ack();
     }
     let elapsed = start.elapsed();
@@ -168,7 +183,12 @@ async fn load_echo(engine: &Engine, policy: InstancePolicy) -> Arc<dyn Handler> 
     let settings = Settings {
         name: "echo".into(),
         policy,
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, ..Limits::default() },
+        limits: Limits {
+            deadline: Duration::from_millis(500),
+            max_memory_bytes: 64 << 20,
+            max_sends: 16,
+            ..Limits::default()
+        },
         kv: Namespaced::new(store, Namespace::plugin("app", "echo")),
         config: Default::default(),
         endpoints: vec!["default".into()],
@@ -193,7 +213,12 @@ async fn load_survey(engine: &Engine) -> Arc<dyn Handler> {
     let settings = Settings {
         name: "survey".into(),
         policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, ..Limits::default() },
+        limits: Limits {
+            deadline: Duration::from_millis(500),
+            max_memory_bytes: 64 << 20,
+            max_sends: 16,
+            ..Limits::default()
+        },
         kv: Namespaced::new(store, Namespace::plugin("app", "survey")),
         config: config.as_object().expect("an object").clone(),
         endpoints: vec!["default".into()],
@@ -210,13 +235,20 @@ async fn load_router(engine: &Engine) -> Arc<RouterSlot> {
     let settings = Settings {
         name: "keywords".into(),
         policy: InstancePolicy::Pooled { max_messages: 1_000_000, max_age: Duration::from_secs(3600) },
-        limits: Limits { deadline: Duration::from_millis(100), max_memory_bytes: 32 << 20, max_sends: 0, ..Limits::default() },
+        limits: Limits {
+            deadline: Duration::from_millis(100),
+            max_memory_bytes: 32 << 20,
+            max_sends: 0,
+            ..Limits::default()
+        },
         kv: Namespaced::new(store, Namespace::plugin("router", "keywords")),
         config,
         endpoints: Vec::new(),
     };
     Arc::new(RouterSlot::new(
-        RouterPlugin::load(engine, &plugin_path("keyword-router"), settings).await.expect("load keyword-router.wasm"),
+        RouterPlugin::load(engine, &plugin_path("keyword-router"), settings)
+            .await
+            .expect("load keyword-router.wasm"),
     ))
 }
 
@@ -225,7 +257,6 @@ async fn load_router(engine: &Engine) -> Arc<RouterSlot> {
 fn echo_path() -> std::path::PathBuf {
     std::env::var_os("VUMI_BENCH_ECHO").map_or_else(|| plugin_path("echo"), std::path::PathBuf::from)
 }
-
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

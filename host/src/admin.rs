@@ -34,9 +34,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::body::Body;
 use arc_swap::ArcSwap;
 use axum::Extension;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,11 +44,11 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bus::Publish;
 use crate::plugins::{AnySlot, Registry};
 use crate::telemetry::metrics::{CONTENT_TYPE, metrics};
 use crate::tenants::{Principal, Tenants};
 use crate::web::{ApiError, bearer, ok_json, read_body};
-use crate::bus::Publish;
 use crate::workers::{FailureFilter, FailureLog};
 
 /// A request the admin API passes to the supervisor, which owns what it changes.
@@ -190,7 +190,10 @@ async fn require_token(
 fn operator_only(who: &Principal, what: &str) -> Result<(), ApiError> {
     match who {
         Principal::Operator => Ok(()),
-        Principal::Tenant(t) => Err(ApiError::new(StatusCode::FORBIDDEN, format!("{what} is the operator's; tenant `{t}`'s token cannot"))),
+        Principal::Tenant(t) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} is the operator's; tenant `{t}`'s token cannot"),
+        )),
     }
 }
 
@@ -288,8 +291,13 @@ fn view(slot: &dyn AnySlot) -> PluginView {
 }
 
 async fn list_plugins(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Response {
-    let plugins: Vec<PluginView> =
-        s.registry.all().iter().filter(|(name, _)| who.sees(name)).map(|(_, slot)| view(slot.as_ref())).collect();
+    let plugins: Vec<PluginView> = s
+        .registry
+        .all()
+        .iter()
+        .filter(|(name, _)| who.sees(name))
+        .map(|(_, slot)| view(slot.as_ref()))
+        .collect();
     ok_json(StatusCode::OK, "plugins", serde_json::json!({ "plugins": plugins }))
 }
 
@@ -303,16 +311,26 @@ fn slot(s: &AdminState, who: &Principal, name: &str) -> Result<Arc<dyn AnySlot>,
     };
     s.registry.get(&name).filter(|_| who.sees(&name)).ok_or_else(|| {
         let known: Vec<String> = s.registry.all().into_keys().filter(|n| who.sees(n)).collect();
-        ApiError::new(StatusCode::NOT_FOUND, format!("no plugin named `{name}` (running: {})", known.join(", ")))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no plugin named `{name}` (running: {})", known.join(", ")),
+        )
     })
 }
 
-async fn one_plugin(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn one_plugin(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let slot = slot(&s, &who, &name)?;
     Ok(ok_json(StatusCode::OK, "plugin", serde_json::to_value(view(slot.as_ref())).unwrap_or_default()))
 }
 
-fn reloaded(slot: &dyn AnySlot, r: Result<crate::plugins::ReloadOutcome, crate::plugins::LoadError>) -> Result<Response, ApiError> {
+fn reloaded(
+    slot: &dyn AnySlot,
+    r: Result<crate::plugins::ReloadOutcome, crate::plugins::LoadError>,
+) -> Result<Response, ApiError> {
     match r {
         Ok(crate::plugins::ReloadOutcome::Swapped { from, to }) => Ok(ok_json(
             StatusCode::OK,
@@ -331,7 +349,12 @@ fn reloaded(slot: &dyn AnySlot, r: Result<crate::plugins::ReloadOutcome, crate::
     }
 }
 
-async fn deploy(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+async fn deploy(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let slot = slot(&s, &who, &name)?;
     let bytes = read_body(body, s.max_upload_bytes).await?;
     if bytes.is_empty() {
@@ -340,25 +363,38 @@ async fn deploy(State(s): State<AdminState>, Extension(who): Extension<Principal
     reloaded(slot.as_ref(), slot.deploy(bytes.to_vec()).await)
 }
 
-async fn reload_plugin(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn reload_plugin(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let slot = slot(&s, &who, &name)?;
     reloaded(slot.as_ref(), slot.reload().await)
 }
 
-async fn reload_config(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+async fn reload_config(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, ApiError> {
     operator_only(&who, "reloading the host's config")?;
     let (tx, rx) = oneshot::channel();
     let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the host is shutting down");
     s.control.send(Control::ReloadConfig(tx)).await.map_err(|_| gone())?;
     match rx.await.map_err(|_| gone())? {
-        Ok(summary) => Ok(ok_json(StatusCode::OK, &summary, serde_json::to_value(s.status.config()).unwrap_or_default())),
-        Err(why) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("config rejected; the running one stays: {why}"))),
+        Ok(summary) => {
+            Ok(ok_json(StatusCode::OK, &summary, serde_json::to_value(s.status.config()).unwrap_or_default()))
+        }
+        Err(why) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("config rejected; the running one stays: {why}"),
+        )),
     }
 }
 
 async fn transports(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Response {
     let tenants = s.tenants.load();
-    let visible: Vec<TransportStatus> = s.status.transports().into_iter().filter(|t| tenants.transport_visible(&who, &t.name)).collect();
+    let visible: Vec<TransportStatus> =
+        s.status.transports().into_iter().filter(|t| tenants.transport_visible(&who, &t.name)).collect();
     let mut result = serde_json::json!({ "transports": visible });
     if who == Principal::Operator {
         result["config"] = serde_json::to_value(s.status.config()).unwrap_or_default();
@@ -367,7 +403,13 @@ async fn transports(State(s): State<AdminState>, Extension(who): Extension<Princ
 }
 
 async fn tenants(State(s): State<AdminState>, Extension(who): Extension<Principal>) -> Response {
-    let listed: Vec<_> = s.tenants.load().list().into_iter().filter(|(t, _, _)| who.tenant().is_none_or(|mine| mine == t)).collect();
+    let listed: Vec<_> = s
+        .tenants
+        .load()
+        .list()
+        .into_iter()
+        .filter(|(t, _, _)| who.tenant().is_none_or(|mine| mine == t))
+        .collect();
     // What each holds in kv (`null` if the store does not answer now).
     let mut kv = BTreeMap::new();
     for (t, limits, _) in &listed {
@@ -418,30 +460,54 @@ fn may_change(who: &Principal, t: &str, operator: bool) -> Result<(), ApiError> 
     match who {
         Principal::Operator => Ok(()),
         Principal::Tenant(mine) if !operator && mine.as_str() == t => Ok(()),
-        Principal::Tenant(mine) if mine.as_str() == t => Err(ApiError::new(StatusCode::FORBIDDEN, format!("a tenant's grants and limits are the operator's; tenant `{t}`'s token cannot change them"))),
+        Principal::Tenant(mine) if mine.as_str() == t => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a tenant's grants and limits are the operator's; tenant `{t}`'s token cannot change them"
+            ),
+        )),
         Principal::Tenant(_) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`"))),
     }
 }
 
 /// Change tenant `t`'s file with `change` (given its TOML, `None` if it has no file yet), then
 /// reload; undo it if the reload is rejected.
-async fn edit_tenant(s: &AdminState, t: &str, change: impl FnOnce(Option<toml::Table>) -> Result<Option<toml::Table>, ApiError>) -> Result<Response, ApiError> {
+async fn edit_tenant(
+    s: &AdminState,
+    t: &str,
+    change: impl FnOnce(Option<toml::Table>) -> Result<Option<toml::Table>, ApiError>,
+) -> Result<Response, ApiError> {
     let Some(dir) = &s.tenants_dir else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "this host keeps no tenants directory (`[host] tenants_dir`): change tenants in its config file"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this host keeps no tenants directory (`[host] tenants_dir`): change tenants in its config file",
+        ));
     };
-    let name: crate::names::TenantName = t.parse().map_err(|e: crate::names::NameError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let name: crate::names::TenantName = t
+        .parse()
+        .map_err(|e: crate::names::NameError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let _one_at_a_time = s.edits.lock().await;
     let file = dir.join(format!("{name}.toml"));
     let before = std::fs::read_to_string(&file).ok();
     let known = s.tenants.load().list().iter().any(|(n, _, _)| n == &name);
     if before.is_none() && known {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("tenant `{name}` is defined in the config file; change it there")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("tenant `{name}` is defined in the config file; change it there"),
+        ));
     }
     let table = match &before {
-        Some(text) => Some(text.parse::<toml::Table>().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("`{}` does not parse: {e}", file.display())))?),
+        Some(text) => Some(text.parse::<toml::Table>().map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("`{}` does not parse: {e}", file.display()),
+            )
+        })?),
         None => None,
     };
-    let io = |e: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write `{}`: {e}", file.display()));
+    let io = |e: std::io::Error| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write `{}`: {e}", file.display()))
+    };
     match change(table)? {
         Some(t) => {
             std::fs::create_dir_all(dir).map_err(io)?;
@@ -455,7 +521,11 @@ async fn edit_tenant(s: &AdminState, t: &str, change: impl FnOnce(Option<toml::T
     let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the host is shutting down");
     s.control.send(Control::ReloadConfig(tx)).await.map_err(|_| gone())?;
     match rx.await.map_err(|_| gone())? {
-        Ok(summary) => Ok(ok_json(StatusCode::OK, &format!("tenant `{name}` changed: {summary}"), serde_json::json!({ "tenant": name, "file": file.display().to_string() }))),
+        Ok(summary) => Ok(ok_json(
+            StatusCode::OK,
+            &format!("tenant `{name}` changed: {summary}"),
+            serde_json::json!({ "tenant": name, "file": file.display().to_string() }),
+        )),
         Err(why) => {
             let undone = match &before {
                 Some(text) => std::fs::write(&file, text),
@@ -469,10 +539,18 @@ async fn edit_tenant(s: &AdminState, t: &str, change: impl FnOnce(Option<toml::T
     }
 }
 
-async fn put_tenant(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(t): Path<String>, body: Body) -> Result<Response, ApiError> {
+async fn put_tenant(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path(t): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
     may_change(&who, &t, true)?;
-    let text = String::from_utf8(read_body(body, 1 << 20).await?.to_vec()).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body must be UTF-8 TOML"))?;
-    let mut table: toml::Table = text.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body must be the tenant's TOML: {e}")))?;
+    let text = String::from_utf8(read_body(body, 1 << 20).await?.to_vec())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body must be UTF-8 TOML"))?;
+    let mut table: toml::Table = text.parse().map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("the body must be the tenant's TOML: {e}"))
+    })?;
     hash_tokens(&mut table, "admin_tokens")?;
     if let Some(channels) = table.get_mut("channels").and_then(toml::Value::as_table_mut) {
         for (_, ch) in channels.iter_mut() {
@@ -483,7 +561,11 @@ async fn put_tenant(State(s): State<AdminState>, Extension(who): Extension<Princ
     edit_tenant(&s, &t, |_| Ok(Some(table))).await
 }
 
-async fn delete_tenant(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(t): Path<String>) -> Result<Response, ApiError> {
+async fn delete_tenant(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path(t): Path<String>,
+) -> Result<Response, ApiError> {
     may_change(&who, &t, true)?;
     edit_tenant(&s, &t, |before| match before {
         Some(_) => Ok(None),
@@ -492,21 +574,37 @@ async fn delete_tenant(State(s): State<AdminState>, Extension(who): Extension<Pr
     .await
 }
 
-async fn put_part(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path((t, section, name)): Path<(String, String, String)>, body: Body) -> Result<Response, ApiError> {
+async fn put_part(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path((t, section, name)): Path<(String, String, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
     may_change(&who, &t, false)?;
     let bytes = read_body(body, s.max_upload_bytes).await?;
     if section == "files" {
         return put_file(&s, &t, &name, &bytes);
     }
     let section = part_section(&section)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body must be UTF-8 TOML"))?;
-    let mut part: toml::Table = text.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body must be the {section} entry's TOML table: {e}")))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body must be UTF-8 TOML"))?;
+    let mut part: toml::Table = text.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be the {section} entry's TOML table: {e}"),
+        )
+    })?;
     hash_tokens(&mut part, "token")?;
     if who != Principal::Operator && section == "apps" {
         own_plugin(&s, &t, &part)?;
     }
     edit_tenant(&s, &t, |before| {
-        let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}` (the operator adds it: PUT /tenants/{t})")))?;
+        let mut table = before.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no tenant named `{t}` (the operator adds it: PUT /tenants/{t})"),
+            )
+        })?;
         let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let toml::Value::Table(entries) = entry {
             entries.insert(name.clone(), toml::Value::Table(part));
@@ -516,14 +614,23 @@ async fn put_part(State(s): State<AdminState>, Extension(who): Extension<Princip
     .await
 }
 
-async fn delete_part(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path((t, section, name)): Path<(String, String, String)>) -> Result<Response, ApiError> {
+async fn delete_part(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path((t, section, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
     may_change(&who, &t, false)?;
     if section == "tokens" {
         return edit_tenant(&s, &t, |before| {
-            let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
+            let mut table = before
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
             let tokens = table.get_mut("admin_tokens").and_then(toml::Value::as_array_mut);
-            let Some(tokens) = tokens.filter(|list| list.iter().any(|v| v.as_str() == Some(name.as_str()))) else {
-                return Err(ApiError::new(StatusCode::NOT_FOUND, format!("tenant `{t}` has no token `{name}` (tokens are named by their `sha256:` form)")));
+            let Some(tokens) = tokens.filter(|list| list.iter().any(|v| v.as_str() == Some(name.as_str())))
+            else {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("tenant `{t}` has no token `{name}` (tokens are named by their `sha256:` form)"),
+                ));
             };
             tokens.retain(|v| v.as_str() != Some(name.as_str()));
             Ok(Some(table))
@@ -532,24 +639,34 @@ async fn delete_part(State(s): State<AdminState>, Extension(who): Extension<Prin
     }
     let section = part_section(&section)?;
     edit_tenant(&s, &t, |before| {
-        let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
-        let removed = table.get_mut(section).and_then(toml::Value::as_table_mut).and_then(|e| e.remove(&name));
+        let mut table =
+            before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
+        let removed =
+            table.get_mut(section).and_then(toml::Value::as_table_mut).and_then(|e| e.remove(&name));
         if removed.is_none() {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("tenant `{t}` has no {section} entry `{name}`")));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("tenant `{t}` has no {section} entry `{name}`"),
+            ));
         }
         Ok(Some(table))
     })
     .await
 }
 
-async fn new_token(State(s): State<AdminState>, Extension(who): Extension<Principal>, Path(t): Path<String>) -> Result<Response, ApiError> {
+async fn new_token(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Path(t): Path<String>,
+) -> Result<Response, ApiError> {
     may_change(&who, &t, false)?;
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let stored = crate::config::Secret::of(&token).stored_form();
     let kept = stored.clone();
     // The reload's own answer is replaced by the token's, which is shown only here.
     edit_tenant(&s, &t, |before| {
-        let mut table = before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
+        let mut table =
+            before.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no tenant named `{t}`")))?;
         let tokens = table.entry("admin_tokens").or_insert_with(|| toml::Value::Array(Vec::new()));
         if let toml::Value::Array(list) = tokens {
             list.push(toml::Value::String(kept));
@@ -588,7 +705,10 @@ fn part_section(section: &str) -> Result<&'static str, ApiError> {
     match section {
         "apps" => Ok("apps"),
         "channels" => Ok("channels"),
-        other => Err(ApiError::new(StatusCode::NOT_FOUND, format!("`{other}`: a tenant's parts changed here are `apps`, `channels`, `tokens` and `files`"))),
+        other => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("`{other}`: a tenant's parts changed here are `apps`, `channels`, `tokens` and `files`"),
+        )),
     }
 }
 
@@ -604,27 +724,44 @@ fn own_plugin(s: &AdminState, t: &str, app: &toml::Table) -> Result<(), ApiError
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("a tenant's app runs a plugin from its own directory: `plugin` must be `{}/<file>.wasm` (upload it with PUT /tenants/{t}/files/<file>.wasm)", dir.map(|d| d.display().to_string()).unwrap_or_default()),
+            format!(
+                "a tenant's app runs a plugin from its own directory: `plugin` must be `{}/<file>.wasm` (upload it with PUT /tenants/{t}/files/<file>.wasm)",
+                dir.map(|d| d.display().to_string()).unwrap_or_default()
+            ),
         ))
     }
 }
 
 fn put_file(s: &AdminState, t: &str, name: &str, bytes: &[u8]) -> Result<Response, ApiError> {
     let Some(dir) = &s.tenants_dir else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "this host keeps no tenants directory (`[host] tenants_dir`)"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this host keeps no tenants directory (`[host] tenants_dir`)",
+        ));
     };
-    let plain = name.strip_suffix(".wasm").is_some_and(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let plain = name.strip_suffix(".wasm").is_some_and(|stem| {
+        !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
     if !plain {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("`{name}`: a plugin file is named `<letters, digits, - or _>.wasm`")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{name}`: a plugin file is named `<letters, digits, - or _>.wasm`"),
+        ));
     }
     let dir = dir.join(t);
     let path = dir.join(name);
-    let io = |e: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write `{}`: {e}", path.display()));
+    let io = |e: std::io::Error| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write `{}`: {e}", path.display()))
+    };
     std::fs::create_dir_all(&dir).map_err(io)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(ok_json(StatusCode::OK, "stored; name it as an app's `plugin`", serde_json::json!({ "path": path.display().to_string() })))
+    Ok(ok_json(
+        StatusCode::OK,
+        "stored; name it as an app's `plugin`",
+        serde_json::json!({ "path": path.display().to_string() }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -641,7 +778,10 @@ fn scoped(who: &Principal, mut filter: FailureFilter) -> Result<FailureFilter, A
     if let Some(mine) = who.tenant() {
         match &filter.tenant {
             Some(t) if t != mine.as_str() => {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, format!("tenant `{mine}`'s token sees only its own failures, not tenant `{t}`'s")));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("tenant `{mine}`'s token sees only its own failures, not tenant `{t}`'s"),
+                ));
             }
             _ => filter.tenant = Some(mine.to_string()),
         }
@@ -649,8 +789,13 @@ fn scoped(who: &Principal, mut filter: FailureFilter) -> Result<FailureFilter, A
     Ok(filter)
 }
 
-async fn failures(State(s): State<AdminState>, Extension(who): Extension<Principal>, Query(q): Query<FailuresQuery>) -> Result<Response, ApiError> {
-    let filter = scoped(&who, FailureFilter { tenant: q.tenant, since: q.since, reason: q.reason, ids: Vec::new() })?;
+async fn failures(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<FailuresQuery>,
+) -> Result<Response, ApiError> {
+    let filter =
+        scoped(&who, FailureFilter { tenant: q.tenant, since: q.since, reason: q.reason, ids: Vec::new() })?;
     let all = s.failures.matching(&filter);
     let limit = q.limit.unwrap_or(100);
     let recent: Vec<_> = all[all.len().saturating_sub(limit)..].to_vec();
@@ -661,12 +806,21 @@ async fn failures(State(s): State<AdminState>, Extension(who): Extension<Princip
     Ok(ok_json(StatusCode::OK, "recent failures, newest last", result))
 }
 
-async fn replay(State(s): State<AdminState>, Extension(who): Extension<Principal>, body: Body) -> Result<Response, ApiError> {
+async fn replay(
+    State(s): State<AdminState>,
+    Extension(who): Extension<Principal>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_body(body, 1 << 20).await?;
     let filter: FailureFilter = if bytes.iter().all(u8::is_ascii_whitespace) {
         FailureFilter::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body must be a JSON filter (`tenant`, `since`, `reason`, `ids`): {e}")))?
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be a JSON filter (`tenant`, `since`, `reason`, `ids`): {e}"),
+            )
+        })?
     };
     let filter = scoped(&who, filter)?;
     let done = s.failures.replay(&filter, s.publish.as_ref()).await;
@@ -674,7 +828,11 @@ async fn replay(State(s): State<AdminState>, Extension(who): Extension<Principal
         .iter()
         .map(|r| serde_json::json!({ "id": r.id, "queue": r.queue, "message_id": r.message.get("message_id"), "outcome": r.replay.as_ref().map(|p| p.outcome.clone()) }))
         .collect();
-    Ok(ok_json(StatusCode::OK, &format!("{} failures replayed", outcomes.len()), serde_json::json!({ "replayed": outcomes })))
+    Ok(ok_json(
+        StatusCode::OK,
+        &format!("{} failures replayed", outcomes.len()),
+        serde_json::json!({ "replayed": outcomes }),
+    ))
 }
 
 #[cfg(test)]
@@ -686,7 +844,11 @@ mod tests {
     fn state() -> (AdminState, mpsc::Receiver<Control>) {
         let (control, rx) = mpsc::channel(1);
         let failures = Arc::new(FailureLog::new(10, None).expect("log"));
-        let config = crate::config::Config::from_toml("[admin]\ntoken = \"secret-token\"\n", std::path::Path::new("t.toml")).expect("config");
+        let config = crate::config::Config::from_toml(
+            "[admin]\ntoken = \"secret-token\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .expect("config");
         let bus = Arc::new(crate::bus::EmbeddedBus::new());
         let state = AdminState {
             tenants: Arc::new(ArcSwap::from_pointee(Tenants::from_config(&config))),
@@ -704,7 +866,13 @@ mod tests {
         (state, rx)
     }
 
-    async fn call(state: &AdminState, method: &str, uri: &str, token: Option<&str>, body: Body) -> (StatusCode, serde_json::Value) {
+    async fn call(
+        state: &AdminState,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Body,
+    ) -> (StatusCode, serde_json::Value) {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -723,7 +891,11 @@ mod tests {
         assert_eq!(body["result"]["plugins"], 0);
         for uri in ["/plugins", "/transports", "/failures", "/metrics"] {
             assert_eq!(call(&s, "GET", uri, None, Body::empty()).await.0, StatusCode::UNAUTHORIZED, "{uri}");
-            assert_eq!(call(&s, "GET", uri, Some("wrong"), Body::empty()).await.0, StatusCode::FORBIDDEN, "{uri}");
+            assert_eq!(
+                call(&s, "GET", uri, Some("wrong"), Body::empty()).await.0,
+                StatusCode::FORBIDDEN,
+                "{uri}"
+            );
         }
         let (status, body) = call(&s, "GET", "/plugins", Some("secret-token"), Body::empty()).await;
         assert_eq!(status, StatusCode::OK);
@@ -738,7 +910,10 @@ mod tests {
         assert!(body["description"].as_str().unwrap_or_default().contains("nope"), "{body}");
         let (status, _) = call(&s, "PUT", "/plugins/nope", Some("secret-token"), Body::from("x")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(call(&s, "GET", "/nowhere", Some("secret-token"), Body::empty()).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(&s, "GET", "/nowhere", Some("secret-token"), Body::empty()).await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[tokio::test]

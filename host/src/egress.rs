@@ -42,7 +42,12 @@ pub struct HttpGrant {
 
 impl HttpGrant {
     /// A grant from a tenant's (or the default) limits.
-    pub fn new(allow: Vec<AllowedHost>, allow_key: String, limits: &TenantLimits, rates: Option<Arc<Rates>>) -> Self {
+    pub fn new(
+        allow: Vec<AllowedHost>,
+        allow_key: String,
+        limits: &TenantLimits,
+        rates: Option<Arc<Rates>>,
+    ) -> Self {
         Self {
             allow,
             allow_key,
@@ -160,9 +165,32 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return Some("unspecified");
     }
     match s[0] {
-        0 if s[1..6] == [0; 5] => return non_public_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8)).or(Some("IPv4-compatible")),
-        0x64 if s[1] == 0xff9b => return non_public_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8)).or(Some("NAT64")),
-        0x2002 => return non_public_v4(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8)),
+        0 if s[1..6] == [0; 5] => {
+            return non_public_v4(Ipv4Addr::new(
+                (s[6] >> 8) as u8,
+                s[6] as u8,
+                (s[7] >> 8) as u8,
+                s[7] as u8,
+            ))
+            .or(Some("IPv4-compatible"));
+        }
+        0x64 if s[1] == 0xff9b => {
+            return non_public_v4(Ipv4Addr::new(
+                (s[6] >> 8) as u8,
+                s[6] as u8,
+                (s[7] >> 8) as u8,
+                s[7] as u8,
+            ))
+            .or(Some("NAT64"));
+        }
+        0x2002 => {
+            return non_public_v4(Ipv4Addr::new(
+                (s[1] >> 8) as u8,
+                s[1] as u8,
+                (s[2] >> 8) as u8,
+                s[2] as u8,
+            ));
+        }
         x if x & 0xfe00 == 0xfc00 => return Some("unique local (private)"),
         x if x & 0xffc0 == 0xfe80 => return Some("link-local"),
         x if x & 0xffc0 == 0xfec0 => return Some("site-local"),
@@ -194,13 +222,20 @@ impl reqwest::dns::Resolve for PublicOnly {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let (public, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = found.into_iter().partition(|a| non_public(a.ip()).is_none());
+            let (public, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                found.into_iter().partition(|a| non_public(a.ip()).is_none());
             if public.is_empty() {
-                let why: Vec<String> = refused.iter().map(|a| format!("{} ({})", a.ip(), non_public(a.ip()).unwrap_or("?"))).collect();
+                let why: Vec<String> = refused
+                    .iter()
+                    .map(|a| format!("{} ({})", a.ip(), non_public(a.ip()).unwrap_or("?")))
+                    .collect();
                 let msg = if why.is_empty() {
                     format!("`{host}` resolves to no address")
                 } else {
-                    format!("`{host}` resolves only to addresses a plugin may not reach: {}; list the address itself to allow it", why.join(", "))
+                    format!(
+                        "`{host}` resolves only to addresses a plugin may not reach: {}; list the address itself to allow it",
+                        why.join(", ")
+                    )
                 };
                 return Err(Box::new(Refused(msg)) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -227,16 +262,20 @@ fn client() -> &'static reqwest::Client {
 
 /// Headers the client sets itself: a plugin giving them could smuggle a second request or lie
 /// about the host it reaches.
-const RESERVED_HEADERS: [&str; 6] = ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te"];
+const RESERVED_HEADERS: [&str; 6] =
+    ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te"];
 
 /// Check `req` against `grant` (everything but the per-message count, which the caller keeps),
 /// then make the call and read the whole response.
 pub async fn fetch(grant: &HttpGrant, req: Request) -> Result<Response, EgressError> {
-    let url = reqwest::Url::parse(&req.url).map_err(|e| EgressError::Invalid(format!("`{}` is not an absolute URL: {e}", req.url)))?;
+    let url = reqwest::Url::parse(&req.url)
+        .map_err(|e| EgressError::Invalid(format!("`{}` is not an absolute URL: {e}", req.url)))?;
     let default_port = match url.scheme() {
         "http" => 80,
         "https" => 443,
-        other => return Err(EgressError::Invalid(format!("scheme `{other}` is not allowed: http or https only"))),
+        other => {
+            return Err(EgressError::Invalid(format!("scheme `{other}` is not allowed: http or https only")));
+        }
     };
     let port = url.port().unwrap_or(default_port);
     let host_text = url.host_str().unwrap_or_default().to_owned();
@@ -247,24 +286,40 @@ pub async fn fetch(grant: &HttpGrant, req: Request) -> Result<Response, EgressEr
         None => return Err(EgressError::Invalid(format!("`{}` has no host", req.url))),
     };
     if !grant.allow.iter().any(|a| a.covers(&host, port, default_port)) {
-        let listed = if grant.allow.is_empty() { "the list is empty".to_owned() } else { format!("it has {}", grant.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) };
-        return Err(EgressError::NotAllowed(format!("`{host_text}:{port}` is not on the allow-list (`{}`; {listed})", grant.allow_key)));
+        let listed = if grant.allow.is_empty() {
+            "the list is empty".to_owned()
+        } else {
+            format!("it has {}", grant.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+        };
+        return Err(EgressError::NotAllowed(format!(
+            "`{host_text}:{port}` is not on the allow-list (`{}`; {listed})",
+            grant.allow_key
+        )));
     }
-    let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| EgressError::Invalid(format!("`{}` is not an HTTP method", req.method)))?;
+    let method = reqwest::Method::from_bytes(req.method.as_bytes())
+        .map_err(|_| EgressError::Invalid(format!("`{}` is not an HTTP method", req.method)))?;
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in &req.headers {
-        let n = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| EgressError::Invalid(format!("`{name}` is not a header name")))?;
+        let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| EgressError::Invalid(format!("`{name}` is not a header name")))?;
         if RESERVED_HEADERS.contains(&n.as_str()) {
             return Err(EgressError::Invalid(format!("header `{name}` is set by the host, not the plugin")));
         }
-        let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| EgressError::Invalid(format!("the value of header `{name}` has characters a header may not carry")))?;
+        let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            EgressError::Invalid(format!(
+                "the value of header `{name}` has characters a header may not carry"
+            ))
+        })?;
         headers.append(n, v);
     }
     // Last, so a malformed request does not use up the tenant's rate.
     if let Some(rates) = &grant.rates
         && !rates.http_ready()
     {
-        return Err(EgressError::Limit(format!("over the tenant's {} HTTP calls per second (`limits.http_calls_per_sec`)", rates.limits().http_calls_per_sec)));
+        return Err(EgressError::Limit(format!(
+            "over the tenant's {} HTTP calls per second (`limits.http_calls_per_sec`)",
+            rates.limits().http_calls_per_sec
+        )));
     }
     let timeout = req.timeout.map_or(grant.timeout, |t| t.min(grant.timeout));
     let mut builder = client().request(method, url).headers(headers);
@@ -278,22 +333,33 @@ pub async fn fetch(grant: &HttpGrant, req: Request) -> Result<Response, EgressEr
         if let Some(n) = resp.content_length()
             && n > cap as u64
         {
-            return Err(EgressError::TooLarge(format!("`{host_text}` announced a body of {n} bytes, over the cap of {cap}")));
+            return Err(EgressError::TooLarge(format!(
+                "`{host_text}` announced a body of {n} bytes, over the cap of {cap}"
+            )));
         }
         let status = resp.status().as_u16();
-        let headers = resp.headers().iter().map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, &host_text))? {
             if body.len() + chunk.len() > cap {
-                return Err(EgressError::TooLarge(format!("`{host_text}` sent a body over the cap of {cap} bytes")));
+                return Err(EgressError::TooLarge(format!(
+                    "`{host_text}` sent a body over the cap of {cap} bytes"
+                )));
             }
             body.extend_from_slice(&chunk);
         }
         Ok(Response { status, headers, body })
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or_else(|_| Err(EgressError::Timeout(format!("no whole response from `{host_for_timeout}` within {} ms", timeout.as_millis()))))
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+        Err(EgressError::Timeout(format!(
+            "no whole response from `{host_for_timeout}` within {} ms",
+            timeout.as_millis()
+        )))
+    })
 }
 
 /// One sentence for a client error, finding our resolver's refusal in its chain.
@@ -324,13 +390,33 @@ mod tests {
 
     #[test]
     fn special_addresses_are_not_public_however_spelled() {
-        for a in ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "255.255.255.255", "::1", "::", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:7f00:1::"] {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+        ] {
             assert!(non_public(a.parse().unwrap()).is_some(), "{a} must not be public");
         }
         for a in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
             assert_eq!(non_public(a.parse().unwrap()), None, "{a} is public");
         }
-        assert_eq!(non_public("169.254.169.254".parse().unwrap()), Some("link-local (where cloud metadata services answer)"));
+        assert_eq!(
+            non_public("169.254.169.254".parse().unwrap()),
+            Some("link-local (where cloud metadata services answer)")
+        );
     }
 
     #[test]

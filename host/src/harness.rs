@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::message::{Event, SessionEvent, UserMessage};
-use crate::plugins::{AppPlugin, Engine, EngineSettings, HandlerFailure, InstancePolicy, Limits, LoadError, Settings};
+use crate::plugins::{
+    AppPlugin, Engine, EngineSettings, HandlerFailure, InstancePolicy, Limits, LoadError, Settings,
+};
 use crate::state::{KvStore, MemoryStore, Namespace, Namespaced};
 
 /// Builds a [`PluginHarness`].
@@ -61,9 +63,17 @@ impl HarnessBuilder {
     /// # Panics
     /// On an entry `http_allow` would refuse, with its reason.
     pub fn http_limits(mut self, hosts: &[&str], limits: &crate::config::TenantLimits) -> Self {
-        let allow = hosts.iter().map(|h| crate::config::AllowedHost::parse(h).unwrap_or_else(|e| panic!("http_allow: {e}"))).collect();
+        let allow = hosts
+            .iter()
+            .map(|h| crate::config::AllowedHost::parse(h).unwrap_or_else(|e| panic!("http_allow: {e}")))
+            .collect();
         let rates = std::sync::Arc::new(crate::tenants::Rates::for_limits(limits));
-        self.limits.http = Some(std::sync::Arc::new(crate::egress::HttpGrant::new(allow, "http_allow".into(), limits, Some(rates))));
+        self.limits.http = Some(std::sync::Arc::new(crate::egress::HttpGrant::new(
+            allow,
+            "http_allow".into(),
+            limits,
+            Some(rates),
+        )));
         self
     }
     /// The app's config table, as JSON (what `[apps.<name>.config]` would hold).
@@ -90,7 +100,11 @@ impl HarnessBuilder {
         let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
         let kv = Namespaced::new(store, Namespace::plugin("app", "harness"));
         let settings = Settings {
-            name: self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into()),
+            name: self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".into()),
             policy: self.policy,
             limits: self.limits,
             kv: kv.clone(),
@@ -125,7 +139,12 @@ impl PluginHarness {
                 deadline: Duration::from_millis(500),
                 max_memory_bytes: 64 << 20,
                 max_sends: 16,
-                http: Some(std::sync::Arc::new(crate::egress::HttpGrant::new(Vec::new(), "http_allow".into(), &crate::config::TenantLimits::default(), None))),
+                http: Some(std::sync::Arc::new(crate::egress::HttpGrant::new(
+                    Vec::new(),
+                    "http_allow".into(),
+                    &crate::config::TenantLimits::default(),
+                    None,
+                ))),
                 ..Limits::default()
             },
             config: Default::default(),

@@ -13,7 +13,9 @@ use std::str::FromStr;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} name `{value}`: use 1 to 64 ASCII letters, digits, `_` or `-`, starting with a letter or digit")]
+#[error(
+    "invalid {kind} name `{value}`: use 1 to 64 ASCII letters, digits, `_` or `-`, starting with a letter or digit"
+)]
 pub struct NameError {
     /// Which kind of name (`connector`, `app`, `endpoint`).
     pub kind: &'static str,

@@ -30,14 +30,23 @@ impl Backoff {
     /// The next wait: `initial` doubled for each wait in a row, at most `max`.
     pub fn next_delay(&self) -> Duration {
         let doublings = self.streak.min(32);
-        let ms = self.policy.initial_ms.saturating_mul(1u64 << doublings).min(self.policy.max_ms.max(self.policy.initial_ms));
+        let ms = self
+            .policy
+            .initial_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.policy.max_ms.max(self.policy.initial_ms));
         Duration::from_millis(ms)
     }
 
     /// Wait before trying again because of `reason` (`retry_later`, `unavailable`).
     pub async fn wait(&mut self, reason: &str) {
         let delay = self.next_delay();
-        tracing::debug!(component = self.component, reason, delay_ms = delay.as_millis() as u64, "waiting before a retry");
+        tracing::debug!(
+            component = self.component,
+            reason,
+            delay_ms = delay.as_millis() as u64,
+            "waiting before a retry"
+        );
         tokio::time::sleep(delay).await;
         self.streak = self.streak.saturating_add(1);
         metrics().retry(&self.component, reason, delay);
@@ -60,7 +69,10 @@ mod tests {
 
     #[test]
     fn waits_double_up_to_the_bound_and_start_over_after_a_success() {
-        let mut b = Backoff::new(RetryPolicy { initial_ms: 10, max_ms: 50, max_attempts: 3, ..Default::default() }, "t");
+        let mut b = Backoff::new(
+            RetryPolicy { initial_ms: 10, max_ms: 50, max_attempts: 3, ..Default::default() },
+            "t",
+        );
         let mut seen = Vec::new();
         for _ in 0..5 {
             seen.push(b.next_delay().as_millis());
@@ -75,7 +87,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_sleeps_the_delay() {
-        let mut b = Backoff::new(RetryPolicy { initial_ms: 1000, max_ms: 8000, max_attempts: 3, ..Default::default() }, "t");
+        let mut b = Backoff::new(
+            RetryPolicy { initial_ms: 1000, max_ms: 8000, max_attempts: 3, ..Default::default() },
+            "t",
+        );
         let start = tokio::time::Instant::now();
         b.wait("unavailable").await;
         b.wait("unavailable").await;

@@ -29,7 +29,8 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     // Colours only for a person at a terminal: a log piped to a file or a collector stays plain.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -143,9 +143,17 @@ impl Tenants {
         }
         Self {
             operator: config.admin.as_ref().map(|a| a.token.clone()),
-            tokens: config.tenants.iter().flat_map(|(t, tc)| tc.admin_tokens.iter().map(move |s| (s.clone(), t.clone()))).collect(),
+            tokens: config
+                .tenants
+                .iter()
+                .flat_map(|(t, tc)| tc.admin_tokens.iter().map(move |s| (s.clone(), t.clone())))
+                .collect(),
             rates,
-            granted: config.tenants.iter().map(|(t, tc)| (t.clone(), tc.transports.iter().map(ToString::to_string).collect())).collect(),
+            granted: config
+                .tenants
+                .iter()
+                .map(|(t, tc)| (t.clone(), tc.transports.iter().map(ToString::to_string).collect()))
+                .collect(),
         }
     }
 

@@ -82,7 +82,10 @@ impl IntoResponse for ApiError {
 /// Read at most `limit` bytes of `body`; a larger body is `413` (and is not read further).
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the limit of {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
     })
 }
 
@@ -102,7 +105,10 @@ pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let Ok(key) = decode(k) else {
-            errors.push(FieldError { field: "body".into(), message: format!("form key `{k}` does not decode to UTF-8") });
+            errors.push(FieldError {
+                field: "body".into(),
+                message: format!("form key `{k}` does not decode to UTF-8"),
+            });
             continue;
         };
         match decode(v) {
@@ -146,13 +152,15 @@ pub fn required<'a>(form: &'a HashMap<String, String>, field: &str, errors: &mut
 /// to try again. Nothing was accepted, so nothing is lost.
 pub fn unavailable(what: &str, error: &dyn std::fmt::Display) -> ApiError {
     // Under overload this happens per request: one line per window, with the count.
-    static REFUSED: crate::telemetry::throttle::Throttle = crate::telemetry::throttle::Throttle::new(std::time::Duration::from_secs(10));
+    static REFUSED: crate::telemetry::throttle::Throttle =
+        crate::telemetry::throttle::Throttle::new(std::time::Duration::from_secs(10));
     crate::telemetry::metrics::metrics().refused(what);
     if let Some(more) = REFUSED.hit() {
         tracing::warn!(%error, more, "{what} unavailable; request refused with 503 ({more} more refusals in the last {} s)", REFUSED.window_secs());
     }
     // Said in the description too: a full queue and a store that is down both pass.
-    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what} unavailable ({error}); try again"));
+    let mut e =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what} unavailable ({error}); try again"));
     e.retry_after = Some(1);
     e
 }
@@ -166,20 +174,24 @@ pub async fn not_found() -> ApiError {
 /// `WWW-Authenticate` challenge in the description).
 pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>` header",
+        ));
     };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the `Authorization` header must be `Bearer <token>`"))
+    value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "the `Authorization` header must be `Bearer <token>`")
+    })
 }
 
 /// Check `Authorization: Bearer <token>` with `accepts` (a hashed secret's comparison): missing
 /// is `401`, not accepted is `403`.
 pub fn check_bearer(headers: &HeaderMap, accepts: impl FnOnce(&str) -> bool) -> Result<(), ApiError> {
-    if accepts(bearer(headers)?) { Ok(()) } else { Err(ApiError::new(StatusCode::FORBIDDEN, "this token is not accepted here")) }
+    if accepts(bearer(headers)?) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "this token is not accepted here"))
+    }
 }
 
 /// Whether `body` is a JSON request (by its `Content-Type`); otherwise it is treated as a form.
@@ -228,8 +240,14 @@ mod tests {
     #[test]
     fn bearer_tokens_are_401_when_missing_and_403_when_wrong() {
         assert_eq!(check_bearer(&headers(None), |t| t == "t").unwrap_err().status, StatusCode::UNAUTHORIZED);
-        assert_eq!(check_bearer(&headers(Some("Basic eA==")), |t| t == "t").unwrap_err().status, StatusCode::UNAUTHORIZED);
-        assert_eq!(check_bearer(&headers(Some("Bearer nope")), |t| t == "t").unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            check_bearer(&headers(Some("Basic eA==")), |t| t == "t").unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            check_bearer(&headers(Some("Bearer nope")), |t| t == "t").unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
         assert!(check_bearer(&headers(Some("Bearer t")), |t| t == "t").is_ok());
     }
 
@@ -240,7 +258,9 @@ mod tests {
         assert_eq!(parse_form(b"b=%C3%A9").unwrap()["b"], "\u{e9}");
         assert_eq!(parse_form(&[b'a', b'=', 0xff]).unwrap_err().errors[0].field, "body");
         assert_eq!(parse_json_object(b"[1]").unwrap_err().errors[0].message, "must be a JSON object");
-        assert!(parse_json_object(b"{\"a\": ").unwrap_err().errors[0].message.starts_with("is not valid JSON"));
+        assert!(
+            parse_json_object(b"{\"a\": ").unwrap_err().errors[0].message.starts_with("is not valid JSON")
+        );
         assert_eq!(parse_json_object(&[0xff]).unwrap_err().errors[0].message, "is not valid UTF-8");
     }
 }

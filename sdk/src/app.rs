@@ -48,7 +48,11 @@ pub trait Application<C = ()> {
 /// Start a new conversation: send `content` to `to_addr` through `endpoint` (`None`: the app's
 /// default endpoint). The host fills in `from_addr` and the transport by routing. Returns the new
 /// message's id. Like replies, it is published only if the handler returns `Ok`.
-pub fn send_to(to_addr: &str, content: &str, endpoint: Option<&str>) -> std::result::Result<String, SendError> {
+pub fn send_to(
+    to_addr: &str,
+    content: &str,
+    endpoint: Option<&str>,
+) -> std::result::Result<String, SendError> {
     Ok(outbound::send_to(to_addr, Some(content), endpoint)?)
 }
 

@@ -29,7 +29,8 @@ pub fn get_as<T: DeserializeOwned>() -> crate::Result<T> {
 }
 
 fn parse<T: DeserializeOwned>(world: &str) -> crate::Result<T> {
-    serde_json::from_str(&raw::get_json()).map_err(|e| crate::Error::reject(format!("invalid {world} config: {e}")))
+    serde_json::from_str(&raw::get_json())
+        .map_err(|e| crate::Error::reject(format!("invalid {world} config: {e}")))
 }
 
 /// The config for the export macros: parsed on first use and kept in `cell` (a `static` the

@@ -41,7 +41,8 @@ impl Response {
 
     /// The body as text (a reject if it is not UTF-8).
     pub fn text(&self) -> crate::Result<&str> {
-        std::str::from_utf8(&self.body).map_err(|e| crate::Error::Reject(format!("the response body is not UTF-8: {e}")))
+        std::str::from_utf8(&self.body)
+            .map_err(|e| crate::Error::Reject(format!("the response body is not UTF-8: {e}")))
     }
 
     /// The body parsed as JSON.
@@ -121,7 +122,13 @@ pub struct Request {
 impl Request {
     /// A request with `method` (`GET`, `POST`, ...) to the absolute `url`.
     pub fn new(method: &str, url: &str) -> Self {
-        Self { method: method.to_owned(), url: url.to_owned(), headers: Vec::new(), body: None, timeout: None }
+        Self {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            timeout: None,
+        }
     }
 
     /// Add a header.
@@ -151,7 +158,13 @@ impl Request {
     /// Make the call and wait for the whole response.
     pub fn send(self) -> Result<Response, Error> {
         let timeout_ms = self.timeout.map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
-        let r = raw::fetch(&raw::Request { method: self.method, url: self.url, headers: self.headers, body: self.body, timeout_ms })?;
+        let r = raw::fetch(&raw::Request {
+            method: self.method,
+            url: self.url,
+            headers: self.headers,
+            body: self.body,
+            timeout_ms,
+        })?;
         Ok(Response { status: r.status, headers: r.headers, body: r.body })
     }
 }

@@ -80,7 +80,8 @@ pub fn incr(key: &str, by: i64) -> Result<i64, Error> {
 pub fn get_string(key: &str) -> crate::Result<Option<String>> {
     get(key)?
         .map(|b| {
-            String::from_utf8(b).map_err(|_| crate::Error::reject(format!("kv: value under `{key}` is not UTF-8 text")))
+            String::from_utf8(b)
+                .map_err(|_| crate::Error::reject(format!("kv: value under `{key}` is not UTF-8 text")))
         })
         .transpose()
 }

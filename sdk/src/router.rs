@@ -54,8 +54,9 @@ pub trait Router<C = ()> {
 }
 
 fn out(r: Result<Vec<Target>>) -> std::result::Result<Vec<types::Target>, types::HandlerError> {
-    crate::error::raw_result(r)
-        .map(|ts| ts.into_iter().map(|t| types::Target { connector: t.connector, endpoint: t.endpoint }).collect())
+    crate::error::raw_result(r).map(|ts| {
+        ts.into_iter().map(|t| types::Target { connector: t.connector, endpoint: t.endpoint }).collect()
+    })
 }
 
 #[doc(hidden)]

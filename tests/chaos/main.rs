@@ -54,7 +54,11 @@ fn port_open(port: u16) -> bool {
 fn wait_port(port: u16, open: bool, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
     while port_open(port) != open {
-        assert!(Instant::now() < deadline, "{what}: port {port} not {} within {within:?}", if open { "open" } else { "closed" });
+        assert!(
+            Instant::now() < deadline,
+            "{what}: port {port} not {} within {within:?}",
+            if open { "open" } else { "closed" }
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -77,7 +81,8 @@ impl Broker {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         // The machine's own config pins the shared broker's listener: ours has its own.
-        std::fs::write(dir.join("rabbitmq.conf"), format!("listeners.tcp.default = 127.0.0.1:{port}\n")).unwrap();
+        std::fs::write(dir.join("rabbitmq.conf"), format!("listeners.tcp.default = 127.0.0.1:{port}\n"))
+            .unwrap();
         // The server runs as the `rabbitmq` user where the package installs it so.
         let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
         let d = |p: &str| dir.join(p).display().to_string();
@@ -100,7 +105,9 @@ impl Broker {
         let log = std::fs::File::create(self.dir.join("server.out")).unwrap();
         let mut cmd = Command::new("rabbitmq-server");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdout(log.try_clone().unwrap()).stderr(log);
-        cmd.spawn().unwrap_or_else(|e| panic!("cannot start rabbitmq-server ({e}): the chaos suite needs RabbitMQ installed"));
+        cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start rabbitmq-server ({e}): the chaos suite needs RabbitMQ installed")
+        });
         wait_port(self.port, true, Duration::from_secs(60), "private RabbitMQ node");
     }
 
@@ -113,9 +120,12 @@ impl Broker {
     fn pid(&self) -> Option<u32> {
         let out = Command::new("pgrep").args(["-f", "beam.smp"]).output().ok()?;
         let wanted = format!("RABBITMQ_NODENAME={}", self.node);
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()).find(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| e.split(|b| *b == 0).any(|v| v == wanted.as_bytes()))
-        })
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<u32>().ok()).find(
+            |pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|e| e.split(|b| *b == 0).any(|v| v == wanted.as_bytes()))
+            },
+        )
     }
 
     fn kill9(&self) {
@@ -126,19 +136,45 @@ impl Broker {
 
     /// Every queue with its ready and unacked counts, for a report.
     fn list_queues(&self) -> String {
-        let out = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_queues", "name", "messages_ready", "messages_unacknowledged"]).output().unwrap();
+        let out = Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "-n",
+                &self.node,
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+            ])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Every channel with its consumers and unacked deliveries, for a report.
     fn list_channels(&self) -> String {
-        let out = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_channels", "name", "consumer_count", "messages_unacknowledged", "prefetch_count"]).output().unwrap();
+        let out = Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "-n",
+                &self.node,
+                "list_channels",
+                "name",
+                "consumer_count",
+                "messages_unacknowledged",
+                "prefetch_count",
+            ])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Messages on `queue`, ready and unacked.
     fn queue_count(&self, queue: &str) -> usize {
-        let out = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "list_queues", "name", "messages", "messages_unacknowledged"]).output().unwrap();
+        let out = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node, "list_queues", "name", "messages", "messages_unacknowledged"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
@@ -149,7 +185,13 @@ impl Broker {
     }
 
     fn options(&self, name: &str) -> AmqpOptions {
-        AmqpOptions { port: self.port, connection_name: name.into(), reconnect_max: Duration::from_secs(1), publish_wait: Duration::from_secs(30), ..Default::default() }
+        AmqpOptions {
+            port: self.port,
+            connection_name: name.into(),
+            reconnect_max: Duration::from_secs(1),
+            publish_wait: Duration::from_secs(30),
+            ..Default::default()
+        }
     }
 }
 
@@ -183,7 +225,18 @@ impl Redis {
 
     fn launch(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -235,7 +288,13 @@ impl HostProc {
             .env("XDG_CACHE_HOME", workspace().join("target").join("test-cache"))
             .stdout(Stdio::piped())
             // Its warnings, kept beside the config for a report when a run goes wrong.
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(config.with_file_name("hosts.log")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(config.with_file_name("hosts.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -258,11 +317,19 @@ impl HostProc {
 
     /// `vumi_reloads_total{plugin="echo", outcome="swapped"}` on this host.
     fn swaps(&self) -> u64 {
-        let out = Command::new("curl").args(["-sf", "-H", "Authorization: Bearer chaos-admin-token"]).arg(format!("{}/metrics", self.admin)).output().unwrap();
+        let out = Command::new("curl")
+            .args(["-sf", "-H", "Authorization: Bearer chaos-admin-token"])
+            .arg(format!("{}/metrics", self.admin))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "a chaos host's /metrics");
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| l.starts_with("vumi_reloads_total{") && l.contains("plugin=\"echo\"") && l.contains("outcome=\"swapped\""))
+            .filter(|l| {
+                l.starts_with("vumi_reloads_total{")
+                    && l.contains("plugin=\"echo\"")
+                    && l.contains("outcome=\"swapped\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
@@ -278,7 +345,12 @@ impl Drop for HostProc {
 fn echo_plugin() -> PathBuf {
     let out = workspace().join("target").join("test-plugins");
     if !out.join("echo.wasm").is_file() {
-        let st = Command::new(env!("CARGO_BIN_EXE_vumi")).current_dir(workspace()).args(["plugin", "build", "--out"]).arg(&out).status().unwrap();
+        let st = Command::new(env!("CARGO_BIN_EXE_vumi"))
+            .current_dir(workspace())
+            .args(["plugin", "build", "--out"])
+            .arg(&out)
+            .status()
+            .unwrap();
         assert!(st.success(), "`vumi plugin build` failed");
     }
     out.join("echo.wasm")
@@ -439,7 +511,11 @@ ordering = "user"
             tokio::spawn(async move {
                 let ok = b.publish(&key, Event::ack(&id, &id).into()).await.is_ok();
                 let mut r = r.lock().unwrap();
-                if ok { r.events += 1 } else { r.events_unknown += 1 }
+                if ok {
+                    r.events += 1
+                } else {
+                    r.events_unknown += 1
+                }
                 drop(permit);
             });
         }
@@ -478,7 +554,14 @@ ordering = "user"
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
             let (user, seq) = (i % USERS, i / USERS);
-            let m = UserMessage::inbound("chaos", "sms", &format!("+27{user:09}"), "12345", Some(format!("{user}:{seq}")), None);
+            let m = UserMessage::inbound(
+                "chaos",
+                "sms",
+                &format!("+27{user:09}"),
+                "12345",
+                Some(format!("{user}:{seq}")),
+                None,
+            );
             let id = m.message_id.clone();
             rec.lock().unwrap().published.insert(id.clone());
             let permit = window.clone().acquire_owned().await.unwrap();
@@ -504,11 +587,18 @@ ordering = "user"
 
     // Under full load: the fault.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = rate(&record.lock().unwrap().times, t0.elapsed().saturating_sub(Duration::from_secs(2)), t0.elapsed());
+    let before = rate(
+        &record.lock().unwrap().times,
+        t0.elapsed().saturating_sub(Duration::from_secs(2)),
+        t0.elapsed(),
+    );
     let fault_at = t0.elapsed();
     let (fault_end, bound) = inject(fault, &broker, &mut redis, &mut hosts, &config, &echo).await;
 
-    tokio::time::timeout(Duration::from_secs(300), generator).await.expect("the generator finished within 300 s (a publish hung)").unwrap();
+    tokio::time::timeout(Duration::from_secs(300), generator)
+        .await
+        .expect("the generator finished within 300 s (a publish hung)")
+        .unwrap();
     // Drain: until every confirmed input is answered, or 15 s pass with nothing new.
     let mut last = (record.lock().unwrap().times.len(), Instant::now());
     loop {
@@ -538,7 +628,8 @@ ordering = "user"
         tokio::time::sleep(Duration::from_millis(250)).await;
         events_left = broker.queue_count("chaos.event");
     }
-    let swaps: Vec<u64> = if fault == Fault::HotSwaps { hosts.iter().map(HostProc::swaps).collect() } else { Vec::new() };
+    let swaps: Vec<u64> =
+        if fault == Fault::HotSwaps { hosts.iter().map(HostProc::swaps).collect() } else { Vec::new() };
     let (unroutable, other_failures) = failures(&broker).await;
     let queues = broker.list_queues();
     let channels = broker.list_channels();
@@ -550,11 +641,20 @@ ordering = "user"
     let lost = r.confirmed.keys().filter(|id| !r.answers.contains_key(*id)).count();
     if lost > 0 {
         // Where the lost ones might be: every queue of the private node, as the run ended.
-        println!("chaos {fault_name}: {lost} lost; the node's queues (name, ready, unacked):\n{queues}\nchannels:\n{channels}");
-        println!("the fault at {:.2} s; the first lost inputs (id, user:seq, confirmed at, the user's highest answered seq):", fault_at.as_secs_f64());
+        println!(
+            "chaos {fault_name}: {lost} lost; the node's queues (name, ready, unacked):\n{queues}\nchannels:\n{channels}"
+        );
+        println!(
+            "the fault at {:.2} s; the first lost inputs (id, user:seq, confirmed at, the user's highest answered seq):",
+            fault_at.as_secs_f64()
+        );
         for id in r.confirmed.keys().filter(|id| !r.answers.contains_key(*id)).take(5) {
             let (user, seq) = r.confirmed[id];
-            println!("  {id} {user}:{seq} confirmed at {:.2} s, highest answered {:?}", r.confirmed_at.get(id).map_or(0.0, |d| d.as_secs_f64()), r.highest.get(&user));
+            println!(
+                "  {id} {user}:{seq} confirmed at {:.2} s, highest answered {:?}",
+                r.confirmed_at.get(id).map_or(0.0, |d| d.as_secs_f64()),
+                r.highest.get(&user)
+            );
         }
         // One line of each kind, with how many there were.
         let mut kinds: Vec<(String, usize, String)> = Vec::new();
@@ -615,11 +715,15 @@ async fn failures(broker: &Broker) -> (usize, Vec<String>) {
     let ch = conn.create_channel().await.unwrap();
     let (mut unroutable, mut other) = (0, Vec::new());
     loop {
-        let got = ch.basic_get("chaos.failures".into(), lapin::options::BasicGetOptions { no_ack: true }).await;
+        let got =
+            ch.basic_get("chaos.failures".into(), lapin::options::BasicGetOptions { no_ack: true }).await;
         let Ok(Some(m)) = got else { break };
         let v: serde_json::Value = serde_json::from_slice(&m.delivery.data).unwrap_or_default();
         let reason = v["reason"].as_str().unwrap_or_default();
-        if v["message_type"] == "failure_message" && v["kind"] == "unroutable_event" && reason.contains("no component here recorded sending message") {
+        if v["message_type"] == "failure_message"
+            && v["kind"] == "unroutable_event"
+            && reason.contains("no component here recorded sending message")
+        {
             unroutable += 1;
         } else if other.len() < 5 {
             other.push(String::from_utf8_lossy(&m.delivery.data).chars().take(300).collect());
@@ -633,7 +737,14 @@ async fn failures(broker: &Broker) -> (usize, Vec<String>) {
 
 /// Inject `fault`; when it ended (the broker answering again, the host killed) and the
 /// recovery bound that applies, measured from `t0`'s clock by the caller.
-async fn inject(fault: Fault, broker: &Broker, redis: &mut Redis, hosts: &mut Vec<HostProc>, config: &Path, echo: &Path) -> (Option<Instant>, Option<Duration>) {
+async fn inject(
+    fault: Fault,
+    broker: &Broker,
+    redis: &mut Redis,
+    hosts: &mut Vec<HostProc>,
+    config: &Path,
+    echo: &Path,
+) -> (Option<Instant>, Option<Duration>) {
     match fault {
         Fault::None => (None, None),
         Fault::BrokerRestart => {
@@ -760,26 +871,54 @@ fn chaos_no_confirmed_input_is_lost_and_copies_stay_within_bounds() {
         assert_eq!(v.lost, 0, "{}: confirmed inputs lost", v.fault);
         assert_eq!(v.unexpected, 0, "{}: answers to nothing published", v.fault);
         assert_eq!(v.bad_ids, 0, "{}: inputs answered under more than one id", v.fault);
-        assert!(v.copies <= v.copy_bound, "{}: {} copies, more than the in-flight bound {}", v.fault, v.copies, v.copy_bound);
+        assert!(
+            v.copies <= v.copy_bound,
+            "{}: {} copies, more than the in-flight bound {}",
+            v.fault,
+            v.copies,
+            v.copy_bound
+        );
         if v.fault == "none" {
             assert_eq!(v.inversions, 0, "no per-user inversion without a fault");
         }
         if let (Some(bound), Some(took)) = (v.recovery_bound, v.recovery) {
-            assert!(took <= bound, "{}: throughput back to half after {took:?}, more than {bound:?}", v.fault);
+            assert!(
+                took <= bound,
+                "{}: throughput back to half after {took:?}, more than {bound:?}",
+                v.fault
+            );
         }
         if v.recovery_bound.is_some() {
-            assert!(v.recovery.is_some(), "{}: throughput never came back to half its rate before the fault", v.fault);
+            assert!(
+                v.recovery.is_some(),
+                "{}: throughput never came back to half its rate before the fault",
+                v.fault
+            );
         }
         assert!(v.events > 0, "{}: events were sent", v.fault);
         assert_eq!(v.events_left, 0, "{}: every event taken and settled", v.fault);
-        assert!(v.other_failures.is_empty(), "{}: nothing but forgotten origins on chaos.failures: {:?}", v.fault, v.other_failures);
+        assert!(
+            v.other_failures.is_empty(),
+            "{}: nothing but forgotten origins on chaos.failures: {:?}",
+            v.fault,
+            v.other_failures
+        );
         if v.fault == "redis-restart-empty" {
-            assert!(v.unroutable > 0, "{}: events whose origin Redis forgot go to chaos.failures with the reason", v.fault);
+            assert!(
+                v.unroutable > 0,
+                "{}: events whose origin Redis forgot go to chaos.failures with the reason",
+                v.fault
+            );
         } else {
             assert_eq!(v.unroutable, 0, "{}: no origin forgotten, so no event unroutable", v.fault);
         }
         if v.fault == "hot-swaps" {
-            assert!(v.swaps.iter().all(|n| *n == 10), "{}: each host swapped the plugin 10 times: {:?}", v.fault, v.swaps);
+            assert!(
+                v.swaps.iter().all(|n| *n == 10),
+                "{}: each host swapped the plugin 10 times: {:?}",
+                v.fault,
+                v.swaps
+            );
         }
     }
 }
@@ -804,7 +943,8 @@ fn probe_the_broker_alone_keeps_what_it_confirmed_through_a_kill() {
                 while !s.load(std::sync::atomic::Ordering::Relaxed) {
                     let permit = w.clone().acquire_owned().await.unwrap();
                     let (b, c, key) = (b.clone(), c.clone(), key.clone());
-                    let m = UserMessage::inbound("probe", "sms", "+27000000000", "1", Some(i.to_string()), None);
+                    let m =
+                        UserMessage::inbound("probe", "sms", "+27000000000", "1", Some(i.to_string()), None);
                     i += 1;
                     tokio::spawn(async move {
                         if b.publish(&key, m.into()).await.is_ok() {

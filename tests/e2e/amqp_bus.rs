@@ -13,8 +13,12 @@ const TOKEN: &str = "amqp-test-token";
 
 /// The shared broker must be up: a test fails, never skips, and says how to start it.
 fn broker() {
-    if std::net::TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(2)).is_err() {
-        panic!("these tests need RabbitMQ on 127.0.0.1:5672 (guest/guest): start it with `rabbitmq-server -detached` or `systemctl start rabbitmq-server`");
+    if std::net::TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(2))
+        .is_err()
+    {
+        panic!(
+            "these tests need RabbitMQ on 127.0.0.1:5672 (guest/guest): start it with `rabbitmq-server -detached` or `systemctl start rabbitmq-server`"
+        );
     }
 }
 
@@ -33,12 +37,23 @@ impl Drop for Connector {
         // The sequencer's lines and done markers for this connector's users.
         let _ = Command::new("sh")
             .arg("-c")
-            .arg(format!("redis-cli --scan --pattern 'vumi:seq:{{{}|*' | xargs -r redis-cli del >/dev/null", self.0))
+            .arg(format!(
+                "redis-cli --scan --pattern 'vumi:seq:{{{}|*' | xargs -r redis-cli del >/dev/null",
+                self.0
+            ))
             .status();
-        let queues: Vec<String> = ["inbound", "outbound", "event", "status", "failures", "inbound.retry.200ms", "inbound.retry.400ms"]
-            .iter()
-            .map(|k| format!("{}.{k}", self.0))
-            .collect();
+        let queues: Vec<String> = [
+            "inbound",
+            "outbound",
+            "event",
+            "status",
+            "failures",
+            "inbound.retry.200ms",
+            "inbound.retry.400ms",
+        ]
+        .iter()
+        .map(|k| format!("{}.{k}", self.0))
+        .collect();
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {
             if let Ok(bus) = vumi_host::bus::AmqpBus::connect(vumi_host::bus::AmqpOptions::default()).await {
@@ -52,7 +67,11 @@ impl Drop for Connector {
 }
 
 fn config(connector: &str, transport: bool) -> String {
-    let transport = if transport { format!("[transports.{connector}]\nkind = \"telnet\"\nbind = \"127.0.0.1:0\"\n") } else { String::new() };
+    let transport = if transport {
+        format!("[transports.{connector}]\nkind = \"telnet\"\nbind = \"127.0.0.1:0\"\n")
+    } else {
+        String::new()
+    };
     format!(
         r#"
 [host.bus]
@@ -80,7 +99,11 @@ fn replies(host: &Host, connector: &str) -> f64 {
     scrape
         .samples
         .iter()
-        .filter(|s| s.metric == "vumi_messages_total" && s.labels.get("connector") == Some(connector) && s.labels.get("queue") == Some("outbound"))
+        .filter(|s| {
+            s.metric == "vumi_messages_total"
+                && s.labels.get("connector") == Some(connector)
+                && s.labels.get("queue") == Some("outbound")
+        })
         .map(|s| match s.value {
             prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,
@@ -128,7 +151,11 @@ fn pika() -> std::path::PathBuf {
             .arg("pika==1.3.2")
             .output()
             .expect("python3 is needed for the legacy-interop tests");
-        assert!(out.status.success(), "cannot install pika from PyPI: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cannot install pika from PyPI: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     dir
 }
@@ -193,7 +220,10 @@ fn a_legacy_vumi_transport_is_answered_by_our_app_and_its_bad_body_set_aside() {
         assert_eq!(reply["transport_name"], c.0.as_str());
         assert_eq!(reply["transport_metadata"], asked["transport_metadata"], "kept for the transport");
         let id = reply["message_id"].as_str().unwrap();
-        assert!(id.len() == 32 && id.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()), "a Vumi id: {id}");
+        assert!(
+            id.len() == 32 && id.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase()),
+            "a Vumi id: {id}"
+        );
         assert_eq!(r["ascii"], true, "bodies are ASCII JSON, as Vumi writes them");
         assert_eq!(r["delivery_mode"], 2);
     }
@@ -255,7 +285,10 @@ fn one_users_messages_stay_in_order_across_two_app_hosts() {
 fn take_json(queue: &str) -> serde_json::Value {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let conn = lapin::Connection::connect("amqp://127.0.0.1:5672/%2f", lapin::ConnectionProperties::default()).await.expect("raw connection");
+        let conn =
+            lapin::Connection::connect("amqp://127.0.0.1:5672/%2f", lapin::ConnectionProperties::default())
+                .await
+                .expect("raw connection");
         let ch = conn.create_channel().await.expect("channel");
         let deadline = std::time::Instant::now() + WAIT;
         let got = loop {
@@ -276,7 +309,10 @@ fn take_json(queue: &str) -> serde_json::Value {
 fn a_message_held_up_waits_in_delay_tier_queues_and_final_failures_reach_the_failures_queue() {
     let c = Connector::new("retry");
     let cfg = config(&c.0, true)
-        .replace("[admin]", "[host.retry]\ninitial_ms = 10\nmax_ms = 20\nmax_attempts = 2\ntiers_ms = [200, 400]\n\n[admin]")
+        .replace(
+            "[admin]",
+            "[host.retry]\ninitial_ms = 10\nmax_ms = 20\nmax_attempts = 2\ntiers_ms = [200, 400]\n\n[admin]",
+        )
         .replace(&plugin("echo").display().to_string(), &plugin("faulty").display().to_string());
     let host = Host::start(&cfg);
     let mut t = Telnet::connect(host.listening[&c.0]);
@@ -288,7 +324,11 @@ fn a_message_held_up_waits_in_delay_tier_queues_and_final_failures_reach_the_fai
     t.send("marker");
     assert_eq!(t.line(), "ok: marker");
     assert_eq!(t.line(), "retried after 5");
-    assert!(started.elapsed() >= Duration::from_millis(600), "both tiers waited out: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "both tiers waited out: {:?}",
+        started.elapsed()
+    );
     // A deterministic failure goes straight to `<connector>.failures`; one still held up after
     // the last tier goes there as temporary.
     t.send("trap");
@@ -297,20 +337,40 @@ fn a_message_held_up_waits_in_delay_tier_queues_and_final_failures_reach_the_fai
     assert_eq!(t.line(), "ok: after", "the queue flowed past both");
     let failures = format!("{}.failures", c.0);
     let first = take_json(&failures);
-    assert_eq!((first["message_type"].as_str(), first["failure_code"].as_str(), first["kind"].as_str()), (Some("failure_message"), Some("permanent"), Some("trap")), "{first}");
+    assert_eq!(
+        (first["message_type"].as_str(), first["failure_code"].as_str(), first["kind"].as_str()),
+        (Some("failure_message"), Some("permanent"), Some("trap")),
+        "{first}"
+    );
     assert_eq!(first["message"]["content"], "trap", "the whole message: {first}");
     assert!(first["reason"].as_str().unwrap().contains("plugin trapped"), "{first}");
     let second = take_json(&failures);
-    assert_eq!((second["failure_code"].as_str(), second["kind"].as_str()), (Some("temporary"), Some("retry_later")), "{second}");
+    assert_eq!(
+        (second["failure_code"].as_str(), second["kind"].as_str()),
+        (Some("temporary"), Some("retry_later")),
+        "{second}"
+    );
     let reason = second["reason"].as_str().unwrap();
     assert!(reason.contains("asked to retry (6 of 50)") && reason.contains("2 delay tiers"), "{reason}");
     assert_eq!(second["message"]["content"], "retry 50");
     // And the admin API lists both.
-    let listed: serde_json::Value = http().get(host.admin_url("/failures")).bearer_auth(TOKEN).send().unwrap().json().unwrap();
-    let kinds: Vec<&str> = listed["result"]["failures"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    let listed: serde_json::Value =
+        http().get(host.admin_url("/failures")).bearer_auth(TOKEN).send().unwrap().json().unwrap();
+    let kinds: Vec<&str> = listed["result"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["trap", "retry_later"], "{listed}");
-    let out = crate::common::vumi().args(["failures", "--admin-url", &host.admin_url(""), "--token", TOKEN]).output().unwrap();
+    let out = crate::common::vumi()
+        .args(["failures", "--admin-url", &host.admin_url(""), "--token", TOKEN])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("[trap, permanent]") && text.contains("[retry_later, temporary]"), "`vumi failures` shows each code: {text}");
+    assert!(
+        text.contains("[trap, permanent]") && text.contains("[retry_later, temporary]"),
+        "`vumi failures` shows each code: {text}"
+    );
 }

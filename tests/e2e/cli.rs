@@ -21,13 +21,25 @@ fn the_default_config_is_valid_once_plugins_are_built() {
     plugins();
     let status = vumi().args(["plugin", "build"]).status().expect("run");
     assert!(status.success());
-    let out = vumi().args(["config", "check", "--config"]).arg(workspace().join("config/vumi.toml")).output().expect("run");
+    let out = vumi()
+        .args(["config", "check", "--config"])
+        .arg(workspace().join("config/vumi.toml"))
+        .output()
+        .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("valid") && text.contains("survey"), "{text}");
     // And every other config the repository ships (checking needs no broker).
-    for other in ["config/dispatch.toml", "config/distributed.toml", "config/smpp.toml", "config/tenants.toml"] {
-        let out = vumi().args(["config", "check", "--config"]).arg(workspace().join(other)).output().expect("run");
-        assert!(out.status.success(), "{other}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for other in
+        ["config/dispatch.toml", "config/distributed.toml", "config/smpp.toml", "config/tenants.toml"]
+    {
+        let out =
+            vumi().args(["config", "check", "--config"]).arg(workspace().join(other)).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{other}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -17,7 +17,9 @@ pub fn workspace() -> PathBuf {
 pub fn vumi() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vumi"));
     // Compiled components are cached under target/, not in the user's home.
-    c.current_dir(workspace()).env("VUMI_LOG", "info").env("XDG_CACHE_HOME", workspace().join("target").join("test-cache"));
+    c.current_dir(workspace())
+        .env("VUMI_LOG", "info")
+        .env("XDG_CACHE_HOME", workspace().join("target").join("test-cache"));
     c
 }
 
@@ -26,11 +28,8 @@ pub fn plugins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let out = workspace().join("target").join("test-plugins");
-        let status = vumi()
-            .args(["plugin", "build", "--out"])
-            .arg(&out)
-            .status()
-            .expect("run `vumi plugin build`");
+        let status =
+            vumi().args(["plugin", "build", "--out"]).arg(&out).status().expect("run `vumi plugin build`");
         assert!(status.success(), "`vumi plugin build` failed");
         for p in ["echo", "survey", "faulty", "wrong-world", "keyword-router", "opt-out-middleware"] {
             assert!(out.join(format!("{p}.wasm")).is_file(), "{p}.wasm was not built");
@@ -154,8 +153,9 @@ impl Host {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some((name, addr)) =
-                        line.strip_prefix("vumi: transport `").and_then(|rest| rest.split_once("` listening on "))
+                    if let Some((name, addr)) = line
+                        .strip_prefix("vumi: transport `")
+                        .and_then(|rest| rest.split_once("` listening on "))
                     {
                         listening.insert(name.to_owned(), addr.trim().parse().expect("address"));
                     }
@@ -163,7 +163,8 @@ impl Host {
                         http = Some(rest.trim().parse().expect("address"));
                     }
                     if let Some(rest) = line.strip_prefix("vumi: admin API listening on http://") {
-                        admin = Some(rest.split_whitespace().next().expect("address").parse().expect("address"));
+                        admin =
+                            Some(rest.split_whitespace().next().expect("address").parse().expect("address"));
                     }
                     if line.starts_with("vumi: ready") {
                         break;
@@ -173,7 +174,10 @@ impl Host {
                     let _ = child.kill();
                     let status = child.wait().ok();
                     std::thread::sleep(Duration::from_millis(100));
-                    panic!("vumi did not become ready (exit: {status:?}); log:\n{}", log.lock().expect("log"));
+                    panic!(
+                        "vumi did not become ready (exit: {status:?}); log:\n{}",
+                        log.lock().expect("log")
+                    );
                 }
             }
         }
@@ -193,7 +197,8 @@ impl Host {
 
     /// A `/proc/<pid>/status` figure of the host's memory in KiB: `VmRSS` (now) or `VmHWM` (peak).
     pub fn memory_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read /proc/<pid>/status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/<pid>/status");
         status
             .lines()
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -203,7 +208,11 @@ impl Host {
 
     /// Send the host a signal (e.g. `HUP`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().expect("run kill");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
         assert!(status.success(), "kill -{name} failed");
     }
 
@@ -214,7 +223,9 @@ impl Host {
 
     /// A telnet client to the transport named `name`.
     pub fn connect_to(&self, name: &str) -> Telnet {
-        Telnet::connect(*self.listening.get(name).unwrap_or_else(|| panic!("no transport `{name}` announced")))
+        Telnet::connect(
+            *self.listening.get(name).unwrap_or_else(|| panic!("no transport `{name}` announced")),
+        )
     }
 
     pub fn connect(&self) -> Telnet {
@@ -372,7 +383,8 @@ pub struct Received {
 
 impl Received {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -401,22 +413,32 @@ impl Recorder {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind recorder");
                 addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
                 let count = Arc::new(AtomicUsize::new(0));
-                let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let sink = sink.clone();
-                    let count = count.clone();
-                    let mut gate = gate_rx.clone();
-                    async move {
-                        let _ = gate.wait_for(|open| *open).await;
-                        let n = count.fetch_add(1, Ordering::SeqCst);
-                        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                        sink.lock().expect("lock").push(Received { path: uri.path().to_owned(), content_type, body: body.to_vec() });
-                        if n < fail_first {
-                            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "try again".to_owned())
-                        } else {
-                            (axum::http::StatusCode::OK, format!("{{\"message_id\": \"agg-{n}\"}}"))
+                let app = axum::Router::new().fallback(
+                    move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                        let sink = sink.clone();
+                        let count = count.clone();
+                        let mut gate = gate_rx.clone();
+                        async move {
+                            let _ = gate.wait_for(|open| *open).await;
+                            let n = count.fetch_add(1, Ordering::SeqCst);
+                            let content_type = headers
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            sink.lock().expect("lock").push(Received {
+                                path: uri.path().to_owned(),
+                                content_type,
+                                body: body.to_vec(),
+                            });
+                            if n < fail_first {
+                                (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "try again".to_owned())
+                            } else {
+                                (axum::http::StatusCode::OK, format!("{{\"message_id\": \"agg-{n}\"}}"))
+                            }
                         }
-                    }
-                });
+                    },
+                );
                 let stop = async move {
                     let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
                 };
@@ -461,7 +483,12 @@ impl Recorder {
 }
 
 /// POST `body` as JSON to the host's `path`, with a bearer `token` if given.
-pub fn post_json(host: &Host, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::blocking::Response {
+pub fn post_json(
+    host: &Host,
+    path: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> reqwest::blocking::Response {
     let mut req = http().post(host.url(path)).json(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);

@@ -48,7 +48,10 @@ fn the_first_word_picks_the_app_and_replies_come_back_through_the_router() {
     assert_eq!(t.line(), "ECHO shouting", "keywords match case-insensitively");
     t.send("2");
     let q2 = t.until("2. Winter");
-    assert!(q2.contains("Favourite season?"), "anything else reaches the survey, which kept its place:\n{q2}");
+    assert!(
+        q2.contains("Favourite season?"),
+        "anything else reaches the survey, which kept its place:\n{q2}"
+    );
     t.send("1");
     let summary = t.until("Summer");
     assert!(summary.contains("Green"), "{summary}");
@@ -57,7 +60,9 @@ fn the_first_word_picks_the_app_and_replies_come_back_through_the_router() {
 
 #[test]
 fn a_router_naming_an_unknown_connector_costs_only_that_message() {
-    let host = Host::start(&keyword_config("[routers.keywords.config.keywords]\necho = \"echo_app\"\nquiz = \"quiz_app\""));
+    let host = Host::start(&keyword_config(
+        "[routers.keywords.config.keywords]\necho = \"echo_app\"\nquiz = \"quiz_app\"",
+    ));
     let mut t = host.connect();
     t.until("3. Blue");
     t.send("quiz me");
@@ -70,7 +75,8 @@ fn a_router_naming_an_unknown_connector_costs_only_that_message() {
 
 #[test]
 fn a_router_that_refuses_a_message_sends_it_to_the_failure_path_with_its_reason() {
-    let config = keyword_config("[routers.keywords.config.keywords]\necho = \"echo_app\"").replace("default = \"survey_app\"\n", "");
+    let config = keyword_config("[routers.keywords.config.keywords]\necho = \"echo_app\"")
+        .replace("default = \"survey_app\"\n", "");
     let host = Host::start(&config);
     let mut t = host.connect();
     t.send("hello");
@@ -82,7 +88,8 @@ fn a_router_that_refuses_a_message_sends_it_to_the_failure_path_with_its_reason(
 
 #[test]
 fn an_app_built_for_another_world_is_refused_as_a_router() {
-    let config = keyword_config("").replace(&plugin("keyword-router").display().to_string(), &plugin("echo").display().to_string());
+    let config = keyword_config("")
+        .replace(&plugin("keyword-router").display().to_string(), &plugin("echo").display().to_string());
     let dir = crate::common::TempDir::new();
     let path = dir.path().join("vumi.toml");
     std::fs::write(&path, &config).unwrap();
@@ -128,12 +135,21 @@ fn the_to_addr_router_picks_the_app_by_the_number_dialled() {
 
 #[test]
 fn the_multiplex_router_brings_many_transports_to_one_app_and_replies_back_to_each() {
-    let host = Host::start(&[
-        telnet("left", "1"),
-        telnet("right", "2"),
-        router("fan_in", "multiplex-router", r#"["left", "right"]"#, r#"["echo_app"]"#, "app = \"echo_app\"\n"),
-        app("echo", "echo", "echo_app"),
-    ].concat());
+    let host = Host::start(
+        &[
+            telnet("left", "1"),
+            telnet("right", "2"),
+            router(
+                "fan_in",
+                "multiplex-router",
+                r#"["left", "right"]"#,
+                r#"["echo_app"]"#,
+                "app = \"echo_app\"\n",
+            ),
+            app("echo", "echo", "echo_app"),
+        ]
+        .concat(),
+    );
     let mut left = host.connect_to("left");
     let mut right = host.connect_to("right");
     assert_eq!(left.line(), "echo: ready");
@@ -146,12 +162,21 @@ fn the_multiplex_router_brings_many_transports_to_one_app_and_replies_back_to_ea
 
 #[test]
 fn the_user_group_router_assigns_each_user_to_one_app_and_keeps_them_there() {
-    let host = Host::start(&[
-        telnet("telnet", "1"),
-        router("ab", "user-group-router", r#"["telnet"]"#, r#"["survey_app", "echo_app"]"#, "apps = [\"survey_app\", \"echo_app\"]\n"),
-        app("echo", "echo", "echo_app"),
-        app("app", "survey", "survey_app") + QUESTIONS,
-    ].concat());
+    let host = Host::start(
+        &[
+            telnet("telnet", "1"),
+            router(
+                "ab",
+                "user-group-router",
+                r#"["telnet"]"#,
+                r#"["survey_app", "echo_app"]"#,
+                "apps = [\"survey_app\", \"echo_app\"]\n",
+            ),
+            app("echo", "echo", "echo_app"),
+            app("app", "survey", "survey_app") + QUESTIONS,
+        ]
+        .concat(),
+    );
     let mut first = host.connect();
     assert!(first.until("3. Blue").contains("Favourite colour?"), "the first user goes to the first app");
     let mut second = host.connect();
@@ -169,9 +194,17 @@ fn the_transport_to_transport_router_sends_inbound_out_by_another_transport() {
         "[http]\nbind = \"127.0.0.1:0\"\n{}{}",
         telnet("telnet", "1"),
         [
-            format!("[transports.sms_out]\nkind = \"sms_http\"\noutbound_url = \"{}\"\n", aggregator.url("/sms")),
-            router("bridge", "transport-to-transport-router", r#"["telnet", "sms_out"]"#, r#"["unused"]"#,
-                "[routers.bridge.config.routes]\ntelnet = \"sms_out\"\n"),
+            format!(
+                "[transports.sms_out]\nkind = \"sms_http\"\noutbound_url = \"{}\"\n",
+                aggregator.url("/sms")
+            ),
+            router(
+                "bridge",
+                "transport-to-transport-router",
+                r#"["telnet", "sms_out"]"#,
+                r#"["unused"]"#,
+                "[routers.bridge.config.routes]\ntelnet = \"sms_out\"\n"
+            ),
         ]
         .concat()
     ));
@@ -204,8 +237,13 @@ event_url = "{events}"
 "#,
         agg = aggregator.url("/sms"),
         events = events.url("/ev"),
-        router = router("out", "redirect-outbound-router", r#"["sms"]"#, r#"["api_app"]"#,
-            "app = \"api_app\"\n[routers.out.config.endpoints]\ndefault = \"sms\"\n"),
+        router = router(
+            "out",
+            "redirect-outbound-router",
+            r#"["sms"]"#,
+            r#"["api_app"]"#,
+            "app = \"api_app\"\n[routers.out.config.endpoints]\ndefault = \"sms\"\n"
+        ),
     ));
     let resp = crate::common::http()
         .post(host.url("/api/v1/channels/api/messages"))
@@ -218,7 +256,11 @@ event_url = "{events}"
     let sms = aggregator.wait_for(1)[0].json();
     assert_eq!(sms["content"], "via the router", "the router sent it by the transport its endpoint names");
     let ack = events.wait_for(1)[0].json();
-    assert_eq!((ack["event_type"].as_str(), ack["user_message_id"].as_str()), (Some("ack"), Some(id.as_str())), "the ack came home");
+    assert_eq!(
+        (ack["event_type"].as_str(), ack["user_message_id"].as_str()),
+        (Some("ack"), Some(id.as_str())),
+        "the ack came home"
+    );
 }
 
 #[test]
@@ -233,7 +275,12 @@ fn the_seed_scenario_runs_from_config_dispatch_toml() {
     let host = Host::start(&config);
     let http = crate::common::http();
     let ussd = |text: &str| {
-        let form = [("sessionId", "seed-1"), ("serviceCode", "*120#"), ("phoneNumber", "0820000001"), ("text", text)];
+        let form = [
+            ("sessionId", "seed-1"),
+            ("serviceCode", "*120#"),
+            ("phoneNumber", "0820000001"),
+            ("text", text),
+        ];
         http.post(host.url("/ussd")).form(&form).send().unwrap().text().unwrap()
     };
 
@@ -277,12 +324,16 @@ fn a_router_that_traps_loops_or_hoards_memory_costs_only_that_message() {
     ));
     let mut t = host.connect();
     assert_eq!(t.line(), "echo: ready");
-    for (bad, kind) in [("trap", "kind=\"trap\""), ("loop", "kind=\"deadline\""), ("grow", "kind=\"memory\"")] {
+    for (bad, kind) in [("trap", "kind=\"trap\""), ("loop", "kind=\"deadline\""), ("grow", "kind=\"memory\"")]
+    {
         t.send(bad);
         let log = host.wait_for_log(kind);
         assert!(log.contains("component=\"faulty\""), "the failure names the router: {log}");
         t.send(&format!("after {bad}"));
         assert_eq!(t.line(), format!("after {bad}"), "the dispatcher keeps routing after a {bad}");
     }
-    assert!(host.log().contains("faulty router: asked to trap"), "a trap's reason includes the router's panic message");
+    assert!(
+        host.log().contains("faulty router: asked to trap"),
+        "a trap's reason includes the router's panic message"
+    );
 }

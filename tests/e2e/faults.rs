@@ -6,7 +6,10 @@ use std::time::Duration;
 use crate::common::{Host, TempDir, plugin, telnet_app_config};
 
 fn faulty_host(extra: &str) -> Host {
-    Host::start(&telnet_app_config(&plugin("faulty"), &format!("deadline_ms = 200\nmemory_limit_mb = 32\n{extra}")))
+    Host::start(&telnet_app_config(
+        &plugin("faulty"),
+        &format!("deadline_ms = 200\nmemory_limit_mb = 32\n{extra}"),
+    ))
 }
 
 fn check_fault(policy: &str, command: &str, reason: &str) {
@@ -34,7 +37,11 @@ fn check_fault(policy: &str, command: &str, reason: &str) {
 #[test]
 fn a_trap_loses_only_its_message() {
     // The reason carries the guest's panic message, so the plugin's author can see why.
-    check_fault("pooled", "trap", "plugin trapped: wasm trap: wasm `unreachable` instruction executed; the plugin wrote to stderr: ");
+    check_fault(
+        "pooled",
+        "trap",
+        "plugin trapped: wasm trap: wasm `unreachable` instruction executed; the plugin wrote to stderr: ",
+    );
     check_fault("fresh", "trap", "asked to trap");
 }
 

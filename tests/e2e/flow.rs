@@ -16,7 +16,9 @@ use vumi_host::bus::{Bus, EmbeddedBus, RoutingKey};
 use vumi_host::config::RetryPolicy;
 use vumi_host::message::{Event, Message, UserMessage};
 use vumi_host::names::ConnectorName;
-use vumi_host::plugins::{Engine, EngineSettings, InstancePolicy, Limits, RouterPlugin, RouterSlot, Settings};
+use vumi_host::plugins::{
+    Engine, EngineSettings, InstancePolicy, Limits, RouterPlugin, RouterSlot, Settings,
+};
 use vumi_host::state::{KvStore, MemoryStore, Namespace, Namespaced, Quota, StateError, Usage};
 use vumi_host::workers::FailureLog;
 use vumi_host::workers::dispatcher::Dispatcher;
@@ -30,12 +32,23 @@ fn name(s: &str) -> ConnectorName {
 }
 
 /// Router `router` (a file in plugins/dist) named `name`, with `config`, its kv in `store`.
-async fn router(engine: &Engine, file: &str, name: &str, config: serde_json::Value, store: Arc<dyn KvStore>) -> Arc<RouterSlot> {
+async fn router(
+    engine: &Engine,
+    file: &str,
+    name: &str,
+    config: serde_json::Value,
+    store: Arc<dyn KvStore>,
+) -> Arc<RouterSlot> {
     let serde_json::Value::Object(config) = config else { panic!("config must be an object") };
     let settings = Settings {
         name: name.into(),
         policy: InstancePolicy::Pooled { max_messages: 1000, max_age: Duration::from_secs(60) },
-        limits: Limits { deadline: Duration::from_millis(500), max_memory_bytes: 32 << 20, max_sends: 0, ..Limits::default() },
+        limits: Limits {
+            deadline: Duration::from_millis(500),
+            max_memory_bytes: 32 << 20,
+            max_sends: 0,
+            ..Limits::default()
+        },
         kv: Namespaced::new(store, Namespace::plugin("router", name)),
         config,
         endpoints: Vec::new(),
@@ -45,7 +58,14 @@ async fn router(engine: &Engine, file: &str, name: &str, config: serde_json::Val
 
 /// The keyword router sending everything to `app`.
 async fn keyword_router(engine: &Engine, app: &str) -> Arc<RouterSlot> {
-    router(engine, "keyword-router", "keywords", serde_json::json!({ "default": app }), Arc::new(MemoryStore::new())).await
+    router(
+        engine,
+        "keyword-router",
+        "keywords",
+        serde_json::json!({ "default": app }),
+        Arc::new(MemoryStore::new()),
+    )
+    .await
 }
 
 /// A state store that can be switched off, and tells each call as it happens.
@@ -63,7 +83,11 @@ impl Switch {
 
     fn check(&self) -> Result<(), StateError> {
         let _ = self.calls.send(Instant::now());
-        if self.down.load(Ordering::SeqCst) { Err(StateError::Unavailable("down for the test".into())) } else { Ok(()) }
+        if self.down.load(Ordering::SeqCst) {
+            Err(StateError::Unavailable("down for the test".into()))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -92,7 +116,13 @@ impl KvStore for Switch {
     async fn ping(&self) -> Result<(), StateError> {
         self.check()
     }
-    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+    async fn set_counted(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        quota: &Quota,
+    ) -> Result<(), StateError> {
         self.check()?;
         self.inner.set_counted(key, value, ttl, quota).await
     }
@@ -126,19 +156,29 @@ fn wiring() -> Wiring {
 impl Wiring {
     /// A dispatcher between `transport` and `app` with its origins in `origins`, routed at
     /// publish (its consumer not started: anything it routes, it routed inside `publish`).
-    fn dispatcher(&self, router: Arc<RouterSlot>, transport: &str, app: &str, origins: Arc<dyn KvStore>) -> Arc<Dispatcher> {
+    fn dispatcher(
+        &self,
+        router: Arc<RouterSlot>,
+        transport: &str,
+        app: &str,
+        origins: Arc<dyn KvStore>,
+    ) -> Arc<Dispatcher> {
         let origins = Arc::new(Origins::new(origins, Duration::from_secs(60)));
         Arc::new(Dispatcher::new(router, vec![name(transport)], vec![name(app)], origins))
     }
 
     fn route(&self, dispatchers: &[&Arc<Dispatcher>]) {
-        let all: Dispatchers = dispatchers.iter().flat_map(|d| d.inputs().into_iter().map(|k| (k, (*d).clone()))).collect();
+        let all: Dispatchers =
+            dispatchers.iter().flat_map(|d| d.inputs().into_iter().map(|k| (k, (*d).clone()))).collect();
         self.flow.set_dispatchers(all);
     }
 
     async fn next(&self, key: &RoutingKey) -> Message {
         let mut c = self.raw.consume(key, 1).await.unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("a message in time").expect("open");
+        let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .expect("a message in time")
+            .expect("open");
         let m = d.message.clone();
         d.ack();
         m
@@ -164,7 +204,11 @@ async fn a_message_for_a_dispatcher_is_routed_inside_publish_and_its_events_find
 
     let reply = inbound.reply(Some("hi".into()), false);
     w.flow.publish(&RoutingKey::outbound(&app), reply.clone().into()).await.unwrap();
-    assert_eq!(w.raw.depth(&RoutingKey::outbound(&sms)), 1, "the reply leaves by the transport it came in on");
+    assert_eq!(
+        w.raw.depth(&RoutingKey::outbound(&sms)),
+        1,
+        "the reply leaves by the transport it came in on"
+    );
 
     // The reply's origin was recorded on the way out, so its ack goes back to the app.
     w.flow.publish(&RoutingKey::event(&sms), Event::ack(&reply.message_id, "smsc-1").into()).await.unwrap();
@@ -199,7 +243,10 @@ async fn a_message_that_cannot_be_routed_now_is_retried_with_a_growing_wait_unti
     }
     let gaps: Vec<Duration> = at.windows(2).map(|p| p[1] - p[0]).collect();
     for (i, (gap, want)) in gaps.iter().zip([20u64, 40, 80]).enumerate() {
-        assert!(*gap >= Duration::from_millis(want), "wait {i} was {gap:?}: a retry must wait (doubling from 20 ms), not spin");
+        assert!(
+            *gap >= Duration::from_millis(want),
+            "wait {i} was {gap:?}: a retry must wait (doubling from 20 ms), not spin"
+        );
     }
     assert_eq!(w.raw.depth(&RoutingKey::outbound(&sms)), 0, "nothing sent while the store is down");
 
@@ -210,7 +257,9 @@ async fn a_message_that_cannot_be_routed_now_is_retried_with_a_growing_wait_unti
     assert_eq!(w.failures.total(), 0);
     let metrics = vumi_host::telemetry::metrics::metrics().render();
     assert!(
-        metrics.lines().any(|l| l.starts_with("vumi_retries_total{") && l.contains("component=\"router:keywords\"") && l.contains("reason=\"unavailable\"")),
+        metrics.lines().any(|l| l.starts_with("vumi_retries_total{")
+            && l.contains("component=\"router:keywords\"")
+            && l.contains("reason=\"unavailable\"")),
         "the waits are counted:\n{metrics}"
     );
     stop.cancel();
@@ -223,8 +272,10 @@ async fn a_message_routed_into_another_dispatchers_input_waits_on_its_queue() {
     let w = wiring();
     // `front` routes sms → middle; `back` routes middle → app. Chained, or (with a config
     // mistake) a loop: each hop after the first is queued, never a publish within a publish.
-    let front = w.dispatcher(keyword_router(&engine, "middle").await, "sms", "middle", Arc::new(MemoryStore::new()));
-    let back = w.dispatcher(keyword_router(&engine, "app").await, "middle", "app", Arc::new(MemoryStore::new()));
+    let front =
+        w.dispatcher(keyword_router(&engine, "middle").await, "sms", "middle", Arc::new(MemoryStore::new()));
+    let back =
+        w.dispatcher(keyword_router(&engine, "app").await, "middle", "app", Arc::new(MemoryStore::new()));
     w.route(&[&front, &back]);
     let (sms, middle, app) = (name("sms"), name("middle"), name("app"));
 
@@ -248,7 +299,9 @@ async fn a_router_writing_origin_keys_cannot_misdirect_events() {
     let w = wiring();
     // One store for the router's own kv and the dispatcher's origins, as in the host.
     let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-    let r = router(&engine, "faulty-router", "x", serde_json::json!({ "write_origin_key": true }), store.clone()).await;
+    let r =
+        router(&engine, "faulty-router", "x", serde_json::json!({ "write_origin_key": true }), store.clone())
+            .await;
     let origins = Arc::new(Namespaced::new(store.clone(), Namespace::origins("router", "x")));
     let d = w.dispatcher(r, "sms", "app", origins);
     w.route(&[&d]);
@@ -259,7 +312,11 @@ async fn a_router_writing_origin_keys_cannot_misdirect_events() {
     w.flow.publish(&RoutingKey::outbound(&app), reply.clone().into()).await.unwrap();
     let router_kv = Namespaced::new(store, Namespace::plugin("router", "x"));
     let key = format!("origin:{}", reply.message_id);
-    assert_eq!(router_kv.get(&key).await.unwrap().as_deref(), Some(&b"clobbered"[..]), "the router wrote its key");
+    assert_eq!(
+        router_kv.get(&key).await.unwrap().as_deref(),
+        Some(&b"clobbered"[..]),
+        "the router wrote its key"
+    );
 
     w.flow.publish(&RoutingKey::event(&sms), Event::ack(&reply.message_id, "smsc-1").into()).await.unwrap();
     let Message::Event(ack) = w.next(&RoutingKey::event(&app)).await else { panic!("an event") };

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use crate::common::{Host, Recorder, http, plugin, post_json};
 use crate::survey::QUESTIONS;
 
-
 fn ussd_host(deadline_ms: u64, app_plugin: &str, app_extra: &str) -> Host {
     Host::start(&format!(
         r#"
@@ -47,20 +46,29 @@ fn a_whole_survey_over_ussd_with_two_sessions_interleaved() {
     let b = ussd(&host, "session-b", "+27820000002", "");
     for first in [&a, &b] {
         assert!(first.starts_with("CON "), "a new session continues: {first:?}");
-        assert!(first.contains("Favourite colour?") && first.contains("3. Blue"), "question 1 first: {first:?}");
+        assert!(
+            first.contains("Favourite colour?") && first.contains("3. Blue"),
+            "question 1 first: {first:?}"
+        );
     }
     // Africa's Talking sends every input so far, joined by `*`; the app sees only the newest.
     let a2 = ussd(&host, "session-a", "+27820000001", "3");
     let b2 = ussd(&host, "session-b", "+27820000002", "9");
     assert!(a2.starts_with("CON ") && a2.contains("Favourite season?"), "A advances: {a2:?}");
-    assert!(b2.starts_with("CON ") && b2.contains("Favourite colour?"), "B's invalid answer is asked again: {b2:?}");
+    assert!(
+        b2.starts_with("CON ") && b2.contains("Favourite colour?"),
+        "B's invalid answer is asked again: {b2:?}"
+    );
     let b3 = ussd(&host, "session-b", "+27820000002", "9*1");
     assert!(b3.contains("Favourite season?"), "B advances after a valid answer: {b3:?}");
     let a3 = ussd(&host, "session-a", "+27820000001", "3*2");
     assert!(a3.starts_with("END "), "the last answer ends the session: {a3:?}");
     assert!(a3.contains("Blue") && a3.contains("Winter"), "A's summary has A's answers: {a3:?}");
     let b4 = ussd(&host, "session-b", "+27820000002", "9*1*1");
-    assert!(b4.starts_with("END ") && b4.contains("Red") && b4.contains("Summer"), "B's summary has B's: {b4:?}");
+    assert!(
+        b4.starts_with("END ") && b4.contains("Red") && b4.contains("Summer"),
+        "B's summary has B's: {b4:?}"
+    );
     assert!(!b4.contains("Blue"), "sessions keep separate state: {b4:?}");
 }
 
@@ -71,8 +79,14 @@ fn a_late_app_gets_the_user_a_polite_end() {
     assert_eq!(first, "CON faulty: ready");
     let started = std::time::Instant::now();
     let late = ussd(&host, "slow", "+27820000003", "loop");
-    assert!(late.starts_with("END ") && late.contains("taking too long"), "a late app ends the session politely: {late:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "the user is answered at the transport's deadline, not the app's");
+    assert!(
+        late.starts_with("END ") && late.contains("taking too long"),
+        "a late app ends the session politely: {late:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the user is answered at the transport's deadline, not the app's"
+    );
     host.wait_for_log("did not answer a USSD request in time");
     // The app is stopped at its own CPU deadline; then the session is over, and the same id
     // starts afresh (one user's messages are handled in order, so this waits for the loop).
@@ -84,12 +98,19 @@ fn a_late_app_gets_the_user_a_polite_end() {
 #[test]
 fn bad_ussd_requests_are_400_naming_each_field() {
     let host = ussd_host(1000, "survey", &QUESTIONS.replace("apps.app", "apps.survey"));
-    let resp = http().post(host.url("/ussd")).form(&[("sessionId", "x"), ("phoneNumber", "")]).send().unwrap();
+    let resp =
+        http().post(host.url("/ussd")).form(&[("sessionId", "x"), ("phoneNumber", "")]).send().unwrap();
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().unwrap();
-    let fields: Vec<&str> = body["result"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        body["result"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["serviceCode", "phoneNumber", "text"], "each bad field is named: {body}");
-    let resp = http().post(host.url("/ussd")).body("sessionId=%FF&text=").header("content-type", "application/x-www-form-urlencoded").send().unwrap();
+    let resp = http()
+        .post(host.url("/ussd"))
+        .body("sessionId=%FF&text=")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("UTF-8"), "invalid UTF-8 is named");
     let resp = http().post(host.url("/nowhere")).body("x").send().unwrap();
@@ -131,9 +152,14 @@ fn a_message_sent_through_the_api_is_acked_and_its_events_reach_the_event_url() 
     let events = Recorder::start(0);
     let host = sms_host(&aggregator, &format!("event_url = \"{}\"", events.url("/events")), "");
 
-    let resp = post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({
-        "to": "+27820000009", "content": "Your code is 1234", "helper_metadata": {"campaign": "otp"}
-    }));
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({
+            "to": "+27820000009", "content": "Your code is 1234", "helper_metadata": {"campaign": "otp"}
+        }),
+    );
     assert_eq!(resp.status(), 201);
     let created: Value = resp.json().unwrap();
     let msg = &created["result"];
@@ -149,7 +175,10 @@ fn a_message_sent_through_the_api_is_acked_and_its_events_reach_the_event_url() 
     let sent = aggregator.wait_for(1);
     assert_eq!(sent[0].path, "/sms");
     let sms = sent[0].json();
-    assert_eq!((sms["to"].as_str(), sms["content"].as_str(), sms["message_id"].as_str()), (Some("+27820000009"), Some("Your code is 1234"), Some(id.as_str())));
+    assert_eq!(
+        (sms["to"].as_str(), sms["content"].as_str(), sms["message_id"].as_str()),
+        (Some("+27820000009"), Some("Your code is 1234"), Some(id.as_str()))
+    );
     // ... whose answer becomes an ack, POSTed to the event_url.
     let got = events.wait_for(1);
     let ack = got[0].json();
@@ -158,15 +187,30 @@ fn a_message_sent_through_the_api_is_acked_and_its_events_reach_the_event_url() 
     assert_eq!(ack["sent_message_id"], "agg-0", "the aggregator's id is kept");
 
     // The aggregator reports delivery by its own id.
-    let dr = http().post(host.url("/transports/sms/delivery-report")).form(&[("message_id", "agg-0"), ("status", "delivered")]).send().unwrap();
+    let dr = http()
+        .post(host.url("/transports/sms/delivery-report"))
+        .form(&[("message_id", "agg-0"), ("status", "delivered")])
+        .send()
+        .unwrap();
     assert_eq!(dr.status(), 200);
     let got = events.wait_for(2);
     assert_eq!(got[1].json()["event_type"], "delivery_report");
     assert_eq!(got[1].json()["delivery_status"], "delivered");
 
-    let status: Value = http().get(host.url(&format!("/api/v1/channels/api/messages/{id}"))).bearer_auth("test-token-1").send().unwrap().json().unwrap();
+    let status: Value = http()
+        .get(host.url(&format!("/api/v1/channels/api/messages/{id}")))
+        .bearer_auth("test-token-1")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(status["result"]["status"], "delivered", "{status}");
-    let kinds: Vec<&str> = status["result"]["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = status["result"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["ack", "delivery_report"]);
 }
 
@@ -175,7 +219,12 @@ fn an_aggregator_refusal_is_a_nack() {
     let aggregator = Recorder::start(usize::MAX);
     let events = Recorder::start(0);
     let host = sms_host(&aggregator, &format!("event_url = \"{}\"", events.url("/events")), "");
-    let resp = post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({"to": "+1", "content": "hi"}));
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({"to": "+1", "content": "hi"}),
+    );
     assert_eq!(resp.status(), 201);
     let nack = events.wait_for(1)[0].json();
     assert_eq!(nack["event_type"], "nack");
@@ -192,7 +241,12 @@ fn inbound_sms_reaches_the_mo_url_and_a_reply_through_the_api_reaches_the_transp
 
     let resp = http()
         .post(host.url("/transports/sms/inbound"))
-        .form(&[("from", "+27820000010"), ("to", "5555"), ("content", "hello there"), ("message_id", "their-7")])
+        .form(&[
+            ("from", "+27820000010"),
+            ("to", "5555"),
+            ("content", "hello there"),
+            ("message_id", "their-7"),
+        ])
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -208,7 +262,12 @@ fn inbound_sms_reaches_the_mo_url_and_a_reply_through_the_api_reaches_the_transp
     assert_eq!(msg["transport_name"], "sms");
     assert_eq!(msg["transport_metadata"]["aggregator_message_id"], "their-7");
 
-    let resp = post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({"reply_to": inbound_id, "content": "hi yourself"}));
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({"reply_to": inbound_id, "content": "hi yourself"}),
+    );
     assert_eq!(resp.status(), 201);
     let reply: Value = resp.json().unwrap();
     assert_eq!(reply["result"]["in_reply_to"], inbound_id.as_str(), "Vumi reply semantics");
@@ -233,16 +292,29 @@ fn callbacks_are_retried_when_the_callback_server_fails_first() {
     let aggregator = Recorder::start(0);
     let mo = Recorder::start(2);
     let host = sms_host(&aggregator, &format!("mo_url = \"{}\"", mo.url("/mo")), "");
-    let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", "+1"), ("to", "5555"), ("content", "retry me")]).send().unwrap();
+    let resp = http()
+        .post(host.url("/transports/sms/inbound"))
+        .form(&[("from", "+1"), ("to", "5555"), ("content", "retry me")])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 200, "the aggregator is answered at once, whatever the callback server does");
     let got = mo.wait_for(3);
     let ids: Vec<Value> = got.iter().map(|r| r.json()["message_id"].clone()).collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "the same message is retried: {ids:?}");
     assert!(got.iter().all(|r| r.json()["content"] == "retry me"));
     // A marker after it: by the time the marker arrives, a repeat of the delivered one would have.
-    http().post(host.url("/transports/sms/inbound")).form(&[("from", "+1"), ("to", "5555"), ("content", "marker")]).send().unwrap();
+    http()
+        .post(host.url("/transports/sms/inbound"))
+        .form(&[("from", "+1"), ("to", "5555"), ("content", "marker")])
+        .send()
+        .unwrap();
     let got = mo.wait_for(4);
-    assert_eq!(got[3].json()["content"], "marker", "once delivered it is not sent again: {:?}", got.iter().map(|r| r.json()["content"].clone()).collect::<Vec<_>>());
+    assert_eq!(
+        got[3].json()["content"],
+        "marker",
+        "once delivered it is not sent again: {:?}",
+        got.iter().map(|r| r.json()["content"].clone()).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -254,12 +326,24 @@ fn a_dead_callback_server_never_blocks_message_flow_and_ends_on_the_failure_path
     let host = sms_host(&aggregator, &format!("mo_url = \"{dead_url}\""), "");
     let started = std::time::Instant::now();
     for i in 0..20 {
-        let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", "+1"), ("to", "5555"), ("content", &format!("m{i}"))]).send().unwrap();
+        let resp = http()
+            .post(host.url("/transports/sms/inbound"))
+            .form(&[("from", "+1"), ("to", "5555"), ("content", &format!("m{i}"))])
+            .send()
+            .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "inbound flow is not held up by the dead callback server");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "inbound flow is not held up by the dead callback server"
+    );
     // Sends keep working too.
-    let resp = post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({"to": "+2", "content": "still here"}));
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({"to": "+2", "content": "still here"}),
+    );
     assert_eq!(resp.status(), 201);
     aggregator.wait_for(1);
     let log = host.wait_for_log("after 4 attempts");
@@ -274,14 +358,28 @@ fn the_send_api_refuses_bad_requests_clearly() {
     let body = json!({"to": "+1", "content": "x"});
     assert_eq!(post_json(&host, path, None, &body).status(), 401, "no token");
     assert_eq!(post_json(&host, path, Some("wrong-token"), &body).status(), 403, "wrong token");
-    assert_eq!(post_json(&host, "/api/v1/channels/nope/messages", Some("test-token-1"), &body).status(), 404, "unknown channel");
-    let get = http().get(host.url("/api/v1/channels/api/messages/0123")).bearer_auth("test-token-1").send().unwrap();
+    assert_eq!(
+        post_json(&host, "/api/v1/channels/nope/messages", Some("test-token-1"), &body).status(),
+        404,
+        "unknown channel"
+    );
+    let get = http()
+        .get(host.url("/api/v1/channels/api/messages/0123"))
+        .bearer_auth("test-token-1")
+        .send()
+        .unwrap();
     assert_eq!(get.status(), 404, "unknown message");
 
-    let resp = post_json(&host, path, Some("test-token-1"), &json!({"to": 7, "content": ["x"], "colour": "red", "event_url": "ftp://x"}));
+    let resp = post_json(
+        &host,
+        path,
+        Some("test-token-1"),
+        &json!({"to": 7, "content": ["x"], "colour": "red", "event_url": "ftp://x"}),
+    );
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().unwrap();
-    let fields: Vec<&str> = body["result"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        body["result"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     for f in ["to", "content", "colour", "event_url"] {
         assert_eq!(fields.iter().filter(|x| **x == f).count(), 1, "`{f}` is named once in {body}");
     }
@@ -289,27 +387,60 @@ fn the_send_api_refuses_bad_requests_clearly() {
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("reply_to"));
     // A URL parser drops a newline silently; the delivery record keeps the URL as one line.
-    let resp = post_json(&host, path, Some("test-token-1"), &json!({"to": "+1", "content": "x", "event_url": "http://example.org/\nev"}));
+    let resp = post_json(
+        &host,
+        path,
+        Some("test-token-1"),
+        &json!({"to": "+1", "content": "x", "event_url": "http://example.org/\nev"}),
+    );
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("control characters"));
 
-    let resp = http().post(host.url(path)).bearer_auth("test-token-1").header("content-type", "application/json").body("{\"to\": ").send().unwrap();
+    let resp = http()
+        .post(host.url(path))
+        .bearer_auth("test-token-1")
+        .header("content-type", "application/json")
+        .body("{\"to\": ")
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("not valid JSON"));
-    let resp = http().post(host.url(path)).bearer_auth("test-token-1").body(vec![b'"', 0xff, 0xfe, b'"']).send().unwrap();
+    let resp = http()
+        .post(host.url(path))
+        .bearer_auth("test-token-1")
+        .body(vec![b'"', 0xff, 0xfe, b'"'])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("UTF-8"));
     let big = json!({"to": "+1", "content": "x".repeat(4096)});
-    assert_eq!(post_json(&host, path, Some("test-token-1"), &big).status(), 413, "a body over max_body_bytes");
-    let resp = http().post(host.url("/transports/sms/inbound")).json(&json!({"from": 1, "content": "x"})).send().unwrap();
+    assert_eq!(
+        post_json(&host, path, Some("test-token-1"), &big).status(),
+        413,
+        "a body over max_body_bytes"
+    );
+    let resp = http()
+        .post(host.url("/transports/sms/inbound"))
+        .json(&json!({"from": 1, "content": "x"}))
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().unwrap();
-    let fields: Vec<&str> = body["result"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        body["result"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["from"], "{body}");
-    let resp = http().post(host.url("/transports/sms/delivery-report")).form(&[("message_id", "nope"), ("status", "lost")]).send().unwrap();
+    let resp = http()
+        .post(host.url("/transports/sms/delivery-report"))
+        .form(&[("message_id", "nope"), ("status", "lost")])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("`delivered`, `failed` or `pending`"));
-    let resp = http().post(host.url("/transports/sms/delivery-report")).form(&[("message_id", "nope"), ("status", "failed")]).send().unwrap();
+    let resp = http()
+        .post(host.url("/transports/sms/delivery-report"))
+        .form(&[("message_id", "nope"), ("status", "failed")])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let mut host = host;
     assert!(host.alive());
@@ -325,22 +456,40 @@ fn an_app_and_a_channel_sharing_a_transport_each_get_their_own_events() {
         &format!("[apps.echo]\nplugin = \"{}\"\nconnector = \"sms\"\n", plugin("echo").display()),
     );
     // An inbound SMS goes to the echo app, whose reply the transport sends.
-    let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", "+3"), ("to", "5555"), ("content", "ping")]).send().unwrap();
+    let resp = http()
+        .post(host.url("/transports/sms/inbound"))
+        .form(&[("from", "+3"), ("to", "5555"), ("content", "ping")])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let echoed = aggregator.wait_for(1)[0].json();
     assert_eq!(echoed["to"], "+3");
     // A message sent through the API on the same transport: its ack goes to the channel.
-    let resp = post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({"to": "+4", "content": "from the api"}));
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({"to": "+4", "content": "from the api"}),
+    );
     let id = resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
     aggregator.wait_for(2);
     let got = events.wait_for(1);
     assert_eq!(got[0].json()["user_message_id"], id.as_str());
     // A second API message as the marker: the echo reply's ack, had it come here, was published
     // before this message was even sent, so the next event seen must be the marker's.
-    let resp = post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({"to": "+5", "content": "marker"}));
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({"to": "+5", "content": "marker"}),
+    );
     let marker = resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
     let got = events.wait_for(2);
-    assert_eq!(got[1].json()["user_message_id"], marker.as_str(), "the echo reply's ack is not the channel's business");
+    assert_eq!(
+        got[1].json()["user_message_id"],
+        marker.as_str(),
+        "the echo reply's ack is not the channel's business"
+    );
     assert!(!host.log().contains("unroutable_event"), "every event found its sender:\n{}", host.log());
 }
 
@@ -364,13 +513,28 @@ fn the_default_config_serves_the_readme_sessions() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let echoed = aggregator.wait_for(1)[0].json();
-    assert_eq!((echoed["to"].as_str(), echoed["content"].as_str()), (Some("+27820000002"), Some("ping")), "echo answers SMS");
-    let resp = post_json(&host, "/api/v1/channels/sms/messages", Some("dev-token"), &json!({"to": "+27820000001", "content": "Hello from the API"}));
+    assert_eq!(
+        (echoed["to"].as_str(), echoed["content"].as_str()),
+        (Some("+27820000002"), Some("ping")),
+        "echo answers SMS"
+    );
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/sms/messages",
+        Some("dev-token"),
+        &json!({"to": "+27820000001", "content": "Hello from the API"}),
+    );
     assert_eq!(resp.status(), 201);
     let id = resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
     let deadline = std::time::Instant::now() + crate::common::WAIT;
     loop {
-        let got: Value = http().get(host.url(&format!("/api/v1/channels/sms/messages/{id}"))).bearer_auth("dev-token").send().unwrap().json().unwrap();
+        let got: Value = http()
+            .get(host.url(&format!("/api/v1/channels/sms/messages/{id}")))
+            .bearer_auth("dev-token")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         if got["result"]["status"] == "sent" {
             break;
         }
@@ -404,7 +568,12 @@ mo_url = "{}"
         std::thread::spawn(move || {
             let resp = http()
                 .post(url)
-                .form(&[("sessionId", "ext-1"), ("serviceCode", "*99#"), ("phoneNumber", "+27820000020"), ("text", text)])
+                .form(&[
+                    ("sessionId", "ext-1"),
+                    ("serviceCode", "*99#"),
+                    ("phoneNumber", "+27820000020"),
+                    ("text", text),
+                ])
                 .send()
                 .unwrap();
             resp.text().unwrap()

@@ -21,7 +21,11 @@ fn send(host: &Host, body: &Value) -> reqwest::blocking::Response {
 }
 
 fn inbound_sms(host: &Host, from: &str, content: &str) -> String {
-    let resp = http().post(host.url("/transports/sms/inbound")).form(&[("from", from), ("to", "5555"), ("content", content)]).send().unwrap();
+    let resp = http()
+        .post(host.url("/transports/sms/inbound"))
+        .form(&[("from", from), ("to", "5555"), ("content", content)])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned()
 }
@@ -67,7 +71,11 @@ outbound = ["msisdn", "opt_out"]
 
     let stop_id = inbound_sms(&host, "0821234567", "stop please");
     let stop = mo.wait_for(2)[1].json();
-    assert_eq!(stop["helper_metadata"]["optout"], json!({"optout": true, "optout_keyword": "stop"}), "STOP passes on, marked");
+    assert_eq!(
+        stop["helper_metadata"]["optout"],
+        json!({"optout": true, "optout_keyword": "stop"}),
+        "STOP passes on, marked"
+    );
 
     // The app may confirm, once, by replying to the opt-out itself.
     let resp = send(&host, &json!({"reply_to": stop_id, "content": "You will hear no more from us"}));
@@ -78,11 +86,23 @@ outbound = ["msisdn", "opt_out"]
     let resp = send(&host, &json!({"to": "0027821234567", "content": "Buy now!"}));
     assert_eq!(resp.status(), 201);
     let blocked = resp.json::<Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
-    let nack = events.wait_for(2).into_iter().map(|r| r.json()).find(|e| e["user_message_id"] == blocked.as_str()).unwrap();
+    let nack = events
+        .wait_for(2)
+        .into_iter()
+        .map(|r| r.json())
+        .find(|e| e["user_message_id"] == blocked.as_str())
+        .unwrap();
     assert_eq!(nack["event_type"], "nack");
     let reason = nack["nack_reason"].as_str().unwrap();
-    assert!(reason.contains("opt_out") && reason.contains("`+27821234567` has opted out (sent STOP)"), "{reason}");
-    let status = http().get(host.url(&format!("/api/v1/channels/api/messages/{blocked}"))).bearer_auth("mw-token-1").send().unwrap();
+    assert!(
+        reason.contains("opt_out") && reason.contains("`+27821234567` has opted out (sent STOP)"),
+        "{reason}"
+    );
+    let status = http()
+        .get(host.url(&format!("/api/v1/channels/api/messages/{blocked}")))
+        .bearer_auth("mw-token-1")
+        .send()
+        .unwrap();
     assert_eq!(status.json::<Value>().unwrap()["result"]["status"], "rejected");
 
     // Other users are unaffected; the blocked message never reached the aggregator.
@@ -94,7 +114,10 @@ outbound = ["msisdn", "opt_out"]
 
     // START opts back in.
     inbound_sms(&host, "+27821234567", "START");
-    assert_eq!(mo.wait_for(3)[2].json()["helper_metadata"]["optout"], json!({"optout": false, "optin_keyword": "start"}));
+    assert_eq!(
+        mo.wait_for(3)[2].json()["helper_metadata"]["optout"],
+        json!({"optout": false, "optin_keyword": "start"})
+    );
     send(&host, &json!({"to": "0821234567", "content": "Welcome back"}));
     let back = aggregator.wait_for(3)[2].json();
     assert_eq!((back["to"].as_str(), back["content"].as_str()), (Some("+27821234567"), Some("Welcome back")));
@@ -132,7 +155,12 @@ event = ["log"]
     let ussd = |text: &str| {
         let resp = http()
             .post(host.url("/ussd"))
-            .form(&[("sessionId", "s-1"), ("serviceCode", "*120#"), ("phoneNumber", "+27820000031"), ("text", text)])
+            .form(&[
+                ("sessionId", "s-1"),
+                ("serviceCode", "*120#"),
+                ("phoneNumber", "+27820000031"),
+                ("text", text),
+            ])
             .send()
             .unwrap();
         resp.text().unwrap()
@@ -157,7 +185,11 @@ event = ["log"]
     let start = users[0]["helper_metadata"]["session"]["session_start"].as_str().unwrap().to_owned();
     assert_eq!(users[0]["timestamp"], start.as_str(), "the session starts with its first message");
     for m in &users[..5] {
-        assert_eq!(m["helper_metadata"]["session"], json!({"session_start": start}), "every message carries the start");
+        assert_eq!(
+            m["helper_metadata"]["session"],
+            json!({"session_start": start}),
+            "every message carries the start"
+        );
     }
     let closing = &users[5]["helper_metadata"]["session"];
     assert_eq!(users[5]["session_event"], "close", "the survey's END closes it");
@@ -199,7 +231,11 @@ inbound = ["broken"]
     let mut t = host.connect_to("telnet");
     t.send("hello");
     let log = host.wait_for_log("message sent to the failure path");
-    assert!(log.contains("middleware on telnet.inbound: ") && log.contains("invalid middleware config: missing field `country_code`"), "{log}");
+    assert!(
+        log.contains("middleware on telnet.inbound: ")
+            && log.contains("invalid middleware config: missing field `country_code`"),
+        "{log}"
+    );
     assert!(t.silent_for(Duration::from_millis(300)), "the failed message goes no further");
     let mut o = host.connect_to("other");
     o.send("still here");
@@ -219,5 +255,9 @@ fn a_component_of_another_world_is_refused_as_middleware() {
     let out = crate::common::vumi().args(["run", "--config"]).arg(&path).output().unwrap();
     assert!(!out.status.success(), "start-up stops");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`middleware.wrong.plugin`") && err.contains("is not a vumi:plugin/middleware@0.2.1 component"), "{err}");
+    assert!(
+        err.contains("`middleware.wrong.plugin`")
+            && err.contains("is not a vumi:plugin/middleware@0.2.1 component"),
+        "{err}"
+    );
 }

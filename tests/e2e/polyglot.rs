@@ -34,7 +34,10 @@ fn component(name: &str) -> PathBuf {
 
 fn echoes(name: &str) {
     rt().block_on(async {
-        let app = PluginHarness::builder(component(name)).load().await.unwrap_or_else(|e| panic!("load {name}: {e}"));
+        let app = PluginHarness::builder(component(name))
+            .load()
+            .await
+            .unwrap_or_else(|e| panic!("load {name}: {e}"));
         let user = app.user("+27820000001");
         let r = user.start().await.expect("new session");
         assert_eq!(r.len(), 1, "{r:?}");

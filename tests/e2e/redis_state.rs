@@ -11,7 +11,9 @@ const REDIS: &str = "127.0.0.1:6379";
 /// Fail, saying how to start it, if Redis is not there: never pass silently.
 fn require_redis() {
     if std::net::TcpStream::connect(REDIS).is_err() {
-        panic!("this test needs Redis at {REDIS}: start one with `redis-server --port 6379 --save '' --appendonly no`");
+        panic!(
+            "this test needs Redis at {REDIS}: start one with `redis-server --port 6379 --save '' --appendonly no`"
+        );
     }
 }
 
@@ -46,7 +48,8 @@ fn clean(session: &str, phone: &str) {
         let client = redis::Client::open(format!("redis://{REDIS}")).expect("url");
         let mut conn = client.get_multiplexed_async_connection().await.expect("connect to Redis");
         for pattern in [format!("*{session}*"), format!("*{phone}*")] {
-            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.expect("KEYS");
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.expect("KEYS");
             if !keys.is_empty() {
                 let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
             }
@@ -94,7 +97,11 @@ impl PrivateRedis {
     /// On `port`, in `dir`; `durable` keeps every write in an append-only file (`appendfsync
     /// always`), so a restart in the same directory loses nothing.
     fn start_on(port: u16, dir: crate::common::TempDir, durable: bool) -> PrivateRedis {
-        let aof = if durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] };
+        let aof = if durable {
+            ["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            ["--appendonly", "no", "--appendfsync", "no"]
+        };
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(aof)
@@ -164,7 +171,13 @@ bind = "127.0.0.1:0"
 /// Wait until `/metrics` counts at least two retries for `reason`: the outage was met.
 fn wait_for_retries(host: &Host, token: &str, reason: &str) {
     let retries = || {
-        let text = crate::common::http().get(host.admin_url("/metrics")).bearer_auth(token).send().unwrap().text().unwrap();
+        let text = crate::common::http()
+            .get(host.admin_url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         text.lines()
             .filter(|l| l.starts_with("vumi_retries_total") && l.contains(reason))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -172,7 +185,11 @@ fn wait_for_retries(host: &Host, token: &str, reason: &str) {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while retries() < 2.0 {
-        assert!(std::time::Instant::now() < deadline, "nothing retried ({reason}) while Redis was down:\n{}", host.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing retried ({reason}) while Redis was down:\n{}",
+            host.log()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -199,11 +216,20 @@ connector = "sms"
         plugin("survey").display()
     ));
     let sms = |content: &str| {
-        let resp = crate::common::http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000077"), ("to", "5555"), ("content", content)]).send().unwrap();
+        let resp = crate::common::http()
+            .post(host.url("/transports/sms/inbound"))
+            .form(&[("from", "+27820000077"), ("to", "5555"), ("content", content)])
+            .send()
+            .unwrap();
         assert_eq!(resp.status(), 200, "the SMS is accepted: the transport needs no state to take it");
     };
     sms("hi");
-    assert!(aggregator.wait_for(1)[0].json()["content"].as_str().unwrap_or_default().contains("Favourite colour?"));
+    assert!(
+        aggregator.wait_for(1)[0].json()["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Favourite colour?")
+    );
 
     let (port, dir) = redis.stop();
     sms("3");
@@ -219,11 +245,23 @@ connector = "sms"
     // Redis came back empty (no persistence): the survey has forgotten the user, so the waiting
     // message is answered as a first one. It is answered, once, and not failed.
     let got = aggregator.wait_for(2);
-    assert_eq!(crate::common::http().get(host.admin_url("/health")).send().unwrap().status(), 200, "and that it is back");
-    assert!(got[1].json()["content"].as_str().unwrap_or_default().contains("Favourite colour?"), "{:?}", got[1].json());
+    assert_eq!(
+        crate::common::http().get(host.admin_url("/health")).send().unwrap().status(),
+        200,
+        "and that it is back"
+    );
+    assert!(
+        got[1].json()["content"].as_str().unwrap_or_default().contains("Favourite colour?"),
+        "{:?}",
+        got[1].json()
+    );
     sms("3");
     let got = aggregator.wait_for(3);
-    assert!(got[2].json()["content"].as_str().unwrap_or_default().contains("Favourite season?"), "and the survey goes on: {:?}", got[2].json());
+    assert!(
+        got[2].json()["content"].as_str().unwrap_or_default().contains("Favourite season?"),
+        "and the survey goes on: {:?}",
+        got[2].json()
+    );
     assert_eq!(got.len(), 3, "one answer per message");
     assert!(!host.log().contains("failure path"), "nothing went to the failure path:\n{}", host.log());
 }
@@ -250,7 +288,11 @@ mo_url = "{}"
         mo.url("/mo")
     ));
     let (port, dir) = redis.stop();
-    let resp = crate::common::http().post(host.url("/transports/sms/inbound")).form(&[("from", "+27820000088"), ("to", "5555"), ("content", "hello")]).send().unwrap();
+    let resp = crate::common::http()
+        .post(host.url("/transports/sms/inbound"))
+        .form(&[("from", "+27820000088"), ("to", "5555"), ("content", "hello")])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     wait_for_retries(&host, TOKEN, "unavailable");
     assert!(mo.received().is_empty(), "not handed on before it is stored");
@@ -258,7 +300,12 @@ mo_url = "{}"
     let inbound = mo.wait_for(1)[0].json();
     assert_eq!(inbound["content"], "hello");
     // It was stored, so the app behind the mo_url can answer it.
-    let reply = crate::common::post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &serde_json::json!({"reply_to": inbound["message_id"], "content": "hi back"}));
+    let reply = crate::common::post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &serde_json::json!({"reply_to": inbound["message_id"], "content": "hi back"}),
+    );
     assert_eq!(reply.status(), 201, "{}", reply.text().unwrap());
     let sent = aggregator.wait_for(1)[0].json();
     assert_eq!((sent["to"].as_str(), sent["content"].as_str()), (Some("+27820000088"), Some("hi back")));
@@ -271,10 +318,17 @@ fn a_sent_sms_is_remembered_once_redis_is_back_so_its_delivery_report_is_taken()
     const DURABLE: bool = true;
     let redis = PrivateRedis::start(DURABLE);
     let aggregator = crate::common::Recorder::start(0);
-    let host = Host::start(&(outage_header(redis.port) + &crate::common::sms_channel_config(&aggregator.url("/sms"), "", "")));
+    let host = Host::start(
+        &(outage_header(redis.port) + &crate::common::sms_channel_config(&aggregator.url("/sms"), "", "")),
+    );
     // Stored by the send API while Redis is up; the aggregator holds the POST.
     aggregator.hold();
-    let resp = crate::common::post_json(&host, "/api/v1/channels/api/messages", Some("test-token-1"), &serde_json::json!({"to": "+27820000099", "content": "hello"}));
+    let resp = crate::common::post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &serde_json::json!({"to": "+27820000099", "content": "hello"}),
+    );
     assert_eq!(resp.status(), 201);
     let id = resp.json::<serde_json::Value>().unwrap()["result"]["message_id"].as_str().unwrap().to_owned();
     // Redis goes down while the aggregator has the message; then the aggregator answers
@@ -288,14 +342,22 @@ fn a_sent_sms_is_remembered_once_redis_is_back_so_its_delivery_report_is_taken()
     // message shows `sent`, its delivery report must be taken.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let got = crate::common::http().get(host.url(&format!("/api/v1/channels/api/messages/{id}"))).bearer_auth("test-token-1").send().unwrap();
+        let got = crate::common::http()
+            .get(host.url(&format!("/api/v1/channels/api/messages/{id}")))
+            .bearer_auth("test-token-1")
+            .send()
+            .unwrap();
         if got.status() == 200 && got.json::<serde_json::Value>().unwrap()["result"]["status"] == "sent" {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the message was never acked:\n{}", host.log());
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let dr = crate::common::http().post(host.url("/transports/sms/delivery-report")).form(&[("message_id", "agg-0"), ("status", "delivered")]).send().unwrap();
+    let dr = crate::common::http()
+        .post(host.url("/transports/sms/delivery-report"))
+        .form(&[("message_id", "agg-0"), ("status", "delivered")])
+        .send()
+        .unwrap();
     let (status, body) = (dr.status(), dr.text().unwrap());
     assert_eq!(status, 200, "the report found its message: {body}");
     assert!(body.contains(&id), "ours, {id}: {body}");

@@ -34,7 +34,10 @@ fn versioned_host(extra: &str) -> (Host, PathBuf, TempDir) {
     let wasm = plugins.path().join("app.wasm");
     std::fs::write(&wasm, version_bytes(0)).unwrap();
     let app = "instances = \"pooled\"\nconcurrency = 4";
-    let config = format!("{}\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n{extra}\n", telnet_app_config(&wasm, app));
+    let config = format!(
+        "{}\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n{extra}\n",
+        telnet_app_config(&wasm, app)
+    );
     (Host::start(&config), wasm, plugins)
 }
 
@@ -85,7 +88,8 @@ impl Load {
                     }
                     // "VERSION-07 c1 s42"
                     let mut parts = line.split_whitespace();
-                    let version = parts.next().and_then(|v| v.strip_prefix("VERSION-")).and_then(|v| v.parse().ok());
+                    let version =
+                        parts.next().and_then(|v| v.strip_prefix("VERSION-")).and_then(|v| v.parse().ok());
                     let _client = parts.next();
                     let word = parts.next();
                     if word == Some("end") {
@@ -146,7 +150,11 @@ impl Load {
         let sent = *self.sent.lock().unwrap();
         let deadline = Instant::now() + WAIT;
         while !self.ended.load(std::sync::atomic::Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "the closing marker was never answered ({} of {sent} answers)", self.answered());
+            assert!(
+                Instant::now() < deadline,
+                "the closing marker was never answered ({} of {sent} answers)",
+                self.answered()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         let _ = self.reader.take();
@@ -170,7 +178,11 @@ fn ten_swaps_under_load_answer_every_message_exactly_once() {
             if loads.iter().all(|l| l.latest_version() == Some(v)) {
                 return t0.elapsed();
             }
-            assert!(t0.elapsed() < bound, "version {v} not answering {bound:?} after its file was written; log:\n{}", host.log());
+            assert!(
+                t0.elapsed() < bound,
+                "version {v} not answering {bound:?} after its file was written; log:\n{}",
+                host.log()
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     };
@@ -182,7 +194,10 @@ fn ten_swaps_under_load_answer_every_message_exactly_once() {
             std::fs::write(&wasm, &half[..half.len() / 2]).unwrap();
             host.wait_for_log("not a valid WebAssembly component");
             let view = plugin_view(&host, "app");
-            assert!(view["rejected"]["reason"].as_str().unwrap().contains("not a valid WebAssembly component"), "{view}");
+            assert!(
+                view["rejected"]["reason"].as_str().unwrap().contains("not a valid WebAssembly component"),
+                "{view}"
+            );
             let marks: Vec<usize> = loads.iter().map(Load::answered).collect();
             for (l, m) in loads.iter().zip(marks) {
                 assert!(l.versions_after(m, 5).iter().all(|v| *v == 3), "the old version keeps answering");
@@ -213,7 +228,10 @@ fn ten_swaps_under_load_answer_every_message_exactly_once() {
         let mut last_version = 0;
         for (i, (v, seq, _)) in answers.iter().enumerate() {
             assert_eq!(*seq, i as u64, "client {client}: answers in order, none lost or doubled");
-            assert!(*v >= last_version, "client {client}: seq {seq} answered by version {v} after version {last_version}");
+            assert!(
+                *v >= last_version,
+                "client {client}: seq {seq} answered by version {v} after version {last_version}"
+            );
             last_version = *v;
             *seen.entry(*v).or_insert(0u64) += 1;
         }
@@ -224,7 +242,9 @@ fn ten_swaps_under_load_answer_every_message_exactly_once() {
     assert_eq!(view["reloads"], 10, "{view}");
     assert!(view["rejected"].is_null(), "a later good version clears the rejection: {view}");
     assert!(host.alive());
-    eprintln!("swap visible after (file written -> every client answered by the new version): {visible_after:?}");
+    eprintln!(
+        "swap visible after (file written -> every client answered by the new version): {visible_after:?}"
+    );
 }
 
 #[test]
@@ -264,8 +284,13 @@ fn the_admin_api_wants_its_token_refuses_bad_uploads_and_serves_metrics() {
         let wrong = http().get(host.admin_url(path)).bearer_auth("nope").send().unwrap();
         assert_eq!(wrong.status(), 403, "{path} with a wrong token");
     }
-    let put = |body: Vec<u8>| http().put(host.admin_url("/plugins/app")).bearer_auth(TOKEN).body(body).send().unwrap();
-    assert_eq!(http().put(host.admin_url("/plugins/app")).body(version_bytes(1)).send().unwrap().status(), 401);
+    let put = |body: Vec<u8>| {
+        http().put(host.admin_url("/plugins/app")).bearer_auth(TOKEN).body(body).send().unwrap()
+    };
+    assert_eq!(
+        http().put(host.admin_url("/plugins/app")).body(version_bytes(1)).send().unwrap().status(),
+        401
+    );
 
     // Bad uploads: 422 with the reason; the old version keeps serving and the file is untouched.
     let garbage = put(b"\0asm not really".to_vec());
@@ -306,19 +331,41 @@ fn the_admin_api_wants_its_token_refuses_bad_uploads_and_serves_metrics() {
     assert_eq!(resp.status(), 200);
     let text = resp.text().unwrap();
     let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"));
+    let scrape = prometheus_parse::Scrape::parse(lines)
+        .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"));
     let names: std::collections::BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
-    for needed in ["vumi_messages_total", "vumi_handler_seconds", "vumi_reloads_total", "vumi_queue_depth", "vumi_queue_capacity", "vumi_queued_seconds"] {
+    for needed in [
+        "vumi_messages_total",
+        "vumi_handler_seconds",
+        "vumi_reloads_total",
+        "vumi_queue_depth",
+        "vumi_queue_capacity",
+        "vumi_queued_seconds",
+    ] {
         assert!(names.contains(needed), "{needed} missing from /metrics:\n{text}");
     }
-    let capacity = scrape.samples.iter().find(|s| s.metric == "vumi_queue_capacity" && s.labels.get("queue") == Some("telnet.inbound")).unwrap();
-    assert!(matches!(capacity.value, prometheus_parse::Value::Gauge(v) if v == 10_000.0), "each queue's capacity: {capacity:?}");
+    let capacity = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "vumi_queue_capacity" && s.labels.get("queue") == Some("telnet.inbound"))
+        .unwrap();
+    assert!(
+        matches!(capacity.value, prometheus_parse::Value::Gauge(v) if v == 10_000.0),
+        "each queue's capacity: {capacity:?}"
+    );
     let latency = scrape.samples.iter().find(|s| s.metric == "vumi_handler_seconds").unwrap();
-    assert!(matches!(&latency.value, prometheus_parse::Value::Histogram(b) if !b.is_empty()), "a histogram: {latency:?}");
+    assert!(
+        matches!(&latency.value, prometheus_parse::Value::Histogram(b) if !b.is_empty()),
+        "a histogram: {latency:?}"
+    );
     let inbound = scrape
         .samples
         .iter()
-        .find(|s| s.metric == "vumi_messages_total" && s.labels.get("connector") == Some("telnet") && s.labels.get("queue") == Some("inbound"))
+        .find(|s| {
+            s.metric == "vumi_messages_total"
+                && s.labels.get("connector") == Some("telnet")
+                && s.labels.get("queue") == Some("inbound")
+        })
         .unwrap_or_else(|| panic!("no telnet inbound counter:\n{text}"));
     let count = match inbound.value {
         prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
@@ -421,7 +468,10 @@ fn sighup_reloads_the_config() {
     host.signal("HUP");
     let log = host.wait_for_log("config reloaded");
     assert!(log.contains("SIGHUP"), "{log}");
-    assert!(!log.contains("the config file changed"), "watch = false: the write alone reloads nothing: {log}");
+    assert!(
+        !log.contains("the config file changed"),
+        "watch = false: the write alone reloads nothing: {log}"
+    );
     assert_eq!(admin_get(&host, "/plugins")["result"]["plugins"].as_array().unwrap().len(), 2);
     // The admin API's reload does the same, and reports a rejection as 422.
     std::fs::write(host.config_path(), format!("{added}\nbogus = 1\n")).unwrap();
@@ -455,7 +505,10 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_rebuilt() {
     std::fs::write(&entries[0], &bytes).unwrap();
     let (host, _wasm, _plugins) = versioned_host(&extra);
     let rebuilt = plugin_view(&host, "app");
-    assert!(rebuilt["cache"].as_str().unwrap().starts_with("rebuilt: its checksum does not match"), "{rebuilt}");
+    assert!(
+        rebuilt["cache"].as_str().unwrap().starts_with("rebuilt: its checksum does not match"),
+        "{rebuilt}"
+    );
     let mut t = host.connect();
     assert!(t.line().starts_with("VERSION-00"));
     // Rebuilt means replaced: the next start is a hit again.

@@ -57,7 +57,11 @@ impl FakeSmsc {
             // vumi: fake SMSC listening on 127.0.0.1:N (SMPP), http on 127.0.0.1:M
             if let Some(rest) = line.strip_prefix("vumi: fake SMSC listening on ") {
                 let (smpp, http) = rest.split_once(" (SMPP), http on ").expect("ready line");
-                return FakeSmsc { child, smpp: smpp.trim().parse().expect("smpp addr"), http: http.trim().parse().expect("http addr") };
+                return FakeSmsc {
+                    child,
+                    smpp: smpp.trim().parse().expect("smpp addr"),
+                    http: http.trim().parse().expect("http addr"),
+                };
             }
         }
     }
@@ -122,7 +126,10 @@ impl FakeSmsc {
     pub fn answer_to(&self, sequence: u64) -> Value {
         eventually(&format!("an answer to sequence {sequence}"), || {
             let r = self.get("/responses");
-            r.as_array().and_then(|l| l.iter().find(|x| x["sequence"] == sequence)).cloned().ok_or_else(|| r.to_string())
+            r.as_array()
+                .and_then(|l| l.iter().find(|x| x["sequence"] == sequence))
+                .cloned()
+                .ok_or_else(|| r.to_string())
         })
     }
 }
@@ -168,7 +175,12 @@ connector = "smpp"
 
 /// Send `content` to `to` through the send API: the message id.
 pub fn send(host: &Host, to: &str, content: &str) -> String {
-    let resp = post_json(host, "/api/v1/channels/api/messages", Some("test-token-1"), &json!({ "to": to, "content": content }));
+    let resp = post_json(
+        host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({ "to": to, "content": content }),
+    );
     assert_eq!(resp.status(), 201, "the send API took it");
     let v: Value = resp.json().expect("JSON");
     v["result"]["message_id"].as_str().expect("an id").to_owned()
@@ -199,7 +211,9 @@ fn an_mt_is_acked_with_the_smscs_id_and_its_delivery_report_reaches_the_app_side
     assert_eq!(mt[0]["from"], "5555");
     assert_eq!(mt[0]["coding"], "gsm7");
     let smsc_id = mt[0]["message_ids"][0].as_str().expect("the fake's id").to_owned();
-    let got = wait_events(&events, "an ack and a delivery report", |e| !of(e, &id, "ack").is_empty() && !of(e, &id, "delivery_report").is_empty());
+    let got = wait_events(&events, "an ack and a delivery report", |e| {
+        !of(e, &id, "ack").is_empty() && !of(e, &id, "delivery_report").is_empty()
+    });
     assert_eq!(of(&got, &id, "ack")[0]["sent_message_id"], smsc_id.as_str(), "the ack carries the SMSC's id");
     let dr = of(&got, &id, "delivery_report")[0];
     assert_eq!(dr["delivery_status"], "delivered");
@@ -214,7 +228,10 @@ fn an_mo_is_answered_by_the_app() {
     let _host = Host::start(&smpp_config(smsc.smpp, "", &events, ""));
     smsc.mo("27820000002", "1234", "ping");
     let mt = smsc.wait_mt(1);
-    assert_eq!((mt[0]["text"].as_str(), mt[0]["to"].as_str(), mt[0]["from"].as_str()), (Some("ping"), Some("27820000002"), Some("1234")));
+    assert_eq!(
+        (mt[0]["text"].as_str(), mt[0]["to"].as_str(), mt[0]["from"].as_str()),
+        (Some("ping"), Some("27820000002"), Some("1234"))
+    );
 }
 
 /// 400 characters with emoji and GSM escapes: UCS-2, split into parts.
@@ -239,7 +256,11 @@ fn a_400_character_message_with_emoji_is_split_and_reassembled_exactly_both_ways
     assert_eq!(mt[0]["text"].as_str(), Some(text.as_str()), "the text arrives exactly");
     assert_eq!(mt[0]["coding"], "ucs2");
     assert_eq!(mt[0]["method"], "udh8");
-    assert!(mt[0]["parts"].as_u64().unwrap_or(0) >= 7, "400 UTF-16 units with surrogates need 7+ parts of 67: {}", mt[0]);
+    assert!(
+        mt[0]["parts"].as_u64().unwrap_or(0) >= 7,
+        "400 UTF-16 units with surrogates need 7+ parts of 67: {}",
+        mt[0]
+    );
     assert_eq!(mt[0]["warnings"], json!([]), "no pair split, no mixed coding");
     // In: the fake splits it, the transport reassembles, the echo app sends it back.
     smsc.mo("27820000004", "1234", &text);
@@ -251,30 +272,54 @@ fn a_400_character_message_with_emoji_is_split_and_reassembled_exactly_both_ways
 #[test]
 fn receipt_ids_in_hex_and_decimal_are_matched() {
     // Hex in submit_sm_resp, decimal in the receipt's text (as Nexmo does); no TLVs.
-    let smsc = FakeSmsc::start(&["--id-format", "hex", "--receipt-id-format", "decimal", "--receipt-as", "text"]);
+    let smsc =
+        FakeSmsc::start(&["--id-format", "hex", "--receipt-id-format", "decimal", "--receipt-as", "text"]);
     let events = Recorder::start(0);
-    let host = Host::start(&smpp_config(smsc.smpp, "id_form = \"hex_decimal\"\nunmatched_wait_ms = 500", &events, ""));
+    let host = Host::start(&smpp_config(
+        smsc.smpp,
+        "id_form = \"hex_decimal\"\nunmatched_wait_ms = 500",
+        &events,
+        "",
+    ));
     smsc.wait_bound();
     let ids: Vec<String> = (0..12).map(|i| send(&host, "27820000005", &format!("m{i}"))).collect();
-    let got = wait_events(&events, "twelve delivery reports", |e| ids.iter().all(|id| !of(e, id, "delivery_report").is_empty()));
+    let got = wait_events(&events, "twelve delivery reports", |e| {
+        ids.iter().all(|id| !of(e, id, "delivery_report").is_empty())
+    });
     for id in &ids {
         assert_eq!(of(&got, id, "delivery_report")[0]["delivery_status"], "delivered");
     }
-    assert!(got.iter().all(|e| e["transport_metadata"]["smpp"]["unmatched_receipt"].is_null()), "none unmatched");
+    assert!(
+        got.iter().all(|e| e["transport_metadata"]["smpp"]["unmatched_receipt"].is_null()),
+        "none unmatched"
+    );
 }
 
 #[test]
 fn throttling_and_queue_full_are_honoured_with_part_order_kept() {
-    let smsc = FakeSmsc::start(&["--throttle-rate", "0.25", "--queue-full-rate", "0.1", "--receipt", "none", "--seed", "7"]);
+    let smsc = FakeSmsc::start(&[
+        "--throttle-rate",
+        "0.25",
+        "--queue-full-rate",
+        "0.1",
+        "--receipt",
+        "none",
+        "--seed",
+        "7",
+    ]);
     let events = Recorder::start(0);
     let host = Host::start(&smpp_config(smsc.smpp, "throttle_delay_ms = 20\nwindow = 5", &events, ""));
     smsc.wait_bound();
     let text = "A long message that takes three parts. ".repeat(10);
     let ids: Vec<String> = (0..15).map(|i| send(&host, &format!("2782000{i:04}"), &text)).collect();
-    let got = wait_events(&events, "every message acked", |e| ids.iter().all(|id| !of(e, id, "ack").is_empty()));
+    let got =
+        wait_events(&events, "every message acked", |e| ids.iter().all(|id| !of(e, id, "ack").is_empty()));
     assert!(ids.iter().all(|id| of(&got, id, "nack").is_empty()), "throttling never nacks: {got:#?}");
     let stats = smsc.get("/stats");
-    assert!(stats["throttled"].as_u64().unwrap_or(0) > 0 && stats["queue_full"].as_u64().unwrap_or(0) > 0, "both refusals happened: {stats}");
+    assert!(
+        stats["throttled"].as_u64().unwrap_or(0) > 0 && stats["queue_full"].as_u64().unwrap_or(0) > 0,
+        "both refusals happened: {stats}"
+    );
     let mt = smsc.wait_mt(15);
     for m in &mt {
         assert_eq!(m["text"].as_str(), Some(text.as_str()));
@@ -287,7 +332,12 @@ fn the_smsc_drops_the_link_mid_load_and_every_message_is_acked_after_the_rebind(
     let window = 10;
     let smsc = FakeSmsc::start(&["--drop-after", "40", "--receipt", "none"]);
     let events = Recorder::start(0);
-    let host = Host::start(&smpp_config(smsc.smpp, &format!("window = {window}\nreconnect_min_ms = 50\nreconnect_max_ms = 200"), &events, ""));
+    let host = Host::start(&smpp_config(
+        smsc.smpp,
+        &format!("window = {window}\nreconnect_min_ms = 50\nreconnect_max_ms = 200"),
+        &events,
+        "",
+    ));
     smsc.wait_bound();
     let ids: Vec<String> = (0..100).map(|i| send(&host, "27820000006", &format!("load {i}"))).collect();
     let got = wait_events(&events, "all 100 acked", |e| ids.iter().all(|id| !of(e, id, "ack").is_empty()));
@@ -336,7 +386,9 @@ fn hex(bytes: &[u8]) -> String {
 fn receipts_find_their_message_across_a_host_restart_on_redis() {
     const REDIS: &str = "127.0.0.1:6379";
     if std::net::TcpStream::connect(REDIS).is_err() {
-        panic!("this test needs Redis at {REDIS}: start one with `redis-server --port 6379 --save '' --appendonly no`");
+        panic!(
+            "this test needs Redis at {REDIS}: start one with `redis-server --port 6379 --save '' --appendonly no`"
+        );
     }
     // Receipts come 3 s after each submit: by then the host that sent it is gone.
     let smsc = FakeSmsc::start(&["--receipt-delay-ms", "3000"]);
@@ -344,21 +396,26 @@ fn receipts_find_their_message_across_a_host_restart_on_redis() {
     let head = format!("[host.state]\nkind = \"redis\"\nurl = \"redis://{REDIS}\"\n");
     let run = vumi_host::message::new_id()[..10].to_owned();
     // A transport name of its own: its keys in the shared Redis are this run's only.
-    let config = smpp_config(smsc.smpp, "", &events, &head).replace("transports.smpp", &format!("transports.smpp{run}")).replace("connector = \"smpp\"", &format!("connector = \"smpp{run}\""));
+    let config = smpp_config(smsc.smpp, "", &events, &head)
+        .replace("transports.smpp", &format!("transports.smpp{run}"))
+        .replace("connector = \"smpp\"", &format!("connector = \"smpp{run}\""));
     let first = Host::start(&config);
     smsc.wait_bound();
     let id = send(&first, "27820000009", "remember me");
     wait_events(&events, "the ack", |e| !of(e, &id, "ack").is_empty());
     drop(first);
     let _second = Host::start(&config);
-    let got = wait_events(&events, "the delivery report, taken by the second host", |e| !of(e, &id, "delivery_report").is_empty());
+    let got = wait_events(&events, "the delivery report, taken by the second host", |e| {
+        !of(e, &id, "delivery_report").is_empty()
+    });
     assert_eq!(of(&got, &id, "delivery_report")[0]["delivery_status"], "delivered");
     // Leave nothing of this run in the shared Redis.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let client = redis::Client::open(format!("redis://{REDIS}")).expect("url");
         let mut conn = client.get_multiplexed_async_connection().await.expect("connect to Redis");
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
         if !keys.is_empty() {
             let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
         }
@@ -381,7 +438,8 @@ fn a_refused_submit_is_nacked_with_the_status_name_and_code() {
 fn a_response_that_never_comes_is_nacked_when_so_configured() {
     let smsc = FakeSmsc::start(&["--delay-ms", "3000", "--receipt", "none"]);
     let events = Recorder::start(0);
-    let host = Host::start(&smpp_config(smsc.smpp, "response_timeout_ms = 200\non_timeout = \"nack\"", &events, ""));
+    let host =
+        Host::start(&smpp_config(smsc.smpp, "response_timeout_ms = 200\non_timeout = \"nack\"", &events, ""));
     smsc.wait_bound();
     let id = send(&host, "27820000011", "slow");
     let got = wait_events(&events, "a nack", |e| !of(e, &id, "nack").is_empty());
@@ -393,13 +451,17 @@ fn a_response_that_never_comes_is_nacked_when_so_configured() {
 fn transmitter_and_receiver_binds_carry_mt_mo_and_receipts() {
     let smsc = FakeSmsc::start(&[]);
     let events = Recorder::start(0);
-    let host = Host::start(&smpp_config(smsc.smpp, "bind_mode = \"transmitter_receiver\"\nbinds = 2", &events, ""));
+    let host =
+        Host::start(&smpp_config(smsc.smpp, "bind_mode = \"transmitter_receiver\"\nbinds = 2", &events, ""));
     smsc.wait_stats("two transmitters and two receivers bound", |s| s["binds"] == 4);
     let ids: Vec<String> = (0..6).map(|i| send(&host, "27820000012", &format!("rr {i}"))).collect();
     // Receipts come back on the receivers (the fake sends them only there), and still match.
-    let got = wait_events(&events, "six delivery reports", |e| ids.iter().all(|id| !of(e, id, "delivery_report").is_empty()));
+    let got = wait_events(&events, "six delivery reports", |e| {
+        ids.iter().all(|id| !of(e, id, "delivery_report").is_empty())
+    });
     assert!(ids.iter().all(|id| of(&got, id, "delivery_report")[0]["delivery_status"] == "delivered"));
-    let binds: std::collections::HashSet<u64> = smsc.wait_mt(6).iter().filter_map(|m| m["bind"].as_u64()).collect();
+    let binds: std::collections::HashSet<u64> =
+        smsc.wait_mt(6).iter().filter_map(|m| m["bind"].as_u64()).collect();
     assert_eq!(binds.len(), 2, "outbound went round robin over both transmitters: {binds:?}");
     smsc.mo("27820000013", "1234", "over the receiver");
     eventually("the MO answered", || {
@@ -433,14 +495,25 @@ fn nothing_is_taken_while_unbound_and_everything_goes_once_bound() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let events = Recorder::start(0);
     let admin = "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"smpp-admin-token\"\n";
-    let host = Host::start(&smpp_config(addr, "reconnect_min_ms = 50\nreconnect_max_ms = 100", &events, admin));
+    let host =
+        Host::start(&smpp_config(addr, "reconnect_min_ms = 50\nreconnect_max_ms = 100", &events, admin));
     host.wait_for_log("SMPP bind failed");
     let ids: Vec<String> = (0..20).map(|i| send(&host, "27820000015", &format!("queued {i}"))).collect();
     // They wait on the bus, not in the transport: the outbound queue holds all twenty.
     eventually("smpp.outbound to hold 20", || {
-        let metrics = http().get(host.admin_url("/metrics")).bearer_auth("smpp-admin-token").send().unwrap().text().unwrap();
+        let metrics = http()
+            .get(host.admin_url("/metrics"))
+            .bearer_auth("smpp-admin-token")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         let depth: Vec<&str> = metrics.lines().filter(|l| l.starts_with("vumi_queue_depth{")).collect();
-        if depth.iter().any(|l| l.contains("smpp.outbound") && l.ends_with(" 20")) { Ok(()) } else { Err(depth.join("\n")) }
+        if depth.iter().any(|l| l.contains("smpp.outbound") && l.ends_with(" 20")) {
+            Ok(())
+        } else {
+            Err(depth.join("\n"))
+        }
     });
     assert!(events.received().is_empty(), "nothing was nacked meanwhile");
     let smsc = FakeSmsc::start_on(port, &["--receipt", "none"]);
@@ -498,7 +571,8 @@ deadline_ms = 50
     ));
     smsc.mo("27820000017", "1234", "nap 500 napped");
     for i in 0..30 {
-        let (status, body) = smsc.post("/mo", &json!({ "from": "27820000017", "to": "1234", "content": format!("m{i}") }));
+        let (status, body) =
+            smsc.post("/mo", &json!({ "from": "27820000017", "to": "1234", "content": format!("m{i}") }));
         assert_eq!(status, 200, "{body}");
     }
     let stats = smsc.get("/stats");
@@ -507,8 +581,10 @@ deadline_ms = 50
     host.wait_for_log("answered ESME_RX_T_APPN so the SMSC retries");
     // The fake retries them (as an SMSC does) and, once the nap is over, each gets its answer.
     eventually(&format!("every MO answered in the end ({refused} refused at first)"), || {
-        let texts: Vec<String> = smsc.mt().iter().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect();
-        let all = (0..30).all(|i| texts.contains(&format!("ok: m{i}"))) && texts.contains(&"napped".to_owned());
+        let texts: Vec<String> =
+            smsc.mt().iter().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect();
+        let all =
+            (0..30).all(|i| texts.contains(&format!("ok: m{i}"))) && texts.contains(&"napped".to_owned());
         if all { Ok(()) } else { Err(format!("{texts:?}\n{}", host.log())) }
     });
 }

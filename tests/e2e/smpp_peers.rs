@@ -71,7 +71,8 @@ fn long_gsm_text() -> String {
 /// Most characters GSM 03.38 has, basic and extension (escape) table: one SMS in `gsm7`. Not
 /// `§` (0x5F): smpplib 2.2.4's table has a backtick there, so it would send this text in UCS-2
 /// (and a backtick as `§`). The MO our ESME gets from the npm SMSC has it.
-const GSM_TEXT: &str = "Hi @home: £5 or €5? {a} [b] ~c^ |\\ ÄÖÑÜ¿ äöñüà ΔΦΓΛΩΠΨΣΘΞ ÆæßÉ _!\"#¤%&'()*+,-./:;<=>";
+const GSM_TEXT: &str =
+    "Hi @home: £5 or €5? {a} [b] ~c^ |\\ ÄÖÑÜ¿ äöñüà ΔΦΓΛΩΠΨΣΘΞ ÆæßÉ _!\"#¤%&'()*+,-./:;<=>";
 
 // --- the npm SMSC ------------------------------------------------------------------------------
 
@@ -103,7 +104,8 @@ impl NpmSmsc {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "event": "unparsed", "line": line }));
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({ "event": "unparsed", "line": line }));
                 if v["event"] == "ready" {
                     let _ = tx.send(v["smpp"].as_str().unwrap_or_default().to_owned());
                 }
@@ -115,7 +117,9 @@ impl NpmSmsc {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait();
-                panic!("smsc.js printed no ready line within {WAIT:?} (exit: {status:?}); its stderr is above")
+                panic!(
+                    "smsc.js printed no ready line within {WAIT:?} (exit: {status:?}); its stderr is above"
+                )
             }
         };
         NpmSmsc { child, stdin, addr, seen }
@@ -131,7 +135,11 @@ impl NpmSmsc {
 
     /// The first event of kind `event` that `pred` holds of, waiting for it.
     fn wait(&self, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        until(&format!("smsc.js to report `{event}`"), || self.seen().into_iter().find(|e| e["event"] == event && pred(e)), || self.show())
+        until(
+            &format!("smsc.js to report `{event}`"),
+            || self.seen().into_iter().find(|e| e["event"] == event && pred(e)),
+            || self.show(),
+        )
     }
 
     /// Every event of kind `event` so far.
@@ -186,7 +194,12 @@ fn send(host: &Host, to: &str, content: &str, helper_metadata: Value) -> String 
 
 /// The recorder's events for `id` of kind `kind`.
 fn of(events: &Recorder, id: &str, kind: &str) -> Vec<Value> {
-    events.received().iter().map(|r| r.json()).filter(|e| e["user_message_id"] == id && e["event_type"] == kind).collect()
+    events
+        .received()
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["user_message_id"] == id && e["event_type"] == kind)
+        .collect()
 }
 
 #[test]
@@ -222,26 +235,49 @@ connector = "smpp"
         plugin("echo").display()
     ));
     let bind = smsc.wait("bind", |_| true);
-    assert_eq!((bind["command"].as_str(), bind["ok"].as_bool()), (Some("bind_transceiver"), Some(true)), "{bind}");
+    assert_eq!(
+        (bind["command"].as_str(), bind["ok"].as_bool()),
+        (Some("bind_transceiver"), Some(true)),
+        "{bind}"
+    );
 
     // MT: what the npm package decodes is exactly what was sent, in every way we split.
     let long = long_text();
     let gsm_id = send(&host, "27820000001", GSM_TEXT, json!({}));
     let gsm = npm_message(&smsc, "1234", "27820000001", GSM_TEXT);
-    assert_eq!((gsm["data_coding"].as_u64(), gsm["parts"].as_u64(), gsm["method"].as_str()), (Some(0), Some(1), Some("single")), "one GSM 03.38 SMS: {gsm}");
+    assert_eq!(
+        (gsm["data_coding"].as_u64(), gsm["parts"].as_u64(), gsm["method"].as_str()),
+        (Some(0), Some(1), Some("single")),
+        "one GSM 03.38 SMS: {gsm}"
+    );
     let long_id = send(&host, "27820000002", &long, json!({}));
     let big = npm_message(&smsc, "1234", "27820000002", &long);
-    assert_eq!((big["data_coding"].as_u64(), big["method"].as_str()), (Some(8), Some("udh8")), "UCS-2 in UDH parts: {big}");
+    assert_eq!(
+        (big["data_coding"].as_u64(), big["method"].as_str()),
+        (Some(8), Some("udh8")),
+        "UCS-2 in UDH parts: {big}"
+    );
     assert!(big["parts"].as_u64().unwrap_or(0) >= 3, "202 UTF-16 units need 4 parts of at most 67: {big}");
-    assert_eq!(big["split_surrogate"], false, "no part ends or begins inside an emoji's surrogate pair: {big}");
+    assert_eq!(
+        big["split_surrogate"], false,
+        "no part ends or begins inside an emoji's surrogate pair: {big}"
+    );
     for part in smsc.all("submit_sm").iter().filter(|s| s["destination_addr"] == "27820000002") {
-        assert_eq!(part["esm_class"].as_u64().map(|c| c & 0x40), Some(0x40), "UDHI set on every part: {part}");
+        assert_eq!(
+            part["esm_class"].as_u64().map(|c| c & 0x40),
+            Some(0x40),
+            "UDHI set on every part: {part}"
+        );
         assert_eq!(part["registered_delivery"], 1, "{part}");
     }
     let gsm_long = long_gsm_text();
     let gsm_long_id = send(&host, "27820000003", &gsm_long, json!({}));
     let m = npm_message(&smsc, "1234", "27820000003", &gsm_long);
-    assert_eq!((m["data_coding"].as_u64(), m["method"].as_str()), (Some(0), Some("udh8")), "GSM 03.38 in UDH parts: {m}");
+    assert_eq!(
+        (m["data_coding"].as_u64(), m["method"].as_str()),
+        (Some(0), Some("udh8")),
+        "GSM 03.38 in UDH parts: {m}"
+    );
     let mut sent = vec![(gsm_id, gsm), (long_id, big), (gsm_long_id, m)];
     for (split, to) in [("udh16", "27820000004"), ("sar", "27820000005"), ("payload", "27820000006")] {
         let id = send(&host, to, &long, json!({ "smpp": { "split": split } }));
@@ -259,11 +295,18 @@ connector = "smpp"
     let show = || format!("{:#?}", events.received().iter().map(|r| r.json()).collect::<Vec<_>>());
     for (id, m) in &sent {
         let ack = until(&format!("an ack for {id}"), || of(&events, id, "ack").pop(), show);
-        assert_eq!(ack["sent_message_id"], m["message_ids"][0], "the ack carries the npm SMSC's id: {ack}\n{m}");
+        assert_eq!(
+            ack["sent_message_id"], m["message_ids"][0],
+            "the ack carries the npm SMSC's id: {ack}\n{m}"
+        );
         if m["parts"] != 1 {
-            assert_eq!(ack["transport_metadata"]["smpp"]["message_ids"], m["message_ids"], "and every part's id, in order: {ack}\n{m}");
+            assert_eq!(
+                ack["transport_metadata"]["smpp"]["message_ids"], m["message_ids"],
+                "and every part's id, in order: {ack}\n{m}"
+            );
         }
-        let dr = until(&format!("a delivery report for {id}"), || of(&events, id, "delivery_report").pop(), show);
+        let dr =
+            until(&format!("a delivery report for {id}"), || of(&events, id, "delivery_report").pop(), show);
         assert_eq!(dr["delivery_status"], "delivered", "{dr}");
         assert_eq!(dr["transport_metadata"]["smpp"]["stat"], "DELIVRD", "{dr}");
         assert!(of(&events, id, "nack").is_empty());
@@ -281,13 +324,21 @@ connector = "smpp"
     assert_eq!(echoed["data_coding"], 8, "{echoed}");
 
     // Everything the npm SMSC sent was taken: MO parts and receipts answered ESME_ROK.
-    let resps = until("three MO parts answered", || Some(smsc.all("mo_resp")).filter(|r| r.len() >= 3), || smsc.show());
+    let resps = until(
+        "three MO parts answered",
+        || Some(smsc.all("mo_resp")).filter(|r| r.len() >= 3),
+        || smsc.show(),
+    );
     assert_eq!(resps.len(), 3, "{resps:?}");
     assert!(resps.iter().all(|r| r["command_status"] == 0), "our ESME refused an MO part: {resps:?}");
-    let receipts = until("a receipt answered for every submit_sm", || {
-        let r = smsc.all("receipt");
-        (r.len() >= smsc.all("submit_sm").len()).then_some(r)
-    }, || smsc.show());
+    let receipts = until(
+        "a receipt answered for every submit_sm",
+        || {
+            let r = smsc.all("receipt");
+            (r.len() >= smsc.all("submit_sm").len()).then_some(r)
+        },
+        || smsc.show(),
+    );
     assert!(receipts.iter().all(|r| r["command_status"] == 0), "our ESME refused a receipt: {receipts:?}");
     let errors = smsc.all("error");
     assert!(errors.is_empty(), "the npm SMSC saw protocol errors: {errors:#?}");
@@ -296,7 +347,6 @@ connector = "smpp"
 }
 
 // --- smpplib against the fake SMSC -------------------------------------------------------------
-
 
 /// The `id:` of an Appendix B receipt text.
 fn text_id(receipt: &str) -> Option<&str> {
@@ -310,10 +360,15 @@ fn cut_parts(parts: &[Value], data_coding: u64) -> Vec<String> {
     let mut out = Vec::new();
     for (i, p) in parts.iter().enumerate().take(parts.len().saturating_sub(1)) {
         let hex = p["body_hex"].as_str().expect("body_hex");
-        let body: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect();
+        let body: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect();
         match data_coding {
-            8 if body.len() >= 2 && (0xD8..0xDC).contains(&body[body.len() - 2]) => out.push(format!("part {} ends inside a surrogate pair", i + 1)),
-            0 if body.iter().rev().take_while(|o| **o == 0x1B).count() % 2 == 1 => out.push(format!("part {} ends inside an escape pair", i + 1)),
+            8 if body.len() >= 2 && (0xD8..0xDC).contains(&body[body.len() - 2]) => {
+                out.push(format!("part {} ends inside a surrogate pair", i + 1))
+            }
+            0 if body.iter().rev().take_while(|o| **o == 0x1B).count() % 2 == 1 => {
+                out.push(format!("part {} ends inside an escape pair", i + 1))
+            }
             _ => {}
         }
     }
@@ -336,24 +391,43 @@ fn an_smpplib_client_against_vumi_fake_smsc() {
         .unwrap_or_else(|e| panic!("cannot run {} ({e}): run tests/smpp/setup.sh", python.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "client.py failed ({}); stdout: {stdout}", out.status);
-    let got: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("client.py printed no JSON ({e}): {stdout}"));
+    let got: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("client.py printed no JSON ({e}): {stdout}"));
     let messages = got["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 3, "{got:#}");
     let parts = |i: usize| messages[i]["parts"].as_array().expect("parts").clone();
-    assert_eq!((messages[0]["data_coding"].as_u64(), parts(0).len()), (Some(0), 1), "smpplib sent the GSM text as one GSM SMS: {got:#}");
+    assert_eq!(
+        (messages[0]["data_coding"].as_u64(), parts(0).len()),
+        (Some(0), 1),
+        "smpplib sent the GSM text as one GSM SMS: {got:#}"
+    );
     assert_eq!(messages[1]["data_coding"], 8, "smpplib sent the emoji text in UCS-2: {got:#}");
     assert_eq!(messages[2]["data_coding"], 0, "and the long GSM text in GSM: {got:#}");
-    assert!(parts(1).len() >= 3 && parts(2).len() >= 3, "smpplib split the long texts into UDH parts: {got:#}");
-    assert!(got["complete"].as_bool().unwrap_or(false), "client.py did not get a response and a receipt for every submit_sm within {WAIT:?}: {got:#}");
+    assert!(
+        parts(1).len() >= 3 && parts(2).len() >= 3,
+        "smpplib split the long texts into UDH parts: {got:#}"
+    );
+    assert!(
+        got["complete"].as_bool().unwrap_or(false),
+        "client.py did not get a response and a receipt for every submit_sm within {WAIT:?}: {got:#}"
+    );
 
     // Every submit_sm was accepted with an id (past 9: hex digits show), and its receipt names
     // that same id, in the TLV and in the text.
-    let receipts: Vec<&Value> = got["deliver_sm"].as_array().expect("deliver_sm").iter().filter(|d| d["esm_class"].as_u64().unwrap_or(0) & 0x3C == 0x04).collect();
+    let receipts: Vec<&Value> = got["deliver_sm"]
+        .as_array()
+        .expect("deliver_sm")
+        .iter()
+        .filter(|d| d["esm_class"].as_u64().unwrap_or(0) & 0x3C == 0x04)
+        .collect();
     let mut ids = Vec::new();
     for m in messages {
         for p in m["parts"].as_array().expect("parts") {
             assert_eq!(p["status"], 0, "a submit_sm was refused: {p}");
-            let id = p["message_id"].as_str().filter(|s| !s.is_empty()).unwrap_or_else(|| panic!("a submit_sm_resp with no id: {p}"));
+            let id = p["message_id"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| panic!("a submit_sm_resp with no id: {p}"));
             let r = receipts
                 .iter()
                 .find(|r| r["receipted_message_id"] == id)
@@ -369,33 +443,53 @@ fn an_smpplib_client_against_vumi_fake_smsc() {
     assert_eq!(receipts.len(), ids.len(), "one receipt per submit_sm: {receipts:#?}");
 
     // The fake decoded the three texts exactly, the long ones put together from smpplib's parts.
-    let mt = until("the fake SMSC to list the three messages", || {
-        let mt = fake.mt();
-        (mt.len() >= 3).then_some(mt)
-    }, || format!("{:#?}", fake.mt()));
+    let mt = until(
+        "the fake SMSC to list the three messages",
+        || {
+            let mt = fake.mt();
+            (mt.len() >= 3).then_some(mt)
+        },
+        || format!("{:#?}", fake.mt()),
+    );
     assert_eq!(mt.len(), 3, "{mt:#?}");
     let find = |dc: u64, single: bool| {
-        mt.iter()
-            .find(|m| m["data_coding"] == dc && (m["parts"] == 1) == single)
-            .unwrap_or_else(|| panic!("no message with data_coding {dc} in {} part(s): {mt:#?}", if single { "one" } else { "several" }))
+        mt.iter().find(|m| m["data_coding"] == dc && (m["parts"] == 1) == single).unwrap_or_else(|| {
+            panic!(
+                "no message with data_coding {dc} in {} part(s): {mt:#?}",
+                if single { "one" } else { "several" }
+            )
+        })
     };
     let gsm = find(0, true);
     assert_eq!(gsm["text"], GSM_TEXT, "{gsm:#}");
-    assert_eq!((gsm["coding"].as_str(), gsm["from"].as_str(), gsm["to"].as_str()), (Some("gsm7"), Some("1234"), Some("27820000005")), "{gsm:#}");
+    assert_eq!(
+        (gsm["coding"].as_str(), gsm["from"].as_str(), gsm["to"].as_str()),
+        (Some("gsm7"), Some("1234"), Some("27820000005")),
+        "{gsm:#}"
+    );
     assert_eq!(gsm["warnings"], json!([]), "{gsm:#}");
     // smpplib cuts 134 octets (UCS-2) or 153 septets (GSM) per part regardless of characters
     // (its make_parts says so in a FIXME): the test's texts put both emoji and one `€` across
     // its cuts. The fake must put the octets together before decoding (the texts), and say
     // which parts were cut there, and warn of nothing else.
-    for (m, text, dc, sent) in [(find(8, false), &long, 8, parts(1)), (find(0, false), &gsm_long, 0, parts(2))] {
+    for (m, text, dc, sent) in
+        [(find(8, false), &long, 8, parts(1)), (find(0, false), &gsm_long, 0, parts(2))]
+    {
         assert_eq!(m["text"], text.as_str(), "the long text put together from smpplib's parts: {m:#}");
         assert_eq!(m["method"], "udh8", "{m:#}");
         assert_eq!(m["coding"], if dc == 8 { "ucs2" } else { "gsm7" }, "{m:#}");
         assert_eq!(m["parts"].as_u64(), Some(sent.len() as u64), "{m:#}");
         let cut = cut_parts(&sent, dc);
-        assert!(!cut.is_empty() && cut[0].starts_with("part 1 "), "the test's text is cut at part 1 by smpplib: {cut:?}");
+        assert!(
+            !cut.is_empty() && cut[0].starts_with("part 1 "),
+            "the test's text is cut at part 1 by smpplib: {cut:?}"
+        );
         assert_eq!(m["warnings"], json!(cut), "the fake's warnings are the cut pairs, no others: {m:#}");
     }
-    let listed: Vec<&str> = mt.iter().flat_map(|m| m["message_ids"].as_array().into_iter().flatten()).filter_map(Value::as_str).collect();
+    let listed: Vec<&str> = mt
+        .iter()
+        .flat_map(|m| m["message_ids"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(listed, ids, "the fake lists the ids it answered, in order: {mt:#?}");
 }

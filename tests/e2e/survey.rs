@@ -52,8 +52,14 @@ fn an_invalid_answer_is_asked_again() {
     for bad in ["7", "blue", "", "0"] {
         t.send(bad);
         let again = t.until("3. Blue");
-        assert!(again.contains("Favourite colour?"), "after {bad:?} the same question is asked again, got:\n{again}");
-        assert!(again.contains("1") && again.contains("3"), "the re-ask says what a valid answer is, got:\n{again}");
+        assert!(
+            again.contains("Favourite colour?"),
+            "after {bad:?} the same question is asked again, got:\n{again}"
+        );
+        assert!(
+            again.contains("1") && again.contains("3"),
+            "the re-ask says what a valid answer is, got:\n{again}"
+        );
     }
     t.send(" 2 ");
     let q2 = t.until("2. Winter");
@@ -94,10 +100,16 @@ fn concurrent_connections_keep_separate_state() {
     assert!(bq2.contains("Favourite season?"), "got:\n{bq2}");
     b.send("2");
     let b_summary = b.until("Winter");
-    assert!(b_summary.contains("Blue") && !b_summary.contains("Red"), "b's summary has b's answers, got:\n{b_summary}");
+    assert!(
+        b_summary.contains("Blue") && !b_summary.contains("Red"),
+        "b's summary has b's answers, got:\n{b_summary}"
+    );
     a.send("1");
     let a_summary = a.until("Summer");
-    assert!(a_summary.contains("Red") && !a_summary.contains("Blue"), "a's summary has a's answers, got:\n{a_summary}");
+    assert!(
+        a_summary.contains("Red") && !a_summary.contains("Blue"),
+        "a's summary has a's answers, got:\n{a_summary}"
+    );
 }
 
 #[test]

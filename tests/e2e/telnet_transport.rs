@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use vumi_host::bus::{Bus, Consumer, EmbeddedBus, RoutingKey};
 use vumi_host::config::TelnetConfig;
 use vumi_host::message::{EventKind, Message, SessionEvent, UserMessage};
-use vumi_host::transports::{Transport, TransportContext};
 use vumi_host::transports::telnet::TelnetTransport;
+use vumi_host::transports::{Transport, TransportContext};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -37,7 +37,11 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = TelnetConfig { bind: addr, to_addr: Some("*120#".into()), max_line_bytes: 4096 };
-        let ctx = TransportContext { publish: bus.clone(), connector: connector.clone(), sent: std::sync::Arc::new(vumi_host::transports::Sent::new(&connector, 1000)) };
+        let ctx = TransportContext {
+            publish: bus.clone(),
+            connector: connector.clone(),
+            sent: std::sync::Arc::new(vumi_host::transports::Sent::new(&connector, 1000)),
+        };
         let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         let stop = CancellationToken::new();
         let outbound = bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume");
@@ -55,11 +59,17 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
         assert_eq!(new.content, None);
         assert_eq!(new.from_addr.as_deref(), Some(me.as_str()), "from_addr is the peer's host:port");
         assert_eq!(new.to_addr.as_deref(), Some("*120#"), "to_addr comes from config");
-        assert_eq!((new.transport_name.as_deref(), new.transport_type.as_deref()), (Some("tn"), Some("telnet")));
+        assert_eq!(
+            (new.transport_name.as_deref(), new.transport_type.as_deref()),
+            (Some("tn"), Some("telnet"))
+        );
 
         w.write_all(b"hello there\r\n").await.expect("write");
         let line = user(next(&mut inbound).await);
-        assert_eq!((line.session_event, line.content.as_deref()), (Some(SessionEvent::Resume), Some("hello there")));
+        assert_eq!(
+            (line.session_event, line.content.as_deref()),
+            (Some(SessionEvent::Resume), Some("hello there"))
+        );
 
         // A reply is written to the connection and acked with its own id as sent_message_id.
         let reply = line.reply(Some("hi!".into()), false);
@@ -81,8 +91,14 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
         // transport publishes `close`.
         let bye = line.reply(Some("bye".into()), true);
         bus.publish(&RoutingKey::outbound(&connector), bye.into()).await.expect("publish");
-        assert_eq!(tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read").as_deref(), Some("bye"));
-        assert_eq!(tokio::time::timeout(WAIT, lines.next_line()).await.expect("closed in time").expect("read"), None);
+        assert_eq!(
+            tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read").as_deref(),
+            Some("bye")
+        );
+        assert_eq!(
+            tokio::time::timeout(WAIT, lines.next_line()).await.expect("closed in time").expect("read"),
+            None
+        );
         let close = user(next(&mut inbound).await);
         assert_eq!(close.session_event, Some(SessionEvent::Close));
         assert_eq!(close.from_addr.as_deref(), Some(me.as_str()));
@@ -106,7 +122,8 @@ fn a_copy_of_a_message_already_sent_is_dropped_not_written_twice() {
         let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         let stop = CancellationToken::new();
         // As the supervisor hands it over: copies of what was sent are taken out first.
-        let outbound = sent.dedupe(bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume"));
+        let outbound =
+            sent.dedupe(bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume"));
         let server = tokio::spawn(transport.run(outbound, stop.clone()));
         let mut inbound = bus.consume(&RoutingKey::inbound(&connector), 10).await.expect("consume");
         let mut events = bus.consume(&RoutingKey::event(&connector), 10).await.expect("consume");
@@ -125,7 +142,11 @@ fn a_copy_of_a_message_already_sent_is_dropped_not_written_twice() {
         }
         for want in ["once", "marker"] {
             let got = tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read");
-            assert_eq!(got.as_deref(), Some(want), "the copy is not written: the next line after `once` is the marker");
+            assert_eq!(
+                got.as_deref(),
+                Some(want),
+                "the copy is not written: the next line after `once` is the marker"
+            );
         }
         for want in [&once, &marker] {
             let Message::Event(e) = next(&mut events).await else { panic!("an event") };

@@ -33,7 +33,12 @@ fn admin(host: &Host, method: &str, path: &str, token: &str, body: Option<Vec<u8
 }
 
 fn names(v: &Value, list: &str) -> Vec<String> {
-    v["result"][list].as_array().into_iter().flatten().map(|p| p["name"].as_str().unwrap_or_default().to_owned()).collect()
+    v["result"][list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[test]
@@ -65,7 +70,12 @@ fn the_example_serves_each_tenant_on_its_own_port_and_each_token_sees_its_own_te
     assert_eq!(status, 404, "{v}");
     assert!(!v["description"].as_str().unwrap_or_default().contains("globex:echo,"), "{v}");
     let wasm = std::fs::read(plugin("echo")).expect("echo.wasm");
-    let resp = http().put(host.admin_url("/plugins/globex:echo")).bearer_auth(ACME).body(wasm).send().expect("deploy");
+    let resp = http()
+        .put(host.admin_url("/plugins/globex:echo"))
+        .bearer_auth(ACME)
+        .body(wasm)
+        .send()
+        .expect("deploy");
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(admin(&host, "POST", "/plugins/globex:echo/reload", ACME, None).0, 404);
 
@@ -131,22 +141,40 @@ transports = ["b-telnet"]
     let e = refused(&format!("{base}[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"b-telnet\"\n"));
     assert!(e.contains("`tenants.a.apps.x.connector`: transport `b-telnet` is not granted to tenant `a` (granted: `a-telnet`)"), "{e}");
     // A router of a's routing to b's transport.
-    let e = refused(&format!("{base}[tenants.a.routers.r]\nplugin = \"{echo}\"\ntransports = [\"b-telnet\"]\napps = [\"x\"]\n"));
-    assert!(e.contains("`tenants.a.routers.r.transports`: `b-telnet` is not a transport granted to tenant `a`"), "{e}");
+    let e = refused(&format!(
+        "{base}[tenants.a.routers.r]\nplugin = \"{echo}\"\ntransports = [\"b-telnet\"]\napps = [\"x\"]\n"
+    ));
+    assert!(
+        e.contains("`tenants.a.routers.r.transports`: `b-telnet` is not a transport granted to tenant `a`"),
+        "{e}"
+    );
     // One transport for two tenants.
     let e = refused(&base.replace("transports = [\"b-telnet\"]", "transports = [\"a-telnet\"]"));
-    assert!(e.contains("`tenants.b.transports`: transport `a-telnet` is already granted to tenant `a`"), "{e}");
+    assert!(
+        e.contains("`tenants.b.transports`: transport `a-telnet` is already granted to tenant `a`"),
+        "{e}"
+    );
     // The operator's own app on a tenant's transport.
     let e = refused(&format!("{base}[apps.ops]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\n"));
     assert!(e.contains("`apps.ops.connector`: transport `a-telnet` is granted to tenant `a`"), "{e}");
     // More than the tenant's limits.
-    let e = refused(&format!("{base}[tenants.a.limits]\nmemory_limit_mb = 32\n[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\nmemory_limit_mb = 64\n"));
+    let e = refused(&format!(
+        "{base}[tenants.a.limits]\nmemory_limit_mb = 32\n[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\nmemory_limit_mb = 64\n"
+    ));
     assert!(e.contains("`tenants.a.apps.x.memory_limit_mb`: 64 is over the tenant's limit of 32"), "{e}");
-    let e = refused(&format!("{base}[tenants.a.limits]\nmax_instances = 3\n[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\nconcurrency = 4\n"));
-    assert!(e.contains("`tenants.a.limits.max_instances`: tenant `a`'s plugins may run 4 instances at once"), "{e}");
+    let e = refused(&format!(
+        "{base}[tenants.a.limits]\nmax_instances = 3\n[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\nconcurrency = 4\n"
+    ));
+    assert!(
+        e.contains("`tenants.a.limits.max_instances`: tenant `a`'s plugins may run 4 instances at once"),
+        "{e}"
+    );
     // A qualified name written outside its tenant, and a token too short to be one.
     let e = refused(&format!("{base}[apps.\"a:x\"]\nplugin = \"{echo}\"\nconnector = \"a-telnet\"\n"));
-    assert!(e.contains("`apps`: `a:x`: `:` separates a tenant from a name; write it as [tenants.a.apps.x]"), "{e}");
+    assert!(
+        e.contains("`apps`: `a:x`: `:` separates a tenant from a name; write it as [tenants.a.apps.x]"),
+        "{e}"
+    );
     let e = refused(&format!("{base}[tenants.c]\nadmin_tokens = [\"short\"]\n"));
     assert!(e.contains("a token must be at least 8 characters"), "{e}");
 }
@@ -159,7 +187,12 @@ fn hostile_config(dir: &std::path::Path, acme_extra: &str) -> String {
 
 /// [`hostile_config`] with `acme_keys` under `[tenants.acme]` itself (grants such as
 /// `http_allow`) and `acme_limits` under `[tenants.acme.limits]`.
-pub(crate) fn hostile_config_with(dir: &std::path::Path, acme_keys: &str, acme_limits: &str, acme_extra: &str) -> String {
+pub(crate) fn hostile_config_with(
+    dir: &std::path::Path,
+    acme_keys: &str,
+    acme_limits: &str,
+    acme_extra: &str,
+) -> String {
     let faulty = dir.join("faulty.wasm");
     std::fs::copy(plugin("faulty"), &faulty).expect("copy faulty.wasm");
     let failures = dir.join("failures.jsonl");
@@ -246,7 +279,11 @@ fn hostile_plugins_cost_only_their_message_and_each_is_reported_with_its_reason(
         assert_eq!(neighbour.line(), format!("ping {i}"));
         // The victim's next message is answered, and nothing the hostile one sent came first.
         victim.send(&format!("after {i}"));
-        assert_eq!(victim.line(), format!("ok: after {i}"), "`{command}` sent nothing and the session goes on");
+        assert_eq!(
+            victim.line(),
+            format!("ok: after {i}"),
+            "`{command}` sent nothing and the session goes on"
+        );
         let f = failure_of(&host, kind);
         let got = f["reason"].as_str().unwrap_or_default();
         assert!(got.contains(reason), "`{command}`: reason {got:?} should contain {reason:?}");
@@ -269,17 +306,23 @@ fn failures_are_replayed_once_after_a_fix_and_only_by_their_tenant() {
     assert_eq!(t.line(), "faulty: ready");
     t.send("error");
     let f = failure_of(&host, "handler_error");
-    assert_eq!((f["queue"].as_str(), f["failure_code"].as_str()), (Some("acme-telnet.inbound"), Some("permanent")), "{f}");
+    assert_eq!(
+        (f["queue"].as_str(), f["failure_code"].as_str()),
+        (Some("acme-telnet.inbound"), Some("permanent")),
+        "{f}"
+    );
 
     // globex cannot see or replay it.
-    let (status, _) = admin(&host, "POST", "/failures/replay", GLOBEX, Some(br#"{"tenant": "acme"}"#.to_vec()));
+    let (status, _) =
+        admin(&host, "POST", "/failures/replay", GLOBEX, Some(br#"{"tenant": "acme"}"#.to_vec()));
     assert_eq!(status, 403);
     let (_, v) = admin(&host, "POST", "/failures/replay", GLOBEX, Some(b"{}".to_vec()));
     assert_eq!(v["result"]["replayed"], serde_json::json!([]), "scoped to globex: nothing: {v}");
 
     // The fix: acme deploys echo over its app; then replays, with the CLI and acme's token.
     let wasm = std::fs::read(plugin("echo")).expect("echo.wasm");
-    let resp = http().put(host.admin_url("/plugins/app")).bearer_auth(ACME).body(wasm).send().expect("deploy");
+    let resp =
+        http().put(host.admin_url("/plugins/app")).bearer_auth(ACME).body(wasm).send().expect("deploy");
     assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().unwrap_or_default());
     let replay = |token: &str| {
         vumi()
@@ -291,12 +334,22 @@ fn failures_are_replayed_once_after_a_fix_and_only_by_their_tenant() {
     };
     let out = replay(ACME);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("1 replayed") && text.contains("republished to acme-telnet.inbound"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success()
+            && text.contains("1 replayed")
+            && text.contains("republished to acme-telnet.inbound"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The replayed message reaches the fixed app, on the same session.
     assert_eq!(t.line(), "error");
     // Exactly once: a second replay finds nothing to do, and the outcome is on the record.
     let out = replay(ACME);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 replayed"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 replayed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let f = failure_of(&host, "handler_error");
     assert_eq!(f["replay"]["outcome"], "republished to acme-telnet.inbound", "{f}");
     t.send("marker");
@@ -309,10 +362,8 @@ fn failures_are_replayed_once_after_a_fix_and_only_by_their_tenant() {
 #[test]
 fn over_its_outbound_rate_a_tenant_app_is_nacked_with_the_reason() {
     let dir = TempDir::new();
-    let config = hostile_config(dir.path(), "").replace(
-        "kv_max_value_bytes = 1024",
-        "kv_max_value_bytes = 1024\noutbound_per_sec = 1",
-    );
+    let config = hostile_config(dir.path(), "")
+        .replace("kv_max_value_bytes = 1024", "kv_max_value_bytes = 1024\noutbound_per_sec = 1");
     let host = Host::start(&config);
     let mut t = host.connect_to("acme-telnet");
     // The session's greeting took the one send of this second; the next reply is over the rate.
@@ -320,7 +371,12 @@ fn over_its_outbound_rate_a_tenant_app_is_nacked_with_the_reason() {
     t.send("one");
     let f = failure_of(&host, "over_quota");
     let reason = f["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("tenant `acme` is over its outbound rate of 1 messages/s (`tenants.acme.limits.outbound_per_sec`)"), "{f}");
+    assert!(
+        reason.contains(
+            "tenant `acme` is over its outbound rate of 1 messages/s (`tenants.acme.limits.outbound_per_sec`)"
+        ),
+        "{f}"
+    );
     assert_eq!(f["queue"], "acme-telnet.outbound", "{f}");
     assert_eq!(f["message"]["content"], "ok: one", "{f}");
 }
@@ -333,8 +389,14 @@ fn a_tenant_over_its_cpu_budget_is_paused_not_counted() {
     // budget it would end after ~100 ms.
     let dir = TempDir::new();
     let config = hostile_config(dir.path(), "")
-        .replace("deadline_ms = 200\nkv_max_value_bytes = 1024", "deadline_ms = 100\nkv_max_value_bytes = 1024\ncpu_ms_per_sec = 80")
-        .replace("connector = \"acme-telnet\"\ndeadline_ms = 200", "connector = \"acme-telnet\"\ndeadline_ms = 100");
+        .replace(
+            "deadline_ms = 200\nkv_max_value_bytes = 1024",
+            "deadline_ms = 100\nkv_max_value_bytes = 1024\ncpu_ms_per_sec = 80",
+        )
+        .replace(
+            "connector = \"acme-telnet\"\ndeadline_ms = 200",
+            "connector = \"acme-telnet\"\ndeadline_ms = 100",
+        );
     assert!(config.contains("cpu_ms_per_sec = 80"), "{config}");
     let host = Host::start(&config);
     let mut t = host.connect_to("acme-telnet");
@@ -346,7 +408,10 @@ fn a_tenant_over_its_cpu_budget_is_paused_not_counted() {
     let took = started.elapsed();
     let f = failure_of(&host, "deadline");
     assert!(f["reason"].as_str().unwrap_or_default().contains("ran past its CPU deadline of 100 ms"), "{f}");
-    assert!(took >= std::time::Duration::from_millis(200), "the loop was not paused over its tenant's budget: done in {took:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(200),
+        "the loop was not paused over its tenant's budget: done in {took:?}"
+    );
 }
 
 #[test]
@@ -374,32 +439,75 @@ admin_tokens = ["{ACME}"]
     );
     let host = Host::start(&config);
     let call = |method: &str, path: &str, token: &str, body: &[u8]| {
-        let resp = http().request(method.parse().expect("method"), host.admin_url(path)).bearer_auth(token).body(body.to_vec()).send().expect("admin API");
+        let resp = http()
+            .request(method.parse().expect("method"), host.admin_url(path))
+            .bearer_auth(token)
+            .body(body.to_vec())
+            .send()
+            .expect("admin API");
         (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
     };
     // The operator adds tenant newco, granted new-telnet; its token is written hashed.
-    let (status, v) = call("PUT", "/tenants/newco", OPERATOR, b"transports = [\"new-telnet\"]\nadmin_tokens = [\"newco-admin-token\"]\n");
+    let (status, v) = call(
+        "PUT",
+        "/tenants/newco",
+        OPERATOR,
+        b"transports = [\"new-telnet\"]\nadmin_tokens = [\"newco-admin-token\"]\n",
+    );
     assert_eq!(status, 200, "{v}");
     let file = std::fs::read_to_string(tenants.join("newco.toml")).expect("newco.toml");
     assert!(!file.contains("newco-admin-token") && file.contains("sha256:"), "{file}");
     const NEWCO: &str = "newco-admin-token";
     // A tenant cannot change its grants, nor touch another tenant, nor a tenant from the config file.
     assert_eq!(call("PUT", "/tenants/newco", NEWCO, b"transports = [\"acme-telnet\"]\n").0, 403);
-    assert_eq!(call("PUT", "/tenants/acme/apps/x", NEWCO, b"plugin = \"x\"\nconnector = \"acme-telnet\"\n").0, 404);
+    assert_eq!(
+        call("PUT", "/tenants/acme/apps/x", NEWCO, b"plugin = \"x\"\nconnector = \"acme-telnet\"\n").0,
+        404
+    );
     assert_eq!(call("PUT", "/tenants/acme", OPERATOR, b"transports = []\n").0, 409);
 
     // newco uploads its plugin and adds an app running it.
-    let (status, v) = call("PUT", "/tenants/newco/files/echo.wasm", NEWCO, &std::fs::read(plugin("echo")).expect("echo.wasm"));
+    let (status, v) = call(
+        "PUT",
+        "/tenants/newco/files/echo.wasm",
+        NEWCO,
+        &std::fs::read(plugin("echo")).expect("echo.wasm"),
+    );
     assert_eq!(status, 200, "{v}");
     let wasm = v["result"]["path"].as_str().expect("path").to_owned();
     // Not another tenant's file, and not a transport it was not granted: refused, nothing changed.
-    let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, format!("plugin = \"{}\"\nconnector = \"new-telnet\"\n", plugin("echo").display()).as_bytes());
+    let (status, v) = call(
+        "PUT",
+        "/tenants/newco/apps/echo",
+        NEWCO,
+        format!("plugin = \"{}\"\nconnector = \"new-telnet\"\n", plugin("echo").display()).as_bytes(),
+    );
     assert_eq!(status, 403, "{v}");
-    let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, format!("plugin = \"{wasm}\"\nconnector = \"acme-telnet\"\n").as_bytes());
+    let (status, v) = call(
+        "PUT",
+        "/tenants/newco/apps/echo",
+        NEWCO,
+        format!("plugin = \"{wasm}\"\nconnector = \"acme-telnet\"\n").as_bytes(),
+    );
     assert_eq!(status, 422, "{v}");
-    assert!(v["description"].as_str().unwrap_or_default().contains("transport `acme-telnet` is not granted to tenant `newco`"), "{v}");
-    assert_eq!(std::fs::read_to_string(tenants.join("newco.toml")).expect("file"), file, "a rejected change is undone");
-    let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, format!("plugin = \"{wasm}\"\nconnector = \"new-telnet\"\n").as_bytes());
+    assert!(
+        v["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("transport `acme-telnet` is not granted to tenant `newco`"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tenants.join("newco.toml")).expect("file"),
+        file,
+        "a rejected change is undone"
+    );
+    let (status, v) = call(
+        "PUT",
+        "/tenants/newco/apps/echo",
+        NEWCO,
+        format!("plugin = \"{wasm}\"\nconnector = \"new-telnet\"\n").as_bytes(),
+    );
     assert_eq!(status, 200, "{v}");
     let mut t = host.connect_to("new-telnet");
     assert_eq!(t.line(), "echo: ready");
@@ -411,7 +519,10 @@ admin_tokens = ["{ACME}"]
     // A new token, shown once; revoked, it no longer opens anything.
     let (status, v) = call("POST", "/tenants/newco/tokens", NEWCO, b"");
     assert_eq!(status, 201, "{v}");
-    let (token, id) = (v["result"]["token"].as_str().expect("token").to_owned(), v["result"]["id"].as_str().expect("id").to_owned());
+    let (token, id) = (
+        v["result"]["token"].as_str().expect("token").to_owned(),
+        v["result"]["id"].as_str().expect("id").to_owned(),
+    );
     assert_eq!(call("GET", "/plugins", &token, b"").0, 200);
     assert_eq!(call("DELETE", &format!("/tenants/newco/tokens/{id}"), NEWCO, b"").0, 200);
     assert_eq!(call("GET", "/plugins", &token, b"").0, 403);
@@ -422,9 +533,16 @@ admin_tokens = ["{ACME}"]
     let host = Host::start(&config);
     let mut t = host.connect_to("new-telnet");
     assert_eq!(t.line(), "echo: ready");
-    let resp = http().delete(host.admin_url("/tenants/newco/apps/echo")).bearer_auth(NEWCO).send().expect("delete");
+    let resp =
+        http().delete(host.admin_url("/tenants/newco/apps/echo")).bearer_auth(NEWCO).send().expect("delete");
     assert_eq!(resp.status().as_u16(), 200);
-    let plugins: Value = http().get(host.admin_url("/plugins")).bearer_auth(OPERATOR).send().expect("list").json().expect("json");
+    let plugins: Value = http()
+        .get(host.admin_url("/plugins"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .expect("list")
+        .json()
+        .expect("json");
     assert_eq!(names(&plugins, "plugins"), Vec::<String>::new(), "{plugins}");
 }
 
@@ -457,7 +575,8 @@ fn over_its_inbound_rate_a_tenants_messages_wait_and_none_is_lost() {
     // Four messages a second (acks count too): the burst goes on the session start, the
     // greeting's ack and the first messages; the rest wait on the queue. All six are answered.
     let dir = TempDir::new();
-    let config = hostile_config(dir.path(), "").replace("kv_max_value_bytes = 1024", "kv_max_value_bytes = 1024\ninbound_per_sec = 4");
+    let config = hostile_config(dir.path(), "")
+        .replace("kv_max_value_bytes = 1024", "kv_max_value_bytes = 1024\ninbound_per_sec = 4");
     assert!(config.contains("inbound_per_sec = 4"), "{config}");
     let host = Host::start(&config);
     let mut t = host.connect_to("acme-telnet");
@@ -470,15 +589,22 @@ fn over_its_inbound_rate_a_tenants_messages_wait_and_none_is_lost() {
         assert_eq!(t.line(), format!("ok: m{i}"));
     }
     let took = started.elapsed();
-    assert!(took >= std::time::Duration::from_millis(750), "six messages at 4/s were not held back: {took:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(750),
+        "six messages at 4/s were not held back: {took:?}"
+    );
     let (_, v) = admin(&host, "GET", "/tenants", ACME, None);
-    assert!(v["result"]["tenants"][0]["usage"]["waited_for_inbound_rate"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(
+        v["result"]["tenants"][0]["usage"]["waited_for_inbound_rate"].as_u64().is_some_and(|n| n > 0),
+        "{v}"
+    );
 }
 
 #[test]
 fn a_kv_flood_stops_at_the_tenants_key_quota_and_costs_no_one_else() {
     let dir = TempDir::new();
-    let host = Host::start(&hostile_config_with(dir.path(), "", "kv_max_keys = 50\nkv_max_bytes = 100000", ""));
+    let host =
+        Host::start(&hostile_config_with(dir.path(), "", "kv_max_keys = 50\nkv_max_bytes = 100000", ""));
     let mut acme = host.connect_to("acme-telnet");
     assert_eq!(acme.line(), "faulty: ready");
     let mut globex = host.connect_to("globex-telnet");
@@ -489,7 +615,11 @@ fn a_kv_flood_stops_at_the_tenants_key_quota_and_costs_no_one_else() {
     assert!(reason.contains("kv-flood: key 50: kv limit: tenant `acme` holds 50 kv keys, its limit (`limits.kv_max_keys` is 50)"), "{f}");
     // The tenant's usage, as its own token sees it.
     let (_, v) = admin(&host, "GET", "/tenants", ACME, None);
-    assert_eq!(v["result"]["tenants"][0]["usage"]["kv"], serde_json::json!({"keys": 50, "bytes": 5000}), "{v}");
+    assert_eq!(
+        v["result"]["tenants"][0]["usage"]["kv"],
+        serde_json::json!({"keys": 50, "bytes": 5000}),
+        "{v}"
+    );
     // Full is full for every plugin of acme's, and for no one else; acme's messages still run.
     globex.send("still here");
     assert_eq!(globex.line(), "still here");

@@ -43,7 +43,9 @@ impl HostProc {
             match lines.next() {
                 Some(Ok(l)) if l.starts_with("vumi: ready") => break,
                 Some(Ok(l)) => {
-                    if let Some((name, addr)) = l.strip_prefix("vumi: transport `").and_then(|r| r.split_once("` listening on ")) {
+                    if let Some((name, addr)) =
+                        l.strip_prefix("vumi: transport `").and_then(|r| r.split_once("` listening on "))
+                    {
                         listening.insert(name.to_owned(), addr.trim().parse().expect("address"));
                     }
                 }
@@ -57,7 +59,8 @@ impl HostProc {
 
     /// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
     pub fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc/<pid>/status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc/<pid>/status");
         status
             .lines()
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))

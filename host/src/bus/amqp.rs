@@ -129,7 +129,10 @@ impl Default for AmqpOptions {
 
 impl std::fmt::Debug for AmqpOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpOptions").field("broker", &self.display()).field("password", &"<redacted>").finish_non_exhaustive()
+        f.debug_struct("AmqpOptions")
+            .field("broker", &self.display())
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -302,8 +305,17 @@ impl Link {
                     // Best effort: the socket is likely gone already.
                     let stale = conn.clone();
                     tokio::spawn(async move {
-                        if !matches!(tokio::time::timeout(Duration::from_secs(5), stale.connection.close(320, "replaced".into())).await, Ok(Ok(()))) {
-                            tracing::debug!("a replaced connection did not close cleanly (likely gone already)");
+                        if !matches!(
+                            tokio::time::timeout(
+                                Duration::from_secs(5),
+                                stale.connection.close(320, "replaced".into())
+                            )
+                            .await,
+                            Ok(Ok(()))
+                        ) {
+                            tracing::debug!(
+                                "a replaced connection did not close cleanly (likely gone already)"
+                            );
                         }
                     });
                 }
@@ -357,7 +369,13 @@ impl Link {
     fn down_reason(&self) -> String {
         let d = self.lock_down();
         match d.0 {
-            Some(t) => format!("the {} connection to {} is down ({} ms): {}", self.role, self.opts.display(), t.elapsed().as_millis(), d.1),
+            Some(t) => format!(
+                "the {} connection to {} is down ({} ms): {}",
+                self.role,
+                self.opts.display(),
+                t.elapsed().as_millis(),
+                d.1
+            ),
             None => format!("the {} connection to {} is up", self.role, self.opts.display()),
         }
     }
@@ -429,8 +447,14 @@ async fn declare_queue(channel: &Channel, queue: &str) -> Result<(), lapin::Erro
 fn tier_arguments(input: &str, delay: Duration) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(ShortString::from("x-message-ttl"), AMQPValue::LongLongInt(delay.as_millis() as i64));
-    args.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString(LongString::from(EXCHANGE)));
-    args.insert(ShortString::from("x-dead-letter-routing-key"), AMQPValue::LongString(LongString::from(input)));
+    args.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        AMQPValue::LongString(LongString::from(EXCHANGE)),
+    );
+    args.insert(
+        ShortString::from("x-dead-letter-routing-key"),
+        AMQPValue::LongString(LongString::from(input)),
+    );
     args
 }
 
@@ -456,7 +480,15 @@ async fn declare_with(channel: &Channel, queue: &str, arguments: FieldTable) -> 
             arguments,
         )
         .await?;
-    channel.queue_bind(queue.into(), EXCHANGE.into(), queue.into(), QueueBindOptions::default(), FieldTable::default()).await
+    channel
+        .queue_bind(
+            queue.into(),
+            EXCHANGE.into(),
+            queue.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }
 
 impl AmqpBus {
@@ -477,7 +509,9 @@ impl AmqpBus {
         let first_con = consume_link.open().await.map_err(unreachable)?;
         // Declaring the exchange now surfaces a 403 (user, vhost) or 406 at start-up.
         let ch = first_pub.create_channel().await.map_err(unreachable)?;
-        declare_exchange(&ch).await.map_err(|e| BusError::Refused(format!("declaring exchange `{EXCHANGE}` on {}: {e}", opts.display())))?;
+        declare_exchange(&ch).await.map_err(|e| {
+            BusError::Refused(format!("declaring exchange `{EXCHANGE}` on {}: {e}", opts.display()))
+        })?;
         let _ = ch.close(200, "declared".into()).await;
         let inner = Arc::new(Inner {
             opts: opts.clone(),
@@ -552,11 +586,18 @@ impl Inner {
         };
         match opened {
             Ok(channel) => {
-                let p = Arc::new(PubChannel { conn, channel, declared: Mutex::default(), sending: tokio::sync::Mutex::new(()) });
+                let p = Arc::new(PubChannel {
+                    conn,
+                    channel,
+                    declared: Mutex::default(),
+                    sending: tokio::sync::Mutex::new(()),
+                });
                 *slot = Some(p.clone());
                 Ok(p)
             }
-            Err(e) if lapin_refused(&e) => Err(BusError::Refused(format!("the broker refused a publishing channel: {e}"))),
+            Err(e) if lapin_refused(&e) => {
+                Err(BusError::Refused(format!("the broker refused a publishing channel: {e}")))
+            }
             Err(e) => {
                 if !conn.connection.status().connected() {
                     conn.broken.cancel();
@@ -596,7 +637,9 @@ impl Inner {
                     self.unknown_confirms.inc();
                     p.conn.broken.cancel();
                     self.drop_channel(&p, &mut *self.publisher.lock().await);
-                    Err(Outcome::Failed(BusError::Unavailable(format!("no confirm for `{queue}` in time: the outcome is unknown; reconnecting"))))
+                    Err(Outcome::Failed(BusError::Unavailable(format!(
+                        "no confirm for `{queue}` in time: the outcome is unknown; reconnecting"
+                    ))))
                 }
             };
             match outcome {
@@ -625,10 +668,20 @@ impl Inner {
                 }
                 Err(e) if lapin_refused(&e) => {
                     self.drop_channel(p, &mut *self.publisher.lock().await);
-                    let how = if target.arguments.is_some() { "a host-only delay tier" } else { "durable, no arguments, as Vumi declares it" };
-                    return Err(Outcome::Failed(BusError::Refused(format!("the broker refused declaring queue `{queue}` ({how}): {e}"))));
+                    let how = if target.arguments.is_some() {
+                        "a host-only delay tier"
+                    } else {
+                        "durable, no arguments, as Vumi declares it"
+                    };
+                    return Err(Outcome::Failed(BusError::Refused(format!(
+                        "the broker refused declaring queue `{queue}` ({how}): {e}"
+                    ))));
                 }
-                Err(e) => return Err(Outcome::NotSent(BusError::Unavailable(format!("declaring queue `{queue}`: {e}")))),
+                Err(e) => {
+                    return Err(Outcome::NotSent(BusError::Unavailable(format!(
+                        "declaring queue `{queue}`: {e}"
+                    ))));
+                }
             }
         }
         let mut properties = BasicProperties::default().with_delivery_mode(2);
@@ -637,7 +690,13 @@ impl Inner {
             headers.insert(ShortString::from(RETRIES_HEADER), AMQPValue::LongUInt(n));
             properties = properties.with_headers(headers);
         }
-        let publish = p.channel.basic_publish(EXCHANGE.into(), queue.into(), BasicPublishOptions { mandatory: true, immediate: false }, body, properties);
+        let publish = p.channel.basic_publish(
+            EXCHANGE.into(),
+            queue.into(),
+            BasicPublishOptions { mandatory: true, immediate: false },
+            body,
+            properties,
+        );
         let mut publish = std::pin::pin!(publish);
         // Its first poll numbers it and queues its frames (lapin 4.12 does both before its
         // first await): that is the step that must not interleave with another publish's.
@@ -649,23 +708,32 @@ impl Inner {
             std::task::Poll::Ready(r) => r,
             std::task::Poll::Pending => publish.await,
         };
-        let confirm = sent.map_err(|e| Outcome::NotSent(BusError::Unavailable(format!("publishing to `{queue}`: {e}"))))?;
+        let confirm = sent
+            .map_err(|e| Outcome::NotSent(BusError::Unavailable(format!("publishing to `{queue}`: {e}"))))?;
         match confirm.await {
             Ok(Confirmation::Ack(None)) => Ok(()),
             Ok(Confirmation::Ack(Some(_))) => {
                 // Someone deleted the queue or its binding: declare it again next time.
                 p.declared.lock().unwrap_or_else(|e| e.into_inner()).remove(queue);
-                Err(Outcome::Failed(BusError::Unavailable(format!("`{queue}` reached no queue (returned by the broker); it is declared again on the next try"))))
+                Err(Outcome::Failed(BusError::Unavailable(format!(
+                    "`{queue}` reached no queue (returned by the broker); it is declared again on the next try"
+                ))))
             }
             Ok(Confirmation::Nack(_)) => {
                 self.unknown_confirms.inc();
-                Err(Outcome::Failed(BusError::Unavailable(format!("the broker could not store a message for `{queue}` (nack)"))))
+                Err(Outcome::Failed(BusError::Unavailable(format!(
+                    "the broker could not store a message for `{queue}` (nack)"
+                ))))
             }
-            Ok(Confirmation::NotRequested) => Err(Outcome::Failed(BusError::Unavailable("the publishing channel is not in confirm mode".into()))),
+            Ok(Confirmation::NotRequested) => Err(Outcome::Failed(BusError::Unavailable(
+                "the publishing channel is not in confirm mode".into(),
+            ))),
             Err(e) => {
                 self.unknown_confirms.inc();
                 self.drop_channel(p, &mut *self.publisher.lock().await);
-                Err(Outcome::Failed(BusError::Unavailable(format!("no confirm for `{queue}` ({e}): the outcome is unknown"))))
+                Err(Outcome::Failed(BusError::Unavailable(format!(
+                    "no confirm for `{queue}` ({e}): the outcome is unknown"
+                ))))
             }
         }
     }
@@ -728,7 +796,10 @@ impl Bus for AmqpBus {
         let deadline = tokio::time::Instant::now() + self.inner.opts.publish_wait;
         let conn = self.inner.consume_link.connected(Some(deadline)).await?;
         // On a task, held by `c`: if this call is dropped half-way, `c`'s drop closes it.
-        let opened = c.opening.insert(tokio::spawn(open_channel(self.inner.clone(), c.queue.clone(), c.prefetch, conn))).await;
+        let opened = c
+            .opening
+            .insert(tokio::spawn(open_channel(self.inner.clone(), c.queue.clone(), c.prefetch, conn)))
+            .await;
         c.opening = None;
         if let Ok(active) = opened {
             c.active = Some(active?);
@@ -780,8 +851,14 @@ struct AmqpConsumer {
 }
 
 /// Open a consuming channel on `conn`: qos, declare, consume.
-async fn open_channel(inner: Arc<Inner>, queue: String, prefetch: u16, conn: Arc<Conn>) -> Result<Active, BusError> {
-    let tag = format!("{}-{}", inner.opts.connection_name, inner.consumer_tags.fetch_add(1, Ordering::Relaxed));
+async fn open_channel(
+    inner: Arc<Inner>,
+    queue: String,
+    prefetch: u16,
+    conn: Arc<Conn>,
+) -> Result<Active, BusError> {
+    let tag =
+        format!("{}-{}", inner.opts.connection_name, inner.consumer_tags.fetch_add(1, Ordering::Relaxed));
     let attempt = async {
         let channel = conn.connection.create_channel().await?;
         channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
@@ -805,9 +882,9 @@ async fn open_channel(inner: Arc<Inner>, queue: String, prefetch: u16, conn: Arc
     };
     match attempt {
         Ok((channel, consumer)) => Ok(Active { conn, consumer, channel }),
-        Err(e) if lapin_refused(&e) => {
-            Err(BusError::Refused(format!("the broker refused consuming `{queue}` (declared durable, no arguments, as Vumi declares it): {e}")))
-        }
+        Err(e) if lapin_refused(&e) => Err(BusError::Refused(format!(
+            "the broker refused consuming `{queue}` (declared durable, no arguments, as Vumi declares it): {e}"
+        ))),
         Err(e) => {
             if !conn.connection.status().connected() {
                 conn.broken.cancel();
@@ -829,9 +906,15 @@ fn abandon(a: Active, queue: String) {
             return;
         }
         let closed = a.channel.status().connected()
-            && matches!(tokio::time::timeout(Duration::from_secs(2), a.channel.close(200, "reopening".into())).await, Ok(Ok(())));
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(2), a.channel.close(200, "reopening".into())).await,
+                Ok(Ok(()))
+            );
         if !closed {
-            tracing::warn!(queue, "a consuming channel could not be closed; replacing its connection so that its deliveries go back to the queue");
+            tracing::warn!(
+                queue,
+                "a consuming channel could not be closed; replacing its connection so that its deliveries go back to the queue"
+            );
             a.conn.broken.cancel();
         }
     });
@@ -841,12 +924,22 @@ impl AmqpConsumer {
     fn new(inner: Arc<Inner>, key: &RoutingKey, prefetch: u16) -> Self {
         let wait = inner.opts.reconnect_initial;
         let prefetch = prefetch.clamp(1, inner.opts.max_prefetch.max(1));
-        Self { inner, queue: key.to_string(), failures: format!("{}.failures", key.connector), prefetch, active: None, opening: None, retry_at: None, wait }
+        Self {
+            inner,
+            queue: key.to_string(),
+            failures: format!("{}.failures", key.connector),
+            prefetch,
+            active: None,
+            opening: None,
+            retry_at: None,
+            wait,
+        }
     }
 
     /// The open under way, or a new one (once the backoff allows and a connection is up).
     fn start_open(&mut self) -> &mut tokio::task::JoinHandle<Result<Active, BusError>> {
-        let (inner, queue, prefetch, retry_at) = (self.inner.clone(), self.queue.clone(), self.prefetch, self.retry_at);
+        let (inner, queue, prefetch, retry_at) =
+            (self.inner.clone(), self.queue.clone(), self.prefetch, self.retry_at);
         self.opening.get_or_insert_with(|| {
             tokio::spawn(async move {
                 if let Some(at) = retry_at {
@@ -862,7 +955,13 @@ impl AmqpConsumer {
     /// acked, so the queue keeps flowing. On its own task, like every settlement that awaits.
     fn set_aside(&self, delivery: lapin::message::Delivery, error: String) {
         self.inner.undecodable.inc();
-        tracing::warn!(queue = self.queue, failures = self.failures, error, bytes = delivery.data.len(), "a body that is not a Vumi message: set aside on the failures queue");
+        tracing::warn!(
+            queue = self.queue,
+            failures = self.failures,
+            error,
+            bytes = delivery.data.len(),
+            "a body that is not a Vumi message: set aside on the failures queue"
+        );
         let failure = serde_json::json!({
             "message_type": "failure_message",
             "message": String::from_utf8_lossy(&delivery.data),
@@ -948,8 +1047,15 @@ impl Consumer for AmqpConsumer {
                 Some(Ok(d)) => match Message::from_json(&d.data) {
                     Ok(message) => {
                         let retries = retries_of(&d.properties);
-                        let settle = AmqpSettle { acker: d.acker, settling: self.inner.settling.clone(), inner: self.inner.clone(), queue: self.queue.clone() };
-                        return Some(Delivery::new(message, d.redelivered, Box::new(settle)).with_retries(retries));
+                        let settle = AmqpSettle {
+                            acker: d.acker,
+                            settling: self.inner.settling.clone(),
+                            inner: self.inner.clone(),
+                            queue: self.queue.clone(),
+                        };
+                        return Some(
+                            Delivery::new(message, d.redelivered, Box::new(settle)).with_retries(retries),
+                        );
                     }
                     Err(e) => self.set_aside(d, e.to_string()),
                 },
@@ -1013,11 +1119,19 @@ impl Settle for AmqpSettle {
         }
     }
 
-    fn defer<'a>(&'a self, message: &'a Message, retries: u32) -> BoxFuture<'a, Result<Option<Duration>, BusError>> {
+    fn defer<'a>(
+        &'a self,
+        message: &'a Message,
+        retries: u32,
+    ) -> BoxFuture<'a, Result<Option<Duration>, BusError>> {
         Box::pin(async move {
             let Some(&delay) = self.inner.opts.retry_tiers.get(retries as usize) else { return Ok(None) };
             let tier = format!("{}.retry.{}", self.queue, super::tier_label(delay));
-            let target = Target { queue: &tier, arguments: Some(tier_arguments(&self.queue, delay)), retries: Some(retries + 1) };
+            let target = Target {
+                queue: &tier,
+                arguments: Some(tier_arguments(&self.queue, delay)),
+                retries: Some(retries + 1),
+            };
             self.inner.publish_to(&target, &ascii_json(message.to_json())).await?;
             Ok(Some(delay))
         })
@@ -1050,7 +1164,9 @@ mod tests {
         let opts = AmqpOptions { connection_name: "vumi-test".into(), ..Default::default() };
         match AmqpBus::connect(opts).await {
             Ok(b) => b,
-            Err(e) => panic!("{e}\nThese tests need RabbitMQ on 127.0.0.1:5672 (guest/guest): start it with `rabbitmq-server -detached` or `systemctl start rabbitmq-server`"),
+            Err(e) => panic!(
+                "{e}\nThese tests need RabbitMQ on 127.0.0.1:5672 (guest/guest): start it with `rabbitmq-server -detached` or `systemctl start rabbitmq-server`"
+            ),
         }
     }
 
@@ -1081,8 +1197,14 @@ mod tests {
     /// final failure goes to `<connector>.failures`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_retry_path_waits_in_tier_queues_and_final_failures_go_to_the_failures_queue() {
-        let opts = AmqpOptions { connection_name: "vumi-test-retry".into(), retry_tiers: conformance::SHORT_TIERS.to_vec(), ..Default::default() };
-        let bus = Arc::new(AmqpBus::connect(opts).await.expect("RabbitMQ on 127.0.0.1:5672 (`rabbitmq-server -detached`)"));
+        let opts = AmqpOptions {
+            connection_name: "vumi-test-retry".into(),
+            retry_tiers: conformance::SHORT_TIERS.to_vec(),
+            ..Default::default()
+        };
+        let bus = Arc::new(
+            AmqpBus::connect(opts).await.expect("RabbitMQ on 127.0.0.1:5672 (`rabbitmq-server -detached`)"),
+        );
         let run = conformance::new_run();
         let failures_key = raw_key(&run, "fail");
         let failures_queue = format!("{}.failures", failures_key.connector);
@@ -1138,36 +1260,66 @@ mod tests {
             // What a peer might publish: not JSON, then JSON that is not a message, then a good one.
             b.publish_raw(&key.to_string(), b"not json {").await.expect("publish");
             b.publish_raw(&key.to_string(), br#"{"message_type":"user_message"}"#).await.expect("publish");
-            let good = crate::message::UserMessage::inbound("t", "sms", "+27831234567", "12345", Some("caf\u{e9} \u{1F600}".into()), None);
+            let good = crate::message::UserMessage::inbound(
+                "t",
+                "sms",
+                "+27831234567",
+                "12345",
+                Some("caf\u{e9} \u{1F600}".into()),
+                None,
+            );
             b.publish(&key, good.clone().into()).await.expect("publish");
-            let d = tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("the good one in time").expect("open");
+            let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+                .await
+                .expect("the good one in time")
+                .expect("open");
             assert_eq!(d.message.id(), good.message_id, "the bad bodies did not stall the queue");
             d.ack();
             // Both bad bodies are on the failures queue, each with its reason.
-            let conn = Connection::connect("amqp://127.0.0.1:5672/%2f", ConnectionProperties::default()).await.expect("raw connection");
+            let conn = Connection::connect("amqp://127.0.0.1:5672/%2f", ConnectionProperties::default())
+                .await
+                .expect("raw connection");
             let ch = conn.create_channel().await.expect("channel");
             let mut reasons = Vec::new();
             for _ in 0..2 {
                 let got = loop {
-                    if let Some(m) = ch.basic_get(failures.as_str().into(), lapin::options::BasicGetOptions { no_ack: true }).await.expect("get") {
+                    if let Some(m) = ch
+                        .basic_get(failures.as_str().into(), lapin::options::BasicGetOptions { no_ack: true })
+                        .await
+                        .expect("get")
+                    {
                         break m;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 };
                 assert!(got.delivery.data.is_ascii());
                 assert_eq!(got.delivery.properties.delivery_mode(), &Some(2), "persistent");
-                let v: serde_json::Value = serde_json::from_slice(&got.delivery.data).expect("a failure message is JSON");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&got.delivery.data).expect("a failure message is JSON");
                 assert_eq!(v["message_type"], "failure_message");
                 assert_eq!(v["failure_code"], "permanent");
                 reasons.push(v["reason"].as_str().expect("reason").to_owned());
             }
-            assert!(reasons[0].contains("undecodable body") && reasons[1].contains("undecodable body"), "{reasons:?}");
-            assert!(reasons.iter().any(|r| r.contains("missing field `message_version`")), "the reason names the missing field: {reasons:?}");
+            assert!(
+                reasons[0].contains("undecodable body") && reasons[1].contains("undecodable body"),
+                "{reasons:?}"
+            );
+            assert!(
+                reasons.iter().any(|r| r.contains("missing field `message_version`")),
+                "the reason names the missing field: {reasons:?}"
+            );
             // And what we publish is ASCII with delivery mode 2 only.
             b.publish(&key, good.clone().into()).await.expect("publish");
             drop(c);
             let got = loop {
-                if let Some(m) = ch.basic_get(key.to_string().as_str().into(), lapin::options::BasicGetOptions { no_ack: true }).await.expect("get") {
+                if let Some(m) = ch
+                    .basic_get(
+                        key.to_string().as_str().into(),
+                        lapin::options::BasicGetOptions { no_ack: true },
+                    )
+                    .await
+                    .expect("get")
+                {
                     break m;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1176,7 +1328,11 @@ mod tests {
             assert!(String::from_utf8_lossy(&got.delivery.data).contains(r"caf\u00e9 \ud83d\ude00"));
             let p = &got.delivery.properties;
             assert_eq!(p.delivery_mode(), &Some(2));
-            assert_eq!((p.content_type(), p.headers(), p.message_id()), (&None, &None, &None), "no property but the delivery mode, as Vumi publishes");
+            assert_eq!(
+                (p.content_type(), p.headers(), p.message_id()),
+                (&None, &None, &None),
+                "no property but the delivery mode, as Vumi publishes"
+            );
             let _ = conn.close(200, "done".into()).await;
         })
         .await;
@@ -1190,14 +1346,26 @@ mod tests {
         let b = bus.clone();
         let k = key.clone();
         cleaning(bus.clone(), vec![key.to_string()], async move {
-            let conn = Connection::connect("amqp://127.0.0.1:5672/%2f", ConnectionProperties::default()).await.expect("raw connection");
-            let ch = conn.create_channel().await.expect("channel");
-            ch.queue_declare(k.to_string().as_str().into(), QueueDeclareOptions { durable: false, ..Default::default() }, FieldTable::default())
+            let conn = Connection::connect("amqp://127.0.0.1:5672/%2f", ConnectionProperties::default())
                 .await
-                .expect("declare transient");
-            let err = b.publish(&k, crate::message::UserMessage::inbound("t", "sms", "a", "b", None, None).into()).await.expect_err("refused");
+                .expect("raw connection");
+            let ch = conn.create_channel().await.expect("channel");
+            ch.queue_declare(
+                k.to_string().as_str().into(),
+                QueueDeclareOptions { durable: false, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare transient");
+            let err = b
+                .publish(&k, crate::message::UserMessage::inbound("t", "sms", "a", "b", None, None).into())
+                .await
+                .expect_err("refused");
             assert!(matches!(err, BusError::Refused(_)) && !err.is_retryable(), "{err}");
-            assert!(err.to_string().contains("PRECONDITION_FAILED") || err.to_string().contains("inequivalent"), "{err}");
+            assert!(
+                err.to_string().contains("PRECONDITION_FAILED") || err.to_string().contains("inequivalent"),
+                "{err}"
+            );
             let _ = conn.close(200, "done".into()).await;
         })
         .await;
@@ -1212,9 +1380,14 @@ mod tests {
             .await
             .expect("rabbitmqctl (the RabbitMQ server's CLI) is needed for this test");
         let text = String::from_utf8_lossy(&out.stdout);
-        let pids: Vec<&str> = text.lines().filter(|l| l.contains(name)).filter_map(|l| l.split_whitespace().next()).collect();
+        let pids: Vec<&str> =
+            text.lines().filter(|l| l.contains(name)).filter_map(|l| l.split_whitespace().next()).collect();
         for pid in &pids {
-            let st = tokio::process::Command::new("rabbitmqctl").args(["-q", "close_connection", pid, "test: broker closes"]).status().await.expect("rabbitmqctl");
+            let st = tokio::process::Command::new("rabbitmqctl")
+                .args(["-q", "close_connection", pid, "test: broker closes"])
+                .status()
+                .await
+                .expect("rabbitmqctl");
             assert!(st.success(), "close_connection {pid}");
         }
         pids.len()
@@ -1224,7 +1397,11 @@ mod tests {
     async fn after_the_broker_drops_the_connections_the_bus_reconnects_and_what_was_in_flight_comes_back() {
         let run = conformance::new_run();
         let name = format!("vumi-reconnect-{}", &run[..8]);
-        let opts = AmqpOptions { connection_name: name.clone(), reconnect_initial: Duration::from_millis(50), ..Default::default() };
+        let opts = AmqpOptions {
+            connection_name: name.clone(),
+            reconnect_initial: Duration::from_millis(50),
+            ..Default::default()
+        };
         let bus = Arc::new(match AmqpBus::connect(opts).await {
             Ok(b) => b,
             Err(e) => panic!("{e}"),
@@ -1232,28 +1409,53 @@ mod tests {
         let key = raw_key(&run, "reconnect");
         let b = bus.clone();
         cleaning(bus.clone(), vec![key.to_string()], async move {
-            let before = (metrics().bus_reconnects("publish").get(), metrics().bus_reconnects("consume").get());
+            let before =
+                (metrics().bus_reconnects("publish").get(), metrics().bus_reconnects("consume").get());
             let mut c = b.consume(&key, 10).await.expect("consume");
-            let m = crate::message::UserMessage::inbound("t", "sms", "+27831234567", "12345", Some("one".into()), None);
+            let m = crate::message::UserMessage::inbound(
+                "t",
+                "sms",
+                "+27831234567",
+                "12345",
+                Some("one".into()),
+                None,
+            );
             b.publish(&key, m.clone().into()).await.expect("publish");
-            let held = tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("in time").expect("open");
+            let held = tokio::time::timeout(Duration::from_secs(10), c.next())
+                .await
+                .expect("in time")
+                .expect("open");
             assert!(!held.redelivered);
             assert!(b.health().is_ok());
             assert_eq!(broker_closes(&name).await, 2, "one publishing and one consuming connection");
             // The delivery in hand was on the dropped channel: the broker put it back, and it
             // comes again, flagged; acking the stale one acks nothing.
             held.ack();
-            let again = tokio::time::timeout(Duration::from_secs(20), c.next()).await.expect("redelivered after the reconnect").expect("open");
+            let again = tokio::time::timeout(Duration::from_secs(20), c.next())
+                .await
+                .expect("redelivered after the reconnect")
+                .expect("open");
             assert_eq!(again.message.id(), m.message_id);
             assert!(again.redelivered, "flagged as a redelivery");
             again.ack();
             // Publishing works again on a new connection, and consuming goes on.
-            let m2 = crate::message::UserMessage::inbound("t", "sms", "+27831234567", "12345", Some("two".into()), None);
+            let m2 = crate::message::UserMessage::inbound(
+                "t",
+                "sms",
+                "+27831234567",
+                "12345",
+                Some("two".into()),
+                None,
+            );
             b.publish(&key, m2.clone().into()).await.expect("publish after the reconnect");
-            let d = tokio::time::timeout(Duration::from_secs(10), c.next()).await.expect("in time").expect("open");
+            let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+                .await
+                .expect("in time")
+                .expect("open");
             assert_eq!(d.message.id(), m2.message_id);
             d.ack();
-            let after = (metrics().bus_reconnects("publish").get(), metrics().bus_reconnects("consume").get());
+            let after =
+                (metrics().bus_reconnects("publish").get(), metrics().bus_reconnects("consume").get());
             assert!(after.0 > before.0 && after.1 > before.1, "counted: {before:?} -> {after:?}");
             assert!(b.health().is_ok(), "{:?}", b.health());
         })
@@ -1268,22 +1470,39 @@ mod tests {
     async fn a_consumer_dropped_mid_call_while_it_reconnects_strands_no_delivery() {
         let run = conformance::new_run();
         let name = format!("vumi-cancel-{}", &run[..8]);
-        let opts = AmqpOptions { connection_name: name.clone(), reconnect_initial: Duration::from_millis(20), ..Default::default() };
-        let bus = Arc::new(AmqpBus::connect(opts).await.expect("RabbitMQ on 127.0.0.1:5672 (`rabbitmq-server -detached`)"));
+        let opts = AmqpOptions {
+            connection_name: name.clone(),
+            reconnect_initial: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let bus = Arc::new(
+            AmqpBus::connect(opts).await.expect("RabbitMQ on 127.0.0.1:5672 (`rabbitmq-server -detached`)"),
+        );
         let key = raw_key(&run, "cancel");
         let b = bus.clone();
         cleaning(bus.clone(), vec![key.to_string()], async move {
             let mut c = b.consume(&key, 50).await.expect("consume");
             let n = 20;
             for i in 0..n {
-                let m = crate::message::UserMessage::inbound("t", "sms", "+27831234567", "12345", Some(i.to_string()), None);
+                let m = crate::message::UserMessage::inbound(
+                    "t",
+                    "sms",
+                    "+27831234567",
+                    "12345",
+                    Some(i.to_string()),
+                    None,
+                );
                 b.publish(&key, m.into()).await.expect("publish");
             }
             assert_eq!(broker_closes(&name).await, 2, "one publishing and one consuming connection");
             let mut got = std::collections::BTreeSet::new();
             let deadline = Instant::now() + Duration::from_secs(30);
             while got.len() < n {
-                assert!(Instant::now() < deadline, "only {} of {n} delivered after the reconnect: the rest are stranded", got.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} of {n} delivered after the reconnect: the rest are stranded",
+                    got.len()
+                );
                 // So short that nearly every call is dropped half-way, as a lost `select!` branch is.
                 if let Ok(Some(d)) = tokio::time::timeout(Duration::from_micros(300), c.next()).await {
                     if let Message::User(m) = &d.message {
@@ -1297,7 +1516,12 @@ mod tests {
     }
 
     async fn rabbitmqctl(args: &[&str]) -> String {
-        let out = tokio::process::Command::new("rabbitmqctl").arg("-q").args(args).output().await.expect("rabbitmqctl");
+        let out = tokio::process::Command::new("rabbitmqctl")
+            .arg("-q")
+            .args(args)
+            .output()
+            .await
+            .expect("rabbitmqctl");
         assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -1312,7 +1536,12 @@ mod tests {
         let vhost = format!("vumi-quorum-{}", &run[..8]);
         rabbitmqctl(&["add_vhost", &vhost, "--default-queue-type", "quorum"]).await;
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]).await;
-        let opts = AmqpOptions { vhost: vhost.clone(), connection_name: "vumi-quorum-test".into(), retry_tiers: conformance::SHORT_TIERS.to_vec(), ..Default::default() };
+        let opts = AmqpOptions {
+            vhost: vhost.clone(),
+            connection_name: "vumi-quorum-test".into(),
+            retry_tiers: conformance::SHORT_TIERS.to_vec(),
+            ..Default::default()
+        };
         let outcome = tokio::spawn(async move {
             let bus = AmqpBus::connect(opts).await.expect("connect to the quorum vhost");
             conformance::run_all(&bus, &run).await;
@@ -1329,6 +1558,9 @@ mod tests {
         }
         let rows: Vec<&str> = types.lines().filter(|l| l.contains("conf-")).collect();
         assert!(rows.len() >= 6, "the suite's queues: {types}");
-        assert!(rows.iter().all(|r| r.split_whitespace().nth(1) == Some("quorum")), "every queue is a quorum queue: {types}");
+        assert!(
+            rows.iter().all(|r| r.split_whitespace().nth(1) == Some("quorum")),
+            "every queue is a quorum queue: {types}"
+        );
     }
 }

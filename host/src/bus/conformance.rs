@@ -8,12 +8,14 @@ use crate::message::{Message, UserMessage};
 use crate::names::ConnectorName;
 
 fn key(run: &str, kind: &str) -> RoutingKey {
-    let connector: ConnectorName = format!("conf-{}-{kind}", &run[..12]).parse().expect("valid connector name");
+    let connector: ConnectorName =
+        format!("conf-{}-{kind}", &run[..12]).parse().expect("valid connector name");
     RoutingKey::inbound(&connector)
 }
 
 fn msg(n: usize) -> Message {
-    UserMessage::inbound("conformance", "telnet", "127.0.0.1:1", "127.0.0.1:2", Some(n.to_string()), None).into()
+    UserMessage::inbound("conformance", "telnet", "127.0.0.1:1", "127.0.0.1:2", Some(n.to_string()), None)
+        .into()
 }
 
 fn content(m: &Message) -> String {
@@ -26,7 +28,8 @@ fn content(m: &Message) -> String {
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The kinds of queue each check uses, for [`keys`].
-const KINDS: &[&str] = &["order", "iso-a", "iso-b", "requeue", "drop", "prefetch", "compete", "close", "bounded", "retry"];
+const KINDS: &[&str] =
+    &["order", "iso-a", "iso-b", "requeue", "drop", "prefetch", "compete", "close", "bounded", "retry"];
 
 /// The delay tiers [`retry_path`] expects its bus to be built with.
 pub const SHORT_TIERS: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(600)];
@@ -76,7 +79,10 @@ async fn routing_keys_are_isolated(bus: &dyn Bus, run: &str) {
     let d = tokio::time::timeout(WAIT, cb.next()).await.expect("in time").expect("open");
     assert_eq!(content(&d.message), "2");
     d.ack();
-    assert!(tokio::time::timeout(Duration::from_millis(200), cb.next()).await.is_err(), "b must not see a's message");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), cb.next()).await.is_err(),
+        "b must not see a's message"
+    );
     let mut ca = bus.consume(&a, 10).await.expect("consume");
     let d = tokio::time::timeout(WAIT, ca.next()).await.expect("in time").expect("open");
     assert_eq!(content(&d.message), "1");
@@ -172,12 +178,20 @@ pub async fn retry_path(bus: &dyn Bus, run: &str) {
         // The marker is published after the message was set aside: it must come first.
         bus.publish(&k, msg(100 + tier)).await.expect("publish the marker");
         let marker = tokio::time::timeout(WAIT, c.next()).await.expect("in time").expect("open");
-        assert_eq!(content(&marker.message), (100 + tier).to_string(), "the message set aside is off its queue");
+        assert_eq!(
+            content(&marker.message),
+            (100 + tier).to_string(),
+            "the message set aside is off its queue"
+        );
         marker.ack();
         d = tokio::time::timeout(WAIT, c.next()).await.expect("back from its tier in time").expect("open");
         assert_eq!(content(&d.message), "1");
         assert_eq!(d.retries, tier as u32 + 1, "counted one tier further");
-        assert!(set_aside.elapsed() >= *delay, "it waited its tier's delay: {:?} < {delay:?}", set_aside.elapsed());
+        assert!(
+            set_aside.elapsed() >= *delay,
+            "it waited its tier's delay: {:?} < {delay:?}",
+            set_aside.elapsed()
+        );
     }
     match d.retry_later().await.expect("no bus call needed") {
         Later::Exhausted(d) => {
@@ -233,7 +247,10 @@ pub async fn bounded_queues(bus: &dyn Bus, capacity: usize) {
     d.nack(true);
     let mut seen = Vec::new();
     for _ in 0..capacity + 1 {
-        let d = tokio::time::timeout(WAIT, c.next()).await.expect("every message, the requeued one too").expect("open");
+        let d = tokio::time::timeout(WAIT, c.next())
+            .await
+            .expect("every message, the requeued one too")
+            .expect("open");
         seen.push(content(&d.message).parse::<usize>().expect("a number"));
         d.ack();
     }

@@ -88,7 +88,13 @@ impl EmbeddedBus {
     /// An empty bus whose queues hold `capacity` messages each; a publisher waits up to `wait`
     /// for room in a full one.
     pub fn bounded(capacity: usize, wait: Duration) -> Self {
-        Self { queues: Mutex::default(), capacity: capacity.max(1), wait, taken: Arc::default(), tiers: super::default_retry_tiers().into() }
+        Self {
+            queues: Mutex::default(),
+            capacity: capacity.max(1),
+            wait,
+            taken: Arc::default(),
+            tiers: super::default_retry_tiers().into(),
+        }
     }
 
     /// The same bus with the retry path's delays `tiers` (shortest first).
@@ -103,7 +109,13 @@ impl EmbeddedBus {
             return q.clone();
         }
         let (depth, queued) = metrics().queue(&key.to_string(), self.capacity);
-        let q = Arc::new(Queue { ready: Mutex::default(), notify: Notify::new(), room: Notify::new(), depth, queued });
+        let q = Arc::new(Queue {
+            ready: Mutex::default(),
+            notify: Notify::new(),
+            room: Notify::new(),
+            depth,
+            queued,
+        });
         queues.insert(key.clone(), q.clone());
         q
     }
@@ -157,7 +169,8 @@ impl Bus for EmbeddedBus {
     }
 
     async fn close(&self) {
-        let queues: Vec<_> = self.queues.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let queues: Vec<_> =
+            self.queues.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for q in queues {
             q.lock().closed = true;
             q.notify.notify_waiters();
@@ -166,7 +179,8 @@ impl Bus for EmbeddedBus {
     }
 
     fn pending(&self) -> Option<usize> {
-        let queues: Vec<_> = self.queues.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let queues: Vec<_> =
+            self.queues.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let waiting: usize = queues.iter().map(|q| q.lock().items.len()).sum();
         Some(waiting + self.taken.load(Ordering::SeqCst))
     }
@@ -254,7 +268,11 @@ impl Settle for EmbeddedSettle {
         }
     }
 
-    fn defer<'a>(&'a self, message: &'a Message, retries: u32) -> BoxFuture<'a, Result<Option<Duration>, BusError>> {
+    fn defer<'a>(
+        &'a self,
+        message: &'a Message,
+        retries: u32,
+    ) -> BoxFuture<'a, Result<Option<Duration>, BusError>> {
         let Some(&delay) = self.tiers.get(retries as usize) else { return Box::pin(async { Ok(None) }) };
         let (queue, taken, message) = (self.queue.clone(), self.taken.clone(), message.clone());
         // Pending while it waits; back at the tail, full or not (it was accepted once).
@@ -276,12 +294,17 @@ impl Settle for EmbeddedSettle {
 mod tests {
     #[tokio::test]
     async fn embedded_bus_passes_the_conformance_suite() {
-        crate::bus::conformance::run_all(&super::EmbeddedBus::new(), &crate::bus::conformance::new_run()).await;
+        crate::bus::conformance::run_all(&super::EmbeddedBus::new(), &crate::bus::conformance::new_run())
+            .await;
     }
 
     #[tokio::test]
     async fn close_ends_consumers() {
-        crate::bus::conformance::close_ends_consumers(&super::EmbeddedBus::new(), &crate::bus::conformance::new_run()).await;
+        crate::bus::conformance::close_ends_consumers(
+            &super::EmbeddedBus::new(),
+            &crate::bus::conformance::new_run(),
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -314,6 +337,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_makes_publishers_wait_for_room_then_refuses_but_always_takes_a_requeue() {
-        crate::bus::conformance::bounded_queues(&super::EmbeddedBus::bounded(2, std::time::Duration::from_millis(200)), 2).await;
+        crate::bus::conformance::bounded_queues(
+            &super::EmbeddedBus::bounded(2, std::time::Duration::from_millis(200)),
+            2,
+        )
+        .await;
     }
 }

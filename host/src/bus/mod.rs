@@ -233,7 +233,11 @@ pub trait Settle: Send + Sync {
     /// Set `message` aside in delay tier `retries` (0 is the first), to come back to this
     /// queue with `retries + 1`; `Ok(None)` if there is no such tier. Returns once the copy set
     /// aside is safe (on a broker: confirmed), so the caller may then ack.
-    fn defer<'a>(&'a self, message: &'a Message, retries: u32) -> BoxFuture<'a, Result<Option<Duration>, BusError>>;
+    fn defer<'a>(
+        &'a self,
+        message: &'a Message,
+        retries: u32,
+    ) -> BoxFuture<'a, Result<Option<Duration>, BusError>>;
 }
 
 impl Delivery {

@@ -59,15 +59,24 @@ impl Client {
                 "the admin URL and token come from --admin-url/--token (or VUMI_ADMIN_URL/VUMI_ADMIN_TOKEN), else from the config file"
             })?;
             let Some(admin) = config.admin else {
-                bail!("`{}` has no [admin] section: the host it configures runs no admin API", args.config.display());
+                bail!(
+                    "`{}` has no [admin] section: the host it configures runs no admin API",
+                    args.config.display()
+                );
             };
             base.get_or_insert_with(|| format!("http://{}", admin.bind));
             if token.is_none() {
                 // The running config holds only the token's hash; the file may hold the token.
-                let raw: toml::Table = std::fs::read_to_string(&args.config).ok().and_then(|t| t.parse().ok()).unwrap_or_default();
+                let raw: toml::Table = std::fs::read_to_string(&args.config)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_default();
                 match raw.get("admin").and_then(|a| a.get("token")).and_then(toml::Value::as_str) {
                     Some(t) if !t.starts_with("sha256:") => token = Some(t.to_owned()),
-                    _ => bail!("`{}` holds only the admin token's hash: give the token with --token or VUMI_ADMIN_TOKEN", args.config.display()),
+                    _ => bail!(
+                        "`{}` holds only the admin token's hash: give the token with --token or VUMI_ADMIN_TOKEN",
+                        args.config.display()
+                    ),
                 }
             }
         }
@@ -75,22 +84,39 @@ impl Client {
         Ok(Self { base, token: token.unwrap_or_default(), http: reqwest::Client::new(), json: args.json })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Value> {
         self.call_typed(method, path, body.map(|b| ("application/wasm", b))).await
     }
 
-    async fn call_typed(&self, method: reqwest::Method, path: &str, body: Option<(&str, Vec<u8>)>) -> anyhow::Result<Value> {
+    async fn call_typed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some((content_type, b)) = body {
             req = req.header("content-type", content_type).body(b);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach the admin API at {url} (is the host running?)"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {url} (is the host running?)"))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
-            let why = v.get("description").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string());
+            let why = v
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
             bail!("{status}: {why}");
         }
         Ok(v)
@@ -106,7 +132,10 @@ pub async fn list(args: &AdminArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let plugins: Vec<PluginView> = serde_json::from_value(v["result"]["plugins"].clone())?;
-    println!("{:<16} {:<12} {:<14} {:>9} {:>8} {:>7}  {:<26} LAST ERROR", "NAME", "WORLD", "HASH", "HANDLED", "FAILED", "SWAPS", "LOADED AT");
+    println!(
+        "{:<16} {:<12} {:<14} {:>9} {:>8} {:>7}  {:<26} LAST ERROR",
+        "NAME", "WORLD", "HASH", "HANDLED", "FAILED", "SWAPS", "LOADED AT"
+    );
     for p in plugins {
         let world = p.world.trim_start_matches("vumi:plugin/").split('@').next().unwrap_or("").to_owned();
         let mut note = p.last_error.unwrap_or_default();
@@ -177,7 +206,14 @@ pub async fn transports(args: &AdminArgs) -> anyhow::Result<()> {
     println!("{:<16} {:<10} {:<22} {:<26} STATE", "NAME", "KIND", "LISTENING", "SINCE");
     for t in v["result"]["transports"].as_array().into_iter().flatten() {
         let s = |k: &str| t[k].as_str().unwrap_or("-").to_owned();
-        println!("{:<16} {:<10} {:<22} {:<26} {}", s("name"), s("kind"), s("listening"), s("since"), s("state"));
+        println!(
+            "{:<16} {:<10} {:<22} {:<26} {}",
+            s("name"),
+            s("kind"),
+            s("listening"),
+            s("since"),
+            s("state")
+        );
     }
     Ok(())
 }
@@ -188,7 +224,10 @@ pub async fn failures(args: &AdminArgs, filter: &FailureArgs, limit: usize) -> a
     let mut query = format!("/failures?limit={limit}");
     for (k, v) in [("tenant", &filter.tenant), ("since", &filter.since), ("reason", &filter.reason)] {
         if let Some(v) = v {
-            query.push_str(&format!("&{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)));
+            query.push_str(&format!(
+                "&{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            ));
         }
     }
     let v = c.call(reqwest::Method::GET, &query, None).await?;
@@ -200,7 +239,16 @@ pub async fn failures(args: &AdminArgs, filter: &FailureArgs, limit: usize) -> a
     for f in v["result"]["failures"].as_array().into_iter().flatten() {
         let s = |k: &str| f[k].as_str().unwrap_or("-").to_owned();
         let replay = f["replay"]["outcome"].as_str().map(|o| format!(" (replayed: {o})")).unwrap_or_default();
-        println!("{} {} {} on {} [{}, {}] {}{replay}", s("id"), s("timestamp"), s("component"), s("queue"), s("kind"), s("failure_code"), s("reason"));
+        println!(
+            "{} {} {} on {} [{}, {}] {}{replay}",
+            s("id"),
+            s("timestamp"),
+            s("component"),
+            s("queue"),
+            s("kind"),
+            s("failure_code"),
+            s("reason")
+        );
     }
     Ok(())
 }
@@ -209,7 +257,13 @@ pub async fn failures(args: &AdminArgs, filter: &FailureArgs, limit: usize) -> a
 pub async fn replay(args: &AdminArgs, filter: &FailureArgs) -> anyhow::Result<()> {
     let c = Client::new(args)?;
     let body = serde_json::json!({ "tenant": filter.tenant, "since": filter.since, "reason": filter.reason, "ids": filter.ids });
-    let v = c.call_typed(reqwest::Method::POST, "/failures/replay", Some(("application/json", serde_json::to_vec(&body)?))).await?;
+    let v = c
+        .call_typed(
+            reqwest::Method::POST,
+            "/failures/replay",
+            Some(("application/json", serde_json::to_vec(&body)?)),
+        )
+        .await?;
     if c.json {
         println!("{}", serde_json::to_string_pretty(&v["result"])?);
         return Ok(());
@@ -217,7 +271,12 @@ pub async fn replay(args: &AdminArgs, filter: &FailureArgs) -> anyhow::Result<()
     let replayed = v["result"]["replayed"].as_array().cloned().unwrap_or_default();
     println!("{} replayed", replayed.len());
     for r in replayed {
-        println!("{} {}: {}", r["id"].as_str().unwrap_or("-"), r["message_id"].as_str().unwrap_or("-"), r["outcome"].as_str().unwrap_or("-"));
+        println!(
+            "{} {}: {}",
+            r["id"].as_str().unwrap_or("-"),
+            r["message_id"].as_str().unwrap_or("-"),
+            r["outcome"].as_str().unwrap_or("-")
+        );
     }
     Ok(())
 }

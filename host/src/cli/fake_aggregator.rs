@@ -12,7 +12,9 @@ pub async fn run(bind: std::net::SocketAddr) -> anyhow::Result<()> {
     let app = axum::Router::new().fallback(receive);
     let listener = tokio::net::TcpListener::bind(bind).await?;
     println!("vumi: fake aggregator listening on {}", listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) }).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .await?;
     Ok(())
 }
 

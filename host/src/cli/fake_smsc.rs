@@ -103,8 +103,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
     };
     settings.validate()?;
-    let smpp = tokio::net::TcpListener::bind(smpp_addr).await.with_context(|| format!("cannot listen for SMPP on {smpp_addr}"))?;
-    let http = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
+    let smpp = tokio::net::TcpListener::bind(smpp_addr)
+        .await
+        .with_context(|| format!("cannot listen for SMPP on {smpp_addr}"))?;
+    let http = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
     // A stable line on stdout: tests wait for it and read the ports from it.
     println!("vumi: fake SMSC listening on {} (SMPP), http on {}", smpp.local_addr()?, http.local_addr()?);
     fake::serve(smpp, http, settings, super::wait_for_signal()).await?;

@@ -240,12 +240,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugins(PluginCommand::List { admin }) => admin_client::list(&admin).await,
-        Command::Plugins(PluginCommand::Deploy { name, file, admin }) => admin_client::deploy(&admin, &name, &file).await,
-        Command::Plugins(PluginCommand::Reload { name, admin }) => admin_client::reload_plugin(&admin, &name).await,
+        Command::Plugins(PluginCommand::Deploy { name, file, admin }) => {
+            admin_client::deploy(&admin, &name, &file).await
+        }
+        Command::Plugins(PluginCommand::Reload { name, admin }) => {
+            admin_client::reload_plugin(&admin, &name).await
+        }
         Command::Reload { admin } => admin_client::reload_config(&admin).await,
         Command::Transports { admin } => admin_client::transports(&admin).await,
-        Command::Failures { action: None, limit, filter, admin } => admin_client::failures(&admin, &filter, limit).await,
-        Command::Failures { action: Some(FailuresAction::Replay), filter, admin, .. } => admin_client::replay(&admin, &filter).await,
+        Command::Failures { action: None, limit, filter, admin } => {
+            admin_client::failures(&admin, &filter, limit).await
+        }
+        Command::Failures { action: Some(FailuresAction::Replay), filter, admin, .. } => {
+            admin_client::replay(&admin, &filter).await
+        }
         Command::Token(TokenCommand::Hash { token }) => {
             let secret = crate::config::Secret::parse(&token).map_err(|e| anyhow::anyhow!(e))?;
             println!("{}", secret.stored_form());
@@ -258,14 +266,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  transport {name}: {t:?}");
             }
             for (name, a) in &c.apps {
-                println!("  app {name}: {} on connector {} ({:?})", c.resolve(&a.plugin).display(), a.connector, a.instances);
+                println!(
+                    "  app {name}: {} on connector {} ({:?})",
+                    c.resolve(&a.plugin).display(),
+                    a.connector,
+                    a.instances
+                );
             }
             for (name, ch) in &c.channels {
                 let mo = ch.mo_url.as_deref().unwrap_or("none");
                 println!("  channel {name}: sends through {}; inbound to mo_url {mo}", ch.connector);
             }
             for (name, r) in &c.routers {
-                let list = |cs: &[crate::names::ConnectorName]| cs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+                let list = |cs: &[crate::names::ConnectorName]| {
+                    cs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                };
                 println!(
                     "  router {name}: {} between transports [{}] and app connectors [{}]",
                     c.resolve(&r.plugin).display(),
@@ -275,7 +290,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             for (name, t) in &c.tenants {
                 let granted: Vec<String> = t.transports.iter().map(ToString::to_string).collect();
-                println!("  tenant {name}: transports [{}]; {} admin tokens; limits: {}", granted.join(", "), t.admin_tokens.len(), t.limits);
+                println!(
+                    "  tenant {name}: transports [{}]; {} admin tokens; limits: {}",
+                    granted.join(", "),
+                    t.admin_tokens.len(),
+                    t.limits
+                );
             }
             if let Some(dir) = c.tenants_dir() {
                 println!("  tenants directory {} (changed at run time through the admin API)", dir.display());
@@ -285,21 +305,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => println!("  no admin API ([admin] absent)"),
             }
             let cache = c.cache_dir().map_or_else(|| "off".to_owned(), |d| d.display().to_string());
-            println!("  plugins: watch {}, compiled-component cache {cache}", if c.plugins.watch { "on" } else { "off" });
+            println!(
+                "  plugins: watch {}, compiled-component cache {cache}",
+                if c.plugins.watch { "on" } else { "off" }
+            );
             let r = &c.host.retry;
-            println!("  retries: waits from {} ms doubling to {} ms, {} tries per message in place", r.initial_ms, r.max_ms, r.max_attempts);
+            println!(
+                "  retries: waits from {} ms doubling to {} ms, {} tries per message in place",
+                r.initial_ms, r.max_ms, r.max_attempts
+            );
             match r.tiers_ms.as_slice() {
-                [] => println!("  retry path: none (a message still held up after its tries goes to the failure path)"),
+                [] => println!(
+                    "  retry path: none (a message still held up after its tries goes to the failure path)"
+                ),
                 tiers => println!(
                     "  retry path: then set aside for {}, then the failure path",
-                    tiers.iter().map(|ms| crate::bus::tier_label(std::time::Duration::from_millis(*ms))).collect::<Vec<_>>().join(", ")
+                    tiers
+                        .iter()
+                        .map(|ms| crate::bus::tier_label(std::time::Duration::from_millis(*ms)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }
             let q = &c.host.queues;
-            println!("  queues: {} messages each; a publisher waits up to {} ms for room", q.capacity, q.publish_wait_ms);
-            println!("  on a stop: deliver what is queued for up to {} ms, taking nothing new", c.host.drain_timeout_ms);
+            println!(
+                "  queues: {} messages each; a publisher waits up to {} ms for room",
+                q.capacity, q.publish_wait_ms
+            );
+            println!(
+                "  on a stop: deliver what is queued for up to {} ms, taking nothing new",
+                c.host.drain_timeout_ms
+            );
             for (connector, chain) in &c.chains {
-                for (direction, steps) in [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)] {
+                for (direction, steps) in
+                    [("inbound", &chain.inbound), ("outbound", &chain.outbound), ("event", &chain.event)]
+                {
                     if !steps.is_empty() {
                         let steps: Vec<_> = steps.iter().map(|s| s.to_string()).collect();
                         println!("  middleware on {connector}.{direction}: {}", steps.join(" -> "));
@@ -318,7 +358,9 @@ async fn run_host(path: &std::path::Path, roles: Vec<String>) -> anyhow::Result<
     if !roles.is_empty() {
         config = config.with_roles(roles.clone(), path)?;
     }
-    let mut host = crate::supervisor::start(&config).await.with_context(|| format!("cannot start from `{}`", path.display()))?;
+    let mut host = crate::supervisor::start(&config)
+        .await
+        .with_context(|| format!("cannot start from `{}`", path.display()))?;
     if !roles.is_empty() {
         host.keep_roles(roles);
     }

@@ -12,7 +12,10 @@ pub fn build(workspace: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf
     let plugins_dir = workspace.join("plugins");
     let crates = find_crates(&plugins_dir)?;
     if crates.is_empty() {
-        bail!("no plugin crates under `{}` (a plugin crate is a directory with a Cargo.toml)", plugins_dir.display());
+        bail!(
+            "no plugin crates under `{}` (a plugin crate is a directory with a Cargo.toml)",
+            plugins_dir.display()
+        );
     }
     ensure_target()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -83,8 +86,10 @@ fn find_crates(dir: &Path) -> anyhow::Result<Vec<String>> {
         if !manifest.is_file() {
             return Ok(false);
         }
-        let text = std::fs::read_to_string(&manifest).with_context(|| format!("cannot read `{}`", manifest.display()))?;
-        let doc: toml::Table = toml::from_str(&text).with_context(|| format!("invalid `{}`", manifest.display()))?;
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("cannot read `{}`", manifest.display()))?;
+        let doc: toml::Table =
+            toml::from_str(&text).with_context(|| format!("invalid `{}`", manifest.display()))?;
         if let Some(name) = doc.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) {
             names.push(name.to_owned());
         }
@@ -100,8 +105,11 @@ fn find_crates(dir: &Path) -> anyhow::Result<Vec<String>> {
     for d in entries {
         if !visit(&d)? {
             // One level further down (plugins/testing/<crate>).
-            let mut inner: Vec<_> =
-                std::fs::read_dir(&d)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+            let mut inner: Vec<_> = std::fs::read_dir(&d)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
             inner.sort();
             for i in inner {
                 visit(&i)?;
@@ -120,7 +128,8 @@ fn ensure_target() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("vumi: installing the {TARGET} target with rustup");
-    let status = Command::new("rustup").args(["target", "add", TARGET]).status().context("cannot run rustup")?;
+    let status =
+        Command::new("rustup").args(["target", "add", TARGET]).status().context("cannot run rustup")?;
     if !status.success() {
         bail!("`rustup target add {TARGET}` failed; install the target and run this again");
     }
@@ -132,7 +141,10 @@ mod tests {
     #[test]
     fn package_names_from_cargo_package_ids() {
         assert_eq!(super::package_name("path+file:///w/plugins/echo#0.1.0").as_deref(), Some("echo"));
-        assert_eq!(super::package_name("path+file:///w/plugins/testing/wrong-world#wrong-world@0.1.0").as_deref(), Some("wrong-world"));
+        assert_eq!(
+            super::package_name("path+file:///w/plugins/testing/wrong-world#wrong-world@0.1.0").as_deref(),
+            Some("wrong-world")
+        );
         assert_eq!(super::package_name("path+file:///w/plugins/x#faulty@0.1.0").as_deref(), Some("faulty"));
     }
 }

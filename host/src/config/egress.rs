@@ -44,7 +44,9 @@ impl AllowedHost {
         }
         // `[v6]` or `[v6]:port`, `v4:port`, `name:port`, or a bare host.
         let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-            let (ip, after) = rest.split_once(']').ok_or_else(|| format!("`{t}`: an IPv6 address must be closed with `]`"))?;
+            let (ip, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{t}`: an IPv6 address must be closed with `]`"))?;
             let port = match after {
                 "" => None,
                 p => Some(p.strip_prefix(':').ok_or_else(|| format!("`{t}`: expected `:port` after `]`"))?),
@@ -67,12 +69,21 @@ impl AllowedHost {
             Some(domain) => (HostPattern::Subdomains(domain.to_owned()), domain.to_owned()),
             None => (HostPattern::Name(name.clone()), name),
         };
-        let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-');
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+        };
         if bare.len() > 253 || !bare.split('.').all(label_ok) {
-            return Err(format!("`{t}`: not a host name (letters, digits and `-` in dot-separated labels; `*.` only as a first label)"));
+            return Err(format!(
+                "`{t}`: not a host name (letters, digits and `-` in dot-separated labels; `*.` only as a first label)"
+            ));
         }
         if matches!(pattern, HostPattern::Subdomains(_)) && !bare.contains('.') {
-            return Err(format!("`{t}`: a wildcard must name a domain with at least two labels (`*.example.org`)"));
+            return Err(format!(
+                "`{t}`: a wildcard must name a domain with at least two labels (`*.example.org`)"
+            ));
         }
         Ok(Self { host: pattern, port })
     }
@@ -85,7 +96,9 @@ impl AllowedHost {
         }
         match (&self.host, host) {
             (HostPattern::Name(n), UrlHost::Name(h)) => n == h,
-            (HostPattern::Subdomains(d), UrlHost::Name(h)) => h.strip_suffix(d.as_str()).is_some_and(|p| p.ends_with('.') && p.len() > 1),
+            (HostPattern::Subdomains(d), UrlHost::Name(h)) => {
+                h.strip_suffix(d.as_str()).is_some_and(|p| p.ends_with('.') && p.len() > 1)
+            }
             (HostPattern::Ip(a), UrlHost::Ip(b)) => a == b,
             _ => false,
         }
@@ -160,12 +173,18 @@ mod tests {
     #[test]
     fn an_entry_covers_its_host_and_port_only() {
         assert!(covers("api.example.org", UrlHost::Name("api.example.org"), 443));
-        assert!(!covers("api.example.org", UrlHost::Name("api.example.org"), 8443), "no port given: the scheme's only");
+        assert!(
+            !covers("api.example.org", UrlHost::Name("api.example.org"), 8443),
+            "no port given: the scheme's only"
+        );
         assert!(!covers("api.example.org", UrlHost::Name("evil-api.example.org"), 443));
         assert!(covers("*.example.org", UrlHost::Name("a.b.example.org"), 443));
         assert!(!covers("*.example.org", UrlHost::Name("example.org"), 443));
         assert!(!covers("*.example.org", UrlHost::Name("badexample.org"), 443));
         assert!(covers("127.0.0.1:8080", UrlHost::Ip("127.0.0.1".parse().unwrap()), 8080));
-        assert!(!covers("127.0.0.1:8080", UrlHost::Name("localhost"), 8080), "a listed address does not admit a name");
+        assert!(
+            !covers("127.0.0.1:8080", UrlHost::Name("localhost"), 8080),
+            "a listed address does not admit a name"
+        );
     }
 }

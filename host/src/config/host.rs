@@ -147,7 +147,12 @@ fn default_max_attempts() -> u32 {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { initial_ms: default_initial_ms(), max_ms: default_max_ms(), max_attempts: default_max_attempts(), tiers_ms: default_tiers_ms() }
+        Self {
+            initial_ms: default_initial_ms(),
+            max_ms: default_max_ms(),
+            max_attempts: default_max_attempts(),
+            tiers_ms: default_tiers_ms(),
+        }
     }
 }
 

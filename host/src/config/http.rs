@@ -121,7 +121,10 @@ fn default_cb_concurrency() -> u16 {
 pub fn check_url(url: &str) -> Result<(), String> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(u) => Err(format!("must be an http:// or https:// URL with a host, got `{url}` (scheme `{}`)", u.scheme())),
+        Ok(u) => Err(format!(
+            "must be an http:// or https:// URL with a host, got `{url}` (scheme `{}`)",
+            u.scheme()
+        )),
         Err(e) => Err(format!("is not a URL ({e}): `{url}`")),
     }
 }

@@ -8,10 +8,10 @@ mod egress;
 mod host;
 mod http;
 mod tenants;
-mod transports;
-mod validate;
 #[cfg(test)]
 mod tests;
+mod transports;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,19 +111,24 @@ pub struct Config {
 impl Config {
     /// Read, parse and validate `path`. Relative paths inside are resolved against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_toml(&text, path)
     }
 
     /// Parse and validate `text` as if read from `path`.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.read_tenants_dir(path)?;
         let checked = config.flatten_tenants(path).and_then(|()| config.validate(path));
         checked.map_err(|e| match e {
-            ConfigError::Invalid { path, key, problem } => ConfigError::Invalid { path, key: tenants::tenant_key(&key), problem },
+            ConfigError::Invalid { path, key, problem } => {
+                ConfigError::Invalid { path, key: tenants::tenant_key(&key), problem }
+            }
             other => other,
         })?;
         Ok(config)
@@ -138,7 +143,8 @@ impl Config {
             return Some(self.resolve(d));
         }
         let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
-        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache"));
+        let home =
+            std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache"));
         xdg.or(home).map(|d| d.join("vumi").join("components"))
     }
 

@@ -33,7 +33,9 @@ impl Secret {
     /// Parse either form; a plain token must be at least 8 characters.
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(hex) = text.strip_prefix("sha256:") {
-            let bytes = decode_hex(hex.trim()).ok_or_else(|| format!("`sha256:` must be followed by 64 hex digits, got {} characters", hex.len()))?;
+            let bytes = decode_hex(hex.trim()).ok_or_else(|| {
+                format!("`sha256:` must be followed by 64 hex digits, got {} characters", hex.len())
+            })?;
             return Ok(Self(bytes));
         }
         if text.trim().len() < 8 {
@@ -269,9 +271,14 @@ mod tests {
         let plain = Secret::parse("acme-admin-token").expect("plain");
         let stored = Secret::parse(&plain.stored_form()).expect("stored");
         assert_eq!(plain, stored);
-        assert!(stored.matches("acme-admin-token") && !stored.matches("acme-admin-tokeN") && !stored.matches(""));
+        assert!(
+            stored.matches("acme-admin-token") && !stored.matches("acme-admin-tokeN") && !stored.matches("")
+        );
         // The known digest, so the README's example hash stays right.
-        assert_eq!(plain.stored_form(), "sha256:8aeb934816ad3780c8f6c6a2bf98e6df6115b81de9e11de4b3a78a58bb196d90");
+        assert_eq!(
+            plain.stored_form(),
+            "sha256:8aeb934816ad3780c8f6c6a2bf98e6df6115b81de9e11de4b3a78a58bb196d90"
+        );
         assert!(!format!("{plain:?}").contains("acme"), "Debug never shows the token");
         for bad in ["short", "sha256:abc", &format!("sha256:{}", "g".repeat(64))] {
             assert!(Secret::parse(bad).is_err(), "{bad}");
@@ -304,22 +311,34 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(ConfigError::Read { path: dir, source }),
         };
-        let mut files: Vec<std::path::PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        let mut files: Vec<std::path::PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
         files.sort();
         for file in files {
             let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            let name: TenantName = stem.parse().map_err(|e: crate::names::NameError| ConfigError::Invalid {
+            let name: TenantName =
+                stem.parse().map_err(|e: crate::names::NameError| ConfigError::Invalid {
+                    path: file.clone(),
+                    key: "(file name)".into(),
+                    problem: format!("{e}: a tenant file is named `<tenant>.toml`"),
+                })?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+            let tenant: TenantConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
                 path: file.clone(),
-                key: "(file name)".into(),
-                problem: format!("{e}: a tenant file is named `<tenant>.toml`"),
+                message: e.to_string().trim_end().to_owned(),
             })?;
-            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
-            let tenant: TenantConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: file.clone(), message: e.to_string().trim_end().to_owned() })?;
             if self.tenants.contains_key(&name) {
                 return Err(ConfigError::Invalid {
                     path: path.to_owned(),
                     key: format!("tenants.{name}"),
-                    problem: format!("tenant `{name}` is also defined in `{}`; define it in one place", file.display()),
+                    problem: format!(
+                        "tenant `{name}` is also defined in `{}`; define it in one place",
+                        file.display()
+                    ),
                 });
             }
             self.tenants.insert(name, tenant);
@@ -330,7 +349,8 @@ impl Config {
     /// Move every tenant's components into the host-wide maps under qualified names, resolving
     /// the connectors they name; refuse anything a tenant names that it was not given.
     pub(super) fn flatten_tenants(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
+        let invalid =
+            |key: String, problem: String| ConfigError::Invalid { path: path.to_owned(), key, problem };
         // Plain names only outside tenants: `acme:echo` is how tenant acme's `echo` runs.
         let top: Vec<(&str, Vec<String>)> = vec![
             ("apps", self.apps.keys().map(ToString::to_string).collect()),
@@ -344,7 +364,11 @@ impl Config {
             if let Some(n) = names.iter().find(|n| n.contains(crate::names::TENANT_SEPARATOR)) {
                 return Err(invalid(
                     section.to_owned(),
-                    format!("`{n}`: `:` separates a tenant from a name; write it as [tenants.{}.{section}.{}]", crate::names::tenant_of(n).unwrap_or(""), crate::names::local(n)),
+                    format!(
+                        "`{n}`: `:` separates a tenant from a name; write it as [tenants.{}.{section}.{}]",
+                        crate::names::tenant_of(n).unwrap_or(""),
+                        crate::names::local(n)
+                    ),
                 ));
             }
         }
@@ -355,12 +379,17 @@ impl Config {
             for tr in &tc.transports {
                 if !self.transports.contains_key(tr) {
                     let known: Vec<_> = self.transports.keys().map(|k| format!("`{k}`")).collect();
-                    return Err(invalid(key("transports"), format!("no transport named `{tr}` under [transports] (known: {})", known.join(", "))));
+                    return Err(invalid(
+                        key("transports"),
+                        format!("no transport named `{tr}` under [transports] (known: {})", known.join(", ")),
+                    ));
                 }
                 if let Some(other) = granted.insert(tr.clone(), t.clone()) {
                     return Err(invalid(
                         key("transports"),
-                        format!("transport `{tr}` is already granted to tenant `{other}`; a transport serves one tenant, so no tenant sees another's users"),
+                        format!(
+                            "transport `{tr}` is already granted to tenant `{other}`; a transport serves one tenant, so no tenant sees another's users"
+                        ),
                     ));
                 }
             }
@@ -383,31 +412,47 @@ impl Config {
                 return Err(invalid(key(&format!("limits.{k}")), problem));
             }
             if !(1..=1 << 20).contains(&l.kv_max_value_bytes) {
-                return Err(invalid(key("limits.kv_max_value_bytes"), format!("must be 1 to 1048576 (1 MiB), got {}", l.kv_max_value_bytes)));
+                return Err(invalid(
+                    key("limits.kv_max_value_bytes"),
+                    format!("must be 1 to 1048576 (1 MiB), got {}", l.kv_max_value_bytes),
+                ));
             }
         }
         // The operator's own components may not take a tenant's transport either.
         for (name, a) in &self.apps {
             if let Some(owner) = granted.get(&a.connector) {
-                return Err(invalid(format!("apps.{name}.connector"), format!("transport `{}` is granted to tenant `{owner}`", a.connector)));
+                return Err(invalid(
+                    format!("apps.{name}.connector"),
+                    format!("transport `{}` is granted to tenant `{owner}`", a.connector),
+                ));
             }
         }
         for (name, r) in &self.routers {
             if let Some((tr, owner)) = r.transports.iter().find_map(|tr| granted.get(tr).map(|o| (tr, o))) {
-                return Err(invalid(format!("routers.{name}.transports"), format!("transport `{tr}` is granted to tenant `{owner}`")));
+                return Err(invalid(
+                    format!("routers.{name}.transports"),
+                    format!("transport `{tr}` is granted to tenant `{owner}`"),
+                ));
             }
         }
         for (name, c) in &self.channels {
             if let Some(owner) = granted.get(&c.connector) {
-                return Err(invalid(format!("channels.{name}.connector"), format!("transport `{}` is granted to tenant `{owner}`", c.connector)));
+                return Err(invalid(
+                    format!("channels.{name}.connector"),
+                    format!("transport `{}` is granted to tenant `{owner}`", c.connector),
+                ));
             }
         }
         for (t, tc) in self.tenants.iter_mut() {
             let key = |k: String| format!("tenants.{t}.{k}");
-            let own: std::collections::BTreeSet<ConnectorName> = tc.routers.values().flat_map(|r| r.apps.iter().cloned()).collect();
+            let own: std::collections::BTreeSet<ConnectorName> =
+                tc.routers.values().flat_map(|r| r.apps.iter().cloned()).collect();
             // A connector as the tenant named it, resolved: granted transports keep their name,
             // the tenant's router app connectors are qualified.
-            let resolve = |c: &ConnectorName, k: String, transports_only: bool| -> Result<ConnectorName, ConfigError> {
+            let resolve = |c: &ConnectorName,
+                           k: String,
+                           transports_only: bool|
+             -> Result<ConnectorName, ConfigError> {
                 if !transports_only && own.contains(c) {
                     return Ok(ConnectorName::qualified(t, c));
                 }
@@ -419,9 +464,14 @@ impl Config {
                 Err(invalid(
                     key(k),
                     if transports_only || !self.transports.contains_key(c) {
-                        format!("`{c}` is not a transport granted to tenant `{t}` (granted: {granted}){}", if transports_only { "" } else { " nor one of its routers' app connectors" })
+                        format!(
+                            "`{c}` is not a transport granted to tenant `{t}` (granted: {granted}){}",
+                            if transports_only { "" } else { " nor one of its routers' app connectors" }
+                        )
                     } else {
-                        format!("transport `{c}` is not granted to tenant `{t}` (granted: {granted}): the operator grants it in `tenants.{t}.transports`")
+                        format!(
+                            "transport `{c}` is not granted to tenant `{t}` (granted: {granted}): the operator grants it in `tenants.{t}.transports`"
+                        )
                     },
                 ))
             };
@@ -429,7 +479,8 @@ impl Config {
             let mut instances = 0u64;
             for (name, mut a) in std::mem::take(&mut tc.apps) {
                 a.connector = resolve(&a.connector, format!("apps.{name}.connector"), false)?;
-                over_limit(a.memory_limit_mb, a.deadline_ms, l).map_err(|(k, p)| invalid(key(format!("apps.{name}.{k}")), p))?;
+                over_limit(a.memory_limit_mb, a.deadline_ms, l)
+                    .map_err(|(k, p)| invalid(key(format!("apps.{name}.{k}")), p))?;
                 instances += u64::from(a.concurrency);
                 self.apps.insert(AppName::qualified(t, &name), a);
             }
@@ -440,13 +491,15 @@ impl Config {
                 for a in r.apps.iter_mut() {
                     *a = ConnectorName::qualified(t, a);
                 }
-                over_limit(r.memory_limit_mb, r.deadline_ms, l).map_err(|(k, p)| invalid(key(format!("routers.{name}.{k}")), p))?;
+                over_limit(r.memory_limit_mb, r.deadline_ms, l)
+                    .map_err(|(k, p)| invalid(key(format!("routers.{name}.{k}")), p))?;
                 instances += 1;
                 self.routers.insert(AppName::qualified(t, &name), r);
             }
             for (name, m) in std::mem::take(&mut tc.middleware) {
                 if let MiddlewareConfig::Plugin(p) = &m {
-                    over_limit(p.memory_limit_mb, p.deadline_ms, l).map_err(|(k, p)| invalid(key(format!("middleware.{name}.{k}")), p))?;
+                    over_limit(p.memory_limit_mb, p.deadline_ms, l)
+                        .map_err(|(k, p)| invalid(key(format!("middleware.{name}.{k}")), p))?;
                     instances += 1;
                 }
                 self.middleware.insert(AppName::qualified(t, &name), m);
@@ -454,17 +507,24 @@ impl Config {
             if instances > u64::from(l.max_instances) {
                 return Err(invalid(
                     key("limits.max_instances".into()),
-                    format!("tenant `{t}`'s plugins may run {instances} instances at once (its apps' `concurrency`, plus one per router and middleware plugin), over its limit of {}", l.max_instances),
+                    format!(
+                        "tenant `{t}`'s plugins may run {instances} instances at once (its apps' `concurrency`, plus one per router and middleware plugin), over its limit of {}",
+                        l.max_instances
+                    ),
                 ));
             }
             for (connector, mut chain) in std::mem::take(&mut tc.chains) {
                 if !own.contains(&connector) {
                     return Err(invalid(
                         key(format!("chains.{connector}")),
-                        format!("a tenant's chains go on its own routers' app connectors; `{connector}` is not one (a transport's chains are the operator's: [chains.<transport>])"),
+                        format!(
+                            "a tenant's chains go on its own routers' app connectors; `{connector}` is not one (a transport's chains are the operator's: [chains.<transport>])"
+                        ),
                     ));
                 }
-                for step in chain.inbound.iter_mut().chain(chain.outbound.iter_mut()).chain(chain.event.iter_mut()) {
+                for step in
+                    chain.inbound.iter_mut().chain(chain.outbound.iter_mut()).chain(chain.event.iter_mut())
+                {
                     *step = AppName::qualified(t, step);
                 }
                 self.chains.insert(ConnectorName::qualified(t, &connector), chain);
@@ -499,10 +559,19 @@ pub(super) fn tenant_key(key: &str) -> String {
 
 fn over_limit(memory_mb: u32, deadline_ms: u64, l: &TenantLimits) -> Result<(), (&'static str, String)> {
     if memory_mb > l.memory_limit_mb {
-        return Err(("memory_limit_mb", format!("{memory_mb} is over the tenant's limit of {} (`limits.memory_limit_mb`)", l.memory_limit_mb)));
+        return Err((
+            "memory_limit_mb",
+            format!(
+                "{memory_mb} is over the tenant's limit of {} (`limits.memory_limit_mb`)",
+                l.memory_limit_mb
+            ),
+        ));
     }
     if deadline_ms > l.deadline_ms {
-        return Err(("deadline_ms", format!("{deadline_ms} is over the tenant's limit of {} (`limits.deadline_ms`)", l.deadline_ms)));
+        return Err((
+            "deadline_ms",
+            format!("{deadline_ms} is over the tenant's limit of {} (`limits.deadline_ms`)", l.deadline_ms),
+        ));
     }
     Ok(())
 }

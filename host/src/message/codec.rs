@@ -61,7 +61,10 @@ impl Fields {
 
     fn timestamp(&mut self) -> Result<Timestamp, MessageError> {
         let s = self.string("timestamp")?;
-        s.parse().map_err(|e: super::TimestampError| MessageError::Value { field: "timestamp", problem: e.to_string() })
+        s.parse().map_err(|e: super::TimestampError| MessageError::Value {
+            field: "timestamp",
+            problem: e.to_string(),
+        })
     }
 }
 
@@ -289,7 +292,9 @@ pub(super) fn encode_event(e: &Event) -> Vec<u8> {
     let detail = match &e.kind {
         EventKind::Ack { sent_message_id } => ("sent_message_id", F::Str(sent_message_id)),
         EventKind::Nack { nack_reason } => ("nack_reason", F::Str(nack_reason)),
-        EventKind::DeliveryReport { delivery_status } => ("delivery_status", F::Str(delivery_status.as_str())),
+        EventKind::DeliveryReport { delivery_status } => {
+            ("delivery_status", F::Str(delivery_status.as_str()))
+        }
     };
     write(
         &[

@@ -205,7 +205,10 @@ impl UserMessage {
     pub fn from_json(bytes: &[u8]) -> Result<Self, MessageError> {
         match Message::from_json(bytes)? {
             Message::User(m) => Ok(Arc::unwrap_or_clone(m)),
-            other => Err(MessageError::WrongType { expected: "user_message", got: other.message_type().to_owned() }),
+            other => Err(MessageError::WrongType {
+                expected: "user_message",
+                got: other.message_type().to_owned(),
+            }),
         }
     }
 
@@ -317,7 +320,9 @@ impl Event {
     /// The label for metrics and status: `ack`, `nack`, `delivery_report.delivered`, ...
     pub fn label(&self) -> String {
         match &self.kind {
-            EventKind::DeliveryReport { delivery_status } => format!("delivery_report.{}", delivery_status.as_str()),
+            EventKind::DeliveryReport { delivery_status } => {
+                format!("delivery_report.{}", delivery_status.as_str())
+            }
             _ => self.event_type().to_owned(),
         }
     }

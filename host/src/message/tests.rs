@@ -157,15 +157,24 @@ fn event_fields_are_required_by_type() {
         Message::from_json(v.to_string().as_bytes()).expect_err("invalid").to_string()
     };
     assert_eq!(with(json!({"event_type": "ack"})), "missing field `sent_message_id`");
-    assert_eq!(with(json!({"event_type": "ack", "sent_message_id": null})), "field `sent_message_id`: expected a string, got null");
+    assert_eq!(
+        with(json!({"event_type": "ack", "sent_message_id": null})),
+        "field `sent_message_id`: expected a string, got null"
+    );
     assert_eq!(with(json!({"event_type": "nack"})), "missing field `nack_reason`");
-    assert!(with(json!({"event_type": "delivery_report", "delivery_status": "lost"})).starts_with("field `delivery_status`: must be"));
+    assert!(
+        with(json!({"event_type": "delivery_report", "delivery_status": "lost"}))
+            .starts_with("field `delivery_status`: must be")
+    );
     assert!(with(json!({"event_type": "read"})).starts_with("field `event_type`: must be"));
     let mut no_id = base.clone();
     no_id.as_object_mut().expect("obj").remove("user_message_id");
     no_id["event_type"] = json!("ack");
     no_id["sent_message_id"] = json!("x");
-    assert_eq!(Message::from_json(no_id.to_string().as_bytes()).expect_err("invalid").to_string(), "missing field `user_message_id`");
+    assert_eq!(
+        Message::from_json(no_id.to_string().as_bytes()).expect_err("invalid").to_string(),
+        "missing field `user_message_id`"
+    );
 }
 
 #[test]
@@ -189,27 +198,88 @@ fn validation_errors_name_the_field() {
         f(v.as_object_mut().expect("object"));
         Message::from_json(v.to_string().as_bytes()).expect_err("invalid").to_string()
     };
-    assert_eq!(broken(&|m| { m.insert("message_version".into(), json!("2")); }), "field `message_version`: must be \"20110921\", got \"2\"");
-    assert_eq!(broken(&|m| { m.remove("message_version"); }), "missing field `message_version`");
-    assert_eq!(broken(&|m| { m.remove("message_type"); }), "missing field `message_type`");
-    assert!(broken(&|m| { m.insert("message_type".into(), json!("gossip")); }).starts_with("field `message_type`: must be"));
-    assert_eq!(broken(&|m| { m.remove("to_addr"); }), "missing field `to_addr`", "to_addr is a required key");
-    assert_eq!(broken(&|m| { m.remove("transport_type"); }), "missing field `transport_type`");
-    assert_eq!(broken(&|m| { m.remove("timestamp"); }), "missing field `timestamp`");
     assert_eq!(
-        broken(&|m| { m.insert("session_event".into(), json!("pause")); }),
+        broken(&|m| {
+            m.insert("message_version".into(), json!("2"));
+        }),
+        "field `message_version`: must be \"20110921\", got \"2\""
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.remove("message_version");
+        }),
+        "missing field `message_version`"
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.remove("message_type");
+        }),
+        "missing field `message_type`"
+    );
+    assert!(
+        broken(&|m| {
+            m.insert("message_type".into(), json!("gossip"));
+        })
+        .starts_with("field `message_type`: must be")
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.remove("to_addr");
+        }),
+        "missing field `to_addr`",
+        "to_addr is a required key"
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.remove("transport_type");
+        }),
+        "missing field `transport_type`"
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.remove("timestamp");
+        }),
+        "missing field `timestamp`"
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.insert("session_event".into(), json!("pause"));
+        }),
         "field `session_event`: must be null, \"new\", \"resume\" or \"close\", got \"pause\""
     );
-    assert_eq!(broken(&|m| { m.insert("content".into(), json!(5)); }), "field `content`: expected a string or null, got a number");
-    assert_eq!(broken(&|m| { m.insert("helper_metadata".into(), json!([1])); }), "field `helper_metadata`: expected an object, got an array");
-    assert!(broken(&|m| { m.insert("timestamp".into(), json!("2013-04-21T10:11:12Z")); }).starts_with("field `timestamp`: "));
-    assert_eq!(broken(&|m| { m.insert("message_id".into(), json!("")); }), "field `message_id`: must not be empty");
+    assert_eq!(
+        broken(&|m| {
+            m.insert("content".into(), json!(5));
+        }),
+        "field `content`: expected a string or null, got a number"
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.insert("helper_metadata".into(), json!([1]));
+        }),
+        "field `helper_metadata`: expected an object, got an array"
+    );
+    assert!(
+        broken(&|m| {
+            m.insert("timestamp".into(), json!("2013-04-21T10:11:12Z"));
+        })
+        .starts_with("field `timestamp`: ")
+    );
+    assert_eq!(
+        broken(&|m| {
+            m.insert("message_id".into(), json!(""));
+        }),
+        "field `message_id`: must not be empty"
+    );
 }
 
 #[test]
 fn non_messages_are_refused_clearly() {
     assert!(Message::from_json(b"{not json").expect_err("bad").to_string().starts_with("invalid JSON: "));
-    assert_eq!(Message::from_json(b"[1]").expect_err("bad").to_string(), "a message must be a JSON object, got an array");
+    assert_eq!(
+        Message::from_json(b"[1]").expect_err("bad").to_string(),
+        "a message must be a JSON object, got an array"
+    );
     let ev = Event::ack("m", "s").to_json();
     assert_eq!(
         UserMessage::from_json(&ev).expect_err("wrong type").to_string(),

@@ -8,9 +8,9 @@ use wasmtime::component::{HasSelf, InstancePre, Linker, Resource};
 
 use super::bindings::types::HandlerError;
 use super::bindings::{Application, ApplicationPre, EventRef, MessageRef};
-use super::plugin::{Face, HandlerFailure, Plugin};
 use super::imports::HostState;
 use super::loader::World;
+use super::plugin::{Face, HandlerFailure, Plugin};
 use crate::message::{Event, UserMessage};
 
 /// `world application`.
@@ -51,7 +51,11 @@ impl Face for AppWorld {
         pre.instantiate_async(store).await
     }
 
-    async fn call(bound: &Self::Bound, store: &mut Store<HostState>, input: AppInput) -> wasmtime::Result<Result<(), HandlerError>> {
+    async fn call(
+        bound: &Self::Bound,
+        store: &mut Store<HostState>,
+        input: AppInput,
+    ) -> wasmtime::Result<Result<(), HandlerError>> {
         match input {
             AppInput::User(m) => {
                 let handle = store.data_mut().table.push(MessageRef(m))?;
@@ -79,7 +83,10 @@ pub type AppPlugin = Plugin<AppWorld>;
 
 impl Plugin<AppWorld> {
     /// Handle a user message; on success returns what the handler sent, in order.
-    pub async fn handle_user_message(&self, msg: Arc<UserMessage>) -> Result<Vec<UserMessage>, HandlerFailure> {
+    pub async fn handle_user_message(
+        &self,
+        msg: Arc<UserMessage>,
+    ) -> Result<Vec<UserMessage>, HandlerFailure> {
         Ok(self.call(AppInput::User(msg)).await?.1)
     }
 

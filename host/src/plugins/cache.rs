@@ -84,7 +84,9 @@ impl ComponentCache {
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(entry = %path.display(), error = %e, "cannot read compiled-component cache entry; recompiling"),
+            Err(e) => {
+                tracing::warn!(entry = %path.display(), error = %e, "cannot read compiled-component cache entry; recompiling")
+            }
         }
         let component = compile()?;
         if let Err(e) = self.store(&path, &component) {

@@ -45,7 +45,9 @@ pub struct Engine {
     /// same bytes loaded for many plugins (every tenant running the stock echo) share one
     /// compiled copy, its code mapped once. Without it, each copy cost its own code pages and
     /// memory mappings, and 10,000 tenants ran out of `vm.max_map_count` (BENCHMARKS.md).
-    pub(crate) loaded: Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<wasmtime::component::Component>>>>,
+    pub(crate) loaded: Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<wasmtime::component::Component>>>,
+    >,
     _ticker: Arc<Ticker>,
 }
 
@@ -97,7 +99,10 @@ impl Engine {
 
         let cache = match &settings.cache_dir {
             Some(dir) => Some(ComponentCache::new(dir, &inner).map_err(|e| {
-                LoadError::Engine(format!("cannot use `{}` as the compiled-component cache: {e}", dir.display()))
+                LoadError::Engine(format!(
+                    "cannot use `{}` as the compiled-component cache: {e}",
+                    dir.display()
+                ))
             })?),
             None => None,
         };

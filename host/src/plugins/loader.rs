@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker};
 
 use super::cache::{CacheOutcome, content_hash};
-use super::plugin::Face;
 use super::engine::Engine;
 use super::imports::HostState;
+use super::plugin::Face;
 
 /// The worlds of `wit/` a plugin can be built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +108,21 @@ pub(crate) async fn load<F: Face>(engine: &Engine, path: &Path) -> Result<Compil
 /// Compile `bytes` (the contents of `path`, or what an operator uploaded for it) as a component
 /// of `F`'s world. Compilation is CPU-heavy (cranelift), so it runs on the blocking pool, off the
 /// message path; the compiled-component cache, if configured, is consulted first.
-pub(crate) async fn load_bytes<F: Face>(engine: &Engine, path: &Path, bytes: Vec<u8>) -> Result<Compiled<F>, LoadError> {
+pub(crate) async fn load_bytes<F: Face>(
+    engine: &Engine,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<Compiled<F>, LoadError> {
     let engine = engine.clone();
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let hash = content_hash(&bytes);
-        let shared = engine.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).and_then(std::sync::Weak::upgrade);
+        let shared = engine
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .and_then(std::sync::Weak::upgrade);
         let (component, cache) = match shared {
             Some(c) => (c, CacheOutcome::Shared),
             None => {
@@ -123,7 +132,10 @@ pub(crate) async fn load_bytes<F: Face>(engine: &Engine, path: &Path, bytes: Vec
                     None => compile().map(|c| (c, CacheOutcome::Compiled)),
                 }
                 // wasmparser's messages span lines (byte arrays); one line reads better in logs and UIs.
-                .map_err(|e| LoadError::Invalid { path: path.clone(), reason: one_line(&format!("{e:#}")) })?;
+                .map_err(|e| LoadError::Invalid {
+                    path: path.clone(),
+                    reason: one_line(&format!("{e:#}")),
+                })?;
                 let component = std::sync::Arc::new(component);
                 let mut loaded = engine.loaded.lock().unwrap_or_else(|p| p.into_inner());
                 loaded.retain(|_, w| w.strong_count() > 0);
@@ -147,8 +159,11 @@ fn link<F: Face>(engine: &Engine, path: &Path, component: &Component) -> Result<
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .and_then(|()| F::add_to_linker(&mut linker))
         .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-    let wrong_world =
-        |e: wasmtime::Error| LoadError::WrongWorld { path: path.to_owned(), world: F::WORLD, reason: one_line(&format!("{e:#}")) };
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+        path: path.to_owned(),
+        world: F::WORLD,
+        reason: one_line(&format!("{e:#}")),
+    };
     // Fails on imports we do not provide (another world's, or a WASI we do not grant)...
     let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
     // ...and this on missing or mistyped exports.

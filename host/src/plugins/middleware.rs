@@ -10,9 +10,9 @@ use super::app::lend;
 use super::bindings::MessageRef;
 use super::bindings::middleware::{Middleware, MiddlewarePre};
 use super::bindings::types::{self, HandlerError};
-use super::plugin::{Face, HandlerFailure, Plugin};
 use super::imports::HostState;
 use super::loader::World;
+use super::plugin::{Face, HandlerFailure, Plugin};
 use crate::message::UserMessage;
 
 /// `world middleware`.
@@ -64,7 +64,11 @@ impl Face for MiddlewareWorld {
         pre.instantiate_async(store).await
     }
 
-    async fn call(bound: &Self::Bound, store: &mut Store<HostState>, input: ProcessInput) -> wasmtime::Result<Result<Verdict, HandlerError>> {
+    async fn call(
+        bound: &Self::Bound,
+        store: &mut Store<HostState>,
+        input: ProcessInput,
+    ) -> wasmtime::Result<Result<Verdict, HandlerError>> {
         let dir = match input.direction {
             Direction::Inbound => types::Direction::Inbound,
             Direction::Outbound => types::Direction::Outbound,
@@ -85,7 +89,12 @@ pub type MiddlewarePlugin = Plugin<MiddlewareWorld>;
 
 impl Plugin<MiddlewareWorld> {
     /// The verdict on `msg` passing through `connector` in `direction`.
-    pub async fn process(&self, msg: Arc<UserMessage>, direction: Direction, connector: &str) -> Result<Verdict, HandlerFailure> {
+    pub async fn process(
+        &self,
+        msg: Arc<UserMessage>,
+        direction: Direction,
+        connector: &str,
+    ) -> Result<Verdict, HandlerFailure> {
         Ok(self.call(ProcessInput { message: msg, direction, connector: connector.to_owned() }).await?.0)
     }
 }

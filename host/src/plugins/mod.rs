@@ -20,23 +20,25 @@
 mod app;
 mod bindings;
 mod cache;
-mod plugin;
 mod engine;
 mod imports;
 mod loader;
 mod middleware;
+mod plugin;
 mod registry;
 mod router;
 mod watcher;
 
 pub use app::{AppPlugin, AppWorld};
-pub use plugin::{Face, HandlerFailure, InstancePolicy, Limits, Plugin, PluginStats, Settings, Version};
-pub use middleware::{Direction, MiddlewarePlugin, MiddlewareWorld, Verdict};
-pub use router::{RouterPlugin, RouterWorld, Target};
 pub use cache::CacheOutcome;
 pub use engine::{Engine, EngineSettings};
 pub use loader::{LoadError, World};
-pub use registry::{AnySlot, PluginSlot, Registry, Rejection, ReloadOutcome, SlotInfo, normalize as normalize_path};
+pub use middleware::{Direction, MiddlewarePlugin, MiddlewareWorld, Verdict};
+pub use plugin::{Face, HandlerFailure, InstancePolicy, Limits, Plugin, PluginStats, Settings, Version};
+pub use registry::{
+    AnySlot, PluginSlot, Registry, Rejection, ReloadOutcome, SlotInfo, normalize as normalize_path,
+};
+pub use router::{RouterPlugin, RouterWorld, Target};
 
 /// The slot of an application.
 pub type AppSlot = PluginSlot<AppWorld>;

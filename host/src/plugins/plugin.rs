@@ -46,7 +46,10 @@ pub trait Face: Send + Sync + Sized + 'static {
     fn pre(pre: InstancePre<HostState>) -> wasmtime::Result<Self::Pre>;
     /// Start an instance.
     #[doc(hidden)]
-    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> impl Future<Output = wasmtime::Result<Self::Bound>> + Send;
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Bound>> + Send;
     /// Lend the input to the guest (as resource handles), call the export, take the handles
     /// back. The outer error is a trap; the inner one is the guest's own answer.
     #[doc(hidden)]
@@ -99,7 +102,14 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { deadline: Duration::from_millis(500), max_memory_bytes: 64 << 20, max_sends: 16, kv_max_value_bytes: 1 << 20, tenant: None, http: None }
+        Self {
+            deadline: Duration::from_millis(500),
+            max_memory_bytes: 64 << 20,
+            max_sends: 16,
+            kv_max_value_bytes: 1 << 20,
+            tenant: None,
+            http: None,
+        }
     }
 }
 
@@ -109,7 +119,9 @@ impl Limits {
     /// sleeping in WASI, which burns no epochs. A plugin that may call over HTTP gets each
     /// call's timeout on top.
     pub fn wall_clock(&self) -> Duration {
-        self.deadline * 10 + Duration::from_secs(1) + self.http.as_ref().map_or(Duration::ZERO, |g| g.wall_clock_allowance())
+        self.deadline * 10
+            + Duration::from_secs(1)
+            + self.http.as_ref().map_or(Duration::ZERO, |g| g.wall_clock_allowance())
     }
 }
 
@@ -245,7 +257,11 @@ pub struct Plugin<F: Face> {
 
 impl<F: Face> std::fmt::Debug for Plugin<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.name).field("world", &F::WORLD).field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("world", &F::WORLD)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -368,7 +384,10 @@ impl<F: Face> Plugin<F> {
     /// Run one call: an instance (pooled or fresh), the CPU deadline and the wall-clock bound
     /// armed, the export called, and the outcome counted. Returns the face's output and what
     /// the handler sent, in order.
-    pub(crate) async fn call(&self, input: F::Input) -> Result<(F::Output, Vec<UserMessage>), HandlerFailure> {
+    pub(crate) async fn call(
+        &self,
+        input: F::Input,
+    ) -> Result<(F::Output, Vec<UserMessage>), HandlerFailure> {
         let started = Instant::now();
         let result = self.call_inner(input).await;
         self.latency.observe(started.elapsed().as_secs_f64());
@@ -451,7 +470,8 @@ impl<F: Face> Plugin<F> {
     }
 
     async fn instantiate(&self) -> Result<Instance<F>, HandlerFailure> {
-        let mut store = Store::new(&self.engine.inner, HostState::new(self.ctx.clone(), self.limits.max_memory_bytes));
+        let mut store =
+            Store::new(&self.engine.inner, HostState::new(self.ctx.clone(), self.limits.max_memory_bytes));
         store.limiter(|s| &mut s.limiter);
         let tenant = self.limits.tenant.clone();
         store.epoch_deadline_callback(move |mut cx| {
@@ -503,7 +523,9 @@ fn trap_reason(e: &wasmtime::Error) -> String {
         // deep runs the stack pointer off the bottom of memory before wasm's own call stack is
         // exhausted, which reads as an anonymous out-of-bounds access. Say the likely cause.
         Some(trap @ wasmtime::Trap::MemoryOutOfBounds) => {
-            format!("{trap} (in a Rust, C or Go component most likely its stack overflowing: recursion too deep)")
+            format!(
+                "{trap} (in a Rust, C or Go component most likely its stack overflowing: recursion too deep)"
+            )
         }
         Some(trap @ wasmtime::Trap::StackOverflow) => format!("{trap} (recursion too deep)"),
         Some(trap) => trap.to_string(),

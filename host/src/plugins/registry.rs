@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use async_trait::async_trait;
 
 use super::cache::content_hash;
-use super::plugin::{Face, Plugin, Version};
 use super::loader::{LoadError, World};
+use super::plugin::{Face, Plugin, Version};
 use crate::message::Timestamp;
 use crate::telemetry::metrics::metrics;
 
@@ -71,7 +71,12 @@ impl<F: Face> std::fmt::Debug for PluginSlot<F> {
 impl<F: Face> PluginSlot<F> {
     /// A slot serving `plugin`.
     pub fn new(plugin: Plugin<F>) -> Self {
-        Self { name: plugin.name().to_owned(), current: ArcSwap::from_pointee(plugin), reloading: tokio::sync::Mutex::new(()), history: Mutex::default() }
+        Self {
+            name: plugin.name().to_owned(),
+            current: ArcSwap::from_pointee(plugin),
+            reloading: tokio::sync::Mutex::new(()),
+            history: Mutex::default(),
+        }
     }
 
     /// The version serving now. Hold it for one message, not longer: a held version outlives a
@@ -126,8 +131,12 @@ impl<F: Face> PluginSlot<F> {
     }
 
     fn swap(&self, next: Plugin<F>) -> ReloadOutcome {
-        let (name, to, took, cache) =
-            (next.name().to_owned(), next.version().hash.clone(), next.version().load_time, next.version().cache.clone());
+        let (name, to, took, cache) = (
+            next.name().to_owned(),
+            next.version().hash.clone(),
+            next.version().load_time,
+            next.version().cache.clone(),
+        );
         let previous = self.current.swap(Arc::new(next));
         let from = previous.version().hash.clone();
         {
@@ -320,7 +329,8 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
 
 /// `p` made absolute and cleaned of `.` and `..`, without touching the file system.
 pub fn normalize(p: &Path) -> PathBuf {
-    let abs = if p.is_absolute() { p.to_owned() } else { std::env::current_dir().unwrap_or_default().join(p) };
+    let abs =
+        if p.is_absolute() { p.to_owned() } else { std::env::current_dir().unwrap_or_default().join(p) };
     let mut out = PathBuf::new();
     for c in abs.components() {
         match c {

@@ -10,9 +10,9 @@ use super::app::lend;
 use super::bindings::router::{Router, RouterPre};
 use super::bindings::types::HandlerError;
 use super::bindings::{EventRef, MessageRef};
-use super::plugin::{Face, HandlerFailure, Plugin};
 use super::imports::HostState;
 use super::loader::World;
+use super::plugin::{Face, HandlerFailure, Plugin};
 use crate::message::{Event, UserMessage};
 
 /// `world router`.
@@ -57,7 +57,11 @@ impl Face for RouterWorld {
         pre.instantiate_async(store).await
     }
 
-    async fn call(bound: &Self::Bound, store: &mut Store<HostState>, input: RouteInput) -> wasmtime::Result<Result<Vec<Target>, HandlerError>> {
+    async fn call(
+        bound: &Self::Bound,
+        store: &mut Store<HostState>,
+        input: RouteInput,
+    ) -> wasmtime::Result<Result<Vec<Target>, HandlerError>> {
         let answer = match input {
             RouteInput::Inbound(m, from) => {
                 let handle = store.data_mut().table.push(MessageRef(m))?;
@@ -73,12 +77,15 @@ impl Face for RouterWorld {
             }
             RouteInput::Event(e, from, origin) => {
                 let handle = store.data_mut().table.push(EventRef(e))?;
-                let answer = bound.call_route_event(&mut *store, lend(&handle), &from, origin.as_deref()).await?;
+                let answer =
+                    bound.call_route_event(&mut *store, lend(&handle), &from, origin.as_deref()).await?;
                 store.data_mut().table.delete(handle)?;
                 answer
             }
         };
-        Ok(answer.map(|ts| ts.into_iter().map(|t| Target { connector: t.connector, endpoint: t.endpoint }).collect()))
+        Ok(answer.map(|ts| {
+            ts.into_iter().map(|t| Target { connector: t.connector, endpoint: t.endpoint }).collect()
+        }))
     }
 }
 
@@ -87,18 +94,31 @@ pub type RouterPlugin = Plugin<RouterWorld>;
 
 impl Plugin<RouterWorld> {
     /// Which connectors get a message that arrived on transport connector `from`.
-    pub async fn route_inbound(&self, msg: Arc<UserMessage>, from: &str) -> Result<Vec<Target>, HandlerFailure> {
+    pub async fn route_inbound(
+        &self,
+        msg: Arc<UserMessage>,
+        from: &str,
+    ) -> Result<Vec<Target>, HandlerFailure> {
         Ok(self.call(RouteInput::Inbound(msg, from.to_owned())).await?.0)
     }
 
     /// Which transport connectors send a message an app on connector `from` sent.
-    pub async fn route_outbound(&self, msg: Arc<UserMessage>, from: &str) -> Result<Vec<Target>, HandlerFailure> {
+    pub async fn route_outbound(
+        &self,
+        msg: Arc<UserMessage>,
+        from: &str,
+    ) -> Result<Vec<Target>, HandlerFailure> {
         Ok(self.call(RouteInput::Outbound(msg, from.to_owned())).await?.0)
     }
 
     /// Which app connectors get an event from transport connector `from` about a message that
     /// app connector `origin` sent.
-    pub async fn route_event(&self, event: Arc<Event>, from: &str, origin: Option<&str>) -> Result<Vec<Target>, HandlerFailure> {
+    pub async fn route_event(
+        &self,
+        event: Arc<Event>,
+        from: &str,
+        origin: Option<&str>,
+    ) -> Result<Vec<Target>, HandlerFailure> {
         Ok(self.call(RouteInput::Event(event, from.to_owned(), origin.map(str::to_owned))).await?.0)
     }
 }

@@ -40,7 +40,11 @@ impl std::fmt::Debug for Watcher {
 impl Watcher {
     /// Watch the files of every slot in `registry`, reloading the slots loaded from a file when
     /// it changes, until `stop`.
-    pub fn start(registry: Arc<Registry>, debounce: Duration, stop: CancellationToken) -> Result<Arc<Self>, WatchError> {
+    pub fn start(
+        registry: Arc<Registry>,
+        debounce: Duration,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, WatchError> {
         let (tx, rx) = mpsc::unbounded_channel::<Vec<notify::Event>>();
         let debouncer = new_debouncer(debounce, None, move |result: DebounceEventResult| match result {
             Ok(events) => {
@@ -53,7 +57,11 @@ impl Watcher {
             }
         })
         .map_err(|e| WatchError(e.to_string()))?;
-        let me = Arc::new(Self { debouncer: Mutex::new(debouncer), watched: Mutex::default(), registry: registry.clone() });
+        let me = Arc::new(Self {
+            debouncer: Mutex::new(debouncer),
+            watched: Mutex::default(),
+            registry: registry.clone(),
+        });
         me.sync()?;
         tokio::spawn(apply(registry, rx, stop));
         Ok(me)
@@ -62,8 +70,12 @@ impl Watcher {
     /// Watch the directories of the registry's files as they are now (after a config reload
     /// added or removed plugins).
     pub fn sync(&self) -> Result<(), WatchError> {
-        let wanted: BTreeSet<PathBuf> =
-            self.registry.paths().iter().filter_map(|p| normalize(p).parent().map(|d| d.to_owned())).collect();
+        let wanted: BTreeSet<PathBuf> = self
+            .registry
+            .paths()
+            .iter()
+            .filter_map(|p| normalize(p).parent().map(|d| d.to_owned()))
+            .collect();
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
         let mut debouncer = self.debouncer.lock().unwrap_or_else(|p| p.into_inner());
         for dir in watched.difference(&wanted) {
@@ -80,7 +92,11 @@ impl Watcher {
     }
 }
 
-async fn apply(registry: Arc<Registry>, mut rx: mpsc::UnboundedReceiver<Vec<notify::Event>>, stop: CancellationToken) {
+async fn apply(
+    registry: Arc<Registry>,
+    mut rx: mpsc::UnboundedReceiver<Vec<notify::Event>>,
+    stop: CancellationToken,
+) {
     loop {
         let events = tokio::select! {
             () = stop.cancelled() => return,

@@ -26,7 +26,12 @@ pub async fn run_all(store: &dyn KvStore) -> String {
 }
 
 async fn quota_counts_keys_and_bytes_and_frees_what_expires(s: &dyn KvStore, run: &str) {
-    let q = Quota { account: format!("{{tenant:{run}}}:quota:"), owner: format!("tenant `{run}`"), max_keys: 3, max_bytes: 20 };
+    let q = Quota {
+        account: format!("{{tenant:{run}}}:quota:"),
+        owner: format!("tenant `{run}`"),
+        max_keys: 3,
+        max_bytes: 20,
+    };
     let k = |n: &str| format!("{run}:q:{n}");
     let is_limit = |r: Result<(), StateError>, needle: &str| match r {
         Err(StateError::Limit(m)) => assert!(m.contains(needle), "{m}"),
@@ -36,13 +41,19 @@ async fn quota_counts_keys_and_bytes_and_frees_what_expires(s: &dyn KvStore, run
     s.set_counted(&k("b"), b"12345", None, &q).await.unwrap();
     assert_eq!(s.incr_counted(&k("n"), 7, &q).await.unwrap(), 7, "a new key by incr counts too");
     assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 3, bytes: 11 });
-    is_limit(s.set_counted(&k("c"), b"x", None, &q).await, "holds 3 kv keys, its limit (`limits.kv_max_keys` is 3)");
+    is_limit(
+        s.set_counted(&k("c"), b"x", None, &q).await,
+        "holds 3 kv keys, its limit (`limits.kv_max_keys` is 3)",
+    );
     assert!(matches!(s.incr_counted(&k("m"), 1, &q).await, Err(StateError::Limit(_))), "nor by incr");
     assert_eq!(s.get(&k("c")).await.unwrap(), None, "a refused write writes nothing");
     // Replacing counts the difference; a value that would pass the bytes is refused.
     s.set_counted(&k("a"), b"1234567890", None, &q).await.unwrap();
     assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 3, bytes: 16 });
-    is_limit(s.set_counted(&k("b"), b"1234567890", None, &q).await, "holds 11 bytes of kv values (besides this key); 10 more would pass its limit (`limits.kv_max_bytes` is 20)");
+    is_limit(
+        s.set_counted(&k("b"), b"1234567890", None, &q).await,
+        "holds 11 bytes of kv values (besides this key); 10 more would pass its limit (`limits.kv_max_bytes` is 20)",
+    );
     assert_eq!(s.get(&k("b")).await.unwrap().as_deref(), Some(&b"12345"[..]), "the old value stays");
     assert_eq!(s.incr_counted(&k("n"), 5, &q).await.unwrap(), 12, "incr of a counted key");
     assert_eq!(s.usage(&q).await.unwrap(), Usage { keys: 3, bytes: 17 });
@@ -104,7 +115,11 @@ async fn set_replaces_value_and_expiry(s: &dyn KvStore, run: &str) {
     s.set(&k, b"one", Some(Duration::from_millis(200))).await.expect("set");
     s.set(&k, b"two", None).await.expect("set");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"two"[..]), "a plain set must clear the old TTL");
+    assert_eq!(
+        s.get(&k).await.expect("get").as_deref(),
+        Some(&b"two"[..]),
+        "a plain set must clear the old TTL"
+    );
 }
 
 async fn delete_reports_existence(s: &dyn KvStore, run: &str) {
@@ -135,7 +150,11 @@ async fn incr_counts_from_zero_and_keeps_text_form(s: &dyn KvStore, run: &str) {
     assert_eq!(s.incr(&k, 1).await.expect("incr"), 1);
     assert_eq!(s.incr(&k, 41).await.expect("incr"), 42);
     assert_eq!(s.incr(&k, -50).await.expect("incr"), -8);
-    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"-8"[..]), "integers are stored as decimal text");
+    assert_eq!(
+        s.get(&k).await.expect("get").as_deref(),
+        Some(&b"-8"[..]),
+        "integers are stored as decimal text"
+    );
     s.set(&k, b"100", None).await.expect("set");
     assert_eq!(s.incr(&k, 1).await.expect("incr"), 101, "text written by set counts");
 }
@@ -146,7 +165,11 @@ async fn incr_of_non_integer_is_a_typed_error(s: &dyn KvStore, run: &str) {
     let err = s.incr(&k, 1).await.expect_err("incr of text must fail");
     assert!(matches!(err, StateError::NotAnInteger { .. }), "got {err:?}");
     assert!(!err.is_retryable());
-    assert_eq!(s.get(&k).await.expect("get").as_deref(), Some(&b"hello"[..]), "a failed incr changes nothing");
+    assert_eq!(
+        s.get(&k).await.expect("get").as_deref(),
+        Some(&b"hello"[..]),
+        "a failed incr changes nothing"
+    );
 }
 
 async fn concurrent_incr_loses_no_update(s: &dyn KvStore, run: &str) {

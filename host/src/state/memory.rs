@@ -59,9 +59,9 @@ impl Inner {
             }
             _ => (0, None),
         };
-        let next = current
-            .checked_add(by)
-            .ok_or_else(|| StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer")))?;
+        let next = current.checked_add(by).ok_or_else(|| {
+            StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer"))
+        })?;
         Ok((next, expires))
     }
 
@@ -198,7 +198,13 @@ impl KvStore for MemoryStore {
         }
     }
 
-    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+    async fn set_counted(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        quota: &Quota,
+    ) -> Result<(), StateError> {
         let now = Instant::now();
         let mut inner = self.lock();
         let expires = ttl.map(|t| now + t);
@@ -248,7 +254,11 @@ mod tests {
     #[tokio::test]
     async fn namespaced_memory_store_passes_the_conformance_suite() {
         let inner: std::sync::Arc<dyn KvStore> = std::sync::Arc::new(MemoryStore::new());
-        crate::state::conformance::run_all(&crate::state::Namespaced::new(inner.clone(), crate::state::Namespace::plugin("app", "tenant-a"))).await;
+        crate::state::conformance::run_all(&crate::state::Namespaced::new(
+            inner.clone(),
+            crate::state::Namespace::plugin("app", "tenant-a"),
+        ))
+        .await;
         crate::state::conformance::namespaces_are_isolated(inner).await;
     }
 }

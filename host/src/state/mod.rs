@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisSequencer, RedisStore};
+pub use memory::MemoryStore;
 
 /// Why a state operation failed. [`StateError::is_retryable`] tells callers whether trying again
 /// later can help (a Redis connection drop can; a value that is not an integer cannot).
@@ -117,7 +117,13 @@ pub trait KvStore: Send + Sync + 'static {
     /// new key would take the account over its keys, or the value over its bytes. Replacing a
     /// key counts only the difference; a key that expired stops counting (reclaimed by the next
     /// counted operation on the account), so abandoned sessions do not use up a quota.
-    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError>;
+    async fn set_counted(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        quota: &Quota,
+    ) -> Result<(), StateError>;
     /// [`KvStore::delete`], uncounting the key.
     async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError>;
     /// [`KvStore::incr`], counting a new key (and the digits' bytes).
@@ -145,17 +151,28 @@ pub struct Quota {
 impl Quota {
     /// The account of tenant `tenant`.
     pub fn tenant(tenant: &str, max_keys: u64, max_bytes: u64) -> Self {
-        Self { account: Namespace::Quota(tenant).prefix(), owner: format!("tenant `{tenant}`"), max_keys, max_bytes }
+        Self {
+            account: Namespace::Quota(tenant).prefix(),
+            owner: format!("tenant `{tenant}`"),
+            max_keys,
+            max_bytes,
+        }
     }
 
     /// The refusal of one more key.
     pub fn over_keys(&self, held: u64) -> StateError {
-        StateError::Limit(format!("{} holds {held} kv keys, its limit (`limits.kv_max_keys` is {}): delete keys or give them a TTL", self.owner, self.max_keys))
+        StateError::Limit(format!(
+            "{} holds {held} kv keys, its limit (`limits.kv_max_keys` is {}): delete keys or give them a TTL",
+            self.owner, self.max_keys
+        ))
     }
 
     /// The refusal of `more` bytes on top of `held`.
     pub fn over_bytes(&self, held: u64, more: u64) -> StateError {
-        StateError::Limit(format!("{} holds {held} bytes of kv values (besides this key); {more} more would pass its limit (`limits.kv_max_bytes` is {})", self.owner, self.max_bytes))
+        StateError::Limit(format!(
+            "{} holds {held} bytes of kv values (besides this key); {more} more would pass its limit (`limits.kv_max_bytes` is {})",
+            self.owner, self.max_bytes
+        ))
     }
 }
 
@@ -307,7 +324,13 @@ impl KvStore for Namespaced {
     async fn ping(&self) -> Result<(), StateError> {
         self.inner.ping().await
     }
-    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+    async fn set_counted(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        quota: &Quota,
+    ) -> Result<(), StateError> {
         self.inner.set_counted(&self.key(key), value, ttl, quota).await
     }
     async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError> {

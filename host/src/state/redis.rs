@@ -155,14 +155,22 @@ struct QuotaScripts {
 impl QuotaScripts {
     fn new() -> Self {
         let with = |body: &str| redis::Script::new(&format!("{QUOTA_RECLAIM}{body}"));
-        Self { set: with(QUOTA_SET), delete: with(QUOTA_DELETE), incr: with(QUOTA_INCR), usage: with(QUOTA_USAGE) }
+        Self {
+            set: with(QUOTA_SET),
+            delete: with(QUOTA_DELETE),
+            incr: with(QUOTA_INCR),
+            usage: with(QUOTA_USAGE),
+        }
     }
 }
 
 /// A counted script invoked on `key` and `quota`'s three records.
 fn counted<'a>(script: &'a redis::Script, key: &str, quota: &Quota) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
-    inv.key(key).key(format!("{}sizes", quota.account)).key(format!("{}expiring", quota.account)).key(format!("{}bytes", quota.account));
+    inv.key(key)
+        .key(format!("{}sizes", quota.account))
+        .key(format!("{}expiring", quota.account))
+        .key(format!("{}bytes", quota.account));
     inv
 }
 
@@ -246,7 +254,10 @@ pub struct RedisSequencer {
 
 impl std::fmt::Debug for RedisSequencer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSequencer").field("server", &self.store.server).field("lease", &self.lease).finish()
+        f.debug_struct("RedisSequencer")
+            .field("server", &self.store.server)
+            .field("lease", &self.lease)
+            .finish()
     }
 }
 
@@ -279,7 +290,14 @@ impl Sequencer for RedisSequencer {
 
     async fn turn(&self, user: &str, ticket: u64) -> Result<bool, StateError> {
         let mut conn = self.store.conn.clone();
-        let go: i64 = self.turn.key(Self::line(user)).arg(ticket).arg(ms(self.lease)).invoke_async(&mut conn).await.map_err(|e| self.store.unavailable(&e))?;
+        let go: i64 = self
+            .turn
+            .key(Self::line(user))
+            .arg(ticket)
+            .arg(ms(self.lease))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.store.unavailable(&e))?;
         Ok(go == 1)
     }
 
@@ -291,7 +309,10 @@ impl Sequencer for RedisSequencer {
         // than one per ticket.
         let mut pipe = redis::pipe();
         for (user, ticket) in held {
-            pipe.cmd("PEXPIRE").arg(format!("{}:lease:{ticket}", Self::line(user))).arg(ms(self.lease)).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(format!("{}:lease:{ticket}", Self::line(user)))
+                .arg(ms(self.lease))
+                .ignore();
         }
         let mut conn = self.store.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(|e| self.store.unavailable(&e))
@@ -397,7 +418,8 @@ impl KvStore for RedisStore {
 
     async fn delete(&self, key: &str) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
-        let n: i64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
+        let n: i64 =
+            redis::cmd("DEL").arg(key).query_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
         Ok(n > 0)
     }
 
@@ -418,11 +440,23 @@ impl KvStore for RedisStore {
 
     async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
-        let done: i64 = self.append.key(key).arg(value).invoke_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
+        let done: i64 = self
+            .append
+            .key(key)
+            .arg(value)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
         Ok(done == 1)
     }
 
-    async fn set_counted(&self, key: &str, value: &[u8], ttl: Option<Duration>, quota: &Quota) -> Result<(), StateError> {
+    async fn set_counted(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        quota: &Quota,
+    ) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let ttl_ms = ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
         let r: Vec<redis::Value> = counted(&self.quota.set, key, quota)
@@ -438,7 +472,10 @@ impl KvStore for RedisStore {
 
     async fn delete_counted(&self, key: &str, quota: &Quota) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
-        let n: i64 = counted(&self.quota.delete, key, quota).invoke_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
+        let n: i64 = counted(&self.quota.delete, key, quota)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
         Ok(n > 0)
     }
 
@@ -453,7 +490,10 @@ impl KvStore for RedisStore {
             .map_err(|e| self.unavailable(&e))?;
         match r.first() {
             Some(redis::Value::Int(3)) => {
-                let why = r.get(1).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok()).unwrap_or_default();
+                let why = r
+                    .get(1)
+                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                    .unwrap_or_default();
                 Err(if why.contains("overflow") {
                     StateError::Limit(format!("incr of `{key}` by {by} overflows a 64-bit integer"))
                 } else {
@@ -466,7 +506,10 @@ impl KvStore for RedisStore {
 
     async fn usage(&self, quota: &Quota) -> Result<super::Usage, StateError> {
         let mut conn = self.conn.clone();
-        let (keys, bytes): (u64, u64) = counted(&self.quota.usage, "", quota).invoke_async(&mut conn).await.map_err(|e| self.unavailable(&e))?;
+        let (keys, bytes): (u64, u64) = counted(&self.quota.usage, "", quota)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(&e))?;
         Ok(Usage { keys, bytes })
     }
 
@@ -486,7 +529,8 @@ mod tests {
     /// The shared Redis of this machine (`VUMI_TEST_REDIS_URL` to point elsewhere). A test that
     /// cannot reach it fails and says how to start one; it never passes silently.
     async fn store() -> RedisStore {
-        let url = std::env::var("VUMI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let url =
+            std::env::var("VUMI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let config = RedisOptions { reconnect_attempts: 0, ..RedisOptions::new(url.clone()) };
         RedisStore::connect(&config).await.unwrap_or_else(|e| {
             panic!("{e}\nThese tests need Redis at {url}: start one with `redis-server --port 6379 --save '' --appendonly no`, or set VUMI_TEST_REDIS_URL.")
@@ -496,11 +540,13 @@ mod tests {
     /// Delete every key whose name holds `run`, the conformance run's id.
     async fn clean(store: &RedisStore, run: &str) {
         let mut conn = store.conn.clone();
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
         if !keys.is_empty() {
             let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
         }
-        let left: Vec<String> = redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
+        let left: Vec<String> =
+            redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
         assert!(left.is_empty(), "the run cleaned up after itself: {left:?}");
     }
 
@@ -517,7 +563,8 @@ mod tests {
         let inner: Arc<dyn KvStore> = Arc::new(store.clone());
         let run = crate::message::new_id();
         let tenant = format!("t{run}");
-        let view = crate::state::Namespaced::new(inner.clone(), crate::state::Namespace::plugin("app", &tenant));
+        let view =
+            crate::state::Namespaced::new(inner.clone(), crate::state::Namespace::plugin("app", &tenant));
         let inner_run = crate::state::conformance::run_all(&view).await;
         let isolated_run = crate::state::conformance::namespaces_are_isolated(inner).await;
         for r in [run, inner_run, isolated_run] {
@@ -554,11 +601,18 @@ mod tests {
         let r = run.clone();
         let outcome = async move {
             let (alice, bob) = (format!("{r}|alice"), format!("{r}|bob"));
-            let Take::Ticket { ticket: a1, go: true } = seq.take(&alice, "m1").await.expect("take") else { panic!("the first runs at once") };
-            let Take::Ticket { ticket: a2, go: false } = seq.take(&alice, "m2").await.expect("take") else { panic!("the second waits") };
+            let Take::Ticket { ticket: a1, go: true } = seq.take(&alice, "m1").await.expect("take") else {
+                panic!("the first runs at once")
+            };
+            let Take::Ticket { ticket: a2, go: false } = seq.take(&alice, "m2").await.expect("take") else {
+                panic!("the second waits")
+            };
             assert_eq!((a1, a2), (1, 2));
             // Another user is not held up by alice.
-            assert!(matches!(seq.take(&bob, "b1").await.expect("take"), Take::Ticket { ticket: 1, go: true }));
+            assert!(matches!(
+                seq.take(&bob, "b1").await.expect("take"),
+                Take::Ticket { ticket: 1, go: true }
+            ));
             assert!(!seq.turn(&alice, a2).await.expect("turn"), "not while m1 runs");
             seq.refresh(&[(alice.clone(), a1)]).await.expect("refresh");
             seq.finish(&alice, a1, Some("m1")).await.expect("finish");
@@ -566,18 +620,28 @@ mod tests {
             // m1 delivered again: recognised, not handled again.
             assert_eq!(seq.take(&alice, "m1").await.expect("take"), Take::Done);
             // m2's holder dies without finishing: m3 waits out its lease, then goes.
-            let Take::Ticket { ticket: a3, go: false } = seq.take(&alice, "m3").await.expect("take") else { panic!("m3 waits for m2") };
+            let Take::Ticket { ticket: a3, go: false } = seq.take(&alice, "m3").await.expect("take") else {
+                panic!("m3 waits for m2")
+            };
             assert!(!seq.turn(&alice, a3).await.expect("turn"), "m2's lease is fresh");
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while !seq.turn(&alice, a3).await.expect("turn") {
-                assert!(std::time::Instant::now() < deadline, "a dead holder's ticket is skipped once its lease expires");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a dead holder's ticket is skipped once its lease expires"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             // A ticket given up without a done marker lets the next go, and its message can run later.
-            let Take::Ticket { ticket: a4, go: false } = seq.take(&alice, "m4").await.expect("take") else { panic!("m4 waits for m3") };
+            let Take::Ticket { ticket: a4, go: false } = seq.take(&alice, "m4").await.expect("take") else {
+                panic!("m4 waits for m3")
+            };
             seq.finish(&alice, a3, None).await.expect("give up");
             assert!(seq.turn(&alice, a4).await.expect("turn"));
-            assert!(matches!(seq.take(&alice, "m3").await.expect("take"), Take::Ticket { .. }), "m3 was not marked done");
+            assert!(
+                matches!(seq.take(&alice, "m3").await.expect("take"), Take::Ticket { .. }),
+                "m3 was not marked done"
+            );
         };
         let outcome = tokio::spawn(outcome).await;
         clean(&store, &run).await;

@@ -9,18 +9,16 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-
 use crate::bus::{Consumer, RoutingKey};
 use crate::config::{Config, MiddlewareConfig};
-use crate::plugins::{AnySlot, AppSlot, Face, MiddlewareSlot, Plugin, PluginSlot,
-    RouterSlot, Settings};
-use crate::state::{KvStore, Namespace, Namespaced};
 use crate::names::{AppName, ConnectorName};
+use crate::plugins::{AnySlot, AppSlot, Face, MiddlewareSlot, Plugin, PluginSlot, RouterSlot, Settings};
+use crate::state::{KvStore, Namespace, Namespaced};
 use crate::workers::callbacks::Callbacks;
 use crate::workers::dispatcher::Dispatcher;
 use crate::workers::events::{EventsByOrigin, Origins};
-use crate::workers::http_api::{Channel, ChannelParts, SendApi};
 use crate::workers::flow::Dispatchers;
+use crate::workers::http_api::{Channel, ChannelParts, SendApi};
 use crate::workers::middleware::{Chains, Step};
 use crate::workers::{AppWorker, AppWorkerParts};
 
@@ -59,7 +57,12 @@ impl Slots {
 impl RunningHost {
     /// Slots for every plugin in `new`: kept from the running generation where the plugin's
     /// config is unchanged, loaded otherwise.
-    pub(super) async fn load_plugins(&self, old: Option<&Config>, new: &Config, summary: &mut Vec<String>) -> Result<Slots, StartError> {
+    pub(super) async fn load_plugins(
+        &self,
+        old: Option<&Config>,
+        new: &Config,
+        summary: &mut Vec<String>,
+    ) -> Result<Slots, StartError> {
         let running = self.generation.as_ref().map(|g| g.slots.clone()).unwrap_or_default();
         let mut slots = Slots::default();
         for (name, app) in &new.apps {
@@ -72,8 +75,18 @@ impl RunningHost {
         for (name, rc) in &new.routers {
             let same = old.is_some_and(|o| o.routers.get(name) == Some(rc) && same_tenant(o, new, name));
             let kept = running.routers.get(name).filter(|_| same).cloned();
-            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str())).counted(kv_quota(new, name));
-            let settings = rule_settings(name, rc.instances, rc.deadline_ms, rc.memory_limit_mb, kv, &rc.config, new, self.tenants.load().rates_of(name));
+            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str()))
+                .counted(kv_quota(new, name));
+            let settings = rule_settings(
+                name,
+                rc.instances,
+                rc.deadline_ms,
+                rc.memory_limit_mb,
+                kv,
+                &rc.config,
+                new,
+                self.tenants.load().rates_of(name),
+            );
             let slot = self.slot(kept, "routers", name, new.resolve(&rc.plugin), settings, summary).await?;
             slots.routers.insert(name.clone(), slot);
         }
@@ -81,8 +94,18 @@ impl RunningHost {
             let MiddlewareConfig::Plugin(p) = m else { continue };
             let same = old.is_some_and(|o| o.middleware.get(name) == Some(m) && same_tenant(o, new, name));
             let kept = running.middleware.get(name).filter(|_| same).cloned();
-            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str())).counted(kv_quota(new, name));
-            let settings = rule_settings(name, p.instances, p.deadline_ms, p.memory_limit_mb, kv, &p.config, new, self.tenants.load().rates_of(name));
+            let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str()))
+                .counted(kv_quota(new, name));
+            let settings = rule_settings(
+                name,
+                p.instances,
+                p.deadline_ms,
+                p.memory_limit_mb,
+                kv,
+                &p.config,
+                new,
+                self.tenants.load().rates_of(name),
+            );
             let slot = self.slot(kept, "middleware", name, new.resolve(&p.plugin), settings, summary).await?;
             slots.middleware.insert(name.clone(), slot);
         }
@@ -92,7 +115,12 @@ impl RunningHost {
                 .apps
                 .keys()
                 .chain(o.routers.keys())
-                .chain(o.middleware.iter().filter(|(_, m)| matches!(m, MiddlewareConfig::Plugin(_))).map(|(n, _)| n))
+                .chain(
+                    o.middleware
+                        .iter()
+                        .filter(|(_, m)| matches!(m, MiddlewareConfig::Plugin(_)))
+                        .map(|(n, _)| n),
+                )
                 .filter(|n| !now.contains_key(n.as_str()))
                 .map(|n| format!("{n} removed"))
                 .collect();
@@ -123,7 +151,11 @@ impl RunningHost {
     }
 
     /// Every app-side component of `config`, on the plugins in `slots`.
-    pub(super) async fn start_generation(&mut self, config: &Config, slots: Slots) -> Result<Generation, StartError> {
+    pub(super) async fn start_generation(
+        &mut self,
+        config: &Config,
+        slots: Slots,
+    ) -> Result<Generation, StartError> {
         let bus = self.bus.clone();
         let (state, failures) = (self.state.clone(), self.failures.clone());
         let retry = config.host.retry.clone();
@@ -132,16 +164,23 @@ impl RunningHost {
 
         // Connectors shared by several app-side components get an EventsByOrigin (see workers::events).
         let mut sharers: BTreeMap<&ConnectorName, usize> = BTreeMap::new();
-        for c in config.apps.values().map(|a| &a.connector).chain(config.channels.values().map(|c| &c.connector)) {
+        for c in
+            config.apps.values().map(|a| &a.connector).chain(config.channels.values().map(|c| &c.connector))
+        {
             *sharers.entry(c).or_default() += 1;
         }
         let mut routers: BTreeMap<ConnectorName, EventsByOrigin> = sharers
             .into_iter()
             .filter(|(_, n)| *n > 1)
             .map(|(c, _)| {
-                let kv = Arc::new(Namespaced::new(state.clone(), Namespace::origins("connector", c.as_str())));
-                let origins = Arc::new(Origins::new(kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
-                (c.clone(), EventsByOrigin::new(c.clone(), bus.clone(), origins, failures.clone(), retry.clone()))
+                let kv =
+                    Arc::new(Namespaced::new(state.clone(), Namespace::origins("connector", c.as_str())));
+                let origins =
+                    Arc::new(Origins::new(kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
+                (
+                    c.clone(),
+                    EventsByOrigin::new(c.clone(), bus.clone(), origins, failures.clone(), retry.clone()),
+                )
             })
             .collect();
 
@@ -175,13 +214,17 @@ impl RunningHost {
         let mut dispatch = Dispatchers::new();
         for (name, rc) in &config.routers {
             let Some(slot) = slots.routers.get(name) else { continue };
-            let origins_kv = Arc::new(Namespaced::new(state.clone(), Namespace::origins("router", name.as_str())));
-            let origins = Arc::new(Origins::new(origins_kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
-            let dispatcher = Arc::new(Dispatcher::new(slot.clone(), rc.transports.clone(), rc.apps.clone(), origins));
+            let origins_kv =
+                Arc::new(Namespaced::new(state.clone(), Namespace::origins("router", name.as_str())));
+            let origins =
+                Arc::new(Origins::new(origins_kv, Duration::from_secs(config.host.event_origin_ttl_secs)));
+            let dispatcher =
+                Arc::new(Dispatcher::new(slot.clone(), rc.transports.clone(), rc.apps.clone(), origins));
             for input in dispatcher.inputs() {
                 dispatch.insert(input, dispatcher.clone());
             }
-            let (flow, stop, rname, retry) = (self.flow.clone(), stop.clone(), name.to_string(), retry.clone());
+            let (flow, stop, rname, retry) =
+                (self.flow.clone(), stop.clone(), name.to_string(), retry.clone());
             tasks.spawn(async move {
                 if let Err(e) = flow.serve(dispatcher, retry, stop).await {
                     tracing::error!(router = rname, error = %e, "dispatcher stopped");
@@ -192,8 +235,10 @@ impl RunningHost {
         let mut routes = axum::Router::new();
         let mut channels = Vec::new();
         for (name, ch) in &config.channels {
-            let kv: Arc<dyn KvStore> = Arc::new(Namespaced::new(state.clone(), Namespace::Channel(name.as_str())));
-            let callbacks = Callbacks::start(&config.callbacks, name, &ch.connector, failures.clone(), stop.clone());
+            let kv: Arc<dyn KvStore> =
+                Arc::new(Namespaced::new(state.clone(), Namespace::Channel(name.as_str())));
+            let callbacks =
+                Callbacks::start(&config.callbacks, name, &ch.connector, failures.clone(), stop.clone());
             let router = routers.get_mut(&ch.connector);
             let channel = Arc::new(Channel::new(ChannelParts {
                 name: name.to_string(),
@@ -209,7 +254,11 @@ impl RunningHost {
             }));
             let consume = |key: RoutingKey| {
                 let bus = bus.clone();
-                async move { bus.consume(&key, 64).await.map_err(|source| StartError::Bus { key: key.to_string(), source }) }
+                async move {
+                    bus.consume(&key, 64)
+                        .await
+                        .map_err(|source| StartError::Bus { key: key.to_string(), source })
+                }
             };
             let events: Box<dyn Consumer> = match router {
                 Some(r) => Box::new(r.subscribe(name)),
@@ -242,7 +291,9 @@ pub(super) fn chains(config: &Config, slots: &Slots) -> Chains {
     let mut steps = BTreeMap::new();
     for (name, m) in &config.middleware {
         let step = match m {
-            MiddlewareConfig::Log(l) => Step::Log { name: name.to_string(), level: l.level.parse().unwrap_or(tracing::Level::INFO) },
+            MiddlewareConfig::Log(l) => {
+                Step::Log { name: name.to_string(), level: l.level.parse().unwrap_or(tracing::Level::INFO) }
+            }
             MiddlewareConfig::Plugin(_) => match slots.middleware.get(name) {
                 Some(s) => Step::Plugin(s.clone()),
                 None => continue,
@@ -272,5 +323,6 @@ pub(super) fn chains(config: &Config, slots: &Slots) -> Chains {
 /// Whether `name`'s tenant has the same limits in both configs (a kept slot keeps its limits).
 fn same_tenant(old: &Config, new: &Config, name: &str) -> bool {
     let grants = |c: &Config| c.tenant(name).map(|(_, t)| (t.limits.clone(), t.http_allow.clone()));
-    grants(old) == grants(new) && (crate::names::tenant_of(name).is_some() || old.host.http_allow == new.host.http_allow)
+    grants(old) == grants(new)
+        && (crate::names::tenant_of(name).is_some() || old.host.http_allow == new.host.http_allow)
 }

@@ -29,14 +29,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminState, Control, HostStatus};
-use crate::message::Timestamp;
 use crate::bus::{AmqpBus, AmqpOptions, Bus, EmbeddedBus};
 use crate::config::{BusConfig, Config, StateConfig};
+use crate::message::Timestamp;
+use crate::names::ConnectorName;
 use crate::plugins::{Engine, EngineSettings, Registry, Watcher};
 use crate::state::{KvStore, MemoryStore, RedisOptions, RedisStore};
-use crate::names::ConnectorName;
-use crate::workers::flow::{Dispatchers, Flow, Intake};
 use crate::workers::FailureLog;
+use crate::workers::flow::{Dispatchers, Flow, Intake};
 
 pub use error::StartError;
 pub use settings::toml_to_json;
@@ -106,8 +106,11 @@ fn hostname() -> String {
 pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
     let bus: Arc<dyn Bus> = match &config.host.bus {
         BusConfig::Embedded => Arc::new(
-            EmbeddedBus::bounded(config.host.queues.capacity, Duration::from_millis(config.host.queues.publish_wait_ms))
-                .with_retry_tiers(config.host.retry.tiers()),
+            EmbeddedBus::bounded(
+                config.host.queues.capacity,
+                Duration::from_millis(config.host.queues.publish_wait_ms),
+            )
+            .with_retry_tiers(config.host.retry.tiers()),
         ),
         BusConfig::Amqp(a) => {
             let name = a.name.clone().unwrap_or_else(|| format!("vumi@{}", hostname()));
@@ -151,18 +154,28 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
                 // order is inverted: 1 s leases (refreshed every 333 ms) did that 61 times in a
                 // chaos run with no fault on a slow machine; 1.25 s of slack, as 2 s leases had
                 // (1.33 s), did not. Done markers for a day (a redelivery later runs again).
-                sequencer = Some(Arc::new(store.sequencer(Duration::from_millis(1_500), Duration::from_secs(86_400))));
+                sequencer = Some(Arc::new(
+                    store.sequencer(Duration::from_millis(1_500), Duration::from_secs(86_400)),
+                ));
             }
             Arc::new(store)
         }
     };
-    if sequencer.is_none() && matches!(config.host.bus, BusConfig::Amqp(_)) && config.apps.values().any(|a| a.ordering == crate::config::Ordering::User) {
-        tracing::warn!("apps with `ordering = \"user\"` keep each user's order within this host only: across hosts it needs `[host.state] kind = \"redis\"`");
+    if sequencer.is_none()
+        && matches!(config.host.bus, BusConfig::Amqp(_))
+        && config.apps.values().any(|a| a.ordering == crate::config::Ordering::User)
+    {
+        tracing::warn!(
+            "apps with `ordering = \"user\"` keep each user's order within this host only: across hosts it needs `[host.state] kind = \"redis\"`"
+        );
     }
     let failures_path = config.failures.path.as_ref().map(|p| config.resolve(p));
     let failures = Arc::new(
         FailureLog::new(config.failures.keep, failures_path.as_deref())
-            .map_err(|source| StartError::FailuresFile { path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(), source })?
+            .map_err(|source| StartError::FailuresFile {
+                path: failures_path.map(|p| p.display().to_string()).unwrap_or_default(),
+                source,
+            })?
             .with_bus(bus.clone()),
     );
     let engine_memory_mb = largest_memory_limit(config).max(64);
@@ -236,7 +249,8 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         });
         let stop = shutdown.clone();
         host.tasks.spawn(async move {
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            {
                 tracing::error!(error = %e, "admin listener stopped");
             }
         });
@@ -342,7 +356,8 @@ impl RunningHost {
                 }
             }
         }
-        self.status.set_transports(self.transports.iter().map(|(n, t)| (n.to_string(), t.status.clone())).collect());
+        self.status
+            .set_transports(self.transports.iter().map(|(n, t)| (n.to_string(), t.status.clone())).collect());
         self.config = new;
         Ok(if summary.is_empty() { "nothing changed".into() } else { summary.join("; ") })
     }
@@ -392,7 +407,10 @@ impl RunningHost {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "tasks still running after the grace period; stopping them");
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "tasks still running after the grace period; stopping them"
+            );
             self.tasks.abort_all();
         }
         self.bus.close().await;
@@ -407,7 +425,11 @@ impl RunningHost {
         if pending == 0 {
             return;
         }
-        tracing::info!(pending, bound_ms = bound.as_millis() as u64, "stopping: taking nothing new, delivering what is queued");
+        tracing::info!(
+            pending,
+            bound_ms = bound.as_millis() as u64,
+            "stopping: taking nothing new, delivering what is queued"
+        );
         let started = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + bound;
         while pending > 0 && tokio::time::Instant::now() < deadline {

@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::admin::Control;
-use crate::message::Timestamp;
 use crate::config::Config;
+use crate::message::Timestamp;
 
-use super::{RunningHost, StartError};
 use super::settings::largest_memory_limit;
+use super::{RunningHost, StartError};
 
 /// What asks for a config reload besides the admin API: `SIGHUP`, and the config file changing.
 pub(super) struct ReloadTriggers {
@@ -21,7 +21,8 @@ pub(super) struct ReloadTriggers {
     pub(super) _watch: Option<ConfigWatch>,
 }
 
-type ConfigWatch = notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>;
+type ConfigWatch =
+    notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>;
 
 impl RunningHost {
     /// Take config reloads from `config_path`: on `SIGHUP` and (with `plugins.watch`) when the
@@ -35,7 +36,8 @@ impl RunningHost {
             tracing::info!(config = %config_path.display(), "not watching the config file (plugins.watch = false): reload with SIGHUP or the admin API");
             None
         };
-        self.reloads = Some(ReloadTriggers { path: config_path.to_owned(), hup: hangup(), file, _watch: watch });
+        self.reloads =
+            Some(ReloadTriggers { path: config_path.to_owned(), hup: hangup(), file, _watch: watch });
         self.status.with_config(|c| c.path = config_path.display().to_string());
     }
 
@@ -98,7 +100,10 @@ impl RunningHost {
                 crate::telemetry::metrics::metrics().reload("config", "rejected");
                 tracing::error!(config = %path.display(), reason, "config rejected; the running config stays");
                 self.status.with_config(|c| {
-                    c.rejected = Some(crate::plugins::Rejection { at: Timestamp::now().to_string(), reason: reason.clone() });
+                    c.rejected = Some(crate::plugins::Rejection {
+                        at: Timestamp::now().to_string(),
+                        reason: reason.clone(),
+                    });
                 });
             }
         }
@@ -125,7 +130,10 @@ impl RunningHost {
         if limit > self.engine_memory_mb {
             return Err(StartError::NeedsRestart {
                 key: "memory_limit_mb".into(),
-                problem: format!("{limit} MiB is over the {} MiB the engine reserved at start; restart to raise it", self.engine_memory_mb),
+                problem: format!(
+                    "{limit} MiB is over the {} MiB the engine reserved at start; restart to raise it",
+                    self.engine_memory_mb
+                ),
             });
         }
         let old = self.config.clone();
@@ -165,7 +173,9 @@ fn hangup() -> mpsc::UnboundedReceiver<()> {
                     }
                 });
             }
-            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; reload through the admin API instead"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload through the admin API instead")
+            }
         }
     }
     rx
@@ -177,15 +187,20 @@ fn watch_config(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<ConfigWatc
     let target = crate::plugins::normalize_path(path);
     let dir = target.parent()?.to_owned();
     let file = target.clone();
-    let debouncer = notify_debouncer_full::new_debouncer(Duration::from_millis(200), None, move |r: notify_debouncer_full::DebounceEventResult| {
-        let Ok(events) = r else { return };
-        let touched = events.iter().any(|e| {
-            !matches!(e.event.kind, notify::EventKind::Access(_)) && e.event.paths.iter().any(|p| p == &file)
-        });
-        if touched {
-            let _ = tx.send(());
-        }
-    });
+    let debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(200),
+        None,
+        move |r: notify_debouncer_full::DebounceEventResult| {
+            let Ok(events) = r else { return };
+            let touched = events.iter().any(|e| {
+                !matches!(e.event.kind, notify::EventKind::Access(_))
+                    && e.event.paths.iter().any(|p| p == &file)
+            });
+            if touched {
+                let _ = tx.send(());
+            }
+        },
+    );
     match debouncer {
         Ok(mut d) => match d.watch(&dir, notify::RecursiveMode::NonRecursive) {
             Ok(()) => Some(d),

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-
-
 use crate::config::{Config, InstancesConfig, MiddlewareConfig};
+use crate::names::AppName;
 use crate::plugins::{InstancePolicy, Limits, Settings};
 use crate::state::{Namespace, Namespaced};
-use crate::names::AppName;
 
 use super::RunningHost;
 
@@ -44,7 +42,8 @@ pub(super) fn pool_stacks(config: &Config) -> u32 {
 }
 
 fn rules(config: &Config) -> u64 {
-    (config.routers.len() + config.middleware.values().filter(|m| matches!(m, MiddlewareConfig::Plugin(_))).count()) as u64
+    (config.routers.len()
+        + config.middleware.values().filter(|m| matches!(m, MiddlewareConfig::Plugin(_))).count()) as u64
 }
 
 fn lanes(config: &Config) -> u64 {
@@ -56,7 +55,11 @@ fn lanes(config: &Config) -> u64 {
 /// thousands of tenants meets Linux's default of 65,530 (`vm.max_map_count`) before it meets
 /// any memory limit; say so at start rather than fail an instantiation later.
 pub(super) fn check_map_count(config: &Config) {
-    let Some(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse::<u64>().ok()) else { return };
+    let Some(limit) =
+        std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
     let need = u64::from(pool_stacks(config)) * 2 + lanes(config) * 3 + 4_096;
     if need > limit {
         tracing::warn!(
@@ -70,7 +73,9 @@ pub(super) fn check_map_count(config: &Config) {
 /// The account plugin `name`'s kv writes are counted in: its tenant's (`None` for the
 /// operator's plugins, bounded by value size only).
 pub(super) fn kv_quota(config: &crate::config::Config, name: &str) -> Option<crate::state::Quota> {
-    config.tenant(name).map(|(t, tc)| crate::state::Quota::tenant(t.as_str(), tc.limits.kv_max_keys, tc.limits.kv_max_bytes))
+    config
+        .tenant(name)
+        .map(|(t, tc)| crate::state::Quota::tenant(t.as_str(), tc.limits.kv_max_keys, tc.limits.kv_max_bytes))
 }
 
 /// The largest kv value plugin `name` may store: its tenant's limit, else 1 MiB.
@@ -80,16 +85,39 @@ fn kv_max_value(config: &crate::config::Config, name: &str) -> usize {
 
 /// What app `name` may call over HTTP: its tenant's allow-list and limits, or for the
 /// operator's app `[host] http_allow` with the default limits.
-fn http_grant(config: &crate::config::Config, name: &str, rates: Option<std::sync::Arc<crate::tenants::Rates>>) -> crate::egress::HttpGrant {
+fn http_grant(
+    config: &crate::config::Config,
+    name: &str,
+    rates: Option<std::sync::Arc<crate::tenants::Rates>>,
+) -> crate::egress::HttpGrant {
     match config.tenant(name) {
-        Some((t, tc)) => crate::egress::HttpGrant::new(tc.http_allow.clone(), format!("tenants.{t}.http_allow"), &tc.limits, rates),
-        None => crate::egress::HttpGrant::new(config.host.http_allow.clone(), "host.http_allow".into(), &crate::config::TenantLimits::default(), None),
+        Some((t, tc)) => crate::egress::HttpGrant::new(
+            tc.http_allow.clone(),
+            format!("tenants.{t}.http_allow"),
+            &tc.limits,
+            rates,
+        ),
+        None => crate::egress::HttpGrant::new(
+            config.host.http_allow.clone(),
+            "host.http_allow".into(),
+            &crate::config::TenantLimits::default(),
+            None,
+        ),
     }
 }
 
 impl RunningHost {
-    pub(super) fn app_settings(&self, config: &crate::config::Config, name: &AppName, app: &crate::config::AppConfig) -> Settings {
-        let policy = policy_of(app.instances, app.max_messages_per_instance, Duration::from_secs(app.max_instance_age_secs));
+    pub(super) fn app_settings(
+        &self,
+        config: &crate::config::Config,
+        name: &AppName,
+        app: &crate::config::AppConfig,
+    ) -> Settings {
+        let policy = policy_of(
+            app.instances,
+            app.max_messages_per_instance,
+            Duration::from_secs(app.max_instance_age_secs),
+        );
         let mut endpoints: Vec<String> = app.endpoints.iter().map(|e| e.to_string()).collect();
         if !endpoints.iter().any(|e| e == "default") {
             endpoints.push("default".to_owned());
@@ -105,7 +133,8 @@ impl RunningHost {
                 tenant: self.tenants.load().rates_of(name),
                 http: Some(std::sync::Arc::new(http_grant(config, name, self.tenants.load().rates_of(name)))),
             },
-            kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str())).counted(kv_quota(config, name)),
+            kv: Namespaced::new(self.state.clone(), Namespace::plugin("app", name.as_str()))
+                .counted(kv_quota(config, name)),
             config: toml_to_json(&app.config),
             endpoints,
         }
@@ -155,7 +184,9 @@ pub fn toml_to_json(t: &toml::Table) -> serde_json::Map<String, serde_json::Valu
         match v {
             toml::Value::String(s) => serde_json::Value::String(s.clone()),
             toml::Value::Integer(i) => serde_json::Value::from(*i),
-            toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            toml::Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+            }
             toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
             toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
             toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(conv).collect()),

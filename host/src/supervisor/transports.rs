@@ -9,16 +9,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::TransportStatus;
-use crate::message::Timestamp;
 use crate::bus::RoutingKey;
 use crate::config::{Config, TransportConfig};
-use crate::state::{KvStore, Namespace, Namespaced};
+use crate::message::Timestamp;
 use crate::names::ConnectorName;
-use crate::transports::{Transport, TransportContext};
+use crate::state::{KvStore, Namespace, Namespaced};
 use crate::transports::sink::SinkTransport;
 use crate::transports::sms_http::SmsHttpTransport;
 use crate::transports::telnet::TelnetTransport;
 use crate::transports::ussd_at::UssdAtTransport;
+use crate::transports::{Transport, TransportContext};
 
 use super::{RunningHost, StartError};
 
@@ -33,16 +33,30 @@ pub(super) struct RunningTransport {
 }
 
 impl RunningHost {
-    pub(super) async fn start_transport(&self, config: &Config, name: &ConnectorName, t: &TransportConfig) -> Result<RunningTransport, StartError> {
+    pub(super) async fn start_transport(
+        &self,
+        config: &Config,
+        name: &ConnectorName,
+        t: &TransportConfig,
+    ) -> Result<RunningTransport, StartError> {
         let sent = Arc::new(crate::transports::Sent::new(name, 100_000));
-        let ctx = TransportContext { publish: self.intake.clone(), connector: name.clone(), sent: sent.clone() };
-        let kv = || -> Arc<dyn KvStore> { Arc::new(Namespaced::new(self.state.clone(), Namespace::Transport(name.as_str()))) };
+        let ctx =
+            TransportContext { publish: self.intake.clone(), connector: name.clone(), sent: sent.clone() };
+        let kv = || -> Arc<dyn KvStore> {
+            Arc::new(Namespaced::new(self.state.clone(), Namespace::Transport(name.as_str())))
+        };
         let mut listening = None;
         let transport: Box<dyn Transport> = match t {
-            TransportConfig::UssdAt(uc) => Box::new(UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes)),
-            TransportConfig::SmsHttp(sc) => Box::new(SmsHttpTransport::new(ctx, kv(), sc, &config.host.retry, config.http.max_body_bytes)),
+            TransportConfig::UssdAt(uc) => {
+                Box::new(UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes))
+            }
+            TransportConfig::SmsHttp(sc) => {
+                Box::new(SmsHttpTransport::new(ctx, kv(), sc, &config.host.retry, config.http.max_body_bytes))
+            }
             TransportConfig::Sink(_) => Box::new(SinkTransport::new(ctx)),
-            TransportConfig::Smpp(sc) => Box::new(crate::transports::smpp::SmppTransport::new(ctx, kv(), sc, &config.host.retry)),
+            TransportConfig::Smpp(sc) => {
+                Box::new(crate::transports::smpp::SmppTransport::new(ctx, kv(), sc, &config.host.retry))
+            }
             TransportConfig::Telnet(tc) => {
                 let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
                 let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;

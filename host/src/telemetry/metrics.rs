@@ -56,7 +56,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Messages published on the bus, by connector and queue (inbound: from users, outbound: to users, event: acks, nacks and delivery reports)",
         messages.clone(),
     );
-    let handler_seconds = Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+    let handler_seconds =
+        Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
     registry.register(
         "handler_seconds",
         "Time one plugin call took (instantiation included), by plugin",
@@ -87,16 +88,25 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         retry_wait.clone(),
     );
     let queue_depth = Family::<Labels, Gauge>::default();
-    registry.register("queue_depth", "Messages waiting in each queue of the embedded bus, not yet taken by a consumer", queue_depth.clone());
+    registry.register(
+        "queue_depth",
+        "Messages waiting in each queue of the embedded bus, not yet taken by a consumer",
+        queue_depth.clone(),
+    );
     let queue_capacity = Family::<Labels, Gauge>::default();
-    registry.register("queue_capacity", "How many messages each queue of the embedded bus holds before publishers wait", queue_capacity.clone());
+    registry.register(
+        "queue_capacity",
+        "How many messages each queue of the embedded bus holds before publishers wait",
+        queue_capacity.clone(),
+    );
     let refused = Family::<Labels, Counter>::default();
     registry.register(
         "refused",
         "Requests refused at intake with 503, by what was unavailable (message bus: a full queue or a stopping host; session store, ...)",
         refused.clone(),
     );
-    let queued_seconds = Family::<Labels, Histogram>::new_with_constructor(queued_histogram as fn() -> Histogram);
+    let queued_seconds =
+        Family::<Labels, Histogram>::new_with_constructor(queued_histogram as fn() -> Histogram);
     registry.register(
         "queued_seconds",
         "Time a message waited in a queue of the embedded bus before a consumer took it, by queue",
@@ -145,14 +155,39 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         tenant_limited.clone(),
     );
     let tenant_failures = Family::<Labels, Counter>::default();
-    registry.register("tenant_failures", "Messages of a tenant's components sent to the failure path, by tenant and reason", tenant_failures.clone());
+    registry.register(
+        "tenant_failures",
+        "Messages of a tenant's components sent to the failure path, by tenant and reason",
+        tenant_failures.clone(),
+    );
     let http_calls = Family::<Labels, Counter>::default();
     registry.register(
         "http_calls",
         "Plugins' outbound HTTP calls, by tenant (`operator` for the operator's plugins) and outcome: ok (a response, any status), not_allowed, invalid, limit, timeout, too_large, failed",
         http_calls.clone(),
     );
-    Metrics { http_calls, tenant_messages, tenant_limited, tenant_failures, smpp, deferred, bus_reconnects, bus_unknown_confirms, bus_undecodable, registry, messages, handler_seconds, failures, reloads, retries, retry_wait, queue_depth, queue_capacity, refused, queued_seconds }
+    Metrics {
+        http_calls,
+        tenant_messages,
+        tenant_limited,
+        tenant_failures,
+        smpp,
+        deferred,
+        bus_reconnects,
+        bus_unknown_confirms,
+        bus_undecodable,
+        registry,
+        messages,
+        handler_seconds,
+        failures,
+        reloads,
+        retries,
+        retry_wait,
+        queue_depth,
+        queue_capacity,
+        refused,
+        queued_seconds,
+    }
 });
 
 /// The process-wide metrics.
@@ -164,7 +199,9 @@ impl Metrics {
     /// The counter of messages published on `queue` (`inbound`, `outbound`, `event`, `status`)
     /// of `connector`.
     pub fn messages(&self, connector: &str, queue: &str) -> Counter {
-        self.messages.get_or_create(&vec![("connector", connector.to_owned()), ("queue", queue.to_owned())]).clone()
+        self.messages
+            .get_or_create(&vec![("connector", connector.to_owned()), ("queue", queue.to_owned())])
+            .clone()
     }
 
     /// The latency histogram of plugin `plugin`.
@@ -174,45 +211,66 @@ impl Metrics {
 
     /// Count one message set aside on the retry path's tier `tier` by `component`.
     pub fn deferred(&self, component: &str, tier: &str) {
-        self.deferred.get_or_create(&vec![("component", component.to_owned()), ("tier", tier.to_owned())]).inc();
+        self.deferred
+            .get_or_create(&vec![("component", component.to_owned()), ("tier", tier.to_owned())])
+            .inc();
     }
 
     /// Count one message sent to the failure path.
     pub fn failure(&self, component: &str, kind: &str) {
-        self.failures.get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())]).inc();
+        self.failures
+            .get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())])
+            .inc();
     }
 
     /// The failures counter of `component` and `kind`, for a hot path to hold.
     pub fn failure_counter(&self, component: &str, kind: &str) -> Counter {
-        self.failures.get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())]).clone()
+        self.failures
+            .get_or_create(&vec![("component", component.to_owned()), ("kind", kind.to_owned())])
+            .clone()
     }
 
     /// The counter of messages tenant `tenant`'s apps took or sent (`direction`), for a worker
     /// to hold.
     pub fn tenant_messages(&self, tenant: &str, direction: &str) -> Counter {
-        self.tenant_messages.get_or_create(&vec![("tenant", tenant.to_owned()), ("direction", direction.to_owned())]).clone()
+        self.tenant_messages
+            .get_or_create(&vec![("tenant", tenant.to_owned()), ("direction", direction.to_owned())])
+            .clone()
     }
 
     /// The counter of times tenant `tenant` met `limit`, for a worker to hold.
     pub fn tenant_limited(&self, tenant: &str, limit: &str) -> Counter {
-        self.tenant_limited.get_or_create(&vec![("tenant", tenant.to_owned()), ("limit", limit.to_owned())]).clone()
+        self.tenant_limited
+            .get_or_create(&vec![("tenant", tenant.to_owned()), ("limit", limit.to_owned())])
+            .clone()
     }
 
     /// Count one failure of one of tenant `tenant`'s components.
     pub fn tenant_failure(&self, tenant: &str, kind: &str) {
-        self.tenant_failures.get_or_create(&vec![("tenant", tenant.to_owned()), ("kind", kind.to_owned())]).inc();
+        self.tenant_failures
+            .get_or_create(&vec![("tenant", tenant.to_owned()), ("kind", kind.to_owned())])
+            .inc();
     }
 
     /// Count one plugin HTTP call of `tenant` (or `operator`) ending in `outcome`.
     pub fn http_call(&self, tenant: &str, outcome: &str) {
-        self.http_calls.get_or_create(&vec![("tenant", tenant.to_owned()), ("outcome", outcome.to_owned())]).inc();
+        self.http_calls
+            .get_or_create(&vec![("tenant", tenant.to_owned()), ("outcome", outcome.to_owned())])
+            .inc();
     }
 
     /// Tenant `tenant`'s HTTP calls so far, by outcome.
     pub fn http_calls_of(&self, tenant: &str) -> std::collections::BTreeMap<String, u64> {
         ["ok", "not_allowed", "invalid", "limit", "timeout", "too_large", "failed"]
             .into_iter()
-            .map(|o| (o.to_owned(), self.http_calls.get_or_create(&vec![("tenant", tenant.to_owned()), ("outcome", o.to_owned())]).get()))
+            .map(|o| {
+                (
+                    o.to_owned(),
+                    self.http_calls
+                        .get_or_create(&vec![("tenant", tenant.to_owned()), ("outcome", o.to_owned())])
+                        .get(),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .collect()
     }
@@ -224,13 +282,19 @@ impl Metrics {
 
     /// Count one reload attempt of `plugin` that ended in `outcome`.
     pub fn reload(&self, plugin: &str, outcome: &str) {
-        self.reloads.get_or_create(&vec![("plugin", plugin.to_owned()), ("outcome", outcome.to_owned())]).inc();
+        self.reloads
+            .get_or_create(&vec![("plugin", plugin.to_owned()), ("outcome", outcome.to_owned())])
+            .inc();
     }
 
     /// Count one retry of a message by `component` after waiting `waited`, because of `reason`.
     pub fn retry(&self, component: &str, reason: &str, waited: std::time::Duration) {
-        self.retries.get_or_create(&vec![("component", component.to_owned()), ("reason", reason.to_owned())]).inc();
-        self.retry_wait.get_or_create(&vec![("component", component.to_owned())]).inc_by(waited.as_secs_f64());
+        self.retries
+            .get_or_create(&vec![("component", component.to_owned()), ("reason", reason.to_owned())])
+            .inc();
+        self.retry_wait
+            .get_or_create(&vec![("component", component.to_owned())])
+            .inc_by(waited.as_secs_f64());
     }
 
     /// Count one request refused at intake because `what` was unavailable.

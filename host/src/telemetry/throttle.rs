@@ -72,7 +72,11 @@ mod tests {
         for i in 1..=4812 {
             assert_eq!(t.hit_at(t0 + Duration::from_millis(i)), None);
         }
-        assert_eq!(t.hit_at(t0 + Duration::from_secs(10)), Some(4812), "the next window's first line counts the rest");
+        assert_eq!(
+            t.hit_at(t0 + Duration::from_secs(10)),
+            Some(4812),
+            "the next window's first line counts the rest"
+        );
         assert_eq!(t.hit_at(t0 + Duration::from_secs(11)), None);
         assert_eq!(t.hit_at(t0 + Duration::from_secs(25)), Some(1));
     }

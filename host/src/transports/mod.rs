@@ -58,7 +58,11 @@ pub trait Transport: Send + 'static {
 
     /// Serve until `shutdown`, delivering what arrives on `outbound` (its connector's outbound
     /// queue).
-    async fn run(self: Box<Self>, outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError>;
+    async fn run(
+        self: Box<Self>,
+        outbound: Box<dyn Consumer>,
+        shutdown: CancellationToken,
+    ) -> Result<(), TransportError>;
 }
 
 /// What every transport is given: where to publish, and the connector it serves
@@ -87,7 +91,8 @@ pub struct Sent {
 impl Sent {
     /// Remember up to `capacity` ids for `connector`.
     pub fn new(connector: &ConnectorName, capacity: usize) -> Self {
-        let dropped = crate::telemetry::metrics::metrics().failure_counter(connector.as_str(), "duplicate_dropped");
+        let dropped =
+            crate::telemetry::metrics::metrics().failure_counter(connector.as_str(), "duplicate_dropped");
         Self { capacity: capacity.max(1), ids: Mutex::default(), dropped }
     }
 
@@ -134,7 +139,11 @@ impl Consumer for Deduped {
                 && self.sent.contains(&m.message_id)
             {
                 self.sent.dropped.inc();
-                tracing::debug!(message_id = m.message_id, redelivered = d.redelivered, "a copy of a message already sent: dropped");
+                tracing::debug!(
+                    message_id = m.message_id,
+                    redelivered = d.redelivered,
+                    "a copy of a message already sent: dropped"
+                );
                 d.ack();
                 continue;
             }
@@ -149,7 +158,12 @@ impl TransportContext {
     /// store is down the caller waits in place with `retry`'s backoff, taking nothing new, and
     /// says so once per 10 s; after the policy's last attempt (or at once, for an error that
     /// retrying cannot mend) the error is returned for the caller to say what is lost.
-    pub async fn persist<F, Fut>(&self, retry: &crate::retry::RetryPolicy, what: &str, mut op: F) -> Result<(), crate::state::StateError>
+    pub async fn persist<F, Fut>(
+        &self,
+        retry: &crate::retry::RetryPolicy,
+        what: &str,
+        mut op: F,
+    ) -> Result<(), crate::state::StateError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<(), crate::state::StateError>>,
@@ -179,11 +193,21 @@ impl TransportContext {
     /// Publish `event` about one of this transport's outbound messages on `<connector>.event`,
     /// carrying the message's routing metadata back (so routers can follow it home). One
     /// attempt, with the bus's bounded wait for room: an HTTP input answers a failure `503`.
-    pub async fn publish_event(&self, event: crate::message::Event, about: &crate::message::UserMessage) -> Result<(), BusError> {
-        self.publish.publish(&crate::bus::RoutingKey::event(&self.connector), self.event_message(event, about)).await
+    pub async fn publish_event(
+        &self,
+        event: crate::message::Event,
+        about: &crate::message::UserMessage,
+    ) -> Result<(), BusError> {
+        self.publish
+            .publish(&crate::bus::RoutingKey::event(&self.connector), self.event_message(event, about))
+            .await
     }
 
-    fn event_message(&self, mut event: crate::message::Event, about: &crate::message::UserMessage) -> crate::message::Message {
+    fn event_message(
+        &self,
+        mut event: crate::message::Event,
+        about: &crate::message::UserMessage,
+    ) -> crate::message::Message {
         event.transport_name = Some(self.connector.to_string());
         event.routing_metadata = about.routing_metadata.clone();
         event.into()

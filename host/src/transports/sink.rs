@@ -20,7 +20,6 @@ impl SinkTransport {
     pub fn new(ctx: TransportContext) -> Self {
         Self { ctx }
     }
-
 }
 
 #[async_trait::async_trait]
@@ -30,7 +29,11 @@ impl Transport for SinkTransport {
     }
 
     /// Ack outbound messages until `shutdown`.
-    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
+    async fn run(
+        self: Box<Self>,
+        mut outbound: Box<dyn Consumer>,
+        shutdown: CancellationToken,
+    ) -> Result<(), TransportError> {
         loop {
             let delivery = tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -31,7 +31,8 @@ use crate::message::{DeliveryStatus, Event, Message, Metadata, UserMessage};
 use crate::retry::RetryPolicy;
 use crate::state::KvStore;
 use crate::web::{
-    ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body, required, unavailable,
+    ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body, required,
+    unavailable,
 };
 
 /// How long the aggregator-id → our-id mapping is kept for delivery reports.
@@ -62,7 +63,13 @@ pub struct SmsHttpTransport {
 
 impl SmsHttpTransport {
     /// A transport keeping its id mapping in `kv` (already namespaced for it).
-    pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &SmsHttpConfig, retry: &RetryPolicy, max_body_bytes: usize) -> Self {
+    pub fn new(
+        ctx: TransportContext,
+        kv: Arc<dyn KvStore>,
+        config: &SmsHttpConfig,
+        retry: &RetryPolicy,
+        max_body_bytes: usize,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             // A redirected POST would silently become a GET elsewhere: a 3xx is a refusal.
@@ -71,7 +78,17 @@ impl SmsHttpTransport {
             .unwrap_or_default();
         // Parsed once, not per message (config validation has checked it).
         let outbound_url = reqwest::Url::parse(&config.outbound_url).ok();
-        Self { shared: Arc::new(Shared { ctx, kv, client, outbound_url, retry: retry.clone(), config: config.clone(), max_body_bytes }) }
+        Self {
+            shared: Arc::new(Shared {
+                ctx,
+                kv,
+                client,
+                outbound_url,
+                retry: retry.clone(),
+                config: config.clone(),
+                max_body_bytes,
+            }),
+        }
     }
 
     /// Its HTTP routes: `/transports/<name>/inbound` and `/transports/<name>/delivery-report`.
@@ -82,7 +99,6 @@ impl SmsHttpTransport {
             .route(&format!("{base}/delivery-report"), axum::routing::post(delivery_report))
             .with_state(self.shared.clone())
     }
-
 }
 
 #[async_trait::async_trait]
@@ -96,7 +112,11 @@ impl Transport for SmsHttpTransport {
     }
 
     /// Send outbound messages until `shutdown`, up to `concurrency` at once.
-    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
+    async fn run(
+        self: Box<Self>,
+        mut outbound: Box<dyn Consumer>,
+        shutdown: CancellationToken,
+    ) -> Result<(), TransportError> {
         let concurrency = usize::from(self.shared.config.concurrency);
         let slots = Arc::new(Semaphore::new(concurrency));
         loop {
@@ -123,7 +143,10 @@ impl Shared {
         };
         let event = match self.post_with_retries(msg).await {
             Ok(sent_id) => {
-                let sent = Sent { message_id: msg.message_id.clone(), routing_metadata: msg.routing_metadata.clone() };
+                let sent = Sent {
+                    message_id: msg.message_id.clone(),
+                    routing_metadata: msg.routing_metadata.clone(),
+                };
                 let value = serde_json::to_vec(&sent).unwrap_or_default();
                 for id in [&sent_id, &msg.message_id] {
                     self.remember(&format!("sent:{id}"), &value).await;
@@ -144,7 +167,9 @@ impl Shared {
     /// meanwhile), with the host's retry policy; only after its last attempt is the record
     /// given up, and then that message's delivery reports are refused.
     async fn remember(&self, key: &str, value: &[u8]) {
-        if let Err(e) = self.ctx.persist(&self.retry, "a sent message", || self.kv.set(key, value, Some(SENT_TTL))).await {
+        if let Err(e) =
+            self.ctx.persist(&self.retry, "a sent message", || self.kv.set(key, value, Some(SENT_TTL))).await
+        {
             tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot remember a sent message; its delivery reports will be refused");
         }
     }
@@ -153,7 +178,12 @@ impl Shared {
     async fn post_with_retries(&self, msg: &UserMessage) -> Result<String, String> {
         let mut fields: Vec<(&str, String)> = vec![("message_id", msg.message_id.clone())];
         let from = msg.from_addr.clone().or_else(|| self.config.default_from.clone());
-        let optional = [("to", &msg.to_addr), ("from", &from), ("content", &msg.content), ("in_reply_to", &msg.in_reply_to)];
+        let optional = [
+            ("to", &msg.to_addr),
+            ("from", &from),
+            ("content", &msg.content),
+            ("in_reply_to", &msg.in_reply_to),
+        ];
         fields.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
         let Some(_) = msg.to_addr.as_deref().filter(|t| !t.is_empty()) else {
             return Err("the message has no `to_addr`".into());
@@ -186,7 +216,13 @@ impl Shared {
                         return Err(last);
                     }
                 }
-                Err(e) => last = format!("cannot reach the aggregator at {}: {}", self.config.outbound_url, error_chain(&e)),
+                Err(e) => {
+                    last = format!(
+                        "cannot reach the aggregator at {}: {}",
+                        self.config.outbound_url,
+                        error_chain(&e)
+                    )
+                }
             }
             if attempt < attempts {
                 tokio::time::sleep(backoff).await;
@@ -257,7 +293,11 @@ async fn inbound(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
     Ok(ok_json(StatusCode::OK, "message received", serde_json::json!({ "message_id": id })))
 }
 
-async fn delivery_report(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn delivery_report(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_body(body, s.max_body_bytes).await?;
     let form = fields(&headers, &bytes)?;
     let mut errors = Vec::new();
@@ -280,7 +320,10 @@ async fn delivery_report(State(s): State<Arc<Shared>>, headers: HeaderMap, body:
         return Err(ApiError::bad_fields(errors));
     };
     let sent: Option<Sent> =
-        s.kv.get(&format!("sent:{id}")).await.map_err(|e| unavailable("state store", &e))?.and_then(|b| serde_json::from_slice(&b).ok());
+        s.kv.get(&format!("sent:{id}"))
+            .await
+            .map_err(|e| unavailable("state store", &e))?
+            .and_then(|b| serde_json::from_slice(&b).ok());
     let Some(sent) = sent else {
         return Err(ApiError::bad_field(
             "message_id",
@@ -290,8 +333,15 @@ async fn delivery_report(State(s): State<Arc<Shared>>, headers: HeaderMap, body:
     let mut about = UserMessage::inbound("", "", "", "", None, None);
     about.message_id = sent.message_id.clone();
     about.routing_metadata = sent.routing_metadata;
-    s.ctx.publish_event(Event::delivery_report(&sent.message_id, status), &about).await.map_err(|e| unavailable("message bus", &e))?;
-    Ok(ok_json(StatusCode::OK, "delivery report received", serde_json::json!({ "message_id": sent.message_id })))
+    s.ctx
+        .publish_event(Event::delivery_report(&sent.message_id, status), &about)
+        .await
+        .map_err(|e| unavailable("message bus", &e))?;
+    Ok(ok_json(
+        StatusCode::OK,
+        "delivery report received",
+        serde_json::json!({ "message_id": sent.message_id }),
+    ))
 }
 
 #[cfg(test)]

@@ -47,13 +47,16 @@ impl TelnetTransport {
             max_line_bytes: config.max_line_bytes,
         })
     }
-
 }
 
 #[async_trait::async_trait]
 impl Transport for TelnetTransport {
     /// Accept connections and deliver outbound messages until `shutdown`.
-    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
+    async fn run(
+        self: Box<Self>,
+        mut outbound: Box<dyn Consumer>,
+        shutdown: CancellationToken,
+    ) -> Result<(), TransportError> {
         let ctx = self.ctx.clone();
         let clients: Clients = Arc::default();
         let conn = Arc::new(Conn {
@@ -89,7 +92,8 @@ async fn deliver(ctx: &TransportContext, clients: &Clients, delivery: Delivery) 
         delivery.ack();
         return;
     };
-    let sender = msg.to_addr.as_ref().and_then(|a| clients.lock().unwrap_or_else(|p| p.into_inner()).get(a).cloned());
+    let sender =
+        msg.to_addr.as_ref().and_then(|a| clients.lock().unwrap_or_else(|p| p.into_inner()).get(a).cloned());
     let event = match sender {
         Some(tx) => {
             let mut ok = true;

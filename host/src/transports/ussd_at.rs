@@ -23,12 +23,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::web::{ApiError, FieldError, parse_form, read_body, required, unavailable};
 use super::{Transport, TransportContext, TransportError};
 use crate::bus::{Consumer, Delivery};
 use crate::config::UssdAtConfig;
 use crate::message::{Event, Message, SessionEvent, UserMessage};
 use crate::state::KvStore;
+use crate::web::{ApiError, FieldError, parse_form, read_body, required, unavailable};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Session {
@@ -55,7 +55,12 @@ pub struct UssdAtTransport {
 
 impl UssdAtTransport {
     /// A transport keeping sessions in `kv` (already namespaced for it).
-    pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &UssdAtConfig, max_body_bytes: usize) -> Self {
+    pub fn new(
+        ctx: TransportContext,
+        kv: Arc<dyn KvStore>,
+        config: &UssdAtConfig,
+        max_body_bytes: usize,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 ctx,
@@ -74,7 +79,6 @@ impl UssdAtTransport {
     pub fn router(&self) -> axum::Router {
         axum::Router::new().route(&self.path, axum::routing::post(handle)).with_state(self.shared.clone())
     }
-
 
     async fn deliver(&self, delivery: Delivery) {
         let ctx = &self.shared.ctx;
@@ -108,7 +112,11 @@ impl Transport for UssdAtTransport {
     }
 
     /// Answer held requests with the app's replies until `shutdown`.
-    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
+    async fn run(
+        self: Box<Self>,
+        mut outbound: Box<dyn Consumer>,
+        shutdown: CancellationToken,
+    ) -> Result<(), TransportError> {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -120,7 +128,6 @@ impl Transport for UssdAtTransport {
         }
         Ok(())
     }
-
 }
 
 fn text_response(body: String) -> Response {
@@ -137,7 +144,10 @@ async fn handle(State(s): State<Arc<Shared>>, body: Body) -> Result<Response, Ap
     let text = match form.get("text") {
         Some(t) => t.clone(),
         None => {
-            errors.push(FieldError { field: "text".into(), message: "is required (empty on the first request)".into() });
+            errors.push(FieldError {
+                field: "text".into(),
+                message: "is required (empty on the first request)".into(),
+            });
             String::new()
         }
     };
@@ -147,7 +157,10 @@ async fn handle(State(s): State<Arc<Shared>>, body: Body) -> Result<Response, Ap
 
     let key = format!("session:{session_id}");
     let previous: Option<Session> =
-        s.kv.get(&key).await.map_err(|e| unavailable("session store", &e))?.and_then(|b| serde_json::from_slice(&b).ok());
+        s.kv.get(&key)
+            .await
+            .map_err(|e| unavailable("session store", &e))?
+            .and_then(|b| serde_json::from_slice(&b).ok());
     let (session_event, content) = match &previous {
         None => (SessionEvent::New, (!text.is_empty()).then(|| text.clone())),
         Some(prev) => (SessionEvent::Resume, Some(newest_input(&prev.text, &text))),
@@ -155,7 +168,14 @@ async fn handle(State(s): State<Arc<Shared>>, body: Body) -> Result<Response, Ap
     let saved = serde_json::to_vec(&Session { text: text.clone() }).unwrap_or_default();
     s.kv.set(&key, &saved, Some(s.session_ttl)).await.map_err(|e| unavailable("session store", &e))?;
 
-    let mut msg = UserMessage::inbound(s.ctx.connector.as_str(), "ussd", phone, service_code, content, Some(session_event));
+    let mut msg = UserMessage::inbound(
+        s.ctx.connector.as_str(),
+        "ussd",
+        phone,
+        service_code,
+        content,
+        Some(session_event),
+    );
     msg.from_addr_type = Some("msisdn".into());
     msg.transport_metadata.insert("session_id".into(), session_id.clone().into());
     let id = msg.message_id.clone();

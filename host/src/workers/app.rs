@@ -9,12 +9,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Origins, RoutedEvents};
-use crate::retry::{Backoff, RetryPolicy};
 use super::failures::input_queue;
 use super::{FailureLog, Handler};
 use crate::bus::{Bus, BusError, Consumer, Delivery, Publish, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
+use crate::retry::{Backoff, RetryPolicy};
 use crate::state::{Sequencer, Take};
 use crate::tenants::Rates;
 use prometheus_client::metrics::counter::Counter;
@@ -212,13 +212,22 @@ impl AppWorker {
 /// The user line of a user message (`<connector>|<from_addr>`), if it has a sender.
 fn line_of(connector: &str, message: &Message) -> Option<(String, String)> {
     match message {
-        Message::User(m) => m.from_addr.as_deref().map(|from| (format!("{connector}|{from}"), m.message_id.clone())),
+        Message::User(m) => {
+            m.from_addr.as_deref().map(|from| (format!("{connector}|{from}"), m.message_id.clone()))
+        }
         _ => None,
     }
 }
 
 /// Wait, off the lane, until `ticket` is its user's turn, then hand the delivery to the lane.
-fn wait_turn(leases: Arc<Leases>, delivery: Delivery, user: String, ticket: u64, tx: mpsc::UnboundedSender<LaneItem>, stop: CancellationToken) {
+fn wait_turn(
+    leases: Arc<Leases>,
+    delivery: Delivery,
+    user: String,
+    ticket: u64,
+    tx: mpsc::UnboundedSender<LaneItem>,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut wait = std::time::Duration::from_millis(2);
         loop {
@@ -230,7 +239,9 @@ fn wait_turn(leases: Arc<Leases>, delivery: Delivery, user: String, ticket: u64,
             if let Ok(true) = leases.seq.turn(&user, ticket).await {
                 // Held from now, not from when the lane gets to it: a busy lane must not let
                 // the lease run out while the message waits there.
-                if let Err(mpsc::error::SendError(item)) = tx.send(LaneItem::Turn(delivery, leases.hold(user, ticket))) {
+                if let Err(mpsc::error::SendError(item)) =
+                    tx.send(LaneItem::Turn(delivery, leases.hold(user, ticket)))
+                {
                     item.into_delivery().nack(true);
                 }
                 return;
@@ -259,7 +270,13 @@ impl Leases {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(leases) = weak.upgrade() else { return };
-                let held: Vec<(String, u64)> = leases.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+                let held: Vec<(String, u64)> = leases
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .values()
+                    .cloned()
+                    .collect();
                 let seq = leases.seq.clone();
                 drop(leases);
                 if let Err(e) = seq.refresh(&held).await {
@@ -273,7 +290,10 @@ impl Leases {
     /// Hold `ticket` in `user`'s line until the guard is dropped.
     fn hold(self: &Arc<Self>, user: String, ticket: u64) -> (Arc<dyn Sequencer>, Held) {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, (user.clone(), ticket));
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, (user.clone(), ticket));
         (self.seq.clone(), Held { user, ticket, id, leases: self.clone() })
     }
 }
@@ -282,11 +302,17 @@ impl Leases {
 /// to them: a busy lane would let another host's later message take an earlier ticket), with
 /// up to 256 takes in flight and their answers in order; then route each to its lane, now or
 /// once its turn comes.
-fn spawn_taker(leases: Arc<Leases>, connector: ConnectorName, lanes: Vec<mpsc::UnboundedSender<LaneItem>>, stop: CancellationToken) -> (mpsc::UnboundedSender<Delivery>, tokio::task::JoinHandle<()>) {
+fn spawn_taker(
+    leases: Arc<Leases>,
+    connector: ConnectorName,
+    lanes: Vec<mpsc::UnboundedSender<LaneItem>>,
+    stop: CancellationToken,
+) -> (mpsc::UnboundedSender<Delivery>, tokio::task::JoinHandle<()>) {
     use futures::StreamExt;
     let (tx, rx) = mpsc::unbounded_channel::<Delivery>();
     let task = tokio::spawn(async move {
-        let deliveries = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) });
+        let deliveries =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) });
         let taken = deliveries
             .map(|d| {
                 let seq = leases.seq.clone();
@@ -305,12 +331,17 @@ fn spawn_taker(leases: Arc<Leases>, connector: ConnectorName, lanes: Vec<mpsc::U
             let lane = &lanes[lane_of(&d.message, lanes.len())];
             let item = match (line, r) {
                 (Some(_), Some(Ok(Take::Done))) => {
-                    tracing::debug!(message_id = d.message.id(), "already handled (a redelivery): acked, not handled again");
+                    tracing::debug!(
+                        message_id = d.message.id(),
+                        "already handled (a redelivery): acked, not handled again"
+                    );
                     crate::telemetry::metrics::metrics().failure(connector.as_str(), "duplicate_input");
                     d.ack();
                     continue;
                 }
-                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: true }))) => LaneItem::Turn(d, leases.hold(user, ticket)),
+                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: true }))) => {
+                    LaneItem::Turn(d, leases.hold(user, ticket))
+                }
                 (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: false }))) => {
                     wait_turn(leases.clone(), d, user, ticket, lane.clone(), stop.clone());
                     continue;
@@ -390,7 +421,13 @@ enum Tried {
 }
 
 impl Lane {
-    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<LaneItem>, again: mpsc::WeakUnboundedSender<LaneItem>, mut backoff: Backoff, stop: CancellationToken) {
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<LaneItem>,
+        again: mpsc::WeakUnboundedSender<LaneItem>,
+        mut backoff: Backoff,
+        stop: CancellationToken,
+    ) {
         while let Some(item) = rx.recv().await {
             match (item, &self.leases) {
                 (LaneItem::Fresh(d), Some(leases)) if matches!(d.message, Message::User(_)) => {
@@ -404,7 +441,14 @@ impl Lane {
 
     /// Take a ticket in the user's line: run now if it is the user's turn, else wait for it
     /// off the lane (so other users' messages go on), then come back.
-    async fn take_turn(&self, leases: Arc<Leases>, delivery: Delivery, again: &mpsc::WeakUnboundedSender<LaneItem>, backoff: &mut Backoff, stop: &CancellationToken) {
+    async fn take_turn(
+        &self,
+        leases: Arc<Leases>,
+        delivery: Delivery,
+        again: &mpsc::WeakUnboundedSender<LaneItem>,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+    ) {
         let Some((user, message_id)) = line_of(&self.connector, &delivery.message) else {
             // No user to keep in order.
             return self.handle(delivery, backoff, stop, None).await;
@@ -417,8 +461,18 @@ impl Lane {
                     tries += 1;
                     tracing::warn!(app = self.handler.name(), error = %e, attempt = tries, "cannot take a turn in the user's line; retrying after a wait");
                     if tries >= backoff.max_attempts() {
-                        let reason = format!("cannot take a turn in the user's line: {e} (after {tries} tries in place)");
-                        self.failures.retry_or_fail(self.handler.name(), &input_queue(&self.connector, &delivery.message), "state_unavailable", &reason, delivery).await;
+                        let reason = format!(
+                            "cannot take a turn in the user's line: {e} (after {tries} tries in place)"
+                        );
+                        self.failures
+                            .retry_or_fail(
+                                self.handler.name(),
+                                &input_queue(&self.connector, &delivery.message),
+                                "state_unavailable",
+                                &reason,
+                                delivery,
+                            )
+                            .await;
                         return;
                     }
                     if Self::interrupted(backoff.wait("unavailable"), stop).await {
@@ -429,7 +483,11 @@ impl Lane {
         };
         match take {
             Take::Done => {
-                tracing::debug!(app = self.handler.name(), message_id, "already handled (a redelivery): acked, not handled again");
+                tracing::debug!(
+                    app = self.handler.name(),
+                    message_id,
+                    "already handled (a redelivery): acked, not handled again"
+                );
                 crate::telemetry::metrics::metrics().failure(self.handler.name(), "duplicate_input");
                 delivery.ack();
             }
@@ -463,7 +521,13 @@ impl Lane {
     /// `stop` (the delivery is then dropped unsettled, so it is requeued). A message that is
     /// still held up after its tries in place goes to the retry path, and its user's later
     /// messages go on meanwhile.
-    async fn handle(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken, held: Option<(Arc<dyn Sequencer>, Held)>) {
+    async fn handle(
+        &self,
+        delivery: Delivery,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+        held: Option<(Arc<dyn Sequencer>, Held)>,
+    ) {
         // Over its tenant's inbound rate, the message waits here, and the ones behind it on
         // their queue (the prefetch bounds what is taken): late, never lost.
         if let Some(t) = &self.tenant {
@@ -484,11 +548,21 @@ impl Lane {
                     return;
                 }
                 Tried::RetryLater(reason) => {
-                    tracing::debug!(app = self.handler.name(), reason, attempt, "the handler asked to retry later");
+                    tracing::debug!(
+                        app = self.handler.name(),
+                        reason,
+                        attempt,
+                        "the handler asked to retry later"
+                    );
                     (kind, last) = ("retry_later", reason);
                 }
                 Tried::Unavailable(reason) => {
-                    tracing::warn!(app = self.handler.name(), reason, attempt, "cannot publish what the handler sent; retrying after a wait");
+                    tracing::warn!(
+                        app = self.handler.name(),
+                        reason,
+                        attempt,
+                        "cannot publish what the handler sent; retrying after a wait"
+                    );
                     (kind, last) = ("unavailable", reason);
                 }
             }
@@ -499,7 +573,15 @@ impl Lane {
         }
         self.release(held, None).await;
         let reason = format!("{last} (after {tries} tries in place)");
-        self.failures.retry_or_fail(self.handler.name(), &input_queue(&self.connector, &delivery.message), kind, &reason, delivery).await;
+        self.failures
+            .retry_or_fail(
+                self.handler.name(),
+                &input_queue(&self.connector, &delivery.message),
+                kind,
+                &reason,
+                delivery,
+            )
+            .await;
     }
 
     /// Wait, unless `stop` comes first: whether it did.
@@ -520,7 +602,15 @@ impl Lane {
             Ok(sends) => sends,
             Err(f) if f.is_retryable() => return Tried::RetryLater(f.to_string()),
             Err(f) => {
-                self.failures.record(self.handler.name(), &input_queue(&self.connector, &delivery.message), f.kind(), &f.to_string(), &delivery.message).await;
+                self.failures
+                    .record(
+                        self.handler.name(),
+                        &input_queue(&self.connector, &delivery.message),
+                        f.kind(),
+                        &f.to_string(),
+                        &delivery.message,
+                    )
+                    .await;
                 return Tried::Done;
             }
         };
@@ -553,9 +643,16 @@ impl Lane {
 
     /// A send over the tenant's outbound rate: not published; the app gets a nack naming the
     /// limit, and the send is kept on the failure path (replayable once the rate allows).
-    async fn over_quota(&self, t: &TenantSide, msg: crate::message::UserMessage) -> Result<(), crate::bus::BusError> {
+    async fn over_quota(
+        &self,
+        t: &TenantSide,
+        msg: crate::message::UserMessage,
+    ) -> Result<(), crate::bus::BusError> {
         let limit = t.rates.limits().outbound_per_sec;
-        let reason = format!("tenant `{}` is over its outbound rate of {limit} messages/s (`tenants.{}.limits.outbound_per_sec`)", t.tenant, t.tenant);
+        let reason = format!(
+            "tenant `{}` is over its outbound rate of {limit} messages/s (`tenants.{}.limits.outbound_per_sec`)",
+            t.tenant, t.tenant
+        );
         let mut nack = crate::message::Event::nack(&msg.message_id, &reason);
         nack.transport_name = msg.transport_name.clone();
         nack.routing_metadata = msg.routing_metadata.clone();

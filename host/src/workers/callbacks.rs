@@ -68,10 +68,24 @@ impl Callbacks {
 
     async fn fail(&self, cb: &Callback, reason: String) {
         let reason = format!("callback to {} failed: {reason}", cb.url);
-        self.failures.record(&self.component, &super::failures::input_queue(&self.connector, &cb.message), "callback", &reason, &cb.message).await;
+        self.failures
+            .record(
+                &self.component,
+                &super::failures::input_queue(&self.connector, &cb.message),
+                "callback",
+                &reason,
+                &cb.message,
+            )
+            .await;
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<Callback>, client: reqwest::Client, config: CallbacksConfig, shutdown: CancellationToken) {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Callback>,
+        client: reqwest::Client,
+        config: CallbacksConfig,
+        shutdown: CancellationToken,
+    ) {
         let slots = Arc::new(Semaphore::new(usize::from(config.concurrency)));
         loop {
             let cb = tokio::select! {
@@ -79,7 +93,8 @@ impl Callbacks {
                 cb = rx.recv() => match cb { Some(cb) => cb, None => break },
             };
             let Ok(permit) = slots.clone().acquire_owned().await else { break };
-            let (this, client, config, stop) = (self.clone(), client.clone(), config.clone(), shutdown.clone());
+            let (this, client, config, stop) =
+                (self.clone(), client.clone(), config.clone(), shutdown.clone());
             tokio::spawn(async move {
                 this.deliver(&client, &config, cb, stop).await;
                 drop(permit);
@@ -87,7 +102,13 @@ impl Callbacks {
         }
     }
 
-    async fn deliver(&self, client: &reqwest::Client, config: &CallbacksConfig, cb: Callback, stop: CancellationToken) {
+    async fn deliver(
+        &self,
+        client: &reqwest::Client,
+        config: &CallbacksConfig,
+        cb: Callback,
+        stop: CancellationToken,
+    ) {
         let body = cb.message.to_json();
         let mut backoff = Duration::from_millis(config.initial_backoff_ms);
         let mut last = String::new();

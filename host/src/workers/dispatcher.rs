@@ -37,7 +37,11 @@ pub enum Failure {
 
 impl From<HandlerFailure> for Failure {
     fn from(f: HandlerFailure) -> Self {
-        if f.is_retryable() { Failure::Requeue(f.to_string()) } else { Failure::Fail { kind: f.kind(), reason: f.to_string() } }
+        if f.is_retryable() {
+            Failure::Requeue(f.to_string())
+        } else {
+            Failure::Fail { kind: f.kind(), reason: f.to_string() }
+        }
     }
 }
 
@@ -60,7 +64,12 @@ impl std::fmt::Debug for Dispatcher {
 impl Dispatcher {
     /// A dispatcher running `router` between `transports` and `apps`, keeping outbound
     /// messages' origins in `origins`.
-    pub fn new(router: Arc<RouterSlot>, transports: Vec<ConnectorName>, apps: Vec<ConnectorName>, origins: Arc<Origins>) -> Self {
+    pub fn new(
+        router: Arc<RouterSlot>,
+        transports: Vec<ConnectorName>,
+        apps: Vec<ConnectorName>,
+        origins: Arc<Origins>,
+    ) -> Self {
         let both = apps.iter().chain(&transports).cloned().collect();
         Self { router, transports, apps, origins, both }
     }
@@ -72,27 +81,41 @@ impl Dispatcher {
 
     /// The queues it routes from: its transports' `inbound` and `event`, its apps' `outbound`.
     pub fn inputs(&self) -> Vec<RoutingKey> {
-        let from_transports = self.transports.iter().flat_map(|t| [RoutingKey::inbound(t), RoutingKey::event(t)]);
+        let from_transports =
+            self.transports.iter().flat_map(|t| [RoutingKey::inbound(t), RoutingKey::event(t)]);
         from_transports.chain(self.apps.iter().map(RoutingKey::outbound)).collect()
     }
 
     /// Where `message`, published on `key` (one of [`Dispatcher::inputs`]), goes: each target's
     /// queue and the message as it should arrive there (its endpoint and transport set). Empty
     /// if the router dropped it (logged). Status messages and misfiled messages are not routed.
-    pub async fn targets(&self, key: &RoutingKey, message: &Message) -> Result<Vec<(RoutingKey, Message)>, Failure> {
+    pub async fn targets(
+        &self,
+        key: &RoutingKey,
+        message: &Message,
+    ) -> Result<Vec<(RoutingKey, Message)>, Failure> {
         let from = &key.connector;
         let router = self.router.current();
         let (targets, allowed) = match (key.kind, message) {
             // Inbound may also go straight out by another transport (transport-to-transport).
-            (QueueKind::Inbound, Message::User(m)) => (router.route_inbound(m.clone(), from.as_str()).await?, &self.both),
-            (QueueKind::Outbound, Message::User(m)) => (router.route_outbound(m.clone(), from.as_str()).await?, &self.transports),
+            (QueueKind::Inbound, Message::User(m)) => {
+                (router.route_inbound(m.clone(), from.as_str()).await?, &self.both)
+            }
+            (QueueKind::Outbound, Message::User(m)) => {
+                (router.route_outbound(m.clone(), from.as_str()).await?, &self.transports)
+            }
             (QueueKind::Event, Message::Event(e)) => {
-                let origin = self.origins.lookup(&e.user_message_id).await.map_err(|e| Failure::Requeue(e.to_string()))?;
+                let origin = self
+                    .origins
+                    .lookup(&e.user_message_id)
+                    .await
+                    .map_err(|e| Failure::Requeue(e.to_string()))?;
                 (router.route_event(e.clone(), from.as_str(), origin.as_deref()).await?, &self.apps)
             }
             _ => return Ok(Vec::new()),
         };
-        let resolved = resolve(&targets, allowed).map_err(|reason| Failure::Fail { kind: "unknown_connector", reason })?;
+        let resolved = resolve(&targets, allowed)
+            .map_err(|reason| Failure::Fail { kind: "unknown_connector", reason })?;
         if resolved.is_empty() {
             tracing::info!(router = %self.router.name(), from = %from, id = message.id(), queue = %key, "router dropped a message (no targets)");
         }
@@ -109,7 +132,10 @@ impl Dispatcher {
                     // Remember who sent it before it can be acked, so its events find home
                     // (for a message forwarded between transports, nobody: its events stop here).
                     if key.kind == QueueKind::Outbound {
-                        self.origins.record(message.id(), from.as_str()).await.map_err(|e| Failure::Requeue(e.to_string()))?;
+                        self.origins
+                            .record(message.id(), from.as_str())
+                            .await
+                            .map_err(|e| Failure::Requeue(e.to_string()))?;
                     }
                     RoutingKey::outbound(connector)
                 }
@@ -126,7 +152,10 @@ impl Dispatcher {
 
 /// Each target's connector among `allowed`, with its endpoint; an unknown one is an error
 /// naming it and what was allowed.
-fn resolve<'a>(targets: &'a [Target], allowed: &'a [ConnectorName]) -> Result<Vec<(&'a ConnectorName, Option<&'a str>)>, String> {
+fn resolve<'a>(
+    targets: &'a [Target],
+    allowed: &'a [ConnectorName],
+) -> Result<Vec<(&'a ConnectorName, Option<&'a str>)>, String> {
     targets
         .iter()
         .map(|t| match allowed.iter().find(|c| c.as_str() == t.connector) {

@@ -21,10 +21,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::FailureLog;
-use crate::retry::{Backoff, RetryPolicy};
 use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
+use crate::retry::{Backoff, RetryPolicy};
 use crate::state::{KvStore, StateError};
 
 /// Which component sent each outbound message on one connector.
@@ -77,7 +77,13 @@ pub struct EventsByOrigin {
 
 impl EventsByOrigin {
     /// A router for `connector` with no components yet.
-    pub fn new(connector: ConnectorName, bus: Arc<dyn Bus>, origins: Arc<Origins>, failures: Arc<FailureLog>, retry: RetryPolicy) -> Self {
+    pub fn new(
+        connector: ConnectorName,
+        bus: Arc<dyn Bus>,
+        origins: Arc<Origins>,
+        failures: Arc<FailureLog>,
+        retry: RetryPolicy,
+    ) -> Self {
         Self { connector, bus, origins, failures, retry, routes: HashMap::new() }
     }
 
@@ -131,8 +137,17 @@ impl EventsByOrigin {
             };
             let origin = match origin {
                 Err(e) if e.is_retryable() => {
-                    let reason = format!("cannot look up the event's origin: {e} (after {tries} tries in place)");
-                    self.failures.retry_or_fail(&me, &RoutingKey::event(&self.connector), "state_unavailable", &reason, delivery).await;
+                    let reason =
+                        format!("cannot look up the event's origin: {e} (after {tries} tries in place)");
+                    self.failures
+                        .retry_or_fail(
+                            &me,
+                            &RoutingKey::event(&self.connector),
+                            "state_unavailable",
+                            &reason,
+                            delivery,
+                        )
+                        .await;
                     continue;
                 }
                 other => other,
@@ -141,7 +156,15 @@ impl EventsByOrigin {
             let origin = match origin {
                 Ok(o) => o,
                 Err(e) => {
-                    self.failures.record(&me, &RoutingKey::event(&self.connector), "unroutable_event", &format!("cannot look up the event's origin: {e}"), &delivery.message).await;
+                    self.failures
+                        .record(
+                            &me,
+                            &RoutingKey::event(&self.connector),
+                            "unroutable_event",
+                            &format!("cannot look up the event's origin: {e}"),
+                            &delivery.message,
+                        )
+                        .await;
                     delivery.ack();
                     continue;
                 }
@@ -162,7 +185,15 @@ impl EventsByOrigin {
                             event.user_message_id
                         ),
                     };
-                    self.failures.record(&me, &RoutingKey::event(&self.connector), "unroutable_event", &reason, &delivery.message).await;
+                    self.failures
+                        .record(
+                            &me,
+                            &RoutingKey::event(&self.connector),
+                            "unroutable_event",
+                            &reason,
+                            &delivery.message,
+                        )
+                        .await;
                     delivery.ack();
                 }
             }
@@ -184,7 +215,13 @@ mod tests {
         let connector: ConnectorName = "sms".parse().unwrap();
         let origins = Arc::new(Origins::new(Arc::new(MemoryStore::new()), Duration::from_secs(60)));
         let failures = Arc::new(FailureLog::new(10, None).unwrap());
-        let mut router = EventsByOrigin::new(connector.clone(), bus.clone(), origins.clone(), failures.clone(), RetryPolicy::default());
+        let mut router = EventsByOrigin::new(
+            connector.clone(),
+            bus.clone(),
+            origins.clone(),
+            failures.clone(),
+            RetryPolicy::default(),
+        );
         let mut app = router.subscribe("app");
         let mut channel = router.subscribe("channel");
         let stop = CancellationToken::new();

@@ -86,7 +86,9 @@ impl FailureFilter {
     /// Check the filter's own values, so a typo in `since` is an error, not an empty answer.
     pub fn check(&self) -> Result<(), String> {
         if let Some(s) = &self.since {
-            parse_time(s).ok_or_else(|| format!("`since`: `{s}` is not a time (use `2026-12-07 10:00:00` or RFC 3339)"))?;
+            parse_time(s).ok_or_else(|| {
+                format!("`since`: `{s}` is not a time (use `2026-12-07 10:00:00` or RFC 3339)")
+            })?;
         }
         Ok(())
     }
@@ -114,7 +116,9 @@ fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
         .or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.naive_utc()))
-        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
 }
 
 /// A line of the failures file: a failure, or the replay of one.
@@ -170,7 +174,9 @@ impl FailureLog {
                                 recent.push_back(*r);
                             }
                             Ok(FileLine::Replayed { replayed, replay }) => {
-                                if let Some(r) = recent.iter_mut().find(|r: &&mut FailureRecord| r.id == replayed) {
+                                if let Some(r) =
+                                    recent.iter_mut().find(|r: &&mut FailureRecord| r.id == replayed)
+                                {
                                     r.replay = Some(replay);
                                 }
                             }
@@ -184,7 +190,14 @@ impl FailureLog {
             }
             None => None,
         };
-        Ok(Self { keep, recent: Mutex::new(recent), file, total: AtomicU64::new(0), log_throttles: Mutex::default(), bus: None })
+        Ok(Self {
+            keep,
+            recent: Mutex::new(recent),
+            file,
+            total: AtomicU64::new(0),
+            log_throttles: Mutex::default(),
+            bus: None,
+        })
     }
 
     /// The same log, also publishing each failure through `bus`.
@@ -197,13 +210,29 @@ impl FailureLog {
     /// still holds up: set aside on the retry path for its next delay tier, or, past the last
     /// tier, recorded here as a temporary failure and acked. Either way its queue keeps
     /// flowing.
-    pub async fn retry_or_fail(&self, component: &str, queue: &RoutingKey, kind: &str, reason: &str, delivery: Delivery) {
+    pub async fn retry_or_fail(
+        &self,
+        component: &str,
+        queue: &RoutingKey,
+        kind: &str,
+        reason: &str,
+        delivery: Delivery,
+    ) {
         let connector = queue.connector.as_str();
         let (id, tier) = (delivery.message.id().to_owned(), delivery.retries);
         match delivery.retry_later().await {
             Ok(Later::Deferred(delay)) => {
                 crate::telemetry::metrics::metrics().deferred(component, &crate::bus::tier_label(delay));
-                tracing::warn!(component, connector, kind, reason, message_id = id, tier = tier + 1, delay_ms = delay.as_millis() as u64, "set aside on the retry path");
+                tracing::warn!(
+                    component,
+                    connector,
+                    kind,
+                    reason,
+                    message_id = id,
+                    tier = tier + 1,
+                    delay_ms = delay.as_millis() as u64,
+                    "set aside on the retry path"
+                );
             }
             Ok(Later::Exhausted(d)) => {
                 let reason = format!("{reason}, then through {} delay tiers of the retry path", d.retries);
@@ -220,7 +249,14 @@ impl FailureLog {
     /// Returns once the bus has it too (on RabbitMQ: confirmed on `<connector>.failures`), so
     /// the caller may ack the input; if the bus cannot take it, that is logged and the record
     /// stays here.
-    pub async fn record(&self, component: &str, queue: &RoutingKey, kind: &str, reason: &str, message: &Message) {
+    pub async fn record(
+        &self,
+        component: &str,
+        queue: &RoutingKey,
+        kind: &str,
+        reason: &str,
+        message: &Message,
+    ) {
         let connector = queue.connector.as_str();
         self.total.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::metrics::metrics().failure(component, kind);
@@ -246,7 +282,9 @@ impl FailureLog {
             );
         }
         let message = serde_json::from_slice(&message.to_json()).unwrap_or(serde_json::Value::Null);
-        let tenant = crate::names::tenant_of(component).or_else(|| crate::names::tenant_of(connector)).map(str::to_owned);
+        let tenant = crate::names::tenant_of(component)
+            .or_else(|| crate::names::tenant_of(connector))
+            .map(str::to_owned);
         if let Some(t) = &tenant {
             crate::telemetry::metrics::metrics().tenant_failure(t, kind);
         }
@@ -297,7 +335,13 @@ impl FailureLog {
 
     /// The kept failures matching `filter`, oldest first.
     pub fn matching(&self, filter: &FailureFilter) -> Vec<FailureRecord> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|r| filter.matches(r)).cloned().collect()
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect()
     }
 
     /// Put every kept failure matching `filter` that was not replayed before back on the queue
@@ -329,7 +373,9 @@ impl FailureLog {
             tracing::info!(failure = r.id, queue = r.queue, outcome, "failure replayed");
             let replay = Replay { at: Timestamp::now().to_string(), outcome };
             self.append(&serde_json::json!({ "replayed": r.id, "replay": replay }));
-            if let Some(kept) = self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter_mut().find(|k| k.id == r.id) {
+            if let Some(kept) =
+                self.recent.lock().unwrap_or_else(|p| p.into_inner()).iter_mut().find(|k| k.id == r.id)
+            {
                 kept.replay = Some(replay.clone());
             }
             r.replay = Some(replay);
@@ -362,7 +408,8 @@ impl FailureLog {
 
 /// Where a failure goes back to, and the message.
 fn replay_target(r: &FailureRecord) -> Result<(RoutingKey, Message), String> {
-    let (connector, kind) = r.queue.rsplit_once('.').ok_or_else(|| format!("`{}` is not a queue", r.queue))?;
+    let (connector, kind) =
+        r.queue.rsplit_once('.').ok_or_else(|| format!("`{}` is not a queue", r.queue))?;
     let connector = connector.parse().map_err(|e| format!("{e}"))?;
     let kind = match kind {
         "inbound" => QueueKind::Inbound,

@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 use super::FailureLog;
 use super::dispatcher::{Dispatcher, Failure};
 use super::middleware::{Chains, Outcome};
-use crate::retry::{Backoff, RetryPolicy};
 use crate::bus::{Bus, BusError, Delivery, Publish, QueueKind, RoutingKey};
 use crate::message::{Event, Message};
+use crate::retry::{Backoff, RetryPolicy};
 use crate::telemetry::metrics::metrics;
 
 /// The dispatchers, by the input queue each routes from.
@@ -110,7 +110,9 @@ impl Flow {
                 continue;
             };
             match d.targets(&hop.key, &message).await {
-                Ok(targets) => work.extend(targets.into_iter().map(|(key, message)| Hop { key, message, route: false })),
+                Ok(targets) => {
+                    work.extend(targets.into_iter().map(|(key, message)| Hop { key, message, route: false }))
+                }
                 // The consumer of the dispatcher's queue retries it, with a backoff.
                 Err(Failure::Requeue(reason)) => {
                     tracing::warn!(router = d.name(), queue = %hop.key, reason, "cannot route a message now; queueing it for a retry");
@@ -134,10 +136,15 @@ impl Flow {
             Outcome::Dropped { by, reason } => {
                 tracing::info!(middleware = by, queue = %hop.key, reason, "middleware dropped a message");
                 if let (QueueKind::Outbound, Message::User(m)) = (hop.key.kind, &hop.message) {
-                    let mut nack = Event::nack(&m.message_id, &format!("dropped by middleware `{by}`: {reason}"));
+                    let mut nack =
+                        Event::nack(&m.message_id, &format!("dropped by middleware `{by}`: {reason}"));
                     nack.transport_name = Some(hop.key.connector.to_string());
                     nack.routing_metadata = m.routing_metadata.clone();
-                    work.push_back(Hop { key: RoutingKey::event(&hop.key.connector), message: nack.into(), route: true });
+                    work.push_back(Hop {
+                        key: RoutingKey::event(&hop.key.connector),
+                        message: nack.into(),
+                        route: true,
+                    });
                 }
                 None
             }
@@ -163,7 +170,12 @@ impl Flow {
     /// message at a time (so one user's messages keep their order), routed by the same step as at
     /// publish. A message that cannot be routed because a back end is down is retried in place
     /// with a backoff; after `retry.max_attempts` it goes back on its queue.
-    pub async fn serve(self: Arc<Self>, dispatcher: Arc<Dispatcher>, retry: RetryPolicy, shutdown: CancellationToken) -> Result<(), BusError> {
+    pub async fn serve(
+        self: Arc<Self>,
+        dispatcher: Arc<Dispatcher>,
+        retry: RetryPolicy,
+        shutdown: CancellationToken,
+    ) -> Result<(), BusError> {
         let mut consumers = Vec::new();
         for key in dispatcher.inputs() {
             consumers.push((key.clone(), self.bus.consume(&key, 64).await?));
@@ -189,12 +201,27 @@ impl Flow {
         Ok(())
     }
 
-    async fn route_delivery(&self, d: &Dispatcher, key: &RoutingKey, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
+    async fn route_delivery(
+        &self,
+        d: &Dispatcher,
+        key: &RoutingKey,
+        delivery: Delivery,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+    ) {
         let tries = backoff.max_attempts();
         let mut last = String::new();
         for attempt in 1..=tries {
             last = match d.targets(key, &delivery.message).await {
-                Ok(targets) => match self.run(targets.into_iter().map(|(key, message)| Hop { key, message, route: false }).collect()).await {
+                Ok(targets) => match self
+                    .run(
+                        targets
+                            .into_iter()
+                            .map(|(key, message)| Hop { key, message, route: false })
+                            .collect(),
+                    )
+                    .await
+                {
                     Ok(()) => {
                         backoff.reset();
                         delivery.ack();

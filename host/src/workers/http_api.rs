@@ -25,14 +25,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::callbacks::{Callback, Callbacks};
-use crate::retry::{Backoff, RetryPolicy};
 use super::FailureLog;
+use super::callbacks::{Callback, Callbacks};
 use super::events::Origins;
 use crate::bus::{Consumer, Delivery, Publish, RoutingKey};
 use crate::config::{ChannelConfig, check_url};
 use crate::message::{Event, Message, SessionEvent, UserMessage};
 use crate::names::ConnectorName;
+use crate::retry::{Backoff, RetryPolicy};
 use crate::state::{KvStore, StateError};
 use crate::web::{ApiError, FieldError, check_bearer, parse_json_object, read_body};
 
@@ -132,7 +132,12 @@ impl Channel {
 
     /// Take inbound messages (if it has an `mo_url`, `inbound` is its connector's inbound queue)
     /// and events until `shutdown`.
-    pub async fn run(self: Arc<Self>, mut inbound: Option<Box<dyn Consumer>>, mut events: Box<dyn Consumer>, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut inbound: Option<Box<dyn Consumer>>,
+        mut events: Box<dyn Consumer>,
+        shutdown: CancellationToken,
+    ) {
         let mut backoff = Backoff::new(self.retry.clone(), format!("channel:{}", self.name));
         loop {
             tokio::select! {
@@ -151,7 +156,12 @@ impl Channel {
 
     /// Run `op` against the store, waiting in place while the store is down (the channel takes
     /// nothing new meanwhile), up to the retry policy's attempts. `None` if a stop came first.
-    async fn stored<T, F, Fut>(&self, backoff: &mut Backoff, stop: &CancellationToken, mut op: F) -> Option<Result<T, StateError>>
+    async fn stored<T, F, Fut>(
+        &self,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+        mut op: F,
+    ) -> Option<Result<T, StateError>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StateError>>,
@@ -161,7 +171,8 @@ impl Channel {
             match op().await {
                 Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
                     // Said once per 10 s with a count, not once per try.
-                    static WAITING: crate::telemetry::throttle::Throttle = crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
+                    static WAITING: crate::telemetry::throttle::Throttle =
+                        crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
                     if let Some(more) = WAITING.hit() {
                         tracing::warn!(channel = self.name, error = %e, attempt, more, "state store unavailable; the channel waits and takes nothing new");
                     }
@@ -193,7 +204,15 @@ impl Channel {
             Some(Err(e)) => {
                 // Still delivered to the mo_url; only a `reply_to` it will fail.
                 let reason = format!("cannot store an inbound message, so a `reply_to` it will fail: {e}");
-                self.failures.record(&self.name, &super::failures::input_queue(&self.connector, &delivery.message), "state_unavailable", &reason, &delivery.message).await;
+                self.failures
+                    .record(
+                        &self.name,
+                        &super::failures::input_queue(&self.connector, &delivery.message),
+                        "state_unavailable",
+                        &reason,
+                        &delivery.message,
+                    )
+                    .await;
             }
         }
         if let Some(url) = &self.config.mo_url {
@@ -212,10 +231,20 @@ impl Channel {
         match self.stored(backoff, stop, || self.kv.append(&record, &line)).await {
             None => return delivery.nack(true),
             Some(Ok(true)) => {}
-            Some(Ok(false)) => tracing::debug!(channel = self.name, id, "event for a message no longer stored"),
+            Some(Ok(false)) => {
+                tracing::debug!(channel = self.name, id, "event for a message no longer stored")
+            }
             Some(Err(e)) => {
                 let reason = format!("cannot record an event in its message's record: {e}");
-                self.failures.record(&self.name, &super::failures::input_queue(&self.connector, &delivery.message), "state_unavailable", &reason, &delivery.message).await;
+                self.failures
+                    .record(
+                        &self.name,
+                        &super::failures::input_queue(&self.connector, &delivery.message),
+                        "state_unavailable",
+                        &reason,
+                        &delivery.message,
+                    )
+                    .await;
             }
         }
         let url = match self.stored(backoff, stop, || self.kv.get(&url_key)).await {
@@ -234,13 +263,19 @@ impl Channel {
     }
 
     /// Build the outbound message a send request asks for.
-    async fn build(&self, mut body: serde_json::Map<String, Value>) -> Result<(UserMessage, Option<String>), ApiError> {
-        const KNOWN: [&str; 7] = ["to", "from", "content", "reply_to", "event_url", "helper_metadata", "session_event"];
+    async fn build(
+        &self,
+        mut body: serde_json::Map<String, Value>,
+    ) -> Result<(UserMessage, Option<String>), ApiError> {
+        const KNOWN: [&str; 7] =
+            ["to", "from", "content", "reply_to", "event_url", "helper_metadata", "session_event"];
         let named = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
         let (named_to, named_reply_to) = (named("to"), named("reply_to"));
         let mut errors = Vec::new();
         let mut err = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
-        let text = |body: &mut serde_json::Map<String, Value>, field: &str, err: &mut dyn FnMut(&str, String)| match body.remove(field) {
+        let text = |body: &mut serde_json::Map<String, Value>,
+                    field: &str,
+                    err: &mut dyn FnMut(&str, String)| match body.remove(field) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(other) => {
@@ -294,7 +329,9 @@ impl Channel {
             }
         };
         match (&to, &reply_to) {
-            (Some(_), Some(_)) => err("to", "give `to` or `reply_to`, not both (a reply goes to the sender)".into()),
+            (Some(_), Some(_)) => {
+                err("to", "give `to` or `reply_to`, not both (a reply goes to the sender)".into())
+            }
             (None, None) if !named_to && !named_reply_to => {
                 err("to", "is required (or `reply_to`, to answer an inbound message)".into());
             }
@@ -302,7 +339,10 @@ impl Channel {
             _ => {}
         }
         if reply_to.is_some() && from.is_some() {
-            err("from", "must not be given with `reply_to` (a reply comes from the address it answers)".into());
+            err(
+                "from",
+                "must not be given with `reply_to` (a reply comes from the address it answers)".into(),
+            );
         }
         if to.is_some() && from.is_none() && self.config.default_from.is_none() {
             err("from", "is required (this channel has no `default_from`)".into());
@@ -329,7 +369,14 @@ impl Channel {
             }
             None => {
                 let from = from.or_else(|| self.config.default_from.clone()).unwrap_or_default();
-                let mut m = UserMessage::inbound(self.connector.as_str(), "", from, to.unwrap_or_default(), content, session_event);
+                let mut m = UserMessage::inbound(
+                    self.connector.as_str(),
+                    "",
+                    from,
+                    to.unwrap_or_default(),
+                    content,
+                    session_event,
+                );
                 (m.transport_name, m.transport_type) = match &self.transport_type {
                     Some(t) => (Some(self.connector.to_string()), Some(t.clone())),
                     None => (None, None),
@@ -367,7 +414,9 @@ impl Channel {
             Some(record) => Ok(ok_view(StatusCode::OK, "message found", &DeliveryRecord(record))),
             None => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("no message `{id}` was sent through this channel (or it is older than `message_ttl_secs`)"),
+                format!(
+                    "no message `{id}` was sent through this channel (or it is older than `message_ttl_secs`)"
+                ),
             )),
         }
     }
@@ -503,20 +552,36 @@ mod tests {
         let queued = DeliveryRecord(msg.to_json());
         assert_eq!((queued.status(), queued.events().count()), ("queued", 0));
         let v: Value = serde_json::from_str(&view(&queued)).unwrap();
-        assert_eq!((v["message_id"].as_str(), v["content"].as_str(), v["status"].as_str()), (Some(msg.message_id.as_str()), Some("hi"), Some("queued")));
+        assert_eq!(
+            (v["message_id"].as_str(), v["content"].as_str(), v["status"].as_str()),
+            (Some(msg.message_id.as_str()), Some("hi"), Some("queued"))
+        );
         assert_eq!(v["events"], serde_json::json!([]));
 
         let mut record = queued.0.clone();
         record.extend(DeliveryRecord::line(&Event::ack(&msg.message_id, "x")));
         let acked = DeliveryRecord(record.clone());
         let v: Value = serde_json::from_str(&view(&acked)).unwrap();
-        assert_eq!((v["status"].as_str(), v["events"][0]["event_type"].as_str()), (Some("sent"), Some("ack")));
+        assert_eq!(
+            (v["status"].as_str(), v["events"][0]["event_type"].as_str()),
+            (Some("sent"), Some("ack"))
+        );
 
-        record.extend(DeliveryRecord::line(&Event::delivery_report(&msg.message_id, DeliveryStatus::Delivered)));
+        record.extend(DeliveryRecord::line(&Event::delivery_report(
+            &msg.message_id,
+            DeliveryStatus::Delivered,
+        )));
         let v: Value = serde_json::from_str(&view(&DeliveryRecord(record))).unwrap();
-        assert_eq!((v["status"].as_str(), v["events"].as_array().map(Vec::len)), (Some("delivered"), Some(2)), "the latest event sets the status");
+        assert_eq!(
+            (v["status"].as_str(), v["events"].as_array().map(Vec::len)),
+            (Some("delivered"), Some(2)),
+            "the latest event sets the status"
+        );
         let nack = DeliveryRecord::line(&Event::nack(&msg.message_id, "no"));
         assert_eq!(status_of_line(&nack[1..]), "rejected");
-        assert_eq!(serde_json::from_str::<Value>(&view(&DeliveryRecord(b"{}".to_vec()))).unwrap()["status"], "queued");
+        assert_eq!(
+            serde_json::from_str::<Value>(&view(&DeliveryRecord(b"{}".to_vec()))).unwrap()["status"],
+            "queued"
+        );
     }
 }

@@ -68,8 +68,16 @@ pub(super) async fn run(chain: &[Step], key: &RoutingKey, mut message: Message) 
                 };
                 match plugin.current().process(m.clone(), direction, key.connector.as_str()).await {
                     Ok(Verdict::Pass(changed)) => message = Message::User(changed),
-                    Ok(Verdict::Drop(reason)) => return Outcome::Dropped { by: plugin.name().to_owned(), reason },
-                    Err(f) => return Outcome::Failed { by: plugin.name().to_owned(), kind: f.kind(), reason: f.to_string() },
+                    Ok(Verdict::Drop(reason)) => {
+                        return Outcome::Dropped { by: plugin.name().to_owned(), reason };
+                    }
+                    Err(f) => {
+                        return Outcome::Failed {
+                            by: plugin.name().to_owned(),
+                            kind: f.kind(),
+                            reason: f.to_string(),
+                        };
+                    }
                 }
             }
         }

@@ -44,7 +44,11 @@ impl Application<Survey> for SurveyApp {
             }
             Outcome::Next { text, progress } => {
                 msg.reply(text)?;
-                kv::set_json(&key(msg), &progress, Some(Duration::from_secs(u64::from(survey.session_ttl_seconds))))?;
+                kv::set_json(
+                    &key(msg),
+                    &progress,
+                    Some(Duration::from_secs(u64::from(survey.session_ttl_seconds))),
+                )?;
             }
             Outcome::Done { summary, confirmation } => {
                 msg.reply_and_close(summary)?;

@@ -98,7 +98,8 @@ impl From<Config> for Survey {
 impl Survey {
     /// From the app's config; questions without options are dropped (they could never be answered).
     pub fn from_config(c: Config) -> Self {
-        let mut questions: Vec<Question> = c.questions.unwrap_or_default().into_iter().filter(|q| !q.options.is_empty()).collect();
+        let mut questions: Vec<Question> =
+            c.questions.unwrap_or_default().into_iter().filter(|q| !q.options.is_empty()).collect();
         if questions.is_empty() {
             questions = default_questions();
         }
@@ -138,14 +139,21 @@ impl Survey {
         let choice = input.trim().parse::<usize>().ok().filter(|n| (1..=q.options.len()).contains(n));
         let Some(choice) = choice else {
             return Outcome::Invalid {
-                text: format!("Please reply with a number from 1 to {}.\n{}", q.options.len(), self.render(index)),
+                text: format!(
+                    "Please reply with a number from 1 to {}.\n{}",
+                    q.options.len(),
+                    self.render(index)
+                ),
             };
         };
         let mut answers = progress.answers.clone();
         answers.truncate(index);
         answers.push(choice - 1);
         if index + 1 < self.questions.len() {
-            return Outcome::Next { text: self.render(index + 1), progress: Progress { question: index + 1, answers } };
+            return Outcome::Next {
+                text: self.render(index + 1),
+                progress: Progress { question: index + 1, answers },
+            };
         }
         let mut summary = String::from("Thank you! Your answers:");
         let mut chosen = Vec::new();
@@ -154,8 +162,10 @@ impl Survey {
             summary.push_str(&format!("\n{} {answer}", q.prompt));
             chosen.push(answer);
         }
-        let confirmation =
-            self.confirmation.as_ref().map(|c| (c.endpoint.clone(), c.text.replace("{answers}", &chosen.join(", "))));
+        let confirmation = self
+            .confirmation
+            .as_ref()
+            .map(|c| (c.endpoint.clone(), c.text.replace("{answers}", &chosen.join(", "))));
         Outcome::Done { summary, confirmation }
     }
 }
@@ -169,7 +179,10 @@ mod tests {
             title: Some("Test".into()),
             questions: Some(vec![
                 Question { prompt: "Colour?".into(), options: vec!["Red".into(), "Blue".into()] },
-                Question { prompt: "Season?".into(), options: vec!["Summer".into(), "Winter".into(), "Spring".into()] },
+                Question {
+                    prompt: "Season?".into(),
+                    options: vec!["Summer".into(), "Winter".into(), "Spring".into()],
+                },
             ]),
             session_ttl_seconds: None,
             confirmation: None,
@@ -198,7 +211,8 @@ mod tests {
     #[test]
     fn a_configured_confirmation_carries_the_answers() {
         let mut s = two();
-        s.confirmation = Some(Confirmation { endpoint: "sms".into(), text: "Thanks! You chose: {answers}".into() });
+        s.confirmation =
+            Some(Confirmation { endpoint: "sms".into(), text: "Thanks! You chose: {answers}".into() });
         let p = Progress { question: 1, answers: vec![0] };
         let Outcome::Done { confirmation, .. } = s.answer(&p, "2") else { panic!("done") };
         assert_eq!(confirmation, Some(("sms".into(), "Thanks! You chose: Red, Winter".into())));
@@ -216,8 +230,10 @@ mod tests {
 
     #[test]
     fn the_config_table_deserializes_into_a_survey() {
-        let s: Survey = serde_json::from_str(r#"{"session_ttl_seconds": 5, "questions": [{"prompt": "Q?", "options": ["A"]}]}"#)
-            .expect("parses");
+        let s: Survey = serde_json::from_str(
+            r#"{"session_ttl_seconds": 5, "questions": [{"prompt": "Q?", "options": ["A"]}]}"#,
+        )
+        .expect("parses");
         assert_eq!(s.session_ttl_seconds, 5);
         assert_eq!(s.start().0, "Q?\n1. A");
         let err = serde_json::from_str::<Survey>(r#"{"questions": 3}"#).unwrap_err().to_string();

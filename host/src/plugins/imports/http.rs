@@ -40,7 +40,9 @@ impl Host for HostState {
         let plugin = self.ctx.plugin.clone();
         let owner = crate::names::tenant_of(&plugin).unwrap_or("operator").to_owned();
         let Some(grant) = self.ctx.http.clone() else {
-            return Ok(Err(HttpError::NotAllowed(format!("plugin `{plugin}` may make no HTTP calls (this world has no grant)"))));
+            return Ok(Err(HttpError::NotAllowed(format!(
+                "plugin `{plugin}` may make no HTTP calls (this world has no grant)"
+            ))));
         };
         if self.call.http_calls >= grant.per_message {
             crate::telemetry::metrics::metrics().http_call(&owner, "limit");
@@ -63,7 +65,15 @@ impl Host for HostState {
         let ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(r) => {
-                tracing::info!(plugin, method, url, status = r.status, bytes = r.body.len(), ms, "plugin HTTP call");
+                tracing::info!(
+                    plugin,
+                    method,
+                    url,
+                    status = r.status,
+                    bytes = r.body.len(),
+                    ms,
+                    "plugin HTTP call"
+                );
                 crate::telemetry::metrics::metrics().http_call(&owner, "ok");
             }
             Err(e) => {

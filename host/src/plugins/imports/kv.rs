@@ -43,7 +43,10 @@ impl Host for HostState {
         }
         let max = self.ctx.kv_max_value.min(MAX_VALUE_BYTES);
         if value.len() > max {
-            return Ok(Err(KvError::Limit(format!("value must be at most {max} bytes, got {}", value.len()))));
+            return Ok(Err(KvError::Limit(format!(
+                "value must be at most {max} bytes, got {}",
+                value.len()
+            ))));
         }
         let ttl = match ttl_ms {
             Some(0) => return Ok(Err(KvError::Limit("ttl-ms must be at least 1".into()))),

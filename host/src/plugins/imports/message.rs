@@ -30,7 +30,12 @@ fn session(s: SessionEvent) -> types::SessionEvent {
     }
 }
 
-fn pick<'a>(which: Which, transport: &'a Metadata, helper: &'a Metadata, routing: &'a Metadata) -> &'a Metadata {
+fn pick<'a>(
+    which: Which,
+    transport: &'a Metadata,
+    helper: &'a Metadata,
+    routing: &'a Metadata,
+) -> &'a Metadata {
     match which {
         Which::Transport => transport,
         Which::Helper => helper,
@@ -56,7 +61,13 @@ impl HostState {
     }
 
     /// A reply to the message behind `r`, held until the handler returns.
-    fn send_reply(&mut self, r: &Resource<MessageRef>, content: Option<String>, close: bool, group: bool) -> R<Result<String, SendError>> {
+    fn send_reply(
+        &mut self,
+        r: &Resource<MessageRef>,
+        content: Option<String>,
+        close: bool,
+        group: bool,
+    ) -> R<Result<String, SendError>> {
         if let Err(e) = check_content(&content) {
             return Ok(Err(e));
         }
@@ -150,10 +161,19 @@ impl wit::HostUserMessage for HostState {
     fn reply(&mut self, r: Resource<MessageRef>, content: Option<String>) -> R<Result<String, SendError>> {
         self.send_reply(&r, content, false, false)
     }
-    fn reply_and_close(&mut self, r: Resource<MessageRef>, content: Option<String>) -> R<Result<String, SendError>> {
+    fn reply_and_close(
+        &mut self,
+        r: Resource<MessageRef>,
+        content: Option<String>,
+    ) -> R<Result<String, SendError>> {
         self.send_reply(&r, content, true, false)
     }
-    fn reply_to_group(&mut self, r: Resource<MessageRef>, content: Option<String>, end_session: bool) -> R<Result<String, SendError>> {
+    fn reply_to_group(
+        &mut self,
+        r: Resource<MessageRef>,
+        content: Option<String>,
+        end_session: bool,
+    ) -> R<Result<String, SendError>> {
         self.send_reply(&r, content, end_session, true)
     }
     fn drop(&mut self, r: Resource<MessageRef>) -> R<()> {
@@ -178,11 +198,13 @@ impl wit::HostEvent for HostState {
         Ok(match &self.event_of(&r)?.kind {
             EventKind::Ack { sent_message_id } => types::EventKind::Ack(sent_message_id.clone()),
             EventKind::Nack { nack_reason } => types::EventKind::Nack(nack_reason.clone()),
-            EventKind::DeliveryReport { delivery_status } => types::EventKind::DeliveryReport(match delivery_status {
-                DeliveryStatus::Pending => types::DeliveryStatus::Pending,
-                DeliveryStatus::Failed => types::DeliveryStatus::Failed,
-                DeliveryStatus::Delivered => types::DeliveryStatus::Delivered,
-            }),
+            EventKind::DeliveryReport { delivery_status } => {
+                types::EventKind::DeliveryReport(match delivery_status {
+                    DeliveryStatus::Pending => types::DeliveryStatus::Pending,
+                    DeliveryStatus::Failed => types::DeliveryStatus::Failed,
+                    DeliveryStatus::Delivered => types::DeliveryStatus::Delivered,
+                })
+            }
         })
     }
     fn transport_name(&mut self, r: Resource<EventRef>) -> R<Option<String>> {
@@ -217,7 +239,13 @@ impl crate::plugins::bindings::middleware::edit::Host for HostState {
         self.edit(&r)?.from_addr = addr;
         Ok(())
     }
-    fn set_metadata(&mut self, r: Resource<MessageRef>, which: Which, key: String, value_json: Option<String>) -> R<Result<(), String>> {
+    fn set_metadata(
+        &mut self,
+        r: Resource<MessageRef>,
+        which: Which,
+        key: String,
+        value_json: Option<String>,
+    ) -> R<Result<(), String>> {
         let value = match value_json.as_deref().map(serde_json::from_str::<serde_json::Value>) {
             Some(Err(e)) => return Ok(Err(format!("the value for `{key}` is not valid JSON: {e}"))),
             Some(Ok(v)) => Some(v),

@@ -107,7 +107,11 @@ mod tests {
         c.remember("abc", &sent(1, 1)).await.unwrap();
         assert_eq!(c.settle(&sent(1, 1), Outcome::Pending).await.unwrap(), Some(Outcome::Pending));
         assert_eq!(c.settle(&sent(1, 1), Outcome::Delivered).await.unwrap(), Some(Outcome::Delivered));
-        assert_eq!(c.settle(&sent(1, 1), Outcome::Delivered).await.unwrap(), None, "a repeated receipt is not passed on twice");
+        assert_eq!(
+            c.settle(&sent(1, 1), Outcome::Delivered).await.unwrap(),
+            None,
+            "a repeated receipt is not passed on twice"
+        );
         assert_eq!(c.settle(&sent(1, 1), Outcome::Pending).await.unwrap(), None, "nor a late pending one");
     }
 
@@ -120,7 +124,11 @@ mod tests {
         }
         assert_eq!(c.lookup("id2").await.unwrap(), Some(sent(2, 3)), "every part's id names the message");
         assert_eq!(c.settle(&sent(2, 3), Outcome::Delivered).await.unwrap(), None);
-        assert_eq!(c.settle(&sent(1, 3), Outcome::Pending).await.unwrap(), None, "pending parts are not passed on");
+        assert_eq!(
+            c.settle(&sent(1, 3), Outcome::Pending).await.unwrap(),
+            None,
+            "pending parts are not passed on"
+        );
         assert_eq!(c.settle(&sent(1, 3), Outcome::Delivered).await.unwrap(), None);
         // Another host (sharing the store) takes the last part's receipt.
         let other = Correlator::new(kv, Duration::from_secs(60));

@@ -270,14 +270,20 @@ pub enum SettingsError {
         value: f64,
     },
     /// Rates that add up to more than every submit.
-    #[error("error_rate + throttle_rate + queue_full_rate is {0}, but they are shares of the same submits, so together at most 1.0")]
+    #[error(
+        "error_rate + throttle_rate + queue_full_rate is {0}, but they are shares of the same submits, so together at most 1.0"
+    )]
     RatesOver(f64),
 }
 
 impl Settings {
     /// Check the rates: each a fraction, and together at most all submits.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        for (name, value) in [("error_rate", self.error_rate), ("throttle_rate", self.throttle_rate), ("queue_full_rate", self.queue_full_rate)] {
+        for (name, value) in [
+            ("error_rate", self.error_rate),
+            ("throttle_rate", self.throttle_rate),
+            ("queue_full_rate", self.queue_full_rate),
+        ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(SettingsError::Rate { name, value });
             }
@@ -303,7 +309,12 @@ pub enum FakeError {
 
 /// Serve SMPP on `smpp` and the control API on `http` until `shutdown` completes; then every
 /// connection is closed. Listeners come bound so a caller can use port 0 and learn the port.
-pub async fn serve(smpp: TcpListener, http: TcpListener, settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), FakeError> {
+pub async fn serve(
+    smpp: TcpListener,
+    http: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), FakeError> {
     settings.validate()?;
     let shared = Arc::new(Shared::new(settings));
     let stop = CancellationToken::new();
@@ -382,7 +393,10 @@ impl Registry {
         let start = rr.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             let k = (start + i) % n;
-            let Some(conn) = self.conns.iter().filter(|c| c.kind.is_some_and(BindKind::receives)).nth(k) else { break };
+            let Some(conn) = self.conns.iter().filter(|c| c.kind.is_some_and(BindKind::receives)).nth(k)
+            else {
+                break;
+            };
             match conn.tx.send(Cmd::Deliver(out)) {
                 Ok(()) => return Ok(()),
                 // That connection is closing: try the next.
@@ -488,7 +502,14 @@ impl Shared {
     }
 
     fn record_response(&self, command_id: u32, code: u32, sequence: u32, bind: u64, bad: Option<String>) {
-        let rec = ResponseRecord { command: wire::command_name(command_id), status: code, status_name: wire::status_name(code), sequence, bind, bad };
+        let rec = ResponseRecord {
+            command: wire::command_name(command_id),
+            status: code,
+            status_name: wire::status_name(code),
+            sequence,
+            bind,
+            bad,
+        };
         let mut list = lock(&self.responses);
         if list.len() >= MAX_RESPONSES {
             list.pop_front();
@@ -626,13 +647,22 @@ impl Conn {
         }
         if let Some(kind) = self.kind {
             shared.stats.binds.fetch_sub(1, Ordering::Relaxed);
-            info!("fake SMSC: connection {} ({kind}, {}) closed: {why}", self.id, self.peer, kind = kind.name());
+            info!(
+                "fake SMSC: connection {} ({kind}, {}) closed: {why}",
+                self.id,
+                self.peer,
+                kind = kind.name()
+            );
         } else {
             debug!("fake SMSC: connection {} ({}) closed unbound: {why}", self.id, self.peer);
         }
     }
 
-    async fn serve(&mut self, rx: &mut mpsc::UnboundedReceiver<Cmd>, stop: &CancellationToken) -> io::Result<String> {
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Cmd>,
+        stop: &CancellationToken,
+    ) -> io::Result<String> {
         loop {
             let due = self.delayed.front().map(|d| d.at);
             let event = tokio::select! {
@@ -720,7 +750,13 @@ impl Conn {
 
     async fn on_bad(&mut self, bad: BadFrame) -> io::Result<Flow> {
         bump(&self.shared.stats.bad_frames);
-        warn!("fake SMSC: connection {}: undecodable {} seq {}: {}", self.id, wire::command_name(bad.command_id), bad.sequence, bad.reason);
+        warn!(
+            "fake SMSC: connection {}: undecodable {} seq {}: {}",
+            self.id,
+            wire::command_name(bad.command_id),
+            bad.sequence,
+            bad.reason
+        );
         if bad.command_id & id::RESP != 0 {
             self.shared.record_response(bad.command_id, bad.status, bad.sequence, self.id, Some(bad.reason));
             if bad.command_id == id::DELIVER_SM | id::RESP {
@@ -743,7 +779,9 @@ impl Conn {
         match pdu.body {
             Body::Bind(kind, bind) => self.on_bind(sequence, kind, &bind).await,
             Body::EnquireLink => self.respond(sequence, status::OK, Body::EnquireLinkResp).await,
-            Body::Unbind if self.kind.is_none() => self.respond(sequence, status::RINVBNDSTS, Body::UnbindResp).await,
+            Body::Unbind if self.kind.is_none() => {
+                self.respond(sequence, status::RINVBNDSTS, Body::UnbindResp).await
+            }
             Body::Unbind => {
                 self.respond(sequence, status::OK, Body::UnbindResp).await?;
                 Ok(Flow::Close("unbound by the ESME".into()))
@@ -802,14 +840,26 @@ impl Conn {
         };
         self.respond(sequence, code, body).await?;
         if code != status::OK {
-            info!("fake SMSC: connection {} ({}): bind_{} refused: {}", self.id, self.peer, kind.name(), wire::status_name(code));
+            info!(
+                "fake SMSC: connection {} ({}): bind_{} refused: {}",
+                self.id,
+                self.peer,
+                kind.name(),
+                wire::status_name(code)
+            );
             return Ok(Flow::Go);
         }
         self.kind = Some(kind);
         let stats = &self.shared.stats;
         stats.binds.fetch_add(1, Ordering::Relaxed);
         bump(&stats.binds_total);
-        info!("fake SMSC: connection {} ({}) bound as {} `{}`", self.id, self.peer, kind.name(), bind.system_id);
+        info!(
+            "fake SMSC: connection {} ({}) bound as {} `{}`",
+            self.id,
+            self.peer,
+            kind.name(),
+            bind.system_id
+        );
         let mut reg = lock(&self.shared.registry);
         if let Some(entry) = reg.conns.iter_mut().find(|c| c.id == self.id) {
             entry.kind = Some(kind);
@@ -836,7 +886,10 @@ impl Conn {
         let s = self.shared.settings.load_full();
         if s.drop_after > 0 && self.submits >= s.drop_after {
             bump(&stats.drops);
-            info!("fake SMSC: connection {} dropped at submit_sm #{} (drop_after {})", self.id, self.submits, s.drop_after);
+            info!(
+                "fake SMSC: connection {} dropped at submit_sm #{} (drop_after {})",
+                self.id, self.submits, s.drop_after
+            );
             return Ok(Flow::Close(format!("dropped at submit_sm #{} (drop_after)", self.submits)));
         }
         let code = if sm.destination_addr.is_empty() {
@@ -911,11 +964,7 @@ impl Conn {
 /// The body of a part's text: after the user data header, or in `message_payload`.
 fn body_of(sm: &Sm) -> &[u8] {
     let octets = sm.tlv(tag::MESSAGE_PAYLOAD).unwrap_or(&sm.short_message);
-    if sm.udhi() {
-        text::read_header(octets).map_or(octets, |h| h.body)
-    } else {
-        octets
-    }
+    if sm.udhi() { text::read_header(octets).map_or(octets, |h| h.body) } else { octets }
 }
 
 /// Octets in `data_coding` as text; what is not a text coding is shown as Latin-1, flagged.
@@ -952,7 +1001,9 @@ fn receipt_for(sm: &Sm, n: u64, message_id: &str, s: &Settings) -> Option<Box<Sm
         let date = chrono::Utc::now().format("%y%m%d%H%M");
         let dlvrd = if word == "DELIVRD" { "001" } else { "000" };
         let err = if failure { "001" } else { "000" };
-        gsm_lossy(&format!("id:{rid} sub:001 dlvrd:{dlvrd} submit date:{date} done date:{date} stat:{word} err:{err} text:{snippet}"))
+        gsm_lossy(&format!(
+            "id:{rid} sub:001 dlvrd:{dlvrd} submit date:{date} done date:{date} stat:{word} err:{err} text:{snippet}"
+        ))
     };
     let tlvs = if s.receipt_as == ReceiptAs::Text {
         Vec::new()
@@ -1074,7 +1125,8 @@ struct Assembly {
 
 impl Assembly {
     fn finish(self, incomplete: bool) -> MtEntry {
-        let present: Vec<(usize, &PartRec)> = self.parts.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i + 1, p))).collect();
+        let present: Vec<(usize, &PartRec)> =
+            self.parts.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i + 1, p))).collect();
         let mut warnings = self.warnings.clone();
         if self.out_of_order {
             warnings.push("parts arrived out of order".into());
@@ -1084,9 +1136,12 @@ impl Assembly {
         }
         let data_coding = present.first().map_or(0, |(_, p)| p.data_coding);
         for (n, p) in &present {
-            let high_surrogate_last = p.body.len() % 2 == 0 && matches!(p.body.as_slice(), [.., 0xD8..=0xDB, _]);
+            let high_surrogate_last =
+                p.body.len() % 2 == 0 && matches!(p.body.as_slice(), [.., 0xD8..=0xDB, _]);
             match Coding::from_data_coding(p.data_coding) {
-                Some(Coding::Ucs2) if high_surrogate_last => warnings.push(format!("part {n} ends inside a surrogate pair")),
+                Some(Coding::Ucs2) if high_surrogate_last => {
+                    warnings.push(format!("part {n} ends inside a surrogate pair"))
+                }
                 Some(Coding::Gsm7) if p.body.iter().rev().take_while(|o| **o == 0x1B).count() % 2 == 1 => {
                     warnings.push(format!("part {n} ends inside an escape pair"));
                 }
@@ -1161,7 +1216,12 @@ impl MtStore {
     /// List sets that waited too long as incomplete.
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = now;
-        let old: Vec<PartKey> = self.pending.iter().filter(|(_, a)| now.duration_since(a.first_at) >= ASSEMBLY_WAIT).map(|(k, _)| k.clone()).collect();
+        let old: Vec<PartKey> = self
+            .pending
+            .iter()
+            .filter(|(_, a)| now.duration_since(a.first_at) >= ASSEMBLY_WAIT)
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut expired: Vec<Assembly> = old.iter().filter_map(|k| self.pending.remove(k)).collect();
         expired.sort_by_key(|a| a.first_at);
         for a in expired {
@@ -1177,7 +1237,19 @@ impl MtStore {
         if now.duration_since(self.last_sweep) >= Duration::from_secs(1) {
             self.sweep(now);
         }
-        let PartIn { from, to, method, concat, data_coding, registered_delivery, body, message_id, bind, ussd, warnings } = part;
+        let PartIn {
+            from,
+            to,
+            method,
+            concat,
+            data_coding,
+            registered_delivery,
+            body,
+            message_id,
+            bind,
+            ussd,
+            warnings,
+        } = part;
         let Some(c) = concat else {
             let rec = PartRec { data_coding, body, message_id };
             let a = Assembly {
@@ -1284,8 +1356,12 @@ fn concat_iei(octets: &[u8]) -> Option<u8> {
 
 fn record_mt(shared: &Shared, mut sm: Sm, message_id: String, bind: u64) {
     let mut warnings = Vec::new();
-    let ussd = sm.tlv(tag::USSD_SERVICE_OP).and_then(|v| v.first().copied()).map(|op| UssdInfo { op, session: sm.tlv_int(tag::ITS_SESSION_INFO) });
-    let payload = sm.tlvs.iter().position(|t| t.tag == tag::MESSAGE_PAYLOAD).map(|i| sm.tlvs.swap_remove(i).value);
+    let ussd = sm
+        .tlv(tag::USSD_SERVICE_OP)
+        .and_then(|v| v.first().copied())
+        .map(|op| UssdInfo { op, session: sm.tlv_int(tag::ITS_SESSION_INFO) });
+    let payload =
+        sm.tlvs.iter().position(|t| t.tag == tag::MESSAGE_PAYLOAD).map(|i| sm.tlvs.swap_remove(i).value);
     let (mut method, octets) = match payload {
         Some(p) => (Method::Payload, p),
         None => (Method::Single, std::mem::take(&mut sm.short_message)),
@@ -1311,12 +1387,19 @@ fn record_mt(shared: &Shared, mut sm: Sm, message_id: String, bind: u64) {
         octets
     };
     if method == Method::Single
-        && let (Some(reference), Some(total), Some(seq)) =
-            (sm.tlv_int(tag::SAR_MSG_REF_NUM), sm.tlv_int(tag::SAR_TOTAL_SEGMENTS), sm.tlv_int(tag::SAR_SEGMENT_SEQNUM))
+        && let (Some(reference), Some(total), Some(seq)) = (
+            sm.tlv_int(tag::SAR_MSG_REF_NUM),
+            sm.tlv_int(tag::SAR_TOTAL_SEGMENTS),
+            sm.tlv_int(tag::SAR_SEGMENT_SEQNUM),
+        )
     {
         method = Method::Sar;
         // Out of range reads as 0, which is refused below with the rest.
-        concat = Some(Concat { reference, total: u8::try_from(total).unwrap_or(0), seq: u8::try_from(seq).unwrap_or(0) });
+        concat = Some(Concat {
+            reference,
+            total: u8::try_from(total).unwrap_or(0),
+            seq: u8::try_from(seq).unwrap_or(0),
+        });
     }
     if let Some(c) = concat
         && (c.total == 0 || c.seq == 0 || c.seq > c.total)
@@ -1369,7 +1452,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 }
 
 async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such endpoint; there are POST /mo, GET|DELETE /mt, GET /stats, GET|POST /settings, POST /raw, POST /drop, GET /responses")
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; there are POST /mo, GET|DELETE /mt, GET /stats, GET|POST /settings, POST /raw, POST /drop, GET /responses",
+    )
 }
 
 #[derive(Deserialize)]
@@ -1412,7 +1498,12 @@ async fn mo(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         None => text::choose(&req.content),
         Some(name) => match Coding::from_name(name) {
             Some(c) => c,
-            None => return error(StatusCode::BAD_REQUEST, format!("`coding` `{name}` is not one of gsm7, ascii, latin1, ucs2")),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("`coding` `{name}` is not one of gsm7, ascii, latin1, ucs2"),
+                );
+            }
         },
     };
     let split = match req.split.as_deref().unwrap_or("udh8") {
@@ -1420,7 +1511,12 @@ async fn mo(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         "udh16" => Split::Udh16,
         "sar" => Split::Sar,
         "payload" => Split::Payload,
-        other => return error(StatusCode::BAD_REQUEST, format!("`split` `{other}` is not one of udh8, udh16, sar, payload")),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`split` `{other}` is not one of udh8, udh16, sar, payload"),
+            );
+        }
     };
     let reference = shared.next_ref.fetch_add(1, Ordering::Relaxed) as u16;
     let parts = match text::split(&req.content, coding, split, reference) {
@@ -1500,9 +1596,16 @@ async fn mo(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         statuses.push(name);
     }
     if timed_out {
-        return reply(StatusCode::GATEWAY_TIMEOUT, json!({ "error": "the ESME did not answer every deliver_sm within 10 s", "parts": n, "statuses": statuses }));
+        return reply(
+            StatusCode::GATEWAY_TIMEOUT,
+            json!({ "error": "the ESME did not answer every deliver_sm within 10 s", "parts": n, "statuses": statuses }),
+        );
     }
-    if all_ok { reply(StatusCode::OK, json!({ "parts": n })) } else { reply(StatusCode::OK, json!({ "parts": n, "statuses": statuses })) }
+    if all_ok {
+        reply(StatusCode::OK, json!({ "parts": n }))
+    } else {
+        reply(StatusCode::OK, json!({ "parts": n, "statuses": statuses }))
+    }
 }
 
 async fn mt_list(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
@@ -1511,9 +1614,19 @@ async fn mt_list(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -
         match pair.split_once('=') {
             Some(("since", v)) => match v.parse() {
                 Ok(n) => since = n,
-                Err(_) => return error(StatusCode::BAD_REQUEST, format!("`since` must be a count of entries, not `{v}`")),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("`since` must be a count of entries, not `{v}`"),
+                    );
+                }
             },
-            _ => return error(StatusCode::BAD_REQUEST, format!("unknown query parameter `{pair}` (there is `since=N`)")),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter `{pair}` (there is `since=N`)"),
+                );
+            }
         }
     }
     let mut mt = lock(&shared.mt);
@@ -1531,7 +1644,8 @@ async fn mt_clear(State(shared): State<Arc<Shared>>) -> Response {
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     let s = &shared.stats;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let resp: serde_json::Map<String, Value> = lock(&s.deliver_sm_resp).iter().map(|(code, n)| (wire::status_name(*code), json!(n))).collect();
+    let resp: serde_json::Map<String, Value> =
+        lock(&s.deliver_sm_resp).iter().map(|(code, n)| (wire::status_name(*code), json!(n))).collect();
     let (connections, held) = {
         let reg = lock(&shared.registry);
         (reg.conns.len(), reg.held.len())
@@ -1581,7 +1695,11 @@ fn apply(s: &mut Settings, p: SettingsPatch) -> Result<(), String> {
             *slot = v;
         }
     }
-    fn named<T: std::str::FromStr<Err = String>>(field: &str, slot: &mut T, v: Option<String>) -> Result<(), String> {
+    fn named<T: std::str::FromStr<Err = String>>(
+        field: &str,
+        slot: &mut T,
+        v: Option<String>,
+    ) -> Result<(), String> {
         if let Some(v) = v {
             *slot = v.parse().map_err(|e| format!("`{field}`: {e}"))?;
         }
@@ -1627,7 +1745,12 @@ fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if digits.is_empty() || digits.len() % 2 == 1 {
         return Err(format!("`hex` must hold an even, non-zero number of hex digits, not {}", digits.len()));
     }
-    let nibble = |b: u8| char::from(b).to_digit(16).map(|d| d as u8).ok_or_else(|| format!("`{}` is not a hex digit", char::from(b)));
+    let nibble = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .map(|d| d as u8)
+            .ok_or_else(|| format!("`{}` is not a hex digit", char::from(b)))
+    };
     digits.chunks_exact(2).map(|p| Ok(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
 }
 
@@ -1667,7 +1790,6 @@ async fn responses(State(shared): State<Arc<Shared>>) -> Response {
     (StatusCode::OK, axum::Json(&*list)).into_response()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1691,7 +1813,12 @@ mod tests {
             .await
             .unwrap()
         });
-        Fake { smpp: smpp_addr, http: format!("http://{http_addr}"), client: reqwest::Client::new(), _stop: tx }
+        Fake {
+            smpp: smpp_addr,
+            http: format!("http://{http_addr}"),
+            client: reqwest::Client::new(),
+            _stop: tx,
+        }
     }
 
     impl Fake {
@@ -1735,7 +1862,9 @@ mod tests {
         }
 
         async fn frame(&mut self) -> Option<io::Result<Frame>> {
-            tokio::time::timeout(Duration::from_secs(5), self.framed.next()).await.expect("nothing from the fake in 5 s")
+            tokio::time::timeout(Duration::from_secs(5), self.framed.next())
+                .await
+                .expect("nothing from the fake in 5 s")
         }
 
         async fn pdu(&mut self) -> Pdu {
@@ -1754,7 +1883,12 @@ mod tests {
         }
 
         async fn bind(&mut self, kind: BindKind, system_id: &str, password: &str) -> Pdu {
-            let b = Bind { system_id: system_id.into(), password: password.into(), interface_version: 0x34, ..Bind::default() };
+            let b = Bind {
+                system_id: system_id.into(),
+                password: password.into(),
+                interface_version: 0x34,
+                ..Bind::default()
+            };
             self.send(Body::Bind(kind, b)).await;
             self.pdu().await
         }
@@ -1768,11 +1902,20 @@ mod tests {
     }
 
     fn sm(short_message: &[u8]) -> Sm {
-        Sm { source_addr: "27820000001".into(), destination_addr: "1234".into(), short_message: short_message.to_vec(), ..Sm::default() }
+        Sm {
+            source_addr: "27820000001".into(),
+            destination_addr: "1234".into(),
+            short_message: short_message.to_vec(),
+            ..Sm::default()
+        }
     }
 
     fn udh_sm(part: &text::Part, coding: Coding) -> Sm {
-        Sm { esm_class: if part.udhi { 0x40 } else { 0 }, data_coding: coding.data_coding(), ..sm(&part.octets) }
+        Sm {
+            esm_class: if part.udhi { 0x40 } else { 0 },
+            data_coding: coding.data_coding(),
+            ..sm(&part.octets)
+        }
     }
 
     #[tokio::test]
@@ -1795,7 +1938,10 @@ mod tests {
         other.send(Body::EnquireLink).await;
         assert_eq!(other.pdu().await.status, status::OK, "enquire_link in any state");
         let resp = other.bind(BindKind::Receiver, "smppclient1", "password").await;
-        assert_eq!((resp.status, resp.body), (status::OK, Body::BindResp(BindKind::Receiver, SMSC_SYSTEM_ID.into())));
+        assert_eq!(
+            (resp.status, resp.body),
+            (status::OK, Body::BindResp(BindKind::Receiver, SMSC_SYSTEM_ID.into()))
+        );
         assert_eq!(other.submit(sm(b"hi")).await.status, status::RINVBNDSTS, "a receiver may not submit");
 
         let stats = fake.get("/stats").await;
@@ -1862,7 +2008,11 @@ mod tests {
         // SAR, with parts in different codings.
         let sar = |seq: u8, dc: u8, body: &[u8]| Sm {
             data_coding: dc,
-            tlvs: vec![Tlv::new(tag::SAR_MSG_REF_NUM, vec![0x12, 0x34]), Tlv::new(tag::SAR_TOTAL_SEGMENTS, vec![2]), Tlv::new(tag::SAR_SEGMENT_SEQNUM, vec![seq])],
+            tlvs: vec![
+                Tlv::new(tag::SAR_MSG_REF_NUM, vec![0x12, 0x34]),
+                Tlv::new(tag::SAR_TOTAL_SEGMENTS, vec![2]),
+                Tlv::new(tag::SAR_SEGMENT_SEQNUM, vec![seq]),
+            ],
             ..sm(body)
         };
         esme.submit(sar(1, 0, b"abc")).await;
@@ -1870,8 +2020,11 @@ mod tests {
         let mt = fake.get("/mt").await;
         let e = &mt[0];
         assert_eq!(e["text"], "ab😀cd");
-        let warnings: Vec<&str> = e["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-        for w in ["part 1 ends inside a surrogate pair", "parts arrived out of order", "part 2 received twice"] {
+        let warnings: Vec<&str> =
+            e["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        for w in
+            ["part 1 ends inside a surrogate pair", "parts arrived out of order", "part 2 received twice"]
+        {
             assert!(warnings.contains(&w), "{w:?} in {warnings:?}");
         }
         assert_eq!(e["message_ids"].as_array().map(Vec::len), Some(2));
@@ -1893,7 +2046,8 @@ mod tests {
         let (code, body) = fake.post("/settings", json!({ "id_format": "octal" })).await;
         assert_eq!(code, 400);
         assert!(body["error"].as_str().unwrap().contains("hex-zeros"), "{body}");
-        let (code, body) = fake.post("/settings", json!({ "throttle_rate": 0.0, "id_format": "hex-zeros" })).await;
+        let (code, body) =
+            fake.post("/settings", json!({ "throttle_rate": 0.0, "id_format": "hex-zeros" })).await;
         assert_eq!((code, body["throttle_rate"].as_f64()), (200, Some(0.0)), "{body}");
         let resp = esme.submit(sm(b"x")).await;
         assert_eq!((resp.status, resp.body), (status::OK, Body::SubmitSmResp("0000000001".into())));
@@ -1913,20 +2067,28 @@ mod tests {
         }
         let stats = fake.get("/stats").await;
         assert_eq!((stats["drops"].as_u64(), stats["binds_total"].as_u64()), (Some(2), Some(2)));
-        assert_eq!(fake.get("/mt").await.as_array().map(Vec::len), Some(4), "the unanswered submits are not listed");
+        assert_eq!(
+            fake.get("/mt").await.as_array().map(Vec::len),
+            Some(4),
+            "the unanswered submits are not listed"
+        );
     }
 
     #[tokio::test]
     async fn mo_with_nothing_bound_is_refused() {
         let fake = start(Settings::default()).await;
-        let (code, body) = fake.post("/mo", json!({ "from": "27820000001", "to": "1234", "content": "hi" })).await;
+        let (code, body) =
+            fake.post("/mo", json!({ "from": "27820000001", "to": "1234", "content": "hi" })).await;
         assert_eq!((code, body), (409, json!({ "error": "no receiver bound" })));
         let _tx = fake.esme(BindKind::Transmitter).await;
-        let (code, _) = fake.post("/mo", json!({ "from": "27820000001", "to": "1234", "content": "hi" })).await;
+        let (code, _) =
+            fake.post("/mo", json!({ "from": "27820000001", "to": "1234", "content": "hi" })).await;
         assert_eq!(code, 409, "a transmitter cannot receive");
-        let (code, body) = fake.post("/mo", json!({ "from": "1", "to": "2", "content": "hi", "coding": "ebcdic" })).await;
+        let (code, body) =
+            fake.post("/mo", json!({ "from": "1", "to": "2", "content": "hi", "coding": "ebcdic" })).await;
         assert_eq!(code, 400, "{body}");
-        let (code, body) = fake.post("/mo", json!({ "from": "1", "to": "2", "content": "😀", "coding": "gsm7" })).await;
+        let (code, body) =
+            fake.post("/mo", json!({ "from": "1", "to": "2", "content": "😀", "coding": "gsm7" })).await;
         assert_eq!(code, 400, "{body}");
     }
 
@@ -1934,7 +2096,8 @@ mod tests {
     async fn a_long_ucs2_mo_with_an_emoji_arrives_as_udh_parts() {
         let fake = start(Settings::default()).await;
         let mut esme = fake.esme(BindKind::Receiver).await;
-        let content: String = (0..150).map(|i| if i == 66 { '😀' } else { char::from(b'a' + (i % 26) as u8) }).collect();
+        let content: String =
+            (0..150).map(|i| if i == 66 { '😀' } else { char::from(b'a' + (i % 26) as u8) }).collect();
         let inject = fake.post("/mo", json!({ "from": "27820000001", "to": "1234", "content": content }));
         let receive = async {
             let mut parts: BTreeMap<u8, String> = BTreeMap::new();
@@ -1962,7 +2125,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_receipt_follows_the_response_and_a_temporary_error_is_retried() {
-        let settings = Settings { receipt_id_format: ReceiptIdFormat::Decimal, id_format: IdFormat::HexZeros, ..Settings::default() };
+        let settings = Settings {
+            receipt_id_format: ReceiptIdFormat::Decimal,
+            id_format: IdFormat::HexZeros,
+            ..Settings::default()
+        };
         let fake = start(settings).await;
         let mut esme = fake.esme(BindKind::Transceiver).await;
         for _ in 0..11 {
@@ -1972,10 +2139,14 @@ mod tests {
         assert_eq!(resp.body, Body::SubmitSmResp("000000000C".into()));
         let first = esme.pdu().await;
         let Body::DeliverSm(d) = &first.body else { panic!("{first}") };
-        assert_eq!((d.esm_class, d.source_addr.as_str(), d.destination_addr.as_str()), (0x04, "1234", "27820000001"));
+        assert_eq!(
+            (d.esm_class, d.source_addr.as_str(), d.destination_addr.as_str()),
+            (0x04, "1234", "27820000001")
+        );
         assert_eq!(d.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(), Some("12"), "decimal, as Nexmo does");
         assert_eq!(d.tlv_int(tag::MESSAGE_STATE), Some(2));
-        let receipt = super::super::receipt::parse_text(&text::decode(&d.short_message, Coding::Gsm7).0).unwrap();
+        let receipt =
+            super::super::receipt::parse_text(&text::decode(&d.short_message, Coding::Gsm7).0).unwrap();
         assert_eq!((receipt.id.as_deref(), receipt.stat.as_deref()), (Some("12"), Some("DELIVRD")));
         // "Try later": the same receipt comes again after 200 ms.
         esme.answer(first.sequence, status::RX_T_APPN, Body::DeliverSmResp).await;
@@ -1999,7 +2170,8 @@ mod tests {
         let (code, body) = fake.post("/raw", json!({ "hex": "zz" })).await;
         assert_eq!(code, 400, "{body}");
         // A deliver_sm whose body stops after service_type.
-        let (code, body) = fake.post("/raw", json!({ "hex": "00000011 00000005 00000000 00000042 00" })).await;
+        let (code, body) =
+            fake.post("/raw", json!({ "hex": "00000011 00000005 00000000 00000042 00" })).await;
         assert_eq!((code, body["sent_to"].as_u64()), (200, Some(1)));
         let Some(Ok(Frame::Bad(bad))) = esme.frame().await else { panic!("expected a bad frame") };
         let reply = bad.reply.unwrap();
@@ -2037,7 +2209,10 @@ mod tests {
         assert!(mt.list.is_empty(), "still waiting");
         mt.sweep(t0 + Duration::from_secs(10));
         let e = serde_json::to_value(&mt.list[0]).unwrap();
-        assert_eq!((e["incomplete"].as_bool(), e["parts"].as_u64(), e["total_parts"].as_u64()), (Some(true), Some(2), Some(3)));
+        assert_eq!(
+            (e["incomplete"].as_bool(), e["parts"].as_u64(), e["total_parts"].as_u64()),
+            (Some(true), Some(2), Some(3))
+        );
         assert_eq!((e["text"].as_str(), e["bind"].as_u64()), (Some("one three"), Some(4)));
         assert_eq!(e["message_ids"], json!(["id1", "id3"]));
         assert!(mt.pending.is_empty());
@@ -2051,13 +2226,17 @@ mod tests {
         let receive = async {
             let pdu = esme.pdu().await;
             let Body::DeliverSm(d) = &pdu.body else { panic!("{pdu}") };
-            assert_eq!((d.tlv(tag::USSD_SERVICE_OP), d.tlv(tag::ITS_SESSION_INFO)), (Some(&[1u8][..]), Some(&[1u8, 2][..])));
+            assert_eq!(
+                (d.tlv(tag::USSD_SERVICE_OP), d.tlv(tag::ITS_SESSION_INFO)),
+                (Some(&[1u8][..]), Some(&[1u8, 2][..]))
+            );
             assert_eq!((d.destination_addr.as_str(), d.short_message.as_slice()), ("*120#", &b"1"[..]));
             esme.answer(pdu.sequence, status::OK, Body::DeliverSmResp).await;
         };
         let ((code, _), ()) = tokio::join!(inject, receive);
         assert_eq!(code, 200);
-        let tlvs = vec![Tlv::new(tag::USSD_SERVICE_OP, vec![17]), Tlv::new(tag::ITS_SESSION_INFO, vec![1, 2])];
+        let tlvs =
+            vec![Tlv::new(tag::USSD_SERVICE_OP, vec![17]), Tlv::new(tag::ITS_SESSION_INFO, vec![1, 2])];
         esme.submit(Sm { tlvs, ..sm(b"Menu") }).await;
         assert_eq!(fake.get("/mt").await[0]["ussd"], json!({ "op": 17, "session": 0x0102 }));
     }
@@ -2073,7 +2252,10 @@ mod tests {
         assert_eq!(esme.pdu().await.sequence, b);
         let took = started.elapsed();
         // One after the other would take 800 ms.
-        assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(780), "{took:?}: both waited, side by side");
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_millis(780),
+            "{took:?}: both waited, side by side"
+        );
     }
 
     /// Not a test of correctness: how many pipelined submits a second one connection gets
@@ -2091,7 +2273,11 @@ mod tests {
             use tokio::io::AsyncWriteExt;
             let mut buf = tokio_util::bytes::BytesMut::new();
             for seq in 1..=n {
-                wire::encode_into(&Pdu::request(seq, Body::SubmitSm(Box::new(sm(b"hello benchmark")))), &mut buf).unwrap();
+                wire::encode_into(
+                    &Pdu::request(seq, Body::SubmitSm(Box::new(sm(b"hello benchmark")))),
+                    &mut buf,
+                )
+                .unwrap();
                 if buf.len() > 64 * 1024 {
                     write.write_all(&buf).await.unwrap();
                     buf.clear();

@@ -253,7 +253,13 @@ impl Link {
                 Ok((reader, writer)) => {
                     wait = c.reconnect_min;
                     self.counters.bound.inc();
-                    tracing::info!(transport = c.transport, link = c.label, address = c.address, kind = c.kind.name(), "SMPP bound");
+                    tracing::info!(
+                        transport = c.transport,
+                        link = c.label,
+                        address = c.address,
+                        kind = c.kind.name(),
+                        "SMPP bound"
+                    );
                     // `send_replace`: `send` leaves the value unchanged while nobody subscribes.
                     self.bound.send_replace(true);
                     let ended = self.serve(reader, writer, deliver.clone(), &shutdown).await;
@@ -262,7 +268,12 @@ impl Link {
                         Ended::Shutdown => break,
                         Ended::Reconnect(why) => {
                             self.counters.link_lost.inc();
-                            tracing::warn!(transport = c.transport, link = c.label, reason = why, "SMPP link lost; reconnecting");
+                            tracing::warn!(
+                                transport = c.transport,
+                                link = c.label,
+                                reason = why,
+                                "SMPP link lost; reconnecting"
+                            );
                         }
                     }
                     false
@@ -271,7 +282,14 @@ impl Link {
                     self.counters.bind_failed.inc();
                     static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
                     if let Some(more) = LOG.hit() {
-                        tracing::warn!(transport = c.transport, link = c.label, address = c.address, reason = why, more, "SMPP bind failed; retrying");
+                        tracing::warn!(
+                            transport = c.transport,
+                            link = c.label,
+                            address = c.address,
+                            reason = why,
+                            more,
+                            "SMPP bind failed; retrying"
+                        );
                     }
                     longer
                 }
@@ -292,7 +310,10 @@ impl Link {
         }
     }
 
-    async fn connect(&self, shutdown: &CancellationToken) -> Result<(FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, OwnedWriteHalf), (String, bool)> {
+    async fn connect(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<(FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, OwnedWriteHalf), (String, bool)> {
         let c = &self.config;
         let timeout = c.response_timeout;
         let stream = tokio::select! {
@@ -306,7 +327,8 @@ impl Link {
         let _ = stream.set_nodelay(true);
         let (read, mut write) = stream.into_split();
         let mut reader = FramedRead::new(read, Codec::new(c.max_pdu));
-        let bind = wire::encode(&Pdu::request(1, Body::Bind(c.kind, c.bind.clone()))).map_err(|e| (e.to_string(), false))?;
+        let bind = wire::encode(&Pdu::request(1, Body::Bind(c.kind, c.bind.clone())))
+            .map_err(|e| (e.to_string(), false))?;
         write.write_all(&bind).await.map_err(|e| (format!("cannot send the bind: {e}"), false))?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -316,7 +338,9 @@ impl Link {
             };
             match frame {
                 Err(_) => return Err((format!("no bind response within {} ms", timeout.as_millis()), false)),
-                Ok(None) => return Err(("the SMSC closed the connection before answering the bind".into(), false)),
+                Ok(None) => {
+                    return Err(("the SMSC closed the connection before answering the bind".into(), false));
+                }
                 Ok(Some(Err(e))) => return Err((format!("reading the bind response: {e}"), false)),
                 Ok(Some(Ok(Frame::Pdu(p)))) => match p.body {
                     Body::BindResp(..) | Body::GenericNack if p.sequence == 1 => {
@@ -324,10 +348,19 @@ impl Link {
                             return Ok((reader, write));
                         }
                         let longer = matches!(p.status, status::RALYBND | status::RBINDFAIL);
-                        return Err((format!("the SMSC refused the bind: {} (0x{:08X})", wire::status_name(p.status), p.status), longer));
+                        return Err((
+                            format!(
+                                "the SMSC refused the bind: {} (0x{:08X})",
+                                wire::status_name(p.status),
+                                p.status
+                            ),
+                            longer,
+                        ));
                     }
                     Body::EnquireLink => {
-                        let resp = wire::encode(&Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp)).unwrap_or_default();
+                        let resp =
+                            wire::encode(&Pdu::response(p.sequence, status::OK, Body::EnquireLinkResp))
+                                .unwrap_or_default();
                         let _ = write.write_all(&resp).await;
                     }
                     _ => {}
@@ -357,7 +390,8 @@ impl Link {
             out,
             deliver,
             window: Arc::new(Semaphore::new(c.window.max(1))),
-            rate: NonZeroU32::new(c.tps).map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n))),
+            rate: NonZeroU32::new(c.tps)
+                .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n))),
             inflight: HashMap::new(),
             next_seq: 1,
             paused_until: None,
@@ -365,7 +399,9 @@ impl Link {
             enquiring: None,
             draining: false,
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(50).min(c.response_timeout / 2).max(Duration::from_millis(5)));
+        let mut tick = tokio::time::interval(
+            Duration::from_millis(50).min(c.response_timeout / 2).max(Duration::from_millis(5)),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ended = loop {
             let can_send = c.kind.sends() && !s.draining;
@@ -422,7 +458,12 @@ impl Link {
             }
         }
         if requeued > 0 {
-            tracing::warn!(transport = c.transport, link = c.label, requeued, "submit_sm in flight when the link ended: they are sent again after the rebind (possible duplicates, at most the window)");
+            tracing::warn!(
+                transport = c.transport,
+                link = c.label,
+                requeued,
+                "submit_sm in flight when the link ended: they are sent again after the rebind (possible duplicates, at most the window)"
+            );
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
         ended
@@ -431,7 +472,12 @@ impl Link {
     /// The next PDU to send, once the bind is not paused, the window has room and the rate
     /// allows: cancel-safe (a permit taken without a job is given back when dropped, and a job
     /// is taken only at the last, synchronous step).
-    async fn next_job(&self, window: &Arc<Semaphore>, rate: Option<&Rate>, paused_until: Option<tokio::time::Instant>) -> (Job, OwnedSemaphorePermit) {
+    async fn next_job(
+        &self,
+        window: &Arc<Semaphore>,
+        rate: Option<&Rate>,
+        paused_until: Option<tokio::time::Instant>,
+    ) -> (Job, OwnedSemaphorePermit) {
         if let Some(until) = paused_until {
             tokio::time::sleep_until(until).await;
         }
@@ -450,7 +496,12 @@ impl Link {
         }
     }
 
-    async fn unbind(&self, reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, out: &mpsc::UnboundedSender<Out>, seq: u32) -> Ended {
+    async fn unbind(
+        &self,
+        reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>,
+        out: &mpsc::UnboundedSender<Out>,
+        seq: u32,
+    ) -> Ended {
         let _ = out.send(Out::Pdu(Pdu::request(seq, Body::Unbind)));
         let _ = tokio::time::timeout(self.config.response_timeout, async {
             while let Some(Ok(f)) = reader.next().await {
@@ -541,7 +592,15 @@ impl Session<'_> {
                 self.link.counters.bad_frame.inc();
                 static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 10);
                 if let Some(more) = LOG.hit() {
-                    tracing::warn!(transport = c.transport, link = c.label, command = wire::command_name(b.command_id), sequence = b.sequence, reason = b.reason, more, "a PDU from the SMSC did not decode; answered, the link stays up");
+                    tracing::warn!(
+                        transport = c.transport,
+                        link = c.label,
+                        command = wire::command_name(b.command_id),
+                        sequence = b.sequence,
+                        reason = b.reason,
+                        more,
+                        "a PDU from the SMSC did not decode; answered, the link stays up"
+                    );
                 }
                 match b.reply {
                     Some(reply) => self.reply(reply),
@@ -551,7 +610,15 @@ impl Session<'_> {
                             let outcome = if b.status == status::OK {
                                 Outcome::Accepted(String::new())
                             } else {
-                                Outcome::Rejected { status: b.status, reason: format!("{} (0x{:08X}), in a response that did not decode: {}", wire::status_name(b.status), b.status, b.reason) }
+                                Outcome::Rejected {
+                                    status: b.status,
+                                    reason: format!(
+                                        "{} (0x{:08X}), in a response that did not decode: {}",
+                                        wire::status_name(b.status),
+                                        b.status,
+                                        b.reason
+                                    ),
+                                }
                             };
                             let _ = job.reply.send(outcome);
                         }
@@ -576,7 +643,14 @@ impl Session<'_> {
                         if self.paused_until.is_none_or(|p| p < until) {
                             static LOG: Throttle = Throttle::new(Duration::from_secs(10));
                             if let Some(more) = LOG.hit() {
-                                tracing::info!(transport = c.transport, link = c.label, status = wire::status_name(p.status), pause_ms = c.throttle_delay.as_millis() as u64, more, "SMSC throttling: the bind pauses, then re-sends the refused PDUs first");
+                                tracing::info!(
+                                    transport = c.transport,
+                                    link = c.label,
+                                    status = wire::status_name(p.status),
+                                    pause_ms = c.throttle_delay.as_millis() as u64,
+                                    more,
+                                    "SMSC throttling: the bind pauses, then re-sends the refused PDUs first"
+                                );
                             }
                             self.paused_until = Some(until);
                         }
@@ -585,8 +659,13 @@ impl Session<'_> {
                         self.link.lock().again(job);
                     }
                     st => {
-                        let what = if matches!(p.body, Body::GenericNack) { "PDU (generic_nack)" } else { "submit_sm" };
-                        let reason = format!("{} (0x{st:08X}): the SMSC refused the {what}", wire::status_name(st));
+                        let what = if matches!(p.body, Body::GenericNack) {
+                            "PDU (generic_nack)"
+                        } else {
+                            "submit_sm"
+                        };
+                        let reason =
+                            format!("{} (0x{st:08X}): the SMSC refused the {what}", wire::status_name(st));
                         let _ = job.reply.send(Outcome::Rejected { status: st, reason });
                     }
                 }
@@ -613,7 +692,11 @@ impl Session<'_> {
                 self.reply(Pdu::response(p.sequence, status::OK, Body::UnbindResp));
                 return Some(Ended::Reconnect("the SMSC unbound".into()));
             }
-            Body::UnbindResp | Body::SubmitSmResp(_) | Body::GenericNack | Body::DeliverSmResp | Body::BindResp(..) => {
+            Body::UnbindResp
+            | Body::SubmitSmResp(_)
+            | Body::GenericNack
+            | Body::DeliverSmResp
+            | Body::BindResp(..) => {
                 tracing::debug!(transport = c.transport, link = c.label, pdu = %p, "a response to nothing in flight; ignored");
             }
             Body::Bind(..) => self.reply(Pdu::response(p.sequence, status::RALYBND, Body::GenericNack)),
@@ -633,21 +716,32 @@ impl Session<'_> {
         if let Some((_, deadline)) = self.enquiring
             && now > deadline
         {
-            return Some(Ended::Reconnect(format!("no enquire_link_resp within {} ms", c.response_timeout.as_millis())));
+            return Some(Ended::Reconnect(format!(
+                "no enquire_link_resp within {} ms",
+                c.response_timeout.as_millis()
+            )));
         }
         if self.enquiring.is_none() && now.duration_since(self.last_read) >= c.enquire_link {
             let s = self.seq();
             self.reply(Pdu::request(s, Body::EnquireLink));
             self.enquiring = Some((s, now + c.response_timeout));
         }
-        let late: Vec<u32> = self.inflight.iter().filter(|(_, (_, _, d))| *d <= now).map(|(s, _)| *s).collect();
+        let late: Vec<u32> =
+            self.inflight.iter().filter(|(_, (_, _, d))| *d <= now).map(|(s, _)| *s).collect();
         for s in late {
             let Some((job, _permit, _)) = self.inflight.remove(&s) else { continue };
             self.link.counters.timeout.inc();
             if c.retry_on_timeout && job.sends <= c.max_resends && !self.draining {
                 static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
                 if let Some(more) = LOG.hit() {
-                    tracing::warn!(transport = c.transport, link = c.label, sequence = s, sends = job.sends, more, "no submit_sm_resp in time; sending it again (a possible duplicate)");
+                    tracing::warn!(
+                        transport = c.transport,
+                        link = c.label,
+                        sequence = s,
+                        sends = job.sends,
+                        more,
+                        "no submit_sm_resp in time; sending it again (a possible duplicate)"
+                    );
                 }
                 self.link.lock().again(job);
                 self.link.queued.notify_one();
@@ -722,7 +816,12 @@ mod tests {
             transport: "test".into(),
             label: "0-trx".into(),
             address,
-            bind: Bind { system_id: "smppclient1".into(), password: "password".into(), interface_version: 0x34, ..Bind::default() },
+            bind: Bind {
+                system_id: "smppclient1".into(),
+                password: "password".into(),
+                interface_version: 0x34,
+                ..Bind::default()
+            },
             kind: BindKind::Transceiver,
             window,
             tps: 0,
@@ -738,7 +837,12 @@ mod tests {
     }
 
     fn sm(i: usize) -> Sm {
-        Sm { source_addr: "1234".into(), destination_addr: format!("2782{i:07}"), short_message: b"hi".to_vec(), ..Sm::default() }
+        Sm {
+            source_addr: "1234".into(),
+            destination_addr: format!("2782{i:07}"),
+            short_message: b"hi".to_vec(),
+            ..Sm::default()
+        }
     }
 
     #[tokio::test]
@@ -760,7 +864,8 @@ mod tests {
 
     #[tokio::test]
     async fn throttled_submits_are_all_accepted_in_the_end() {
-        let settings = fake::Settings { throttle_rate: 0.3, queue_full_rate: 0.1, seed: 3, ..fake::Settings::default() };
+        let settings =
+            fake::Settings { throttle_rate: 0.3, queue_full_rate: 0.1, seed: 3, ..fake::Settings::default() };
         let link = Link::new(config(fake_smsc(settings).await, 5));
         let stop = CancellationToken::new();
         tokio::spawn(link.clone().run(Arc::new(Nothing), stop.clone()));

@@ -103,7 +103,12 @@ impl Reassembler {
         if concat.seq == 0 || concat.seq > concat.total {
             return Err(PartError::Numbering { seq: concat.seq, total: concat.total });
         }
-        let key = PartKey { from: from.to_owned(), to: to.to_owned(), reference: concat.reference, total: concat.total };
+        let key = PartKey {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            reference: concat.reference,
+            total: concat.total,
+        };
         let base = key.base();
         let done = format!("{base}:done");
         // Kept past the TTL, so that `expired` still finds what arrived when it reports.
@@ -145,8 +150,19 @@ impl Reassembler {
     /// Give back a set whose message could not be passed on after [`Reassembler::add`] said
     /// `Complete` (the bus refused it): it is kept whole, so the sender's retry of any of its
     /// parts completes it again, instead of meeting the done marker and being lost.
-    pub async fn unclaim(&self, from: &str, to: &str, concat: Concat, octets: &[u8]) -> Result<(), StateError> {
-        let key = PartKey { from: from.to_owned(), to: to.to_owned(), reference: concat.reference, total: concat.total };
+    pub async fn unclaim(
+        &self,
+        from: &str,
+        to: &str,
+        concat: Concat,
+        octets: &[u8],
+    ) -> Result<(), StateError> {
+        let key = PartKey {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            reference: concat.reference,
+            total: concat.total,
+        };
         let base = key.base();
         self.kv.set(&format!("{base}:held"), octets, Some(self.ttl * 2)).await?;
         self.kv.delete(&format!("{base}:done")).await?;
@@ -207,7 +223,10 @@ mod tests {
         assert_eq!(r.add("a", "b", part(7, 3, 1), b"hel").await.unwrap(), Added::Waiting { have: 2 });
         // Another message with the same reference from someone else is kept apart.
         assert_eq!(r.add("c", "b", part(7, 3, 2), b"XXX").await.unwrap(), Added::Waiting { have: 1 });
-        assert_eq!(r.add("a", "b", part(7, 3, 2), b"lo, wor").await.unwrap(), Added::Complete(b"hello, worlo!".to_vec()));
+        assert_eq!(
+            r.add("a", "b", part(7, 3, 2), b"lo, wor").await.unwrap(),
+            Added::Complete(b"hello, worlo!".to_vec())
+        );
         // A redelivered copy of a part after completion is known as taken.
         assert_eq!(r.add("a", "b", part(7, 3, 2), b"lo, wor").await.unwrap(), Added::Taken);
         assert!(r.expired().await.unwrap().is_empty());
@@ -216,7 +235,10 @@ mod tests {
     #[tokio::test]
     async fn two_hosts_sharing_a_store_emit_the_message_once() {
         let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-        let (h1, h2) = (Reassembler::new(kv.clone(), Duration::from_secs(60)), Reassembler::new(kv, Duration::from_secs(60)));
+        let (h1, h2) = (
+            Reassembler::new(kv.clone(), Duration::from_secs(60)),
+            Reassembler::new(kv, Duration::from_secs(60)),
+        );
         assert_eq!(h1.add("a", "b", part(1, 2, 1), b"x").await.unwrap(), Added::Waiting { have: 1 });
         assert_eq!(h2.add("a", "b", part(1, 2, 2), b"y").await.unwrap(), Added::Complete(b"xy".to_vec()));
         // h1's own copy of the complete set is already taken.

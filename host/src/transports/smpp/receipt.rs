@@ -172,7 +172,10 @@ mod tests {
         let r = parse_text("id:0123456789 sub:001 dlvrd:001 submit date:2612011200 done date:2612011201 stat:DELIVRD err:000 text:Hello world").unwrap();
         assert_eq!(r.id.as_deref(), Some("0123456789"));
         assert_eq!((r.sub.as_deref(), r.dlvrd.as_deref()), (Some("001"), Some("001")));
-        assert_eq!((r.submit_date.as_deref(), r.done_date.as_deref()), (Some("2612011200"), Some("2612011201")));
+        assert_eq!(
+            (r.submit_date.as_deref(), r.done_date.as_deref()),
+            (Some("2612011200"), Some("2612011201"))
+        );
         assert_eq!((r.stat.as_deref(), r.err.as_deref()), (Some("DELIVRD"), Some("000")));
         assert_eq!(r.outcome(), Some(Outcome::Delivered));
     }
@@ -181,7 +184,10 @@ mod tests {
     fn loose_receipts_are_tolerated() {
         // Other case, other order, fields missing, no text.
         let r = parse_text("STAT:UNDELIV ID:abc123 Err:34").unwrap();
-        assert_eq!((r.id.as_deref(), r.stat.as_deref(), r.err.as_deref()), (Some("abc123"), Some("UNDELIV"), Some("34")));
+        assert_eq!(
+            (r.id.as_deref(), r.stat.as_deref(), r.err.as_deref()),
+            (Some("abc123"), Some("UNDELIV"), Some("34"))
+        );
         assert_eq!(r.outcome(), Some(Outcome::Failed));
         assert_eq!(r.submit_date, None);
         // A text that itself contains `id:` does not confuse the id.
@@ -195,7 +201,14 @@ mod tests {
 
     #[test]
     fn states_map_to_outcomes() {
-        for (stat, o) in [("DELIVRD", Outcome::Delivered), ("ENROUTE", Outcome::Pending), ("ACCEPTD", Outcome::Pending), ("EXPIRED", Outcome::Failed), ("REJECTD", Outcome::Failed), ("whatever", Outcome::Failed)] {
+        for (stat, o) in [
+            ("DELIVRD", Outcome::Delivered),
+            ("ENROUTE", Outcome::Pending),
+            ("ACCEPTD", Outcome::Pending),
+            ("EXPIRED", Outcome::Failed),
+            ("REJECTD", Outcome::Failed),
+            ("whatever", Outcome::Failed),
+        ] {
             assert_eq!(outcome(stat), o, "{stat}");
         }
         assert_eq!(state_name(2), "DELIVRD");
@@ -210,7 +223,10 @@ mod tests {
         assert_eq!(normalise("000123", IdForm::StripZeros, false), "123");
         assert_eq!(normalise("000", IdForm::StripZeros, false), "0");
         // The response says hex 1E240, the receipt decimal 123456: the same message.
-        assert_eq!(normalise("1E240", IdForm::HexDecimal, true), normalise("123456", IdForm::HexDecimal, false));
+        assert_eq!(
+            normalise("1E240", IdForm::HexDecimal, true),
+            normalise("123456", IdForm::HexDecimal, false)
+        );
         assert_eq!(normalise("0001e240", IdForm::HexDecimal, true), "123456");
         assert_eq!(normalise("not-a-number", IdForm::HexDecimal, true), "not-a-number");
         assert_eq!("hex_decimal".parse::<IdForm>(), Ok(IdForm::HexDecimal));

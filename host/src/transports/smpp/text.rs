@@ -109,8 +109,18 @@ const GSM_BASIC: [char; 128] = [
 ];
 
 /// The extension table: (code after `ESC`, character).
-const GSM_EXTENSION: [(u8, char); 10] =
-    [(0x0A, '\u{0C}'), (0x14, '^'), (0x28, '{'), (0x29, '}'), (0x2F, '\\'), (0x3C, '['), (0x3D, '~'), (0x3E, ']'), (0x40, '|'), (0x65, '€')];
+const GSM_EXTENSION: [(u8, char); 10] = [
+    (0x0A, '\u{0C}'),
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x65, '€'),
+];
 
 /// The septets of `ch` in GSM 03.38: one, or `ESC` and one.
 fn gsm_septets(ch: char) -> Option<(u8, Option<u8>)> {
@@ -280,7 +290,12 @@ pub fn split(text: &str, coding: Coding, split: Split, reference: u16) -> Result
         total_cost += cost(ch, coding).ok_or(TextError::Unrepresentable { ch, coding })?;
     }
     if total_cost <= whole || split == Split::Payload {
-        return Ok(vec![Part { octets: encode(text, coding)?, udhi: false, sar: None, payload: split == Split::Payload && total_cost > whole }]);
+        return Ok(vec![Part {
+            octets: encode(text, coding)?,
+            udhi: false,
+            sar: None,
+            payload: split == Split::Payload && total_cost > whole,
+        }]);
     }
     let per = if split == Split::Udh16 { per16 } else { per8 };
     // Cut between characters: each part as full as a whole character allows.
@@ -357,7 +372,9 @@ pub enum HeaderError {
 
 /// Read the user data header at the front of `octets`.
 pub fn read_header(octets: &[u8]) -> Result<Header<'_>, HeaderError> {
-    let Some((&len, rest)) = octets.split_first() else { return Err(HeaderError::Short { said: 1, have: 0 }) };
+    let Some((&len, rest)) = octets.split_first() else {
+        return Err(HeaderError::Short { said: 1, have: 0 });
+    };
     let len = usize::from(len);
     if rest.len() < len {
         return Err(HeaderError::Short { said: len, have: rest.len() });
@@ -371,8 +388,12 @@ pub fn read_header(octets: &[u8]) -> Result<Header<'_>, HeaderError> {
         }
         let (data, next) = tail.split_at(n);
         match (*iei, data) {
-            (0x00, [r, total, seq]) => concat = Some(Concat { reference: u16::from(*r), total: *total, seq: *seq }),
-            (0x08, [hi, lo, total, seq]) => concat = Some(Concat { reference: u16::from_be_bytes([*hi, *lo]), total: *total, seq: *seq }),
+            (0x00, [r, total, seq]) => {
+                concat = Some(Concat { reference: u16::from(*r), total: *total, seq: *seq })
+            }
+            (0x08, [hi, lo, total, seq]) => {
+                concat = Some(Concat { reference: u16::from_be_bytes([*hi, *lo]), total: *total, seq: *seq })
+            }
             _ => others.push((*iei, data)),
         }
         ies = next;
@@ -392,7 +413,11 @@ mod tests {
         assert_eq!(encode("ΔΩ ñ à", Coding::Gsm7).unwrap(), [0x10, 0x15, 0x20, 0x7D, 0x20, 0x7F]);
         assert_eq!(decode(&[0x1B, 0x65, 0x00, 0x1B, 0x3C], Coding::Gsm7), ("€@[".into(), 0));
         // Every basic and extension character goes there and back.
-        let all: String = GSM_BASIC.iter().filter(|c| **c != '\u{1B}').chain(GSM_EXTENSION.iter().map(|(_, c)| c)).collect();
+        let all: String = GSM_BASIC
+            .iter()
+            .filter(|c| **c != '\u{1B}')
+            .chain(GSM_EXTENSION.iter().map(|(_, c)| c))
+            .collect();
         let octets = encode(&all, Coding::Gsm7).unwrap();
         assert_eq!(octets.len(), 127 + 2 * 10);
         assert_eq!(decode(&octets, Coding::Gsm7), (all, 0));
@@ -411,7 +436,11 @@ mod tests {
     fn ucs2_is_utf16_big_endian_with_surrogate_pairs() {
         assert_eq!(encode("a😀", Coding::Ucs2).unwrap(), [0x00, 0x61, 0xD8, 0x3D, 0xDE, 0x00]);
         assert_eq!(decode(&[0x00, 0x61, 0xD8, 0x3D, 0xDE, 0x00], Coding::Ucs2), ("a😀".into(), 0));
-        assert_eq!(decode(&[0xD8, 0x3D, 0x00, 0x61, 0x00], Coding::Ucs2), ("\u{FFFD}a\u{FFFD}".into(), 2), "a lone surrogate and an odd octet");
+        assert_eq!(
+            decode(&[0xD8, 0x3D, 0x00, 0x61, 0x00], Coding::Ucs2),
+            ("\u{FFFD}a\u{FFFD}".into(), 2),
+            "a lone surrogate and an odd octet"
+        );
     }
 
     #[test]
@@ -437,7 +466,10 @@ mod tests {
     }
 
     fn texts(parts: &[Part], coding: Coding) -> Vec<String> {
-        parts.iter().map(|p| decode(if p.udhi { read_header(&p.octets).unwrap().body } else { &p.octets }, coding).0).collect()
+        parts
+            .iter()
+            .map(|p| decode(if p.udhi { read_header(&p.octets).unwrap().body } else { &p.octets }, coding).0)
+            .collect()
     }
 
     #[test]
@@ -485,7 +517,8 @@ mod tests {
 
     #[test]
     fn four_hundred_characters_with_emoji_split_and_join_exactly() {
-        let t: String = (0..400).map(|i| if i % 9 == 0 { '😀' } else { char::from(b'a' + (i % 26) as u8) }).collect();
+        let t: String =
+            (0..400).map(|i| if i % 9 == 0 { '😀' } else { char::from(b'a' + (i % 26) as u8) }).collect();
         let coding = choose(&t);
         assert_eq!(coding, Coding::Ucs2);
         for method in [Split::Udh8, Split::Udh16, Split::Sar] {

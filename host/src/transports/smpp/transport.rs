@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::super::{Transport, TransportContext, TransportError};
 use super::correlate::{Correlator, Sent};
 use super::link::{Deliver, Link, LinkConfig, Outcome};
 use super::parts::{Added, Reassembler};
@@ -36,7 +37,6 @@ use crate::message::{DeliveryStatus, Event, Message, SessionEvent, UserMessage};
 use crate::retry::RetryPolicy;
 use crate::state::KvStore;
 use crate::telemetry::throttle::Throttle;
-use super::super::{Transport, TransportContext, TransportError};
 
 /// A `submit_sm`, encoded once (see [`Link::encode`]).
 type Encoded = Arc<[u8]>;
@@ -65,7 +65,12 @@ pub struct SmppTransport {
 
 impl SmppTransport {
     /// A transport keeping receipts' ids and long messages' parts in `kv` (namespaced for it).
-    pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &SmppConfig, retry: &RetryPolicy) -> Self {
+    pub fn new(
+        ctx: TransportContext,
+        kv: Arc<dyn KvStore>,
+        config: &SmppConfig,
+        retry: &RetryPolicy,
+    ) -> Self {
         let name = ctx.connector.to_string();
         let bind = Bind {
             system_id: config.system_id.clone(),
@@ -139,7 +144,11 @@ impl Transport for SmppTransport {
         u16::try_from(window * 2).unwrap_or(u16::MAX).max(8)
     }
 
-    async fn run(self: Box<Self>, mut outbound: Box<dyn Consumer>, shutdown: CancellationToken) -> Result<(), TransportError> {
+    async fn run(
+        self: Box<Self>,
+        mut outbound: Box<dyn Consumer>,
+        shutdown: CancellationToken,
+    ) -> Result<(), TransportError> {
         let shared = self.shared.clone();
         let links_stop = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -174,7 +183,11 @@ impl Transport for SmppTransport {
         // Let the messages under way finish (every slot given back; their links drain, then
         // unbind), then stop.
         let all = u32::from(self.prefetch());
-        let _ = tokio::time::timeout(Duration::from_millis(shared.config.response_timeout_ms) * 2, slots.acquire_many(all)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(shared.config.response_timeout_ms) * 2,
+            slots.acquire_many(all),
+        )
+        .await;
         links_stop.cancel();
         for t in tasks {
             let _ = t.await;
@@ -197,17 +210,28 @@ impl Shared {
     fn pick(&self) -> Arc<Link> {
         let n = self.senders.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| &self.senders[(start + i) % n]).find(|l| l.is_bound()).unwrap_or(&self.senders[start % n]).clone()
+        (0..n)
+            .map(|i| &self.senders[(start + i) % n])
+            .find(|l| l.is_bound())
+            .unwrap_or(&self.senders[start % n])
+            .clone()
     }
 
     /// The `submit_sm`s that carry `msg`, encoded, and whether it asks for receipts; or why it
     /// cannot be sent (caught here, as a nack naming the field, before any part is sent).
     fn pdus(&self, msg: &UserMessage) -> Result<(Vec<Encoded>, bool), String> {
         let to = msg.to_addr.as_deref().filter(|t| !t.is_empty()).ok_or("the message has no `to_addr`")?;
-        let from = msg.from_addr.as_deref().filter(|f| !f.is_empty()).or(self.config.default_from.as_deref()).unwrap_or("");
+        let from = msg
+            .from_addr
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .or(self.config.default_from.as_deref())
+            .unwrap_or("");
         let content = msg.content.as_deref().unwrap_or("");
         let coding = match meta_str(msg, "coding") {
-            Some(name) => Coding::from_name(name).ok_or_else(|| format!("helper_metadata.smpp.coding `{name}` is not gsm7, ascii, latin1 or ucs2"))?,
+            Some(name) => Coding::from_name(name).ok_or_else(|| {
+                format!("helper_metadata.smpp.coding `{name}` is not gsm7, ascii, latin1 or ucs2")
+            })?,
             None => self.coding.unwrap_or_else(|| text::choose(content)),
         };
         let split = match meta_str(msg, "split") {
@@ -215,7 +239,11 @@ impl Shared {
             Some("udh16") => Split::Udh16,
             Some("sar") => Split::Sar,
             Some("payload") => Split::Payload,
-            Some(other) => return Err(format!("helper_metadata.smpp.split `{other}` is not udh8, udh16, sar or payload")),
+            Some(other) => {
+                return Err(format!(
+                    "helper_metadata.smpp.split `{other}` is not udh8, udh16, sar or payload"
+                ));
+            }
             None => self.split,
         };
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
@@ -262,7 +290,12 @@ impl Shared {
         let (pdus, receipts) = match self.pdus(msg) {
             Ok(p) => p,
             Err(reason) => {
-                tracing::warn!(connector = self.name(), message_id = msg.message_id, reason, "outbound SMS not sent");
+                tracing::warn!(
+                    connector = self.name(),
+                    message_id = msg.message_id,
+                    reason,
+                    "outbound SMS not sent"
+                );
                 self.ctx.report_outcome(Event::nack(&msg.message_id, &reason), msg).await;
                 delivery.ack();
                 return;
@@ -287,7 +320,9 @@ impl Shared {
                     None
                 }
                 Outcome::Rejected { reason, .. } => Some(reason),
-                Outcome::TimedOut { sends } => Some(format!("no submit_sm_resp from the SMSC after {sends} sends")),
+                Outcome::TimedOut { sends } => {
+                    Some(format!("no submit_sm_resp from the SMSC after {sends} sends"))
+                }
                 Outcome::Stopped => {
                     // The host is stopping: the message goes back to its queue.
                     delivery.nack(true);
@@ -298,7 +333,12 @@ impl Shared {
                 if total > 1 {
                     reason = format!("{reason} (part {} of {total}; {} sent before it)", i + 1, ids.len());
                 }
-                tracing::warn!(connector = self.name(), message_id = msg.message_id, reason, "outbound SMS not sent");
+                tracing::warn!(
+                    connector = self.name(),
+                    message_id = msg.message_id,
+                    reason,
+                    "outbound SMS not sent"
+                );
                 self.ctx.report_outcome(Event::nack(&msg.message_id, &reason), msg).await;
                 delivery.ack();
                 return;
@@ -316,7 +356,9 @@ impl Shared {
     /// Remember an SMSC id for its receipt, waiting in place for a state store that is down
     /// (the message is with the SMSC: forgetting it would orphan its receipt).
     async fn remember(&self, id: &str, sent: &Sent) {
-        if let Err(e) = self.ctx.persist(&self.retry, "an SMSC id", || self.correlator.remember(id, sent)).await {
+        if let Err(e) =
+            self.ctx.persist(&self.retry, "an SMSC id", || self.correlator.remember(id, sent)).await
+        {
             tracing::warn!(connector = self.name(), error = %e, smsc_id = id, "cannot remember an SMSC id; its receipt will be unmatched");
         }
     }
@@ -327,21 +369,34 @@ impl Shared {
     }
 
     async fn receipt(&self, sm: Sm) -> u32 {
-        let body = sm.tlv(tag::MESSAGE_PAYLOAD).map(<[u8]>::to_vec).unwrap_or_else(|| sm.short_message.clone());
+        let body =
+            sm.tlv(tag::MESSAGE_PAYLOAD).map(<[u8]>::to_vec).unwrap_or_else(|| sm.short_message.clone());
         let text = Self::decode(&body, sm.data_coding);
         let parsed = receipt::parse_text(&text).unwrap_or_default();
         // The TLVs first (an SMSC that sends both means them), the text for what they lack.
         let tlv_id = sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).filter(|s| !s.is_empty());
-        let stat = sm.tlv_int(tag::MESSAGE_STATE).map(|s| receipt::state_name(s as u8).to_owned()).or(parsed.stat.clone());
-        let err = parsed.err.clone().or_else(|| sm.tlv(tag::NETWORK_ERROR_CODE).map(|v| v.iter().map(|b| format!("{b:02X}")).collect()));
+        let stat = sm
+            .tlv_int(tag::MESSAGE_STATE)
+            .map(|s| receipt::state_name(s as u8).to_owned())
+            .or(parsed.stat.clone());
+        let err = parsed.err.clone().or_else(|| {
+            sm.tlv(tag::NETWORK_ERROR_CODE).map(|v| v.iter().map(|b| format!("{b:02X}")).collect())
+        });
         let Some(raw_id) = tlv_id.clone().or(parsed.id.clone()) else {
-            tracing::warn!(connector = self.name(), text, "a delivery receipt with no message id; answered, not matched");
+            tracing::warn!(
+                connector = self.name(),
+                text,
+                "a delivery receipt with no message id; answered, not matched"
+            );
             self.unmatched.inc();
             return status::OK;
         };
         let outcome = stat.as_deref().map(receipt::outcome).unwrap_or(receipt::Outcome::Pending);
         // The TLV carries the id as the submit_sm_resp wrote it; the text often in decimal.
-        let forms = [receipt::normalise(&raw_id, self.id_form, tlv_id.is_some()), receipt::normalise(&raw_id, self.id_form, tlv_id.is_none())];
+        let forms = [
+            receipt::normalise(&raw_id, self.id_form, tlv_id.is_some()),
+            receipt::normalise(&raw_id, self.id_form, tlv_id.is_none()),
+        ];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.unmatched_wait_ms);
         let found = loop {
             let mut found = None;
@@ -365,7 +420,13 @@ impl Shared {
             self.unmatched.inc();
             static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 10);
             if let Some(more) = LOG.hit() {
-                tracing::warn!(connector = self.name(), smsc_id = raw_id, stat, more, "a delivery receipt names no message sent here (or its record expired); published as an unmatched receipt");
+                tracing::warn!(
+                    connector = self.name(),
+                    smsc_id = raw_id,
+                    stat,
+                    more,
+                    "a delivery receipt names no message sent here (or its record expired); published as an unmatched receipt"
+                );
             }
             let mut event = Event::delivery_report(&raw_id, to_status(outcome));
             let mut d = details;
@@ -407,10 +468,17 @@ impl Shared {
                     return status::RINVESMCLASS;
                 }
             }
-        } else if let (Some(r), Some(t), Some(s)) = (sm.tlv_int(tag::SAR_MSG_REF_NUM), sm.tlv_int(tag::SAR_TOTAL_SEGMENTS), sm.tlv_int(tag::SAR_SEGMENT_SEQNUM)) {
+        } else if let (Some(r), Some(t), Some(s)) = (
+            sm.tlv_int(tag::SAR_MSG_REF_NUM),
+            sm.tlv_int(tag::SAR_TOTAL_SEGMENTS),
+            sm.tlv_int(tag::SAR_SEGMENT_SEQNUM),
+        ) {
             (Some(text::Concat { reference: r, total: t as u8, seq: s as u8 }), sm.short_message.clone())
         } else {
-            (None, sm.tlv(tag::MESSAGE_PAYLOAD).map(<[u8]>::to_vec).unwrap_or_else(|| sm.short_message.clone()))
+            (
+                None,
+                sm.tlv(tag::MESSAGE_PAYLOAD).map(<[u8]>::to_vec).unwrap_or_else(|| sm.short_message.clone()),
+            )
         };
         let long = concat.filter(|c| c.total > 1);
         let octets = match long {
@@ -489,9 +557,17 @@ async fn report_incomplete(shared: Arc<Shared>, shutdown: CancellationToken) {
 /// its end bit set on the last one.
 fn ussd_out(_profile: UssdProfile, msg: &UserMessage) -> Vec<Tlv> {
     let close = msg.session_event == Some(SessionEvent::Close);
-    let session = msg.transport_metadata.get("smpp").and_then(|v| v.get("its_session_info")).and_then(|v| v.as_u64()).unwrap_or(0) as u16;
+    let session = msg
+        .transport_metadata
+        .get("smpp")
+        .and_then(|v| v.get("its_session_info"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0) as u16;
     let info = if close { session | 1 } else { session & !1 };
-    vec![Tlv::new(tag::USSD_SERVICE_OP, vec![if close { 17 } else { 2 }]), Tlv::new(tag::ITS_SESSION_INFO, info.to_be_bytes().to_vec())]
+    vec![
+        Tlv::new(tag::USSD_SERVICE_OP, vec![if close { 17 } else { 2 }]),
+        Tlv::new(tag::ITS_SESSION_INFO, info.to_be_bytes().to_vec()),
+    ]
 }
 
 /// The Mica profile's reading of an inbound USSD `deliver_sm`: `ussd_service_op` 1 (PSSR

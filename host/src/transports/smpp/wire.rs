@@ -16,18 +16,21 @@
 
 use std::fmt;
 
-use tokio_util::bytes::{Buf, BytesMut};
 use rusmpp::decode::DecodeWithLength;
 use rusmpp::encode::Length;
 use rusmpp::encode::owned::Encode;
 use rusmpp::pdus::{
-    BindReceiver, BindReceiverResp, BindTransceiver, BindTransceiverResp, BindTransmitter, BindTransmitterResp, DeliverSm,
-    DeliverSmResp, SubmitSm, SubmitSmResp,
+    BindReceiver, BindReceiverResp, BindTransceiver, BindTransceiverResp, BindTransmitter,
+    BindTransmitterResp, DeliverSm, DeliverSmResp, SubmitSm, SubmitSmResp,
 };
 use rusmpp::tlvs::{MessageDeliveryRequestTlvValue, MessageSubmissionRequestTlvValue, TlvTag, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, EmptyOrFullCOctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, InterfaceVersion, Npi, PriorityFlag, RegisteredDelivery, ReplaceIfPresentFlag, ServiceType, Ton};
+use rusmpp::values::{
+    DataCoding, EsmClass, InterfaceVersion, Npi, PriorityFlag, RegisteredDelivery, ReplaceIfPresentFlag,
+    ServiceType, Ton,
+};
 use rusmpp::{Command, CommandId, CommandStatus};
+use tokio_util::bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Octets in a PDU header (`command_length`, `command_id`, `command_status`, `sequence_number`).
@@ -623,8 +626,16 @@ fn bad(command_id: u32, command_status: u32, sequence: u32, reason: String) -> F
     } else {
         match command_id {
             // Requests we take: the matching response, with an error status a sender can act on.
-            id::SUBMIT_SM | id::DELIVER_SM | id::BIND_RECEIVER | id::BIND_TRANSMITTER | id::BIND_TRANSCEIVER => {
-                let status = if reason.to_ascii_lowercase().contains("tlv") { status::RINVOPTPARSTREAM } else { status::RINVCMDLEN };
+            id::SUBMIT_SM
+            | id::DELIVER_SM
+            | id::BIND_RECEIVER
+            | id::BIND_TRANSMITTER
+            | id::BIND_TRANSCEIVER => {
+                let status = if reason.to_ascii_lowercase().contains("tlv") {
+                    status::RINVOPTPARSTREAM
+                } else {
+                    status::RINVCMDLEN
+                };
                 let body = match command_id {
                     id::SUBMIT_SM => Body::SubmitSmResp(String::new()),
                     id::DELIVER_SM => Body::DeliverSmResp,
@@ -688,7 +699,8 @@ macro_rules! sm_from {
 }
 
 fn from_command(command: Command) -> Result<Pdu, String> {
-    let (status, sequence, cid) = (u32::from(command.status()), command.sequence_number(), u32::from(command.id()));
+    let (status, sequence, cid) =
+        (u32::from(command.status()), command.sequence_number(), u32::from(command.id()));
     use rusmpp::Pdu as P;
     let body = match command.pdu() {
         None => match cid {
@@ -705,7 +717,11 @@ fn from_command(command: Command) -> Result<Pdu, String> {
             id::GENERIC_NACK => Body::GenericNack,
             // A command that has a body, sent without one, is not an unknown command but a
             // malformed one: a bad frame, owed its own `_resp` (see `bad`).
-            id::BIND_RECEIVER | id::BIND_TRANSMITTER | id::BIND_TRANSCEIVER | id::SUBMIT_SM | id::DELIVER_SM => {
+            id::BIND_RECEIVER
+            | id::BIND_TRANSMITTER
+            | id::BIND_TRANSCEIVER
+            | id::SUBMIT_SM
+            | id::DELIVER_SM => {
                 return Err(format!("{} with no body", command_name(cid)));
             }
             other => Body::Other(other),
@@ -751,10 +767,18 @@ macro_rules! bind_from {
 }
 use bind_from;
 
-fn c_str<const MIN: usize, const MAX: usize>(command: &'static str, field: &'static str, s: &str) -> Result<COctetString<MIN, MAX>, EncodeError> {
+fn c_str<const MIN: usize, const MAX: usize>(
+    command: &'static str,
+    field: &'static str,
+    s: &str,
+) -> Result<COctetString<MIN, MAX>, EncodeError> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
-    COctetString::from_vec(v).map_err(|e| EncodeError { command, field, problem: format!("{s:?}: {e:?} (at most {} ASCII characters)", MAX - 1) })
+    COctetString::from_vec(v).map_err(|e| EncodeError {
+        command,
+        field,
+        problem: format!("{s:?}: {e:?} (at most {} ASCII characters)", MAX - 1),
+    })
 }
 
 macro_rules! bind_to {
@@ -776,9 +800,16 @@ macro_rules! bind_to {
 macro_rules! sm_to {
     ($ty:ident, $tlv:ident, $cmd:expr, $s:expr) => {{
         let s = $s;
-        let short = OctetString::<0, 255>::from_slice(&s.short_message)
-            .map_err(|e| EncodeError { command: $cmd, field: "short_message", problem: format!("{e:?} (at most 254 octets)") })?;
-        let tlvs = s.tlvs.iter().map(|t| $tlv::Other { tag: TlvTag::from(t.tag), value: AnyOctetString::from_slice(&t.value) }).collect();
+        let short = OctetString::<0, 255>::from_slice(&s.short_message).map_err(|e| EncodeError {
+            command: $cmd,
+            field: "short_message",
+            problem: format!("{e:?} (at most 254 octets)"),
+        })?;
+        let tlvs = s
+            .tlvs
+            .iter()
+            .map(|t| $tlv::Other { tag: TlvTag::from(t.tag), value: AnyOctetString::from_slice(&t.value) })
+            .collect();
         let service_type = ServiceType::new(c_str($cmd, "service_type", &s.service_type)?);
         $ty::new(
             service_type,
@@ -825,7 +856,9 @@ fn to_command(pdu: &Pdu) -> Result<Command, EncodeError> {
             }
         }
         Body::SubmitSm(s) => sm_to!(SubmitSm, MessageSubmissionRequestTlvValue, "submit_sm", s).into(),
-        Body::SubmitSmResp(message_id) => SubmitSmResp::new(c_str("submit_sm_resp", "message_id", message_id)?, Vec::new()).into(),
+        Body::SubmitSmResp(message_id) => {
+            SubmitSmResp::new(c_str("submit_sm_resp", "message_id", message_id)?, Vec::new()).into()
+        }
         Body::DeliverSm(s) => sm_to!(DeliverSm, MessageDeliveryRequestTlvValue, "deliver_sm", s).into(),
         Body::DeliverSmResp => DeliverSmResp::new(COctetString::null(), Vec::new()).into(),
         Body::EnquireLink => P::EnquireLink,
@@ -833,7 +866,9 @@ fn to_command(pdu: &Pdu) -> Result<Command, EncodeError> {
         Body::Unbind => P::Unbind,
         Body::UnbindResp => P::UnbindResp,
         Body::GenericNack => P::GenericNack,
-        Body::Other(command_id) => P::Other { command_id: CommandId::from(*command_id), body: AnyOctetString::empty() },
+        Body::Other(command_id) => {
+            P::Other { command_id: CommandId::from(*command_id), body: AnyOctetString::empty() }
+        }
     };
     Ok(Command::new(st, seq, body))
 }
@@ -874,6 +909,6 @@ impl fmt::Display for Pdu {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod tests;

@@ -36,7 +36,8 @@ pub enum Decision {
 impl Settings {
     /// What `keyword` (already uppercased) asks for.
     pub fn classify(&self, keyword: &str) -> Decision {
-        let is = |list: &[String]| !keyword.is_empty() && list.iter().any(|k| k.eq_ignore_ascii_case(keyword));
+        let is =
+            |list: &[String]| !keyword.is_empty() && list.iter().any(|k| k.eq_ignore_ascii_case(keyword));
         if is(&self.keywords) {
             Decision::OptOut
         } else if is(&self.opt_in_keywords) {

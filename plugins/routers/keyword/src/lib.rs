@@ -29,11 +29,9 @@ impl Router<Rules> for Keyword {
     fn route_outbound(msg: &Message, _from: &str, rules: &Rules) -> Result<Vec<Target>> {
         match msg.transport_name() {
             Some(t) if !t.is_empty() => Ok(vec![Target::to(t)]),
-            _ => rules
-                .default_transport
-                .as_deref()
-                .map(|t| vec![Target::to(t)])
-                .ok_or_else(|| "the message names no transport and the router has no `default_transport`".into()),
+            _ => rules.default_transport.as_deref().map(|t| vec![Target::to(t)]).ok_or_else(|| {
+                "the message names no transport and the router has no `default_transport`".into()
+            }),
         }
     }
 }

@@ -32,10 +32,9 @@ impl Settings {
         if let Some(t) = self.endpoints.get(endpoint) {
             return Ok(t.clone());
         }
-        transport_name
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("endpoint `{endpoint}` maps to no transport, and the message names none").into())
+        transport_name.filter(|t| !t.is_empty()).map(str::to_owned).ok_or_else(|| {
+            format!("endpoint `{endpoint}` maps to no transport, and the message names none").into()
+        })
     }
 
     fn endpoint_of(&self, transport: &str) -> Option<&str> {
@@ -66,8 +65,16 @@ mod tests {
     #[test]
     fn endpoints_pick_the_transport_and_replies_keep_theirs() {
         let s = Settings { app: "a".into(), endpoints: [("sms".to_owned(), "sms_http".to_owned())].into() };
-        assert_eq!(s.transport_for("sms", Some("ussd")).unwrap(), "sms_http", "a send-to on `sms` leaves by SMS");
-        assert_eq!(s.transport_for("default", Some("ussd")).unwrap(), "ussd", "a reply leaves by its transport");
+        assert_eq!(
+            s.transport_for("sms", Some("ussd")).unwrap(),
+            "sms_http",
+            "a send-to on `sms` leaves by SMS"
+        );
+        assert_eq!(
+            s.transport_for("default", Some("ussd")).unwrap(),
+            "ussd",
+            "a reply leaves by its transport"
+        );
         assert!(s.transport_for("default", None).unwrap_err().reason().contains("`default`"));
         assert_eq!(s.endpoint_of("sms_http"), Some("sms"));
         assert_eq!(s.endpoint_of("ussd"), None);

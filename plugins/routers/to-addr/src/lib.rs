@@ -30,9 +30,9 @@ struct Route {
 
 impl Route {
     fn pattern(&self) -> Result<&Regex> {
-        let compiled = self
-            .compiled
-            .get_or_init(|| Regex::new(&self.to_addr).map_err(|e| format!("invalid pattern `{}`: {e}", self.to_addr)));
+        let compiled = self.compiled.get_or_init(|| {
+            Regex::new(&self.to_addr).map_err(|e| format!("invalid pattern `{}`: {e}", self.to_addr))
+        });
         Ok(compiled.as_ref().map_err(Clone::clone)?)
     }
 }
@@ -53,7 +53,9 @@ impl Rules {
                 return Ok(r.app.clone());
             }
         }
-        self.default.clone().ok_or_else(|| format!("no route matches to_addr `{to_addr}` and there is no `default`").into())
+        self.default
+            .clone()
+            .ok_or_else(|| format!("no route matches to_addr `{to_addr}` and there is no `default`").into())
     }
 }
 
@@ -81,10 +83,7 @@ mod tests {
     #[test]
     fn the_first_matching_pattern_wins_and_the_default_catches_the_rest() {
         let rules = Rules {
-            routes: vec![
-                route(r"^\*120\*7(#|\*)", "survey"),
-                route(r"^\*120", "menu"),
-            ],
+            routes: vec![route(r"^\*120\*7(#|\*)", "survey"), route(r"^\*120", "menu")],
             default: Some("other".into()),
         };
         assert_eq!(rules.route("*120*7#").unwrap(), "survey");

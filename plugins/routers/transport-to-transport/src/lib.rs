@@ -23,7 +23,8 @@ struct Bridge;
 
 impl Router<Settings> for Bridge {
     fn route_inbound(_msg: &Message, from: &str, s: &Settings) -> Result<Vec<Target>> {
-        let to = s.routes.get(from).ok_or_else(|| format!("no route for messages from transport `{from}`"))?;
+        let to =
+            s.routes.get(from).ok_or_else(|| format!("no route for messages from transport `{from}`"))?;
         Ok(vec![Target::to(to.clone())])
     }
     fn route_outbound(msg: &Message, _from: &str, _s: &Settings) -> Result<Vec<Target>> {

@@ -22,7 +22,9 @@ struct UserGroup;
 impl Router<Settings> for UserGroup {
     fn route_inbound(msg: &Message, from: &str, s: &Settings) -> Result<Vec<Target>> {
         let key = format!("user:{from}:{}", msg.from_addr().unwrap_or_default());
-        if let Some(app) = kv::get(&key)?.and_then(|b| String::from_utf8(b).ok()).filter(|a| s.apps.contains(a)) {
+        if let Some(app) =
+            kv::get(&key)?.and_then(|b| String::from_utf8(b).ok()).filter(|a| s.apps.contains(a))
+        {
             return Ok(vec![Target::to(app)]);
         }
         let n = kv::incr("assigned", 1)?;

@@ -24,7 +24,8 @@ impl Router<Settings> for Faulty {
     fn route_inbound(msg: &Message, _from: &str, _s: &Settings) -> Result<Vec<Target>> {
         match msg.content() {
             Some("trap") => panic!("faulty router: asked to trap"),
-            Some("loop") => {
+            Some("loop") =>
+            {
                 #[allow(clippy::empty_loop)]
                 loop {}
             }

@@ -43,7 +43,9 @@ const DEFAULT_RETRIES: i64 = 2;
 fn retry(msg: &Message, arg: Option<&str>) -> Result<()> {
     let n = match arg {
         None => DEFAULT_RETRIES,
-        Some(a) => a.parse::<i64>().map_err(|_| Error::reject(format!("retry: `{a}` is not a number of retries")))?,
+        Some(a) => {
+            a.parse::<i64>().map_err(|_| Error::reject(format!("retry: `{a}` is not a number of retries")))?
+        }
     };
     let key = format!("retry:{}", msg.from_addr().unwrap_or("unknown"));
     let tries = kv::incr(&key, 1)?;
@@ -129,20 +131,24 @@ impl Application for Faulty {
                     None => Ok(()),
                 }
             }
-            other if other.starts_with("read-file ") => match std::fs::read_to_string(&other["read-file ".len()..]) {
-                Ok(text) => {
-                    msg.reply(format!("read {} bytes", text.len()))?;
-                    Ok(())
+            other if other.starts_with("read-file ") => {
+                match std::fs::read_to_string(&other["read-file ".len()..]) {
+                    Ok(text) => {
+                        msg.reply(format!("read {} bytes", text.len()))?;
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::reject(format!("read-file: {e}"))),
                 }
-                Err(e) => Err(Error::reject(format!("read-file: {e}"))),
-            },
-            other if other.starts_with("connect ") => match std::net::TcpStream::connect(&other["connect ".len()..]) {
-                Ok(_) => {
-                    msg.reply("connected")?;
-                    Ok(())
+            }
+            other if other.starts_with("connect ") => {
+                match std::net::TcpStream::connect(&other["connect ".len()..]) {
+                    Ok(_) => {
+                        msg.reply("connected")?;
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::reject(format!("connect: {e}"))),
                 }
-                Err(e) => Err(Error::reject(format!("connect: {e}"))),
-            },
+            }
             other if other.starts_with("kv-big ") => {
                 let n: usize = other["kv-big ".len()..].trim().parse().unwrap_or(0);
                 match kv::set("big", &vec![7u8; n], None) {

@@ -24,11 +24,16 @@ use proptest::test_runner::FileFailurePersistence;
 use super::*;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/transports/smpp/wire/corpus");
-const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/transports/smpp/wire/corpus/proptest-regressions.txt");
+const REGRESSIONS: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/src/transports/smpp/wire/corpus/proptest-regressions.txt");
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("VUMI_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    ProptestConfig { cases, failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))), ..ProptestConfig::default() }
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
+        ..ProptestConfig::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -45,7 +50,14 @@ fn frame(command_id: u32, command_status: u32, sequence: u32, body: &[u8]) -> Ve
     out
 }
 
-fn sm(source_addr: &str, destination_addr: &str, esm_class: u8, data_coding: u8, short_message: &[u8], tlvs: Vec<Tlv>) -> Box<Sm> {
+fn sm(
+    source_addr: &str,
+    destination_addr: &str,
+    esm_class: u8,
+    data_coding: u8,
+    short_message: &[u8],
+    tlvs: Vec<Tlv>,
+) -> Box<Sm> {
     Box::new(Sm {
         source_addr_ton: 1,
         source_addr_npi: 1,
@@ -76,16 +88,29 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut ucs2 = vec![0x05, 0x00, 0x03, 0x2A, 0x02, 0x01];
     ucs2.extend("Sawubona 👋 — ngiyabonga".encode_utf16().flat_map(u16::to_be_bytes));
     let receipt = |stat: &str, err: &str| {
-        format!("id:0A1B2C3D sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:{stat} err:{err} text:hello")
+        format!(
+            "id:0A1B2C3D sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:{stat} err:{err} text:hello"
+        )
     };
-    let sar = vec![Tlv::new(tag::SAR_MSG_REF_NUM, vec![0x01, 0x2C]), Tlv::new(tag::SAR_TOTAL_SEGMENTS, vec![2]), Tlv::new(tag::SAR_SEGMENT_SEQNUM, vec![1])];
+    let sar = vec![
+        Tlv::new(tag::SAR_MSG_REF_NUM, vec![0x01, 0x2C]),
+        Tlv::new(tag::SAR_TOTAL_SEGMENTS, vec![2]),
+        Tlv::new(tag::SAR_SEGMENT_SEQNUM, vec![1]),
+    ];
     let payload = "a long message carried in message_payload rather than short_message. ".repeat(6);
     let receipt_tlvs = vec![
         Tlv::c_string(tag::RECEIPTED_MESSAGE_ID, "0A1B2C3D"),
         Tlv::new(tag::MESSAGE_STATE, vec![2]),
         Tlv::new(tag::NETWORK_ERROR_CODE, vec![3, 0, 0]),
     ];
-    let mut ussd = sm("27820000001", "*120#", 0, 0x0F, b"*120*1#", vec![Tlv::new(tag::USSD_SERVICE_OP, vec![0x01]), Tlv::new(tag::ITS_SESSION_INFO, vec![0x12, 0x34])]);
+    let mut ussd = sm(
+        "27820000001",
+        "*120#",
+        0,
+        0x0F,
+        b"*120*1#",
+        vec![Tlv::new(tag::USSD_SERVICE_OP, vec![0x01]), Tlv::new(tag::ITS_SESSION_INFO, vec![0x12, 0x34])],
+    );
     ussd.service_type = "USSD".into();
 
     // Made by hand: a bind_transceiver_resp with sc_interface_version (0x0210), which encode
@@ -93,7 +118,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut resp_tlv = b"SMSC\0".to_vec();
     resp_tlv.extend_from_slice(&[0x02, 0x10, 0x00, 0x01, 0x34]);
     // A submit_sm whose last TLV claims 10 octets and has 3 before the frame ends.
-    let mut truncated = enc(Pdu::request(11, Body::SubmitSm(sm("27820000001", "27830000002", 0, 0, b"hi", sar.clone()))));
+    let mut truncated =
+        enc(Pdu::request(11, Body::SubmitSm(sm("27820000001", "27830000002", 0, 0, b"hi", sar.clone()))));
     truncated.extend_from_slice(&[0x04, 0x24, 0x00, 0x0A, b'a', b'b', b'c']);
     let len = truncated.len() as u32;
     truncated[..4].copy_from_slice(&len.to_be_bytes());
@@ -106,19 +132,73 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("bind_transceiver.bin", enc(Pdu::request(1, Body::Bind(BindKind::Transceiver, bind.clone())))),
         ("bind_transmitter.bin", enc(Pdu::request(1, Body::Bind(BindKind::Transmitter, bind.clone())))),
         ("bind_receiver.bin", enc(Pdu::request(1, Body::Bind(BindKind::Receiver, bind)))),
-        ("bind_transceiver_resp.bin", enc(Pdu::response(1, status::OK, Body::BindResp(BindKind::Transceiver, "SMSC".into())))),
+        (
+            "bind_transceiver_resp.bin",
+            enc(Pdu::response(1, status::OK, Body::BindResp(BindKind::Transceiver, "SMSC".into()))),
+        ),
         ("bind_transceiver_resp_tlv.bin", frame(id::BIND_TRANSCEIVER | id::RESP, status::OK, 1, &resp_tlv)),
-        ("bind_receiver_resp_error.bin", enc(Pdu::response(1, status::RBINDFAIL, Body::BindResp(BindKind::Receiver, String::new())))),
-        ("submit_sm_udh_ucs2.bin", enc(Pdu::request(2, Body::SubmitSm(sm("27820000001", "27830000002", 0x40, 0x08, &ucs2, vec![]))))),
-        ("submit_sm_sar.bin", enc(Pdu::request(3, Body::SubmitSm(sm("vumi", "27830000002", 0, 0, b"part one of two, ", sar))))),
+        (
+            "bind_receiver_resp_error.bin",
+            enc(Pdu::response(1, status::RBINDFAIL, Body::BindResp(BindKind::Receiver, String::new()))),
+        ),
+        (
+            "submit_sm_udh_ucs2.bin",
+            enc(Pdu::request(2, Body::SubmitSm(sm("27820000001", "27830000002", 0x40, 0x08, &ucs2, vec![])))),
+        ),
+        (
+            "submit_sm_sar.bin",
+            enc(Pdu::request(3, Body::SubmitSm(sm("vumi", "27830000002", 0, 0, b"part one of two, ", sar)))),
+        ),
         (
             "submit_sm_payload.bin",
-            enc(Pdu::request(4, Body::SubmitSm(sm("27820000001", "27830000002", 0, 0, b"", vec![Tlv::new(tag::MESSAGE_PAYLOAD, payload)])))),
+            enc(Pdu::request(
+                4,
+                Body::SubmitSm(sm(
+                    "27820000001",
+                    "27830000002",
+                    0,
+                    0,
+                    b"",
+                    vec![Tlv::new(tag::MESSAGE_PAYLOAD, payload)],
+                )),
+            )),
         ),
         ("submit_sm_resp.bin", enc(Pdu::response(4, status::OK, Body::SubmitSmResp("0A1B2C3D".into())))),
-        ("deliver_sm_mo.bin", enc(Pdu::request(5, Body::DeliverSm(sm("27830000002", "1234", 0, 0, b"hello from a phone", vec![]))))),
-        ("deliver_sm_receipt_tlv.bin", enc(Pdu::request(6, Body::DeliverSm(sm("27830000002", "1234", 0x04, 0, receipt("DELIVRD", "000").as_bytes(), receipt_tlvs))))),
-        ("deliver_sm_receipt_text.bin", enc(Pdu::request(7, Body::DeliverSm(sm("27830000002", "1234", 0x04, 0, receipt("UNDELIV", "001").as_bytes(), vec![]))))),
+        (
+            "deliver_sm_mo.bin",
+            enc(Pdu::request(
+                5,
+                Body::DeliverSm(sm("27830000002", "1234", 0, 0, b"hello from a phone", vec![])),
+            )),
+        ),
+        (
+            "deliver_sm_receipt_tlv.bin",
+            enc(Pdu::request(
+                6,
+                Body::DeliverSm(sm(
+                    "27830000002",
+                    "1234",
+                    0x04,
+                    0,
+                    receipt("DELIVRD", "000").as_bytes(),
+                    receipt_tlvs,
+                )),
+            )),
+        ),
+        (
+            "deliver_sm_receipt_text.bin",
+            enc(Pdu::request(
+                7,
+                Body::DeliverSm(sm(
+                    "27830000002",
+                    "1234",
+                    0x04,
+                    0,
+                    receipt("UNDELIV", "001").as_bytes(),
+                    vec![],
+                )),
+            )),
+        ),
         ("deliver_sm_ussd.bin", enc(Pdu::request(8, Body::DeliverSm(ussd)))),
         ("deliver_sm_resp.bin", enc(Pdu::response(8, status::OK, Body::DeliverSmResp))),
         ("enquire_link.bin", enc(Pdu::request(9, Body::EnquireLink))),
@@ -126,7 +206,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("unbind.bin", enc(Pdu::request(10, Body::Unbind))),
         ("unbind_resp.bin", enc(Pdu::response(10, status::OK, Body::UnbindResp))),
         ("generic_nack.bin", enc(Pdu::response(12, status::RINVCMDID, Body::GenericNack))),
-        ("header_only_error_resp.bin", enc(Pdu::response(13, status::RTHROTTLED, Body::SubmitSmResp(String::new())))),
+        (
+            "header_only_error_resp.bin",
+            enc(Pdu::response(13, status::RTHROTTLED, Body::SubmitSmResp(String::new()))),
+        ),
         ("unknown_command.bin", enc(Pdu::request(14, Body::Other(0x0000_7777)))),
         ("bad_tlv_truncated.bin", truncated),
         ("bad_cstring_no_nul.bin", no_nul),
@@ -154,7 +237,12 @@ fn corpus() -> &'static [(String, Vec<u8>)] {
             .expect("the corpus directory")
             .map(|e| e.expect("a corpus entry").path())
             .filter(|p| p.extension().is_some_and(|x| x == "bin"))
-            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).expect("a corpus file")))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).expect("a corpus file"),
+                )
+            })
             .collect();
         files.sort();
         files
@@ -179,7 +267,10 @@ fn good_seeds() -> &'static [(Vec<u8>, Pdu)] {
 fn the_corpus_holds_every_seed() {
     let on_disk: Vec<&str> = corpus().iter().map(|(n, _)| n.as_str()).collect();
     for (name, _) in seeds() {
-        assert!(on_disk.contains(&name), "corpus/{name} is missing: run `cargo test --release -p vumi-host --lib regenerate_corpus -- --ignored`");
+        assert!(
+            on_disk.contains(&name),
+            "corpus/{name} is missing: run `cargo test --release -p vumi-host --lib regenerate_corpus -- --ignored`"
+        );
     }
     assert!(good_seeds().len() >= 20, "most seeds are well formed");
 }
@@ -206,7 +297,8 @@ fn run(max_len: usize, input: &[u8], chunks: &[usize]) -> Result<Run, TestCaseEr
     let mut sizes = chunks.iter().copied().filter(|&n| n > 0).cycle();
     let mut fed = 0;
     while fed < input.len() {
-        let n = if chunks.is_empty() { input.len() } else { sizes.next().unwrap_or(input.len()) }.min(input.len() - fed);
+        let n = if chunks.is_empty() { input.len() } else { sizes.next().unwrap_or(input.len()) }
+            .min(input.len() - fed);
         buf.extend_from_slice(&input[fed..fed + n]);
         fed += n;
         loop {
@@ -215,7 +307,11 @@ fn run(max_len: usize, input: &[u8], chunks: &[usize]) -> Result<Run, TestCaseEr
                 Err(e) => return Err(TestCaseError::fail(format!("decode returned an error: {e}"))),
                 Ok(None) => break,
                 Ok(Some(f)) => {
-                    prop_assert!(before - buf.len() >= HEADER_LEN.min(before), "a frame took {} octets", before - buf.len());
+                    prop_assert!(
+                        before - buf.len() >= HEADER_LEN.min(before),
+                        "a frame took {} octets",
+                        before - buf.len()
+                    );
                     check(&f)?;
                     frames.push(f);
                     prop_assert!(frames.len() * HEADER_LEN <= fed, "more frames than headers");
@@ -223,8 +319,18 @@ fn run(max_len: usize, input: &[u8], chunks: &[usize]) -> Result<Run, TestCaseEr
             }
         }
         // Waiting: less than a whole maximum frame held, and nothing while skipping.
-        prop_assert!(buf.len() < codec.max_len, "waiting with {} octets held (max_len {})", buf.len(), codec.max_len);
-        prop_assert!(codec.skipping == 0 || buf.is_empty(), "skipping {} with {} octets held", codec.skipping, buf.len());
+        prop_assert!(
+            buf.len() < codec.max_len,
+            "waiting with {} octets held (max_len {})",
+            buf.len(),
+            codec.max_len
+        );
+        prop_assert!(
+            codec.skipping == 0 || buf.is_empty(),
+            "skipping {} with {} octets held",
+            codec.skipping,
+            buf.len()
+        );
     }
     Ok(Run { frames, rest: buf.to_vec(), skipping: codec.skipping })
 }
@@ -258,11 +364,21 @@ fn check(f: &Frame) -> Result<(), TestCaseError> {
                 prop_assert!(b.reply.is_some(), "a request is answered: {b:?}");
             }
             if let Some(reply) = &b.reply {
-                prop_assert!(reply.is_response() && reply.status != status::OK && reply.sequence == b.sequence, "{b:?}");
-                prop_assert!(reply.body == Body::GenericNack || reply.body.command_id() == b.command_id | id::RESP, "{b:?}");
-                let octets = encode(reply).map_err(|e| TestCaseError::fail(format!("the reply does not encode: {e}")))?;
+                prop_assert!(
+                    reply.is_response() && reply.status != status::OK && reply.sequence == b.sequence,
+                    "{b:?}"
+                );
+                prop_assert!(
+                    reply.body == Body::GenericNack || reply.body.command_id() == b.command_id | id::RESP,
+                    "{b:?}"
+                );
+                let octets = encode(reply)
+                    .map_err(|e| TestCaseError::fail(format!("the reply does not encode: {e}")))?;
                 let mut buf = BytesMut::from(&octets[..]);
-                prop_assert_eq!(Codec::new(4096).decode(&mut buf).ok().flatten(), Some(Frame::Pdu(reply.clone())));
+                prop_assert_eq!(
+                    Codec::new(4096).decode(&mut buf).ok().flatten(),
+                    Some(Frame::Pdu(reply.clone()))
+                );
             }
         }
         Frame::Pdu(p) => {
@@ -417,7 +533,10 @@ fn chunks() -> impl Strategy<Value = Vec<usize>> {
 
 /// Every `command_id` SMPP 3.4 defines, and some it does not.
 fn command_id() -> impl Strategy<Value = u32> {
-    let known: Vec<u32> = (0..=0x0103u32).chain((0..=0x0103u32).map(|c| c | id::RESP)).filter(|&c| command_name(c) != "unknown").collect();
+    let known: Vec<u32> = (0..=0x0103u32)
+        .chain((0..=0x0103u32).map(|c| c | id::RESP))
+        .filter(|&c| command_name(c) != "unknown")
+        .collect();
     prop_oneof![3 => select(known), 1 => any::<u32>()]
 }
 
@@ -428,25 +547,67 @@ fn ascii(max: usize) -> impl Strategy<Value = String> {
 
 /// Every tag the decoder turns into a typed value (the rest come through as octets).
 const TYPED: [u16; 64] = [
-    0x0005, 0x0006, 0x0007, 0x0008, 0x000D, 0x000E, 0x000F, 0x0010, 0x0017, 0x0019, 0x001D, 0x001E, 0x0030, 0x0201, 0x0202, 0x0203,
-    0x0204, 0x0205, 0x020A, 0x020B, 0x020C, 0x020D, 0x020E, 0x020F, 0x0210, 0x0302, 0x0303, 0x0304, 0x0381, 0x0420, 0x0421, 0x0422,
-    0x0423, 0x0424, 0x0425, 0x0426, 0x0427, 0x0428, 0x0501, 0x0600, 0x0601, 0x0602, 0x0603, 0x0604, 0x0605, 0x0606, 0x0607, 0x0608,
-    0x0609, 0x060A, 0x060B, 0x060D, 0x060E, 0x060F, 0x0610, 0x0611, 0x0612, 0x0613, 0x1201, 0x1203, 0x1204, 0x130C, 0x1380, 0x1383,
+    0x0005, 0x0006, 0x0007, 0x0008, 0x000D, 0x000E, 0x000F, 0x0010, 0x0017, 0x0019, 0x001D, 0x001E, 0x0030,
+    0x0201, 0x0202, 0x0203, 0x0204, 0x0205, 0x020A, 0x020B, 0x020C, 0x020D, 0x020E, 0x020F, 0x0210, 0x0302,
+    0x0303, 0x0304, 0x0381, 0x0420, 0x0421, 0x0422, 0x0423, 0x0424, 0x0425, 0x0426, 0x0427, 0x0428, 0x0501,
+    0x0600, 0x0601, 0x0602, 0x0603, 0x0604, 0x0605, 0x0606, 0x0607, 0x0608, 0x0609, 0x060A, 0x060B, 0x060D,
+    0x060E, 0x060F, 0x0610, 0x0611, 0x0612, 0x0613, 0x1201, 0x1203, 0x1204, 0x130C, 0x1380, 0x1383,
 ];
 
 /// Typed tags read as a fixed number of octets, whatever the TLV's length says, and given back
 /// as they came for every value of that width.
 const FIXED: [(u16, usize); 45] = [
-    (0x0005, 1), (0x0006, 1), (0x0007, 1), (0x0008, 2), (0x000D, 1), (0x000E, 1), (0x000F, 1), (0x0010, 2), (0x0017, 4),
-    (0x0019, 1), (0x0201, 1), (0x0204, 2), (0x0205, 1), (0x020A, 2), (0x020B, 2), (0x020C, 2), (0x020D, 1), (0x020E, 1),
-    (0x020F, 1), (0x0210, 1), (0x0304, 1), (0x0420, 1), (0x0421, 1), (0x0422, 1), (0x0423, 3), (0x0425, 1), (0x0426, 1),
-    (0x0427, 1), (0x0428, 1), (0x0501, 1), (0x0600, 1), (0x0601, 3), (0x0603, 1), (0x0604, 1), (0x0605, 3), (0x0607, 4),
-    (0x0608, 1), (0x060F, 6), (0x0610, 6), (0x0611, 1), (0x1201, 1), (0x1203, 2), (0x130C, 1), (0x1380, 1), (0x1383, 2),
+    (0x0005, 1),
+    (0x0006, 1),
+    (0x0007, 1),
+    (0x0008, 2),
+    (0x000D, 1),
+    (0x000E, 1),
+    (0x000F, 1),
+    (0x0010, 2),
+    (0x0017, 4),
+    (0x0019, 1),
+    (0x0201, 1),
+    (0x0204, 2),
+    (0x0205, 1),
+    (0x020A, 2),
+    (0x020B, 2),
+    (0x020C, 2),
+    (0x020D, 1),
+    (0x020E, 1),
+    (0x020F, 1),
+    (0x0210, 1),
+    (0x0304, 1),
+    (0x0420, 1),
+    (0x0421, 1),
+    (0x0422, 1),
+    (0x0423, 3),
+    (0x0425, 1),
+    (0x0426, 1),
+    (0x0427, 1),
+    (0x0428, 1),
+    (0x0501, 1),
+    (0x0600, 1),
+    (0x0601, 3),
+    (0x0603, 1),
+    (0x0604, 1),
+    (0x0605, 3),
+    (0x0607, 4),
+    (0x0608, 1),
+    (0x060F, 6),
+    (0x0610, 6),
+    (0x0611, 1),
+    (0x1201, 1),
+    (0x1203, 2),
+    (0x130C, 1),
+    (0x1380, 1),
+    (0x1383, 2),
 ];
 
 /// Typed tags read as a C-octet string up to its NUL: how many characters it may have (and the
 /// network ids at least 6, or they need more octets after them than the frame may have).
-const C_STRINGS: [(u16, usize, usize); 4] = [(0x001D, 0, 99), (0x001E, 0, 64), (0x060D, 6, 64), (0x060E, 6, 64)];
+const C_STRINGS: [(u16, usize, usize); 4] =
+    [(0x001D, 0, 99), (0x001E, 0, 64), (0x060D, 6, 64), (0x060E, 6, 64)];
 
 /// Typed tags read as whatever octets the TLV's length covers.
 const OPAQUE: [u16; 5] = [0x0424, 0x0602, 0x0606, 0x060A, 0x060B];
@@ -462,7 +623,8 @@ const OPAQUE: [u16; 5] = [0x0424, 0x0602, 0x0606, 0x060A, 0x060B];
 ///   `callback_num` (0x0381), `broadcast_end_time` (0x0609), `dest_addr_np_information` and
 ///   `_country` (0x0612, 0x0613), `ms_validity` (0x1204): structured, with bounds checked.
 fn tlv() -> impl Strategy<Value = Tlv> {
-    let other = (any::<u16>().prop_filter("an untyped tag", |t| !TYPED.contains(t)), vec(any::<u8>(), 0..=100));
+    let other =
+        (any::<u16>().prop_filter("an untyped tag", |t| !TYPED.contains(t)), vec(any::<u8>(), 0..=100));
     prop_oneof![
         3 => other.prop_map(|(t, v)| Tlv::new(t, v)),
         2 => (select(FIXED.to_vec()), vec(any::<u8>(), 6)).prop_map(|((t, width), v)| Tlv::new(t, &v[..width])),
@@ -474,27 +636,46 @@ fn tlv() -> impl Strategy<Value = Tlv> {
 }
 
 fn random_sm() -> impl Strategy<Value = Sm> {
-    (ascii(5), any::<[u8; 2]>(), ascii(20), any::<[u8; 2]>(), ascii(20), any::<[u8; 5]>(), vec(any::<u8>(), 0..=254), vec(tlv(), 0..=4)).prop_map(
-        |(service_type, [source_addr_ton, source_addr_npi], source_addr, [dest_addr_ton, dest_addr_npi], destination_addr, flags, short_message, tlvs)| {
-            let [esm_class, protocol_id, priority_flag, registered_delivery, data_coding] = flags;
-            Sm {
+    (
+        ascii(5),
+        any::<[u8; 2]>(),
+        ascii(20),
+        any::<[u8; 2]>(),
+        ascii(20),
+        any::<[u8; 5]>(),
+        vec(any::<u8>(), 0..=254),
+        vec(tlv(), 0..=4),
+    )
+        .prop_map(
+            |(
                 service_type,
-                source_addr_ton,
-                source_addr_npi,
+                [source_addr_ton, source_addr_npi],
                 source_addr,
-                dest_addr_ton,
-                dest_addr_npi,
+                [dest_addr_ton, dest_addr_npi],
                 destination_addr,
-                esm_class,
-                protocol_id,
-                priority_flag,
-                registered_delivery,
-                data_coding,
+                flags,
                 short_message,
                 tlvs,
-            }
-        },
-    )
+            )| {
+                let [esm_class, protocol_id, priority_flag, registered_delivery, data_coding] = flags;
+                Sm {
+                    service_type,
+                    source_addr_ton,
+                    source_addr_npi,
+                    source_addr,
+                    dest_addr_ton,
+                    dest_addr_npi,
+                    destination_addr,
+                    esm_class,
+                    protocol_id,
+                    priority_flag,
+                    registered_delivery,
+                    data_coding,
+                    short_message,
+                    tlvs,
+                }
+            },
+        )
 }
 
 /// A `submit_sm` or `deliver_sm` request.
@@ -602,7 +783,11 @@ fn every_well_formed_seed_round_trips() {
     let mut pdus = 0;
     for (name, octets) in corpus() {
         let got = run(4096, octets, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(got.rest.is_empty() && got.skipping == 0 || name.starts_with("bad_"), "{name} left {:?}", got.rest);
+        assert!(
+            got.rest.is_empty() && got.skipping == 0 || name.starts_with("bad_"),
+            "{name} left {:?}",
+            got.rest
+        );
         for f in &got.frames {
             if let Frame::Pdu(p) = f {
                 let again = encode(p).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -624,4 +809,3 @@ fn the_bad_seeds_are_answered() {
         assert!(b.reply.is_some(), "{name}: {b:?}");
     }
 }
-

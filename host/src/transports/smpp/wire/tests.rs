@@ -39,7 +39,12 @@ fn sm() -> Sm {
 
 #[test]
 fn every_pdu_we_use_survives_a_round_trip() {
-    let bind = Bind { system_id: "smppclient1".into(), password: "password".into(), interface_version: 0x34, ..Bind::default() };
+    let bind = Bind {
+        system_id: "smppclient1".into(),
+        password: "password".into(),
+        interface_version: 0x34,
+        ..Bind::default()
+    };
     let pdus = [
         Pdu::request(1, Body::Bind(BindKind::Transceiver, bind.clone())),
         Pdu::request(2, Body::Bind(BindKind::Transmitter, bind.clone())),
@@ -63,7 +68,8 @@ fn every_pdu_we_use_survives_a_round_trip() {
 
 #[test]
 fn a_bind_says_interface_version_3_4_on_the_wire() {
-    let bind = Bind { system_id: "a".into(), password: "b".into(), interface_version: 0x34, ..Bind::default() };
+    let bind =
+        Bind { system_id: "a".into(), password: "b".into(), interface_version: 0x34, ..Bind::default() };
     let octets = encode(&Pdu::request(1, Body::Bind(BindKind::Transceiver, bind))).unwrap();
     // header 16, "a\0" "b\0" "\0", then interface_version
     assert_eq!(octets[16 + 5], 0x34);
@@ -132,7 +138,9 @@ fn lengths_out_of_range_are_nacked_and_skipped_without_buffering() {
     let mut buf = BytesMut::from(&[0u8, 0, 0, 8, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 7][..]);
     buf.extend_from_slice(&encode(&Pdu::request(8, Body::EnquireLink)).unwrap());
     let got = frames(&mut codec, &mut buf);
-    assert!(matches!(&got[0], Frame::Bad(b) if b.reply == Some(Pdu::response(7, status::RINVCMDLEN, Body::GenericNack))));
+    assert!(
+        matches!(&got[0], Frame::Bad(b) if b.reply == Some(Pdu::response(7, status::RINVCMDLEN, Body::GenericNack)))
+    );
     assert_eq!(got[1], Frame::Pdu(Pdu::request(8, Body::EnquireLink)));
 }
 
@@ -168,9 +176,13 @@ fn deliver_sm_with_raw_tlvs(tlvs: &[u8]) -> BytesMut {
 #[test]
 fn tlvs_are_read_by_their_length_even_when_a_known_one_is_malformed() {
     // receipted_message_id without its NUL, a one-octet sar_msg_ref_num, then message_state.
-    let mut buf = deliver_sm_with_raw_tlvs(&[0x00, 0x1E, 0x00, 0x03, b'a', b'b', b'c', 0x02, 0x0C, 0x00, 0x01, 0x07, 0x04, 0x27, 0x00, 0x01, 0x02]);
+    let mut buf = deliver_sm_with_raw_tlvs(&[
+        0x00, 0x1E, 0x00, 0x03, b'a', b'b', b'c', 0x02, 0x0C, 0x00, 0x01, 0x07, 0x04, 0x27, 0x00, 0x01, 0x02,
+    ]);
     let got = frames(&mut Codec::new(4096), &mut buf);
-    let [Frame::Pdu(Pdu { body: Body::DeliverSm(sm), sequence: 77, .. })] = &got[..] else { panic!("{got:?}") };
+    let [Frame::Pdu(Pdu { body: Body::DeliverSm(sm), sequence: 77, .. })] = &got[..] else {
+        panic!("{got:?}")
+    };
     assert_eq!(sm.tlv_str(tag::RECEIPTED_MESSAGE_ID).as_deref(), Some("abc"));
     assert_eq!(sm.tlv_int(tag::SAR_MSG_REF_NUM), Some(7));
     assert_eq!(sm.tlv_int(tag::MESSAGE_STATE), Some(2), "the TLV after the malformed ones still reads");
@@ -182,5 +194,10 @@ fn a_tlv_running_past_the_frame_is_answered_invoptparstream() {
     let mut buf = deliver_sm_with_raw_tlvs(&[0x04, 0x27, 0x00, 0x09, 0x02]);
     let got = frames(&mut Codec::new(4096), &mut buf);
     let [Frame::Bad(b)] = &got[..] else { panic!("{got:?}") };
-    assert_eq!(b.reply, Some(Pdu::response(77, status::RINVOPTPARSTREAM, Body::DeliverSmResp)), "{}", b.reason);
+    assert_eq!(
+        b.reply,
+        Some(Pdu::response(77, status::RINVOPTPARSTREAM, Body::DeliverSmResp)),
+        "{}",
+        b.reason
+    );
 }
