@@ -13,7 +13,7 @@
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text) |
 //! | `GET /plugins` | every plugin: world, content hash, loaded at, handled, failures, last error, last rejected reload |
 //! | `GET /plugins/{name}` | one plugin |
-//! | `PUT /plugins/{name}` | body: a `.wasm` component. Validated, written over the plugin's file, swapped in; `422` with the reason if it is not a sound component of the plugin's world |
+//! | `PUT /plugins/{name}` | body: a `.wasm` component. Validated, stored content-addressed in its owner's directory (never over the file it ran from, which others may load), swapped in and recorded so a restart runs it; `422` with the reason if it is not a sound component of the plugin's world |
 //! | `POST /plugins/{name}/reload` | reload the plugin from its file |
 //! | `POST /reload` | reload the config file (as `SIGHUP` does); `422` if it is invalid, and the running config stays |
 //! | `GET /transports` | transports and their status |
@@ -23,7 +23,7 @@
 //! | `PUT /tenants/{t}/channels/{name}`, `DELETE ...` | the same for a send-API channel |
 //! | `POST /tenants/{t}/tokens` | a new admin token for `t`, answered once (only its hash is kept) |
 //! | `DELETE /tenants/{t}/tokens/{sha256:hex}` | revoke one |
-//! | `PUT /tenants/{t}/files/{file}.wasm` | upload a plugin file into `<tenants_dir>/<t>/`, where `t`'s own apps' plugins must be |
+//! | `PUT /tenants/{t}/files/{file}.wasm` | upload a plugin file into `<tenants_dir>/<t>/` as `<file>.<sha256>.wasm` (checked to be a component first; never over another file), where `t`'s own apps' plugins must be |
 //!
 //! Every tenant change is validated and applied exactly as a config reload (the same path), and
 //! kept in the tenant's file, so a restart keeps it; a change the reload rejects is undone and
@@ -133,8 +133,13 @@ pub struct AdminState {
     pub control: mpsc::Sender<Control>,
     /// The largest upload accepted.
     pub max_upload_bytes: usize,
-    /// `[host] tenants_dir`, resolved: where tenant changes are kept (`None`: not at run time).
-    pub tenants_dir: Option<std::path::PathBuf>,
+    /// Each owner's own directory: where deploys and uploads are stored, and where tenant
+    /// changes are kept (`dirs.tenants`; `None`: not at run time).
+    pub dirs: crate::config::OwnDirs,
+    /// Which component runs which deployed version, kept across restarts.
+    pub deployments: Arc<crate::plugins::versions::Deployments>,
+    /// The engine, to check an upload is a component before it is stored.
+    pub engine: crate::plugins::Engine,
     /// One tenant change at a time.
     pub edits: Arc<tokio::sync::Mutex<()>>,
     /// The state store, asked by `/health` whether it answers.
@@ -237,8 +242,12 @@ pub struct PluginView {
     pub tenant: Option<String>,
     /// The WIT world it was built for.
     pub world: String,
-    /// The file it runs from.
+    /// The file it runs from: the configured one, or a deployed version in its owner's
+    /// directory.
     pub path: String,
+    /// The file the config names.
+    #[serde(default)]
+    pub configured: String,
     /// SHA-256 of the running version.
     pub hash: String,
     /// The running version's size in bytes.
@@ -271,6 +280,7 @@ fn view(slot: &dyn AnySlot) -> PluginView {
         tenant: crate::names::tenant_of(&info.name).map(str::to_owned),
         world: info.world.to_string(),
         path: info.path.display().to_string(),
+        configured: info.configured.display().to_string(),
         hash: v.hash.clone(),
         size: v.size,
         loaded_at: v.loaded_at.clone(),
@@ -360,7 +370,18 @@ async fn deploy(
     if bytes.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be the plugin's .wasm component"));
     }
-    reloaded(slot.as_ref(), slot.deploy(bytes.to_vec()).await)
+    // Stored in the owner's own directory, content-addressed: the file the plugin ran from
+    // (which other tenants' apps may load too) is never written.
+    let name = slot.info().name;
+    let tenant = crate::names::tenant_of(&name);
+    let (root, dir) = (s.dirs.own(tenant), s.dirs.deployed(tenant));
+    let outcome = slot.deploy(bytes.to_vec(), &root, &dir).await;
+    if let Ok(crate::plugins::ReloadOutcome::Swapped { .. }) = &outcome
+        && let Err(e) = s.deployments.record(&name, &slot.configured(), &slot.path())
+    {
+        tracing::error!(plugin = name, error = %e, "the new version serves, but a restart will not run it: cannot record the deployment");
+    }
+    reloaded(slot.as_ref(), outcome)
 }
 
 async fn reload_plugin(
@@ -477,7 +498,7 @@ async fn edit_tenant(
     t: &str,
     change: impl FnOnce(Option<toml::Table>) -> Result<Option<toml::Table>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let Some(dir) = &s.tenants_dir else {
+    let Some(dir) = &s.dirs.tenants else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "this host keeps no tenants directory (`[host] tenants_dir`): change tenants in its config file",
@@ -583,7 +604,7 @@ async fn put_part(
     may_change(&who, &t, false)?;
     let bytes = read_body(body, s.max_upload_bytes).await?;
     if section == "files" {
-        return put_file(&s, &t, &name, &bytes);
+        return put_file(&s, &t, &name, bytes.to_vec()).await;
     }
     let section = part_section(&section)?;
     let text = std::str::from_utf8(&bytes)
@@ -712,55 +733,72 @@ fn part_section(section: &str) -> Result<&'static str, ApiError> {
     }
 }
 
-/// A tenant's own app must run a plugin from the tenant's own directory (`<tenants_dir>/<t>/`),
-/// so no tenant can run another's code under its name.
+/// A tenant's own app must run a plugin from the tenant's own directory (`<tenants_dir>/<t>/`,
+/// its uploads and deployed versions), so no tenant can run another's code under its name, nor
+/// read the operator's files: the path is resolved as the config resolves it, every `..` and
+/// symbolic link followed, and must land inside that directory.
 fn own_plugin(s: &AdminState, t: &str, app: &toml::Table) -> Result<(), ApiError> {
-    let dir = s.tenants_dir.as_ref().map(|d| d.join(t));
+    let own = s.dirs.own(Some(t));
     let plugin = app.get("plugin").and_then(toml::Value::as_str).unwrap_or_default();
-    let name = std::path::Path::new(plugin).file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let inside = dir.as_ref().is_some_and(|d| std::path::Path::new(plugin) == d.join(name));
-    if inside && !name.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    let refused = |why: String| {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
-                "a tenant's app runs a plugin from its own directory: `plugin` must be `{}/<file>.wasm` (upload it with PUT /tenants/{t}/files/<file>.wasm)",
-                dir.map(|d| d.display().to_string()).unwrap_or_default()
+                "a tenant's app runs a plugin from its own directory `{}` (upload it with PUT /tenants/{t}/files/<file>.wasm, and name the path it answers): {why}",
+                own.display()
             ),
-        ))
+        )
+    };
+    if plugin.is_empty() {
+        return Err(refused("`plugin` is missing".into()));
     }
+    crate::plugins::versions::inside(&own, &s.dirs.resolve(std::path::Path::new(plugin)))
+        .map(|_| ())
+        .map_err(|e| refused(e.to_string()))
 }
 
-fn put_file(s: &AdminState, t: &str, name: &str, bytes: &[u8]) -> Result<Response, ApiError> {
-    let Some(dir) = &s.tenants_dir else {
+/// Store an uploaded plugin file in tenant `t`'s directory, content-addressed
+/// (`<stem>.<sha256>.wasm`): an upload never changes a file that is already there, so no app
+/// loading one (the tenant's own, or anyone's) sees it change; an app is pointed at the new
+/// file by changing the app. The bytes must be a component of one of the plugin worlds.
+async fn put_file(s: &AdminState, t: &str, name: &str, bytes: Vec<u8>) -> Result<Response, ApiError> {
+    let Some(_) = &s.dirs.tenants else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "this host keeps no tenants directory (`[host] tenants_dir`)",
         ));
     };
-    let plain = name.strip_suffix(".wasm").is_some_and(|stem| {
+    let tenant: crate::names::TenantName = t
+        .parse()
+        .map_err(|e: crate::names::NameError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let stem = name.strip_suffix(".wasm").filter(|stem| {
         !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
-    if !plain {
+    let Some(stem) = stem else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("`{name}`: a plugin file is named `<letters, digits, - or _>.wasm`"),
         ));
-    }
-    let dir = dir.join(t);
-    let path = dir.join(name);
-    let io = |e: std::io::Error| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write `{}`: {e}", path.display()))
     };
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
+    let root = s.dirs.own(Some(tenant.as_str()));
+    let at = crate::plugins::versions::stored_path(&root, stem, &bytes);
+    let world = crate::plugins::world_of(&s.engine, &at, bytes.clone()).await.map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("rejected, nothing stored: {e}"))
+    })?;
+    let stem = stem.to_owned();
+    let stored = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&root)?;
+        crate::plugins::versions::store(&root, &root, &stem, &bytes).map_err(std::io::Error::other)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store task failed: {e}")))?;
+    let path = stored.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store `{}`: {e}", at.display()))
+    })?;
     Ok(ok_json(
         StatusCode::OK,
         "stored; name it as an app's `plugin`",
-        serde_json::json!({ "path": path.display().to_string() }),
+        serde_json::json!({ "path": path.display().to_string(), "world": world.to_string() }),
     ))
 }
 
@@ -855,7 +893,14 @@ mod tests {
             registry: Arc::new(Registry::new()),
             failures,
             publish: bus.clone(),
-            tenants_dir: None,
+            dirs: config.own_dirs(),
+            deployments: Arc::new(crate::plugins::versions::Deployments::open(None).expect("in memory")),
+            engine: crate::plugins::Engine::new(&crate::plugins::EngineSettings {
+                max_instances: 4,
+                max_stacks: 4,
+                ..Default::default()
+            })
+            .expect("engine"),
             edits: Arc::default(),
             status: Arc::new(HostStatus::default()),
             control,

@@ -14,7 +14,7 @@
 //! | 1 | [`config`] | the typed config, validated once at load |
 //! | 1 | [`tenants`] | who a token belongs to (operator or tenant) and what it sees; each tenant's rate buckets |
 //! | 1 | [`egress`] | outbound HTTP for plugins: the allow-list, addresses a plugin may not reach, one bounded call |
-//! | 1 | [`retry`] | waiting before trying again (`Backoff` over the config's `RetryPolicy`), for workers and transports alike |
+//! | 1 | [`retry`] | trying again: the one stoppable retry loop (jittered exponential waits from `RetryPolicy`, metrics, a warning per 10 s), for workers, transports and connections alike |
 //! | 2 | [`bus`] | trait `Bus` (plain queues: publish, consume, ack/nack); the `Publish` handle components are given; the embedded bus and the RabbitMQ bus (legacy Vumi's topology, confirms, host-owned reconnection); its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr, append to what exists); `Namespace`, the one place keys are partitioned; in-memory and Redis stores; conformance suite; trait `Sequencer` (per-user turns across hosts, on Redis) |
 //! | 3 | [`transports`] | trait `Transport`; native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `smpp` (SMPP 3.4, and `vumi fake-smsc`), `sink` |

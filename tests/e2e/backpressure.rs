@@ -105,7 +105,7 @@ mo_url = "{mo}"
 queue_capacity = 1
 concurrency = 1
 timeout_ms = 5000
-max_attempts = 1
+retry = {{ max_attempts = 1 }}
 "#
     ));
     let mut statuses = Vec::new();

@@ -10,6 +10,19 @@ use std::time::{Duration, Instant};
 /// How long any single expected event may take. Generous: CI has two shared cores.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Poll `probe` every 20 ms until it gives a value; after 30 s, fail with `what` and the last
+/// state it described. The one way these tests wait for something to become true.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(state) => assert!(Instant::now() < deadline, "waited for {what}: {state}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
 }

@@ -128,7 +128,7 @@ max_body_bytes = 2048
 [transports.sms]
 kind = "sms_http"
 outbound_url = "{}"
-max_attempts = 2
+retry = {{ initial_ms = 200, max_ms = 5000, max_attempts = 2 }}
 
 [channels.api]
 connector = "sms"
@@ -137,9 +137,7 @@ default_from = "5555"
 {channel_extra}
 
 [callbacks]
-initial_backoff_ms = 50
-max_backoff_ms = 200
-max_attempts = 4
+retry = {{ initial_ms = 50, max_ms = 200, max_attempts = 4 }}
 {rest}
 "#,
         aggregator.url("/sms")

@@ -3,26 +3,13 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Host, Recorder, http, plugin, post_json, stdout_lines, vumi};
+use crate::common::{Host, Recorder, eventually, http, plugin, post_json, stdout_lines, vumi};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Poll `probe` every 20 ms until it gives a value; after [`WAIT`], fail with `what` and the
-/// last state it described.
-pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match probe() {
-            Ok(v) => return v,
-            Err(state) => assert!(Instant::now() < deadline, "waited for {what}: {state}"),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A running `vumi fake-smsc`, killed on drop.
 pub struct FakeSmsc {

@@ -37,13 +37,10 @@ fn telnet_publishes_sessions_and_acks_or_nacks_each_outbound() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = TelnetConfig { bind: addr, to_addr: Some("*120#".into()), max_line_bytes: 4096 };
-        let ctx = TransportContext {
-            publish: bus.clone(),
-            connector: connector.clone(),
-            sent: std::sync::Arc::new(vumi_host::transports::Sent::new(&connector, 1000)),
-        };
-        let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         let stop = CancellationToken::new();
+        let sent = std::sync::Arc::new(vumi_host::transports::Sent::new(&connector, 1000));
+        let ctx = TransportContext::new(bus.clone(), connector.clone(), sent, stop.clone());
+        let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         let outbound = bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume");
         let server = tokio::spawn(transport.run(outbound, stop.clone()));
         let mut inbound = bus.consume(&RoutingKey::inbound(&connector), 10).await.expect("consume");
@@ -118,9 +115,9 @@ fn a_copy_of_a_message_already_sent_is_dropped_not_written_twice() {
         let addr = listener.local_addr().expect("addr");
         let config = TelnetConfig { bind: addr, to_addr: None, max_line_bytes: 4096 };
         let sent = Arc::new(vumi_host::transports::Sent::new(&connector, 1000));
-        let ctx = TransportContext { publish: bus.clone(), connector: connector.clone(), sent: sent.clone() };
-        let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         let stop = CancellationToken::new();
+        let ctx = TransportContext::new(bus.clone(), connector.clone(), sent.clone(), stop.clone());
+        let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
         // As the supervisor hands it over: copies of what was sent are taken out first.
         let outbound =
             sent.dedupe(bus.consume(&RoutingKey::outbound(&connector), 64).await.expect("consume"));

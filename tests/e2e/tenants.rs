@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::common::{Host, TempDir, http, plugin, vumi, workspace};
+use crate::common::{Host, TempDir, eventually, http, plugin, vumi, workspace};
 
 const ACME: &str = "acme-admin-token";
 const GLOBEX: &str = "globex-admin-token";
@@ -30,6 +30,17 @@ fn admin(host: &Host, method: &str, path: &str, token: &str, body: Option<Vec<u8
     let resp = req.send().expect("admin API");
     let status = resp.status().as_u16();
     (status, resp.json().unwrap_or(Value::Null))
+}
+
+/// An admin API call with a raw body (a tenant's TOML, a plugin file).
+fn raw(host: &Host, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, Value) {
+    let resp = http()
+        .request(method.parse().expect("method"), host.admin_url(path))
+        .bearer_auth(token)
+        .body(body.to_vec())
+        .send()
+        .expect("admin API");
+    (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
 }
 
 fn names(v: &Value, list: &str) -> Vec<String> {
@@ -438,15 +449,7 @@ admin_tokens = ["{ACME}"]
         tenants = tenants.display()
     );
     let host = Host::start(&config);
-    let call = |method: &str, path: &str, token: &str, body: &[u8]| {
-        let resp = http()
-            .request(method.parse().expect("method"), host.admin_url(path))
-            .bearer_auth(token)
-            .body(body.to_vec())
-            .send()
-            .expect("admin API");
-        (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
-    };
+    let call = |method: &str, path: &str, token: &str, body: &[u8]| raw(&host, method, path, token, body);
     // The operator adds tenant newco, granted new-telnet; its token is written hashed.
     let (status, v) = call(
         "PUT",
@@ -625,4 +628,214 @@ fn a_kv_flood_stops_at_the_tenants_key_quota_and_costs_no_one_else() {
     assert_eq!(globex.line(), "still here");
     acme.send("after the flood");
     assert_eq!(acme.line(), "ok: after the flood");
+}
+
+/// The plugin `name` as the operator sees it in the admin API.
+fn plugin_view(host: &Host, name: &str) -> Value {
+    let (status, v) = admin(host, "GET", &format!("/plugins/{name}"), OPERATOR, None);
+    assert_eq!(status, 200, "{v}");
+    v["result"].clone()
+}
+
+/// Replace `path` as an operator's build would: write beside it, rename over it.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension("wasm.new");
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// The hostile tenant of issue 27: on `config/tenants.toml` as shipped, acme's and globex's
+/// apps load one file. acme deploys other code over its own app with only its own token: its
+/// app changes, and nothing else does — not the shared file, not globex's app, not after a
+/// restart. The absence of a reload of globex is asserted behind a barrier: the operator then
+/// replaces the shared file, and globex must reload exactly once, to the operator's build.
+#[test]
+fn a_tenants_deploy_never_changes_the_code_another_tenant_runs() {
+    let dir = TempDir::new();
+    let shared = dir.path().join("shared").join("echo.wasm");
+    std::fs::create_dir_all(shared.parent().expect("parent")).expect("mkdir");
+    let echo = std::fs::read(plugin("echo")).expect("echo.wasm");
+    std::fs::write(&shared, &echo).expect("shared echo");
+    let config = example_config(&dir.path().join("failures.jsonl"))
+        .replace(&plugin("echo").display().to_string(), &shared.display().to_string())
+        .replace("[host]\n", &format!("[host]\ndata_dir = \"{}\"\n", dir.path().join("data").display()));
+    assert_eq!(config.matches(&*shared.display().to_string()).count(), 2, "{config}");
+    let host = Host::start(&config);
+
+    // The attack: acme, with its own token only, deploys other code (faulty) over `echo`.
+    let faulty = std::fs::read(plugin("faulty")).expect("faulty.wasm");
+    let resp = http()
+        .put(host.admin_url("/plugins/echo"))
+        .bearer_auth(ACME)
+        .body(faulty.clone())
+        .send()
+        .expect("deploy");
+    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().unwrap_or_default());
+    // acme's own app runs it, from a stored copy in acme's own directory...
+    assert_eq!(host.connect_to("acme-telnet").line(), "faulty: ready");
+    let acme = plugin_view(&host, "acme:echo");
+    let deployed = std::path::PathBuf::from(acme["path"].as_str().expect("path"));
+    assert!(deployed.starts_with(dir.path().join("data/tenants/acme/deployed")), "{acme}");
+    assert_eq!(std::fs::read(&deployed).expect("stored version"), faulty);
+    assert_eq!(acme["configured"].as_str(), Some(&*shared.display().to_string()), "{acme}");
+    // ...while the shared file, and globex, are untouched.
+    assert_eq!(std::fs::read(&shared).expect("shared"), echo, "the shared file was rewritten");
+    let mut g = host.connect_to("globex-telnet");
+    assert_eq!(g.line(), "echo: ready");
+    g.send("still globex's echo");
+    assert_eq!(g.line(), "still globex's echo");
+
+    // An invalid deploy is refused before anything is written anywhere.
+    let resp = http()
+        .put(host.admin_url("/plugins/echo"))
+        .bearer_auth(ACME)
+        .body(b"\0asm junk".to_vec())
+        .send()
+        .expect("deploy");
+    assert_eq!(resp.status().as_u16(), 422);
+    assert_eq!(std::fs::read(&shared).expect("shared"), echo);
+    let stored: Vec<_> = std::fs::read_dir(deployed.parent().expect("dir")).expect("ls").collect();
+    assert_eq!(stored.len(), 1, "only the one sound version is stored: {stored:?}");
+    assert_eq!(host.connect_to("acme-telnet").line(), "faulty: ready");
+
+    // The barrier: the operator's own build of the shared file reaches globex, which reloads
+    // exactly once (a reload caused by the attack would make it two), and not acme, which runs
+    // its deployed version.
+    let survey = std::fs::read(plugin("survey")).expect("survey.wasm");
+    replace_file(&shared, &survey);
+    let globex = eventually("globex to reload the operator's build", || {
+        let v = plugin_view(&host, "globex:echo");
+        if v["reloads"] == 1 { Ok(v) } else { Err(v.to_string()) }
+    });
+    assert!(globex["rejected"].is_null(), "globex's watcher never saw another version: {globex}");
+    assert_eq!(plugin_view(&host, "acme:echo")["reloads"], 1, "acme's one swap is its deploy");
+    assert_eq!(host.connect_to("acme-telnet").line(), "faulty: ready");
+    drop(g);
+    drop(host);
+
+    // A restart keeps acme's deploy, and globex on the shared file.
+    let host = Host::start(&config);
+    assert_eq!(host.connect_to("acme-telnet").line(), "faulty: ready");
+    assert_eq!(plugin_view(&host, "acme:echo")["path"].as_str(), Some(&*deployed.display().to_string()));
+    assert_eq!(plugin_view(&host, "globex:echo")["path"].as_str(), Some(&*shared.display().to_string()));
+}
+
+/// With a tenants directory, a tenant writes only into its own directory, and points its apps
+/// only at files there: uploads are stored by content (never over a file, so nobody's watcher
+/// sees one change), and path tricks in names and links are refused.
+#[test]
+fn a_tenant_writes_and_points_only_inside_its_own_directory() {
+    let dir = TempDir::new();
+    let tenants = dir.path().join("tenants");
+    let newco_dir = tenants.join("newco");
+    std::fs::create_dir_all(&newco_dir).expect("mkdir");
+    // A file of the operator's in newco's directory, which globex's app (the operator's
+    // choice) also runs: newco's uploads must not change it.
+    let watched = newco_dir.join("echo.wasm");
+    let echo = std::fs::read(plugin("echo")).expect("echo.wasm");
+    std::fs::write(&watched, &echo).expect("echo");
+    // The operator's build elsewhere, and a link to it planted in newco's directory.
+    let elsewhere = dir.path().join("operator");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::write(elsewhere.join("echo.wasm"), &echo).expect("echo");
+    std::os::unix::fs::symlink(elsewhere.join("echo.wasm"), newco_dir.join("link.wasm")).expect("link");
+    let config = format!(
+        r#"
+[host]
+tenants_dir = "{tenants}"
+data_dir = "{data}"
+[admin]
+bind = "127.0.0.1:0"
+token = "{OPERATOR}"
+[transports.new-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[transports.globex-telnet]
+kind = "telnet"
+bind = "127.0.0.1:0"
+[tenants.globex]
+transports = ["globex-telnet"]
+[tenants.globex.apps.echo]
+plugin = "{watched}"
+connector = "globex-telnet"
+"#,
+        tenants = tenants.display(),
+        data = dir.path().join("data").display(),
+        watched = watched.display(),
+    );
+    let host = Host::start(&config);
+    let call = |method: &str, path: &str, token: &str, body: &[u8]| raw(&host, method, path, token, body);
+    const NEWCO: &str = "newco-admin-token";
+    let (status, v) = call(
+        "PUT",
+        "/tenants/newco",
+        OPERATOR,
+        b"transports = [\"new-telnet\"]\nadmin_tokens = [\"newco-admin-token\"]\n",
+    );
+    assert_eq!(status, 200, "{v}");
+
+    // An upload named like the watched file is stored beside it, by content.
+    let faulty = std::fs::read(plugin("faulty")).expect("faulty.wasm");
+    let (status, v) = call("PUT", "/tenants/newco/files/echo.wasm", NEWCO, &faulty);
+    assert_eq!(status, 200, "{v}");
+    let stored = std::path::PathBuf::from(v["result"]["path"].as_str().expect("path"));
+    assert_eq!(stored.parent(), Some(&*newco_dir));
+    assert_ne!(stored, watched);
+    assert_eq!(std::fs::read(&stored).expect("stored"), faulty);
+    assert_eq!(std::fs::read(&watched).expect("watched"), echo, "the watched file was written");
+    // Junk is refused before anything is stored.
+    let before = std::fs::read_dir(&newco_dir).expect("ls").count();
+    let (status, v) = call("PUT", "/tenants/newco/files/junk.wasm", NEWCO, b"\0asm junk");
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(std::fs::read_dir(&newco_dir).expect("ls").count(), before, "nothing stored");
+
+    // Names that try to leave the directory.
+    for name in ["..%2F..%2Foperator%2Fecho.wasm", "..%2Fecho.wasm", "%2Ftmp%2Fx.wasm", ".wasm", "a.b.wasm"] {
+        let (status, v) = call("PUT", &format!("/tenants/newco/files/{name}"), NEWCO, &faulty);
+        assert!(status == 400 || status == 404, "{name}: {status} {v}");
+    }
+    let (status, v) = call("PUT", "/tenants/newco%2F..%2Fglobex/files/x.wasm", OPERATOR, &faulty);
+    assert!(status == 400 || status == 404, "{status} {v}");
+    assert_eq!(std::fs::read(elsewhere.join("echo.wasm")).expect("operator's"), echo);
+
+    // Apps pointed outside: absolute, `..`, a planted link, another tenant's path.
+    let app =
+        |plugin: &std::path::Path| format!("plugin = \"{}\"\nconnector = \"new-telnet\"\n", plugin.display());
+    for outside in [
+        elsewhere.join("echo.wasm"),
+        newco_dir.join("../newco/echo.wasm"),
+        newco_dir.join("link.wasm"),
+        tenants.join("globex").join("echo.wasm"),
+        std::path::PathBuf::from("../../operator/echo.wasm"),
+    ] {
+        let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, app(&outside).as_bytes());
+        assert_eq!(status, 403, "{}: {v}", outside.display());
+        assert!(v["description"].as_str().unwrap_or_default().contains("its own directory"), "{v}");
+    }
+    let (status, v) = call("PUT", "/tenants/newco/apps/echo", NEWCO, app(&stored).as_bytes());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(host.connect_to("new-telnet").line(), "faulty: ready");
+
+    // A deploy through a planted directory link is refused, and writes nothing there.
+    std::os::unix::fs::symlink(&elsewhere, newco_dir.join("deployed")).expect("dir link");
+    let resp = http()
+        .put(host.admin_url("/plugins/echo"))
+        .bearer_auth(NEWCO)
+        .body(echo.clone())
+        .send()
+        .expect("deploy");
+    assert_eq!(resp.status().as_u16(), 422);
+    let why = resp.json::<Value>().expect("json")["description"].as_str().unwrap_or_default().to_owned();
+    assert!(why.contains("leads outside"), "{why}");
+    assert_eq!(std::fs::read_dir(&elsewhere).expect("ls").count(), 1, "nothing written through the link");
+    assert_eq!(host.connect_to("new-telnet").line(), "faulty: ready");
+
+    // Barrier: the operator replaces the watched file; globex reloads once, to it. Had an
+    // upload written the file, that would be a second reload, or newco's code.
+    replace_file(&watched, &std::fs::read(plugin("survey")).expect("survey"));
+    let globex = eventually("globex to reload the operator's file", || {
+        let v = plugin_view(&host, "globex:echo");
+        if v["reloads"] == 1 { Ok(v) } else { Err(v.to_string()) }
+    });
+    assert!(globex["rejected"].is_null(), "{globex}");
 }

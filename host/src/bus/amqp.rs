@@ -191,14 +191,10 @@ fn lapin_refused(e: &lapin::Error) -> bool {
         if matches!(a.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED | AMQPSoftError::NOTFOUND)))
 }
 
-/// A jittered wait: between half and all of `d`, so hosts restarted together do not reconnect
-/// in step.
-fn jitter(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    let frac = (h.finish() % 1000) as f64 / 1000.0;
-    d.mul_f64(0.5 + frac / 2.0)
+/// Waits between attempts to reach the broker: doubling, jittered (so hosts restarted together
+/// do not reconnect in step), from `reconnect_initial` to `reconnect_max`.
+fn reconnect_schedule(opts: &AmqpOptions) -> crate::retry::Retry {
+    crate::retry::Retry::forever(opts.reconnect_initial, opts.reconnect_max, "bus")
 }
 
 /// One live connection.
@@ -252,7 +248,8 @@ impl Link {
     /// `on_up` runs after each connection that follows a failure.
     async fn supervise(self: Arc<Self>, first: Connection, on_up: Arc<dyn Fn(Duration) + Send + Sync>) {
         let mut next = Some(first);
-        let mut delay = self.opts.reconnect_initial;
+        let schedule = reconnect_schedule(&self.opts);
+        let mut delays = schedule.delays();
         let mut generation = 0u64;
         let warned = Throttle::new(Duration::from_secs(10));
         loop {
@@ -276,7 +273,7 @@ impl Link {
                         on_up(after);
                     }
                     self.current.send_replace(Some(conn.clone()));
-                    delay = self.opts.reconnect_initial;
+                    delays = schedule.delays();
                     // Errors arrive as events; the status poll is a backstop for a failure
                     // that sends none.
                     let mut poll = tokio::time::interval(Duration::from_millis(500));
@@ -331,10 +328,9 @@ impl Link {
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(jitter(delay)) => {}
+                () = tokio::time::sleep(delays.next().unwrap_or(self.opts.reconnect_max)) => {}
                 () = self.closed.cancelled() => return,
             }
-            delay = (delay * 2).min(self.opts.reconnect_max);
         }
     }
 
@@ -624,7 +620,9 @@ impl Inner {
         let queue = target.queue;
         let _permit = self.window.acquire().await.map_err(|_| BusError::Closed)?;
         let deadline = tokio::time::Instant::now() + self.opts.publish_wait;
-        let mut wait = Duration::from_millis(50);
+        // Fresh channels, tried again quickly (the broker is up; a channel failed).
+        let mut waits =
+            crate::retry::Retry::forever(Duration::from_millis(50), Duration::from_secs(1), "bus").delays();
         loop {
             let p = self.channel(deadline).await?;
             // At least a few seconds for the confirm, even late in the wait: the broker batches
@@ -648,11 +646,11 @@ impl Inner {
                 Err(Outcome::NotSent(e)) => {
                     // Nothing reached the broker: safe to try again on a fresh channel.
                     self.drop_channel(&p, &mut *self.publisher.lock().await);
+                    let wait = waits.next().unwrap_or(Duration::from_secs(1));
                     if tokio::time::Instant::now() + wait >= deadline {
                         return Err(e);
                     }
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
                 }
             }
         }
@@ -847,7 +845,8 @@ struct AmqpConsumer {
     opening: Option<tokio::task::JoinHandle<Result<Active, BusError>>>,
     /// No new open before this (the backoff after a failed one).
     retry_at: Option<tokio::time::Instant>,
-    wait: Duration,
+    /// The waits between failed opens, started afresh by a successful one.
+    waits: crate::retry::Delays,
 }
 
 /// Open a consuming channel on `conn`: qos, declare, consume.
@@ -922,7 +921,7 @@ fn abandon(a: Active, queue: String) {
 
 impl AmqpConsumer {
     fn new(inner: Arc<Inner>, key: &RoutingKey, prefetch: u16) -> Self {
-        let wait = inner.opts.reconnect_initial;
+        let waits = reconnect_schedule(&inner.opts).delays();
         let prefetch = prefetch.clamp(1, inner.opts.max_prefetch.max(1));
         Self {
             inner,
@@ -932,7 +931,7 @@ impl AmqpConsumer {
             active: None,
             opening: None,
             retry_at: None,
-            wait,
+            waits,
         }
     }
 
@@ -1023,15 +1022,15 @@ impl Consumer for AmqpConsumer {
                 self.opening = None;
                 match opened {
                     Ok(Ok(a)) => {
-                        self.wait = self.inner.opts.reconnect_initial;
+                        self.waits = reconnect_schedule(&self.inner.opts).delays();
                         self.retry_at = None;
                         self.active = Some(a);
                     }
                     Ok(Err(BusError::Closed)) => return None,
                     Ok(Err(e)) => {
                         tracing::warn!(queue = self.queue, error = %e, "cannot consume yet; trying again");
-                        self.retry_at = Some(tokio::time::Instant::now() + jitter(self.wait));
-                        self.wait = (self.wait * 2).min(self.inner.opts.reconnect_max);
+                        let wait = self.waits.next().unwrap_or(self.inner.opts.reconnect_max);
+                        self.retry_at = Some(tokio::time::Instant::now() + wait);
                         continue;
                     }
                     Err(_) => continue,

@@ -124,6 +124,12 @@ pub enum BusError {
     },
 }
 
+impl crate::retry::Transient for BusError {
+    fn retry_as(&self) -> Option<&'static str> {
+        self.is_retryable().then_some("unavailable")
+    }
+}
+
 impl BusError {
     /// Whether the same call may succeed later.
     pub fn is_retryable(&self) -> bool {

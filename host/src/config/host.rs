@@ -43,6 +43,13 @@ pub struct HostConfig {
     /// changes. Paths inside are relative to the config file, as everywhere else.
     #[serde(default)]
     pub tenants_dir: Option<PathBuf>,
+    /// Where the host keeps what must outlive a restart (relative to the config file):
+    /// deployed plugin versions, each in its owner's directory (`operator/deployed/`,
+    /// `tenants/<tenant>/deployed/` unless the tenant has a directory in `tenants_dir`), and
+    /// `deployments.json`, which says which component runs which. Default: `data` beside the
+    /// config file.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
     /// The hosts the operator's own plugins may call through the `http` import (a tenant's
     /// plugins have their tenant's `http_allow`). Empty: none. Calls are bounded as a tenant's
     /// are, by the default tenant limits.
@@ -93,6 +100,7 @@ impl Default for HostConfig {
             drain_timeout_ms: default_drain_timeout_ms(),
             roles: Vec::new(),
             tenants_dir: None,
+            data_dir: None,
             http_allow: Vec::new(),
         }
     }

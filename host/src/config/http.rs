@@ -71,15 +71,11 @@ pub struct CallbacksConfig {
     /// takes no more messages meanwhile (so its transport refuses new ones with `503`).
     #[serde(default = "default_cb_queue")]
     pub queue_capacity: usize,
-    /// Tries per callback.
-    #[serde(default = "default_cb_attempts")]
-    pub max_attempts: u32,
-    /// Wait before the first retry; doubled each time, up to `max_backoff_ms`.
-    #[serde(default = "default_cb_backoff")]
-    pub initial_backoff_ms: u64,
-    /// Longest wait between tries.
-    #[serde(default = "default_cb_max_backoff")]
-    pub max_backoff_ms: u64,
+    /// How a callback is retried: `initial_ms`, `max_ms`, `max_attempts` as in `[host.retry]`
+    /// (its delay tiers do not apply: after the last try a callback goes to the failure
+    /// path). Absent: `[host.retry]`.
+    #[serde(default)]
+    pub retry: Option<super::RetryPolicy>,
     /// How long one callback request may take.
     #[serde(default = "super::transports::default_request_timeout_ms")]
     pub timeout_ms: u64,
@@ -92,9 +88,7 @@ impl Default for CallbacksConfig {
     fn default() -> Self {
         Self {
             queue_capacity: default_cb_queue(),
-            max_attempts: default_cb_attempts(),
-            initial_backoff_ms: default_cb_backoff(),
-            max_backoff_ms: default_cb_max_backoff(),
+            retry: None,
             timeout_ms: super::transports::default_request_timeout_ms(),
             concurrency: default_cb_concurrency(),
         }
@@ -103,15 +97,6 @@ impl Default for CallbacksConfig {
 
 fn default_cb_queue() -> usize {
     10_000
-}
-fn default_cb_attempts() -> u32 {
-    5
-}
-fn default_cb_backoff() -> u64 {
-    500
-}
-fn default_cb_max_backoff() -> u64 {
-    30_000
 }
 fn default_cb_concurrency() -> u16 {
     16

@@ -59,6 +59,41 @@ pub enum ConfigError {
     },
 }
 
+/// Where each owner's files live: the only places a deploy or an upload writes, and the only
+/// place a tenant's own change may point an app at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnDirs {
+    /// The config file's directory (relative paths are resolved against it).
+    pub base: PathBuf,
+    /// `[host] data_dir`, resolved.
+    pub data: PathBuf,
+    /// `[host] tenants_dir`, resolved.
+    pub tenants: Option<PathBuf>,
+}
+
+impl OwnDirs {
+    /// The directory of `tenant` (`None`: the operator): `<tenants_dir>/<tenant>` if the
+    /// config keeps a tenants directory, else `<data_dir>/tenants/<tenant>`; the operator's is
+    /// `<data_dir>/operator`.
+    pub fn own(&self, tenant: Option<&str>) -> PathBuf {
+        match (tenant, &self.tenants) {
+            (Some(t), Some(dir)) => dir.join(t),
+            (Some(t), None) => self.data.join("tenants").join(t),
+            (None, _) => self.data.join("operator"),
+        }
+    }
+
+    /// Where an owner's deployed versions are stored.
+    pub fn deployed(&self, tenant: Option<&str>) -> PathBuf {
+        self.own(tenant).join("deployed")
+    }
+
+    /// `p` as the config resolves a path written in it.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_owned() } else { self.base.join(p) }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +167,16 @@ impl Config {
             other => other,
         })?;
         Ok(config)
+    }
+
+    /// The data directory (`[host] data_dir`), resolved.
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(self.host.data_dir.as_deref().unwrap_or(Path::new("data")))
+    }
+
+    /// Each owner's own directory, as this config places them.
+    pub fn own_dirs(&self) -> OwnDirs {
+        OwnDirs { base: self.base_dir.clone(), data: self.data_dir(), tenants: self.tenants_dir() }
     }
 
     /// Where compiled components are cached, if anywhere.

@@ -109,7 +109,7 @@ fn http_channels_load_and_their_mistakes_are_named() {
     let c = load(HTTP).expect("valid");
     assert!(c.serves_http());
     assert_eq!(c.http.bind.port(), 8080);
-    assert_eq!(c.callbacks.max_attempts, 5);
+    assert_eq!(c.callbacks.retry, None, "callbacks take [host.retry] unless they say otherwise");
     let err = load(&HTTP.replace("http://127.0.0.1:9200/mo", "ftp://x/mo")).expect_err("scheme").to_string();
     assert!(err.contains("`channels.api.mo_url`: must be an http:// or https:// URL"), "{err}");
     let err = load(&HTTP.replace("http://127.0.0.1:9099/sms", "not a url")).expect_err("url").to_string();
@@ -131,8 +131,13 @@ fn http_channels_load_and_their_mistakes_are_named() {
     let app_named_like_channel = both.replace("[apps.echo]", "[apps.api]").replace("mo_url", "event_url");
     let err = load(&app_named_like_channel).expect_err("same name").to_string();
     assert!(err.contains("names both an app and a channel"), "{err}");
-    let err = load(&format!("{HTTP}\n[callbacks]\nmax_attempts = 0\n")).expect_err("attempts").to_string();
-    assert!(err.contains("`callbacks.max_attempts`: must be between 1 and 100, got 0"), "{err}");
+    let err = load(&format!("{HTTP}\n[callbacks]\nretry = {{ max_attempts = 0 }}\n"))
+        .expect_err("attempts")
+        .to_string();
+    assert!(err.contains("`callbacks.retry.max_attempts`: must be between 1 and 1000, got 0"), "{err}");
+    let slow = HTTP.replace("outbound_url = ", "retry = { initial_ms = 500, max_ms = 100 }\noutbound_url = ");
+    let err = load(&slow).expect_err("max below initial").to_string();
+    assert!(err.contains("`transports.sms.retry.max_ms`: must be between 500 and 3600000, got 100"), "{err}");
 }
 
 const CHAINS: &str = r#"

@@ -59,9 +59,11 @@ pub struct SmsHttpConfig {
     /// How long one outbound request may take.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// Tries per outbound message when the aggregator is unreachable or answers `5xx`/`429`.
-    #[serde(default = "default_sms_attempts")]
-    pub max_attempts: u32,
+    /// How an outbound message is retried when the aggregator is unreachable or answers
+    /// `5xx`/`429`: `initial_ms`, `max_ms`, `max_attempts` as in `[host.retry]` (its delay
+    /// tiers do not apply: after the last try the message is nacked). Absent: `[host.retry]`.
+    #[serde(default)]
+    pub retry: Option<super::RetryPolicy>,
     /// Outbound requests in flight at once.
     #[serde(default = "default_sms_concurrency")]
     pub concurrency: u16,
@@ -84,9 +86,6 @@ pub enum BodyFormat {
 
 pub(super) fn default_request_timeout_ms() -> u64 {
     5_000
-}
-fn default_sms_attempts() -> u32 {
-    3
 }
 fn default_sms_concurrency() -> u16 {
     32

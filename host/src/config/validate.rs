@@ -19,6 +19,16 @@ pub(super) fn out_of_range<'a>(ranges: &[Range<'a>]) -> Option<(&'a str, String)
         .map(|(k, v, lo, hi)| (*k, format!("must be between {lo} and {hi}, got {v}")))
 }
 
+/// A retry policy's waits and attempts in range, or the key (under `prefix`) at fault and why.
+pub(super) fn check_retry(prefix: &str, r: &super::RetryPolicy) -> Option<(String, String)> {
+    let ranges: [Range; 3] = [
+        ("initial_ms", r.initial_ms, 1, 3_600_000),
+        ("max_ms", r.max_ms, r.initial_ms, 3_600_000),
+        ("max_attempts", u64::from(r.max_attempts), 1, 1000),
+    ];
+    out_of_range(&ranges).map(|(k, problem)| (format!("{prefix}.{k}"), problem))
+}
+
 /// A plugin's CPU deadline and memory cap in range, or the key at fault and why.
 fn check_limits(deadline_ms: u64, memory_limit_mb: u32) -> Result<(), (&'static str, String)> {
     match out_of_range(&[
@@ -208,16 +218,16 @@ impl Config {
             }
         }
         let cb = &self.callbacks;
-        let ranges: [Range; 6] = [
+        let ranges: [Range; 3] = [
             ("queue_capacity", cb.queue_capacity as u64, 1, 10_000_000),
-            ("max_attempts", u64::from(cb.max_attempts), 1, 100),
-            ("initial_backoff_ms", cb.initial_backoff_ms, 1, 3_600_000),
-            ("max_backoff_ms", cb.max_backoff_ms, cb.initial_backoff_ms, 3_600_000),
             ("timeout_ms", cb.timeout_ms, 1, 120_000),
             ("concurrency", u64::from(cb.concurrency), 1, 4096),
         ];
         if let Some((k, problem)) = out_of_range(&ranges) {
             return Err(invalid(format!("callbacks.{k}"), problem));
+        }
+        if let Some((k, problem)) = cb.retry.as_ref().and_then(|r| check_retry("callbacks.retry", r)) {
+            return Err(invalid(k, problem));
         }
         if self.host.event_origin_ttl_secs == 0 {
             return Err(invalid("host.event_origin_ttl_secs".into(), "must be at least 1".into()));
@@ -248,13 +258,8 @@ impl Config {
             return Err(invalid(k.into(), problem));
         }
         let retry = &self.host.retry;
-        let retries: [Range; 3] = [
-            ("host.retry.initial_ms", retry.initial_ms, 1, 3_600_000),
-            ("host.retry.max_ms", retry.max_ms, retry.initial_ms, 3_600_000),
-            ("host.retry.max_attempts", u64::from(retry.max_attempts), 1, 1000),
-        ];
-        if let Some((k, problem)) = out_of_range(&retries) {
-            return Err(invalid(k.into(), problem));
+        if let Some((k, problem)) = check_retry("host.retry", retry) {
+            return Err(invalid(k, problem));
         }
         if retry.tiers_ms.len() > 16 {
             return Err(invalid(
@@ -353,13 +358,16 @@ impl Config {
                 TransportConfig::SmsHttp(sc) => {
                     check_url(&sc.outbound_url)
                         .map_err(|p| invalid(format!("transports.{name}.outbound_url"), p))?;
-                    let ranges: [Range; 3] = [
+                    let ranges: [Range; 2] = [
                         ("request_timeout_ms", sc.request_timeout_ms, 1, 120_000),
-                        ("max_attempts", u64::from(sc.max_attempts), 1, 100),
                         ("concurrency", u64::from(sc.concurrency), 1, 4096),
                     ];
                     if let Some((k, problem)) = out_of_range(&ranges) {
                         return Err(invalid(format!("transports.{name}.{k}"), problem));
+                    }
+                    let prefix = format!("transports.{name}.retry");
+                    if let Some((k, problem)) = sc.retry.as_ref().and_then(|r| check_retry(&prefix, r)) {
+                        return Err(invalid(k, problem));
                     }
                 }
                 TransportConfig::Sink(_) => {}

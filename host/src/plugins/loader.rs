@@ -45,7 +45,7 @@ pub enum LoadError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A deployed version could not be written over the plugin's file.
+    /// A deployed version could not be stored.
     #[error("cannot write plugin `{path}`: {source}")]
     Write {
         /// The plugin file.
@@ -148,6 +148,29 @@ pub(crate) async fn load_bytes<F: Face>(
     })
     .await
     .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
+}
+
+/// Which world `bytes` are a component of, compiled as a load would compile them (and so
+/// cached for it): an upload is checked before it is stored, though what it will run as is
+/// decided only when an app names it.
+pub async fn world_of(engine: &Engine, path: &Path, bytes: Vec<u8>) -> Result<World, LoadError> {
+    use super::{AppWorld, MiddlewareWorld, RouterWorld};
+    let first = match load_bytes::<AppWorld>(engine, path, bytes.clone()).await {
+        Ok(_) => return Ok(World::Application),
+        Err(LoadError::WrongWorld { reason, .. }) => reason,
+        Err(e) => return Err(e),
+    };
+    if load_bytes::<RouterWorld>(engine, path, bytes.clone()).await.is_ok() {
+        return Ok(World::Router);
+    }
+    if load_bytes::<MiddlewareWorld>(engine, path, bytes).await.is_ok() {
+        return Ok(World::Middleware);
+    }
+    Err(LoadError::WrongWorld {
+        path: path.to_owned(),
+        world: World::Application,
+        reason: format!("{first} (nor is it a router or middleware component)"),
+    })
 }
 
 fn one_line(s: &str) -> String {

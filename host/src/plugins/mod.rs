@@ -15,6 +15,9 @@
 //! - `app.rs`, `router.rs`, `middleware.rs`: the three typed faces, one per world, each owning
 //!   its world's bindings and calls;
 //! - `registry.rs`: plugins by name, each in a slot whose version swaps atomically;
+//! - `versions.rs`: deployed and uploaded versions, stored content-addressed in their owner's
+//!   directory (a deploy never writes a file anything else loads), and the record that keeps a
+//!   deploy across a restart;
 //! - `watcher.rs`: reloads a slot when its file changes.
 
 mod app;
@@ -27,12 +30,13 @@ mod middleware;
 mod plugin;
 mod registry;
 mod router;
+pub mod versions;
 mod watcher;
 
 pub use app::{AppPlugin, AppWorld};
 pub use cache::CacheOutcome;
 pub use engine::{Engine, EngineSettings};
-pub use loader::{LoadError, World};
+pub use loader::{LoadError, World, world_of};
 pub use middleware::{Direction, MiddlewarePlugin, MiddlewareWorld, Verdict};
 pub use plugin::{Face, HandlerFailure, InstancePolicy, Limits, Plugin, PluginStats, Settings, Version};
 pub use registry::{

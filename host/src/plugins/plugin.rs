@@ -307,17 +307,19 @@ impl<F: Face> Plugin<F> {
 
     /// A new version of this plugin from `bytes` (or, with `None`, from its file as it is now):
     /// same name, world, settings and counters. The running version is untouched; the caller
-    /// swaps the result in. Fails as [`Plugin::load`] does.
-    pub async fn new_version(&self, bytes: Option<Vec<u8>>) -> Result<Self, LoadError> {
+    /// swaps the result in. Fails as [`Plugin::load`] does. With `at`, the new version runs
+    /// from that file (a deployed version, stored once it has proved sound).
+    pub async fn new_version(&self, bytes: Option<Vec<u8>>, at: Option<&Path>) -> Result<Self, LoadError> {
         let started = Instant::now();
+        let path = at.unwrap_or(&self.path).to_owned();
         let compiled = match bytes {
-            Some(b) => loader::load_bytes::<F>(&self.engine, &self.path, b).await?,
-            None => loader::load::<F>(&self.engine, &self.path).await?,
+            Some(b) => loader::load_bytes::<F>(&self.engine, &path, b).await?,
+            None => loader::load::<F>(&self.engine, &path).await?,
         };
         let parts = Parts {
             name: self.name.clone(),
             engine: self.engine.clone(),
-            path: self.path.clone(),
+            path,
             ctx: self.ctx.clone(),
             policy: self.policy.clone(),
             limits: self.limits.clone(),

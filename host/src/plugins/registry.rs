@@ -56,6 +56,8 @@ struct History {
 /// attempt to replace it.
 pub struct PluginSlot<F: Face> {
     name: String,
+    /// The file the config names (a deploy repoints the slot to a stored version instead).
+    configured: PathBuf,
     current: ArcSwap<Plugin<F>>,
     /// One reload at a time: two concurrent ones could swap in the older of two files last.
     reloading: tokio::sync::Mutex<()>,
@@ -69,10 +71,18 @@ impl<F: Face> std::fmt::Debug for PluginSlot<F> {
 }
 
 impl<F: Face> PluginSlot<F> {
-    /// A slot serving `plugin`.
+    /// A slot serving `plugin`, loaded from the file the config names.
     pub fn new(plugin: Plugin<F>) -> Self {
+        let configured = plugin.path().to_owned();
+        Self::configured_as(plugin, configured)
+    }
+
+    /// A slot serving `plugin`, whose config names `configured` (`plugin` may run a deployed
+    /// version instead).
+    pub fn configured_as(plugin: Plugin<F>, configured: PathBuf) -> Self {
         Self {
             name: plugin.name().to_owned(),
+            configured,
             current: ArcSwap::from_pointee(plugin),
             reloading: tokio::sync::Mutex::new(()),
             history: Mutex::default(),
@@ -101,33 +111,53 @@ impl<F: Face> PluginSlot<F> {
             Err(source) => return Err(self.rejected(LoadError::Read { path, source })),
         };
         self.history().file_missing = false;
-        Ok(match self.candidate(bytes).await? {
+        Ok(match self.candidate(bytes, None).await? {
             Some(next) => self.swap(next),
             None => self.unchanged(),
         })
     }
 
-    /// Validate `bytes` as a new version and, if sound, write them to the plugin's file (so a
-    /// restart runs the same version) and swap them in. Invalid bytes change nothing, on disk or
+    /// Validate `bytes` as a new version and, if sound, store them content-addressed in `dir`
+    /// (inside the owner's directory `root`) and swap them in: the slot then runs the stored
+    /// file. Nothing else is written, so no other component loading the file this one ran
+    /// before sees a change (see [`super::versions`]). Invalid bytes change nothing, on disk or
     /// in memory.
-    pub async fn deploy(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError> {
+    pub async fn deploy(&self, bytes: Vec<u8>, root: &Path, dir: &Path) -> Result<ReloadOutcome, LoadError> {
         let _one = self.reloading.lock().await;
-        let Some(next) = self.candidate(bytes.clone()).await? else { return Ok(self.unchanged()) };
-        if let Err(source) = write_atomically(next.path(), &bytes).await {
-            return Err(self.rejected(LoadError::Write { path: next.path().to_owned(), source }));
+        let stem = crate::names::local(&self.name).to_owned();
+        let at = super::versions::stored_path(dir, &stem, &bytes);
+        let Some(next) = self.candidate(bytes.clone(), Some(&at)).await? else {
+            return Ok(self.unchanged());
+        };
+        let (root, dir) = (root.to_owned(), dir.to_owned());
+        let stored =
+            tokio::task::spawn_blocking(move || super::versions::store(&root, &dir, &stem, &bytes)).await;
+        match stored {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let source = std::io::Error::other(e.to_string());
+                return Err(self.rejected(LoadError::Write { path: at, source }));
+            }
+            Err(e) => return Err(self.rejected(LoadError::Engine(format!("store task failed: {e}")))),
         }
         self.history().file_missing = false;
         Ok(self.swap(next))
     }
 
-    /// A new version from `bytes`, loaded and started beside the running one; `None` if `bytes`
-    /// are the running version. A rejection is recorded before it is returned.
-    async fn candidate(&self, bytes: Vec<u8>) -> Result<Option<Plugin<F>>, LoadError> {
+    /// The file the config names for this plugin.
+    pub fn configured(&self) -> &Path {
+        &self.configured
+    }
+
+    /// A new version from `bytes`, loaded and started beside the running one (from `at`, or
+    /// the running version's file); `None` if `bytes` are the running version. A rejection is
+    /// recorded before it is returned.
+    async fn candidate(&self, bytes: Vec<u8>, at: Option<&Path>) -> Result<Option<Plugin<F>>, LoadError> {
         let current = self.current();
         if content_hash(&bytes) == current.version().hash {
             return Ok(None);
         }
-        current.new_version(Some(bytes)).await.map(Some).map_err(|e| self.rejected(e))
+        current.new_version(Some(bytes), at).await.map(Some).map_err(|e| self.rejected(e))
     }
 
     fn swap(&self, next: Plugin<F>) -> ReloadOutcome {
@@ -195,14 +225,6 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
-/// Write beside the target, then rename over it: the watcher and a restarting host see the old
-/// file or the new one, never half of one.
-async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("wasm.deploy{}", std::process::id()));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, path).await
-}
-
 /// What an operator sees of a slot, whatever its world.
 #[derive(Debug, Clone)]
 pub struct SlotInfo {
@@ -212,6 +234,8 @@ pub struct SlotInfo {
     pub world: World,
     /// The file it was loaded from.
     pub path: PathBuf,
+    /// The file the config names (`path` differs after a deploy).
+    pub configured: PathBuf,
     /// The version serving now.
     pub version: Version,
     /// Calls that returned `ok`, across versions.
@@ -234,7 +258,9 @@ pub trait AnySlot: Send + Sync + std::fmt::Debug {
     /// See [`PluginSlot::reload`].
     async fn reload(&self) -> Result<ReloadOutcome, LoadError>;
     /// See [`PluginSlot::deploy`].
-    async fn deploy(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError>;
+    async fn deploy(&self, bytes: Vec<u8>, root: &Path, dir: &Path) -> Result<ReloadOutcome, LoadError>;
+    /// See [`PluginSlot::configured`].
+    fn configured(&self) -> PathBuf;
     /// See [`PluginSlot::file_removed`].
     fn file_removed(&self);
     /// The file the serving version was loaded from.
@@ -248,8 +274,11 @@ impl<F: Face> AnySlot for PluginSlot<F> {
     async fn reload(&self) -> Result<ReloadOutcome, LoadError> {
         PluginSlot::reload(self).await
     }
-    async fn deploy(&self, bytes: Vec<u8>) -> Result<ReloadOutcome, LoadError> {
-        PluginSlot::deploy(self, bytes).await
+    async fn deploy(&self, bytes: Vec<u8>, root: &Path, dir: &Path) -> Result<ReloadOutcome, LoadError> {
+        PluginSlot::deploy(self, bytes, root, dir).await
+    }
+    fn configured(&self) -> PathBuf {
+        self.configured.clone()
     }
     fn file_removed(&self) {
         PluginSlot::file_removed(self);
@@ -264,6 +293,7 @@ impl<F: Face> AnySlot for PluginSlot<F> {
             name: self.name.clone(),
             world: p.world(),
             path: p.path().to_owned(),
+            configured: self.configured.clone(),
             version: p.version().clone(),
             handled: p.stats().handled.load(Relaxed),
             failed: p.stats().failed.load(Relaxed),

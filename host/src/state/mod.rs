@@ -37,6 +37,12 @@ pub enum StateError {
     Limit(String),
 }
 
+impl crate::retry::Transient for StateError {
+    fn retry_as(&self) -> Option<&'static str> {
+        self.is_retryable().then_some("unavailable")
+    }
+}
+
 impl StateError {
     /// Whether the same call may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {

@@ -358,6 +358,8 @@ impl RedisStore {
         let server = redact(&config.url);
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| StateError::Unavailable(format!("`{server}` is not a Redis URL: {e}")))?;
+        // redis-rs reconnects on its own schedule: doubling, jittered (backon's, as ours), up to
+        // `reconnect_max_delay`, so hosts that lost Redis together do not reconnect in step.
         let manager = ConnectionManagerConfig::new()
             .set_number_of_retries(config.reconnect_attempts)
             .set_max_delay(config.reconnect_max_delay)

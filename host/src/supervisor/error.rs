@@ -50,6 +50,14 @@ pub enum StartError {
     /// The state store named in `[host.state]` could not be reached.
     #[error("`host.state`: {0}")]
     State(crate::state::StateError),
+    /// The data directory (`[host] data_dir`) cannot be read.
+    #[error("`host.data_dir`: `{path}`: {reason}")]
+    DataDir {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The admin listener could not listen.
     #[error("`admin.bind`: cannot listen on {addr}: {source}")]
     AdminBind {

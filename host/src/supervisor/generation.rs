@@ -142,12 +142,14 @@ impl RunningHost {
         if let Some(s) = kept {
             return Ok(s);
         }
+        let configured = path;
+        let path = self.deployments.path_for(name.as_str(), &configured);
         let plugin = Plugin::<F>::load(&self.engine, &path, settings)
             .await
             .map_err(|source| StartError::Plugin { key: format!("{section}.{name}.plugin"), source })?;
         tracing::info!(plugin = %name, section, file = %path.display(), hash = %&plugin.version().hash[..12], "plugin loaded");
         summary.push(format!("{name} loaded"));
-        Ok(Arc::new(PluginSlot::new(plugin)))
+        Ok(Arc::new(PluginSlot::configured_as(plugin, configured)))
     }
 
     /// Every app-side component of `config`, on the plugins in `slots`.
@@ -237,8 +239,14 @@ impl RunningHost {
         for (name, ch) in &config.channels {
             let kv: Arc<dyn KvStore> =
                 Arc::new(Namespaced::new(state.clone(), Namespace::Channel(name.as_str())));
-            let callbacks =
-                Callbacks::start(&config.callbacks, name, &ch.connector, failures.clone(), stop.clone());
+            let callbacks = Callbacks::start(
+                &config.callbacks,
+                config.callbacks.retry.as_ref().unwrap_or(&config.host.retry),
+                name,
+                &ch.connector,
+                failures.clone(),
+                stop.clone(),
+            );
             let router = routers.get_mut(&ch.connector);
             let channel = Arc::new(Channel::new(ChannelParts {
                 name: name.to_string(),

@@ -33,6 +33,7 @@ use crate::bus::{AmqpBus, AmqpOptions, Bus, EmbeddedBus};
 use crate::config::{BusConfig, Config, StateConfig};
 use crate::message::Timestamp;
 use crate::names::ConnectorName;
+use crate::plugins::versions::Deployments;
 use crate::plugins::{Engine, EngineSettings, Registry, Watcher};
 use crate::state::{KvStore, MemoryStore, RedisOptions, RedisStore};
 use crate::workers::FailureLog;
@@ -83,6 +84,8 @@ pub struct RunningHost {
     sequencer: Option<Arc<dyn crate::state::Sequencer>>,
     /// Tenants' tokens and rate buckets, replaced on each config reload.
     pub(crate) tenants: Arc<ArcSwap<crate::tenants::Tenants>>,
+    /// Which components run a deployed version instead of their configured file.
+    deployments: Arc<Deployments>,
 }
 
 impl std::fmt::Debug for RunningHost {
@@ -191,6 +194,10 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         cache_dir,
     })
     .map_err(StartError::Engine)?;
+    let deployments_file = config.data_dir().join("deployments.json");
+    let deployments = Arc::new(Deployments::open(Some(deployments_file.clone())).map_err(|e| {
+        StartError::DataDir { path: deployments_file.display().to_string(), reason: e.to_string() }
+    })?);
     // Everything publishes through the flow (no chains or dispatchers until the config is applied).
     let flow = Arc::new(Flow::new(bus.clone(), failures.clone()));
     let intake = Arc::new(Intake::new(flow.clone()));
@@ -221,6 +228,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
         roles_override: None,
         sequencer,
         tenants: Arc::new(ArcSwap::from_pointee(crate::tenants::Tenants::default())),
+        deployments,
     };
     host.apply(None, config.clone()).await?;
 
@@ -239,7 +247,9 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
             registry: host.registry.clone(),
             failures: host.failures.clone(),
             publish: host.flow.clone(),
-            tenants_dir: config.tenants_dir(),
+            dirs: config.own_dirs(),
+            deployments: host.deployments.clone(),
+            engine: host.engine.clone(),
             edits: Arc::default(),
             status: host.status.clone(),
             control: tx,

@@ -40,8 +40,14 @@ impl RunningHost {
         t: &TransportConfig,
     ) -> Result<RunningTransport, StartError> {
         let sent = Arc::new(crate::transports::Sent::new(name, 100_000));
-        let ctx =
-            TransportContext { publish: self.intake.clone(), connector: name.clone(), sent: sent.clone() };
+        let stop = self.shutdown.child_token();
+        let ctx = TransportContext {
+            publish: self.intake.clone(),
+            connector: name.clone(),
+            sent: sent.clone(),
+            retry: Arc::new(crate::retry::Retry::new(&config.host.retry, format!("transport:{name}"))),
+            stop: stop.clone(),
+        };
         let kv = || -> Arc<dyn KvStore> {
             Arc::new(Namespaced::new(self.state.clone(), Namespace::Transport(name.as_str())))
         };
@@ -51,12 +57,11 @@ impl RunningHost {
                 Box::new(UssdAtTransport::new(ctx, kv(), uc, config.http.max_body_bytes))
             }
             TransportConfig::SmsHttp(sc) => {
-                Box::new(SmsHttpTransport::new(ctx, kv(), sc, &config.host.retry, config.http.max_body_bytes))
+                let retry = sc.retry.as_ref().unwrap_or(&config.host.retry);
+                Box::new(SmsHttpTransport::new(ctx, kv(), sc, retry, config.http.max_body_bytes))
             }
             TransportConfig::Sink(_) => Box::new(SinkTransport::new(ctx)),
-            TransportConfig::Smpp(sc) => {
-                Box::new(crate::transports::smpp::SmppTransport::new(ctx, kv(), sc, &config.host.retry))
-            }
+            TransportConfig::Smpp(sc) => Box::new(crate::transports::smpp::SmppTransport::new(ctx, kv(), sc)),
             TransportConfig::Telnet(tc) => {
                 let bind_err = |source| StartError::Bind { name: name.to_string(), addr: tc.bind, source };
                 let listener = tokio::net::TcpListener::bind(tc.bind).await.map_err(bind_err)?;
@@ -80,7 +85,6 @@ impl RunningHost {
             state: "running".into(),
             since: Timestamp::now().to_string(),
         }));
-        let stop = self.shutdown.child_token();
         let routes = transport.routes();
         let task = {
             let (status, tname, token) = (status.clone(), name.to_string(), stop.clone());

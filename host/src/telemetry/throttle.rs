@@ -6,7 +6,10 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system's outside tests), so a test on paused time can step a window.
+use tokio::time::Instant;
 
 /// One rate-limited log line (keep it in a `static` at the call site, or in the component).
 #[derive(Debug)]

@@ -75,6 +75,10 @@ pub struct TransportContext {
     pub connector: ConnectorName,
     /// The outbound messages it has sent lately (see [`Sent`]).
     pub sent: Arc<Sent>,
+    /// How it waits in place for the state store (`[host.retry]`).
+    pub retry: Arc<crate::retry::Retry>,
+    /// Its stop: a wait in place gives way to it.
+    pub stop: CancellationToken,
 }
 
 /// The ids of outbound messages a transport sent lately, so a second copy of one (a redelivery,
@@ -153,36 +157,35 @@ impl Consumer for Deduped {
 }
 
 impl TransportContext {
+    /// A context publishing on `publish` for `connector`, remembering what it sent in `sent`,
+    /// waiting for the state store by the default `[host.retry]` until `stop`.
+    pub fn new(
+        publish: Arc<dyn Publish>,
+        connector: ConnectorName,
+        sent: Arc<Sent>,
+        stop: CancellationToken,
+    ) -> Self {
+        let retry =
+            crate::retry::Retry::new(&crate::retry::RetryPolicy::default(), format!("transport:{connector}"));
+        Self { publish, connector, sent, retry: Arc::new(retry), stop }
+    }
+
     /// Record `what` in the state store with `op`, for a message that cannot be taken back (the
     /// far end has it already, and its delivery reports will look for the record). While the
-    /// store is down the caller waits in place with `retry`'s backoff, taking nothing new, and
-    /// says so once per 10 s; after the policy's last attempt (or at once, for an error that
-    /// retrying cannot mend) the error is returned for the caller to say what is lost.
+    /// store is down the caller waits in place (`[host.retry]`'s jittered backoff, one warning
+    /// per 10 s), taking nothing new; after the policy's last attempt, at once for an error that
+    /// retrying cannot mend, or when the transport is stopped, the error is returned for the
+    /// caller to say what is lost.
     pub async fn persist<F, Fut>(
         &self,
-        retry: &crate::retry::RetryPolicy,
         what: &str,
-        mut op: F,
-    ) -> Result<(), crate::state::StateError>
+        op: F,
+    ) -> Result<(), crate::retry::GaveUp<crate::state::StateError>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<(), crate::state::StateError>>,
     {
-        static WAITING: Throttle = Throttle::new(std::time::Duration::from_secs(10));
-        let mut backoff = crate::retry::Backoff::new(retry.clone(), format!("transport:{}", self.connector));
-        let mut attempt = 1;
-        loop {
-            match op().await {
-                Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
-                    if let Some(more) = WAITING.hit() {
-                        tracing::warn!(connector = %self.connector, error = %e, attempt, more, "cannot remember {what} yet; waiting for the state store");
-                    }
-                    backoff.wait("unavailable").await;
-                    attempt += 1;
-                }
-                done => return done,
-            }
-        }
+        self.retry.run(&format!("remember {what}"), &self.stop, op).await
     }
 
     /// Publish a message from an end user on `<connector>.inbound`.

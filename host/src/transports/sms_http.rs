@@ -28,7 +28,7 @@ use super::{Transport, TransportContext, TransportError};
 use crate::bus::{Consumer, Delivery};
 use crate::config::{BodyFormat, SmsHttpConfig};
 use crate::message::{DeliveryStatus, Event, Message, Metadata, UserMessage};
-use crate::retry::RetryPolicy;
+use crate::retry::{GaveUp, Retry, RetryPolicy};
 use crate::state::KvStore;
 use crate::web::{
     ApiError, FieldError, error_chain, is_json, ok_json, parse_form, parse_json_object, read_body, required,
@@ -43,7 +43,8 @@ struct Shared {
     kv: Arc<dyn KvStore>,
     client: reqwest::Client,
     outbound_url: Option<reqwest::Url>,
-    retry: RetryPolicy,
+    /// How an outbound message is retried while the aggregator fails it for now.
+    retry: Retry,
     config: SmsHttpConfig,
     max_body_bytes: usize,
 }
@@ -70,6 +71,7 @@ impl SmsHttpTransport {
         retry: &RetryPolicy,
         max_body_bytes: usize,
     ) -> Self {
+        let retry = Retry::new(retry, format!("transport:{}", ctx.connector));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             // A redirected POST would silently become a GET elsewhere: a 3xx is a refusal.
@@ -84,7 +86,7 @@ impl SmsHttpTransport {
                 kv,
                 client,
                 outbound_url,
-                retry: retry.clone(),
+                retry,
                 config: config.clone(),
                 max_body_bytes,
             }),
@@ -142,6 +144,8 @@ impl Shared {
             return;
         };
         let event = match self.post_with_retries(msg).await {
+            // The host is stopping before the aggregator took it: back on its queue.
+            Err(None) => return drop(delivery),
             Ok(sent_id) => {
                 let sent = Sent {
                     message_id: msg.message_id.clone(),
@@ -153,7 +157,7 @@ impl Shared {
                 }
                 Event::ack(&msg.message_id, &sent_id)
             }
-            Err(reason) => {
+            Err(Some(reason)) => {
                 tracing::warn!(connector = %self.ctx.connector, message_id = msg.message_id, reason, "outbound SMS not sent");
                 Event::nack(&msg.message_id, &reason)
             }
@@ -167,15 +171,14 @@ impl Shared {
     /// meanwhile), with the host's retry policy; only after its last attempt is the record
     /// given up, and then that message's delivery reports are refused.
     async fn remember(&self, key: &str, value: &[u8]) {
-        if let Err(e) =
-            self.ctx.persist(&self.retry, "a sent message", || self.kv.set(key, value, Some(SENT_TTL))).await
-        {
+        if let Err(e) = self.ctx.persist("a sent message", || self.kv.set(key, value, Some(SENT_TTL))).await {
             tracing::warn!(connector = %self.ctx.connector, error = %e, "cannot remember a sent message; its delivery reports will be refused");
         }
     }
 
-    /// POST `msg` to the aggregator; the aggregator's id for it, or why it was not sent.
-    async fn post_with_retries(&self, msg: &UserMessage) -> Result<String, String> {
+    /// POST `msg` to the aggregator, tried again while it is unreachable or answers `5xx` or
+    /// `429`; the aggregator's id for it, or why it was not sent (`None`: the host is stopping).
+    async fn post_with_retries(&self, msg: &UserMessage) -> Result<String, Option<String>> {
         let mut fields: Vec<(&str, String)> = vec![("message_id", msg.message_id.clone())];
         let from = msg.from_addr.clone().or_else(|| self.config.default_from.clone());
         let optional = [
@@ -186,12 +189,9 @@ impl Shared {
         ];
         fields.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
         let Some(_) = msg.to_addr.as_deref().filter(|t| !t.is_empty()) else {
-            return Err("the message has no `to_addr`".into());
+            return Err(Some("the message has no `to_addr`".into()));
         };
-        let attempts = self.config.max_attempts.max(1);
-        let mut backoff = Duration::from_millis(200);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
+        let post = || async {
             let mut req = match &self.outbound_url {
                 Some(url) => self.client.post(url.clone()),
                 None => self.client.post(&self.config.outbound_url),
@@ -206,30 +206,51 @@ impl Shared {
             match req.send().await {
                 Ok(resp) if resp.status().is_success() => {
                     let body = resp.bytes().await.unwrap_or_default();
-                    return Ok(aggregator_id(&body).unwrap_or_else(|| msg.message_id.clone()));
+                    Ok(aggregator_id(&body).unwrap_or_else(|| msg.message_id.clone()))
                 }
                 Ok(resp) => {
                     let status = resp.status();
                     let body = resp.text().await.unwrap_or_default();
-                    last = format!("the aggregator answered {status}: {}", truncate(body.trim(), 200));
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                        return Err(last);
-                    }
+                    let why = format!("the aggregator answered {status}: {}", truncate(body.trim(), 200));
+                    let again = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+                    Err(if again { Refused::Again(why) } else { Refused::Final(why) })
                 }
-                Err(e) => {
-                    last = format!(
-                        "cannot reach the aggregator at {}: {}",
-                        self.config.outbound_url,
-                        error_chain(&e)
-                    )
-                }
+                Err(e) => Err(Refused::Again(format!(
+                    "cannot reach the aggregator at {}: {}",
+                    self.config.outbound_url,
+                    error_chain(&e)
+                ))),
             }
-            if attempt < attempts {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+        };
+        match self.retry.run("send an SMS to the aggregator", &self.ctx.stop, post).await {
+            Ok(id) => Ok(id),
+            Err(GaveUp::Stopped) => Err(None),
+            Err(GaveUp::Failed(e)) => Err(Some(e.to_string())),
+            Err(GaveUp::Spent { last, attempts }) => Err(Some(format!("{last} (after {attempts} attempts)"))),
         }
-        Err(format!("{last} (after {attempts} attempts)"))
+    }
+}
+
+/// How the aggregator refused a message.
+#[derive(Debug)]
+enum Refused {
+    /// For now (unreachable, `5xx`, `429`): worth another try.
+    Again(String),
+    /// For good (`4xx`): a nack.
+    Final(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Again(s) | Refused::Final(s) => f.write_str(s),
+        }
+    }
+}
+
+impl crate::retry::Transient for Refused {
+    fn retry_as(&self) -> Option<&'static str> {
+        matches!(self, Refused::Again(_)).then_some("unavailable")
     }
 }
 

@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Origins, RoutedEvents};
 use super::failures::input_queue;
+use super::settle::{Trouble, settle};
 use super::{FailureLog, Handler};
 use crate::bus::{Bus, BusError, Consumer, Delivery, Publish, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::{Retry, RetryPolicy};
 use crate::state::{Sequencer, Take};
 use crate::tenants::Rates;
 use prometheus_client::metrics::counter::Counter;
@@ -150,7 +151,12 @@ impl AppWorker {
         };
 
         let leases = self.sequencer.clone().map(Leases::start);
+        // Ending a turn: a few quick tries; if the store stays down the lease ends it instead.
+        let release_policy =
+            RetryPolicy { initial_ms: 100, max_ms: 100, max_attempts: 3, tiers_ms: Vec::new() };
         let shared = Arc::new(Lane {
+            retry: Retry::new(&self.retry, format!("app:{app}")),
+            release: Retry::new(&release_policy, format!("app:{app}")),
             handler: self.handler.clone(),
             publish: self.publish.clone(),
             outbound: RoutingKey::outbound(&self.connector),
@@ -167,8 +173,7 @@ impl AppWorker {
             let (tx, rx) = mpsc::unbounded_channel();
             let again = tx.downgrade();
             lanes.push(tx);
-            let backoff = Backoff::new(self.retry.clone(), format!("app:{app}"));
-            tasks.push(tokio::spawn(shared.clone().run(rx, again, backoff, shutdown.clone())));
+            tasks.push(tokio::spawn(shared.clone().run(rx, again, shutdown.clone())));
         }
         tracing::info!(app, connector = %self.connector, lanes = self.concurrency, "app worker started");
 
@@ -369,6 +374,10 @@ fn lane_of(message: &Message, lanes: usize) -> usize {
 
 struct Lane {
     handler: Arc<dyn Handler>,
+    /// Tries of a message in place (shared by the lanes: one warning per 10 s for all).
+    retry: Retry,
+    /// Tries of ending a turn in its user's line.
+    release: Retry,
     publish: Arc<dyn Publish>,
     outbound: RoutingKey,
     connector: ConnectorName,
@@ -410,31 +419,20 @@ impl Drop for Held {
     }
 }
 
-/// How one try of a message ended.
-enum Tried {
-    /// Published what the handler sent (or recorded the failure): ack.
-    Done,
-    /// The handler said `retry-later`.
-    RetryLater(String),
-    /// A back end failed after the handler succeeded; what was published may be sent again.
-    Unavailable(String),
-}
-
 impl Lane {
     async fn run(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<LaneItem>,
         again: mpsc::WeakUnboundedSender<LaneItem>,
-        mut backoff: Backoff,
         stop: CancellationToken,
     ) {
         while let Some(item) = rx.recv().await {
             match (item, &self.leases) {
                 (LaneItem::Fresh(d), Some(leases)) if matches!(d.message, Message::User(_)) => {
-                    self.take_turn(leases.clone(), d, &again, &mut backoff, &stop).await;
+                    self.take_turn(leases.clone(), d, &again, &stop).await;
                 }
-                (LaneItem::Turn(d, held), Some(_)) => self.handle(d, &mut backoff, &stop, Some(held)).await,
-                (item, _) => self.handle(item.into_delivery(), &mut backoff, &stop, None).await,
+                (LaneItem::Turn(d, held), Some(_)) => self.handle(d, &stop, Some(held)).await,
+                (item, _) => self.handle(item.into_delivery(), &stop, None).await,
             }
         }
     }
@@ -446,39 +444,25 @@ impl Lane {
         leases: Arc<Leases>,
         delivery: Delivery,
         again: &mpsc::WeakUnboundedSender<LaneItem>,
-        backoff: &mut Backoff,
         stop: &CancellationToken,
     ) {
         let Some((user, message_id)) = line_of(&self.connector, &delivery.message) else {
             // No user to keep in order.
-            return self.handle(delivery, backoff, stop, None).await;
+            return self.handle(delivery, stop, None).await;
         };
-        let mut tries = 0;
-        let take = loop {
-            match leases.seq.take(&user, &message_id).await {
-                Ok(t) => break t,
-                Err(e) => {
-                    tries += 1;
-                    tracing::warn!(app = self.handler.name(), error = %e, attempt = tries, "cannot take a turn in the user's line; retrying after a wait");
-                    if tries >= backoff.max_attempts() {
-                        let reason = format!(
-                            "cannot take a turn in the user's line: {e} (after {tries} tries in place)"
-                        );
-                        self.failures
-                            .retry_or_fail(
-                                self.handler.name(),
-                                &input_queue(&self.connector, &delivery.message),
-                                "state_unavailable",
-                                &reason,
-                                delivery,
-                            )
-                            .await;
-                        return;
-                    }
-                    if Self::interrupted(backoff.wait("unavailable"), stop).await {
-                        return;
-                    }
-                }
+        let take = self
+            .retry
+            .run("take a turn in the user's line", stop, || async {
+                leases.seq.take(&user, &message_id).await.map_err(|e| {
+                    Trouble::again("state_unavailable", format!("cannot take a turn in the user's line: {e}"))
+                })
+            })
+            .await;
+        let take = match take {
+            Ok(take) => take,
+            Err(gave_up) => {
+                let queue = input_queue(&self.connector, &delivery.message);
+                return settle(&self.failures, self.handler.name(), &queue, delivery, Err(gave_up)).await;
             }
         };
         match take {
@@ -493,7 +477,7 @@ impl Lane {
             }
             Take::Ticket { ticket, go: true } => {
                 let held = leases.hold(user, ticket);
-                self.handle(delivery, backoff, stop, Some(held)).await;
+                self.handle(delivery, stop, Some(held)).await;
             }
             Take::Ticket { ticket, go: false } => {
                 let Some(tx) = again.upgrade() else { return };
@@ -504,16 +488,19 @@ impl Lane {
 
     /// The line moves on past `held`; with `done`, the message is marked finished. A few tries:
     /// if Redis stays down the lease runs out instead, and the next message goes after it.
-    async fn release(&self, held: Option<(Arc<dyn Sequencer>, Held)>, done: Option<&str>) {
+    async fn release(
+        &self,
+        held: Option<(Arc<dyn Sequencer>, Held)>,
+        done: Option<&str>,
+        stop: &CancellationToken,
+    ) {
         let Some((seq, held)) = held else { return };
-        for _ in 0..3 {
-            match seq.finish(&held.user, held.ticket, done).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(app = self.handler.name(), error = %e, "cannot end a turn in the user's line; its lease will");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
+        let ended = self
+            .release
+            .run("end a turn in the user's line", stop, || seq.finish(&held.user, held.ticket, done))
+            .await;
+        if let Err(e) = ended {
+            tracing::warn!(app = self.handler.name(), error = %e, "cannot end a turn in the user's line; its lease will");
         }
     }
 
@@ -524,7 +511,6 @@ impl Lane {
     async fn handle(
         &self,
         delivery: Delivery,
-        backoff: &mut Backoff,
         stop: &CancellationToken,
         held: Option<(Arc<dyn Sequencer>, Held)>,
     ) {
@@ -537,62 +523,18 @@ impl Lane {
             }
             t.taken.inc();
         }
-        let tries = backoff.max_attempts();
-        let (mut kind, mut last) = ("unavailable", String::new());
-        for attempt in 1..=tries {
-            match self.try_once(&delivery).await {
-                Tried::Done => {
-                    backoff.reset();
-                    self.release(held, Some(delivery.message.id())).await;
-                    delivery.ack();
-                    return;
-                }
-                Tried::RetryLater(reason) => {
-                    tracing::debug!(
-                        app = self.handler.name(),
-                        reason,
-                        attempt,
-                        "the handler asked to retry later"
-                    );
-                    (kind, last) = ("retry_later", reason);
-                }
-                Tried::Unavailable(reason) => {
-                    tracing::warn!(
-                        app = self.handler.name(),
-                        reason,
-                        attempt,
-                        "cannot publish what the handler sent; retrying after a wait"
-                    );
-                    (kind, last) = ("unavailable", reason);
-                }
-            }
-            if attempt < tries && Self::interrupted(backoff.wait(kind), stop).await {
-                self.release(held, None).await;
-                return;
-            }
-        }
-        self.release(held, None).await;
-        let reason = format!("{last} (after {tries} tries in place)");
-        self.failures
-            .retry_or_fail(
-                self.handler.name(),
-                &input_queue(&self.connector, &delivery.message),
-                kind,
-                &reason,
-                delivery,
-            )
-            .await;
+        let outcome = self.retry.run("handle a message", stop, || self.try_once(&delivery)).await;
+        // Marked done before the ack: a redelivery after a crash between the two is not handled
+        // again.
+        let done = outcome.is_ok().then(|| delivery.message.id());
+        self.release(held, done, stop).await;
+        let queue = input_queue(&self.connector, &delivery.message);
+        settle(&self.failures, self.handler.name(), &queue, delivery, outcome).await;
     }
 
-    /// Wait, unless `stop` comes first: whether it did.
-    async fn interrupted(wait: impl std::future::Future<Output = ()>, stop: &CancellationToken) -> bool {
-        tokio::select! {
-            () = wait => false,
-            () = stop.cancelled() => true,
-        }
-    }
-
-    async fn try_once(&self, delivery: &Delivery) -> Tried {
+    /// One try: the handler, then the publishing of what it sent. A handler's failure that no
+    /// retry mends is recorded on the failure path here (the message is then done).
+    async fn try_once(&self, delivery: &Delivery) -> Result<(), Trouble> {
         let result = match &delivery.message {
             Message::User(m) => self.handler.handle_user_message(m.clone()).await,
             Message::Event(e) => self.handler.handle_event(e.clone()).await,
@@ -600,7 +542,7 @@ impl Lane {
         };
         let sends = match result {
             Ok(sends) => sends,
-            Err(f) if f.is_retryable() => return Tried::RetryLater(f.to_string()),
+            Err(f) if f.is_retryable() => return Err(Trouble::again("retry_later", f.to_string())),
             Err(f) => {
                 self.failures
                     .record(
@@ -611,7 +553,7 @@ impl Lane {
                         &delivery.message,
                     )
                     .await;
-                return Tried::Done;
+                return Ok(());
             }
         };
         // Plugins derive their sends' ids from the input (`message::derived_id`), so trying
@@ -620,13 +562,16 @@ impl Lane {
             if let Some(origins) = &self.origins
                 && let Err(e) = origins.record(&msg.message_id, self.handler.name()).await
             {
-                return Tried::Unavailable(format!("cannot record a reply's origin: {e}"));
+                return Err(Trouble::again("unavailable", format!("cannot record a reply's origin: {e}")));
             }
             if let Some(t) = &self.tenant {
                 if !t.rates.outbound() {
                     t.nacked.inc();
                     if let Err(e) = self.over_quota(t, msg).await {
-                        return Tried::Unavailable(format!("cannot nack a send over the tenant's rate: {e}"));
+                        return Err(Trouble::again(
+                            "unavailable",
+                            format!("cannot nack a send over the tenant's rate: {e}"),
+                        ));
                     }
                     continue;
                 }
@@ -635,10 +580,10 @@ impl Lane {
             // On failure the input is tried again; what was already published may be sent
             // again (at-least-once).
             if let Err(e) = self.publish.publish(&self.outbound, msg.into()).await {
-                return Tried::Unavailable(format!("cannot publish a reply: {e}"));
+                return Err(Trouble::again("unavailable", format!("cannot publish a reply: {e}")));
             }
         }
-        Tried::Done
+        Ok(())
     }
 
     /// A send over the tenant's outbound rate: not published; the app gets a nack naming the

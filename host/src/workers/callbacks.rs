@@ -2,7 +2,8 @@
 //!
 //! A callback server is someone else's machine: it may be slow, down, or failing. So callbacks
 //! never run on the message path: they are queued (bounded), sent by a few tasks, retried with
-//! exponential backoff, and after the last try recorded on the failure path with the reason.
+//! the host's jittered exponential backoff (`[host.retry]`, or `[callbacks] retry`), and after
+//! the last try recorded on the failure path with the reason.
 //! When the queue is full the channel waits for room, and takes no more messages meanwhile: its
 //! connector's queue fills, and the transport answers `503` with `Retry-After` rather than accept
 //! a message it would then drop. (A callback queued in memory is lost if the process dies; the
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::FailureLog;
 use crate::config::CallbacksConfig;
 use crate::message::Message;
+use crate::retry::{Again, GaveUp, Retry, RetryPolicy};
 
 /// One POST to make.
 pub struct Callback {
@@ -33,13 +35,15 @@ pub struct Callbacks {
     component: Arc<str>,
     connector: crate::names::ConnectorName,
     failures: Arc<FailureLog>,
+    retry: Arc<Retry>,
 }
 
 impl Callbacks {
     /// Start sending callbacks for `component` (on `connector`, for failure records) until
-    /// `shutdown`.
+    /// `shutdown`, each tried by `retry`.
     pub fn start(
         config: &CallbacksConfig,
+        retry: &RetryPolicy,
         component: &str,
         connector: &crate::names::ConnectorName,
         failures: Arc<FailureLog>,
@@ -53,7 +57,8 @@ impl Callbacks {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        let this = Self { tx, component: component.into(), connector: connector.clone(), failures };
+        let retry = Arc::new(Retry::new(retry, format!("callbacks:{component}")));
+        let this = Self { tx, component: component.into(), connector: connector.clone(), failures, retry };
         tokio::spawn(this.clone().run(rx, client, config.clone(), shutdown));
         this
     }
@@ -93,26 +98,17 @@ impl Callbacks {
                 cb = rx.recv() => match cb { Some(cb) => cb, None => break },
             };
             let Ok(permit) = slots.clone().acquire_owned().await else { break };
-            let (this, client, config, stop) =
-                (self.clone(), client.clone(), config.clone(), shutdown.clone());
+            let (this, client, stop) = (self.clone(), client.clone(), shutdown.clone());
             tokio::spawn(async move {
-                this.deliver(&client, &config, cb, stop).await;
+                this.deliver(&client, cb, stop).await;
                 drop(permit);
             });
         }
     }
 
-    async fn deliver(
-        &self,
-        client: &reqwest::Client,
-        config: &CallbacksConfig,
-        cb: Callback,
-        stop: CancellationToken,
-    ) {
+    async fn deliver(&self, client: &reqwest::Client, cb: Callback, stop: CancellationToken) {
         let body = cb.message.to_json();
-        let mut backoff = Duration::from_millis(config.initial_backoff_ms);
-        let mut last = String::new();
-        for attempt in 1..=config.max_attempts {
+        let post = || async {
             let sent = client
                 .post(&cb.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
@@ -123,21 +119,21 @@ impl Callbacks {
                 Ok(resp) if resp.status().is_success() => {
                     // Read to the end, so the connection goes back to the pool for the next.
                     let _ = resp.bytes().await;
-                    tracing::debug!(url = cb.url, attempt, id = cb.message.id(), "callback delivered");
-                    return;
+                    Ok(())
                 }
-                Ok(resp) => last = format!("the server answered {}", resp.status()),
-                Err(e) => last = crate::web::error_chain(&e),
+                Ok(resp) => Err(Again("unavailable", format!("the server answered {}", resp.status()))),
+                Err(e) => Err(Again("unavailable", crate::web::error_chain(&e))),
             }
-            tracing::info!(url = cb.url, attempt, error = last, "callback failed; will retry");
-            if attempt < config.max_attempts {
-                tokio::select! {
-                    () = stop.cancelled() => { last.push_str(" (host shutting down)"); break }
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_millis(config.max_backoff_ms));
+        };
+        let why = match self.retry.run(&format!("deliver a callback to {}", cb.url), &stop, post).await {
+            Ok(()) => {
+                tracing::debug!(url = cb.url, id = cb.message.id(), "callback delivered");
+                return;
             }
-        }
-        self.fail(&cb, format!("{last} (after {} attempts)", config.max_attempts)).await;
+            Err(GaveUp::Stopped) => "the host is shutting down".to_owned(),
+            Err(GaveUp::Failed(e)) => e.to_string(),
+            Err(GaveUp::Spent { last, attempts }) => format!("{last} (after {attempts} attempts)"),
+        };
+        self.fail(&cb, why).await;
     }
 }

@@ -21,10 +21,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::FailureLog;
+use super::settle::{Trouble, settle};
 use crate::bus::{Bus, BusError, Consumer, Delivery, RoutingKey};
 use crate::message::Message;
 use crate::names::ConnectorName;
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::{GaveUp, Retry, RetryPolicy};
 use crate::state::{KvStore, StateError};
 
 /// Which component sent each outbound message on one connector.
@@ -105,7 +106,8 @@ impl EventsByOrigin {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut events = self.bus.consume(&RoutingKey::event(&self.connector), 256).await?;
         let me = format!("event-router:{}", self.connector);
-        let mut backoff = Backoff::new(self.retry.clone(), me.clone());
+        let retry = Retry::new(&self.retry, me.clone());
+        let queue = RoutingKey::event(&self.connector);
         loop {
             let delivery = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -115,57 +117,24 @@ impl EventsByOrigin {
                 delivery.ack();
                 continue;
             };
-            let mut tries = 0;
-            let origin = loop {
-                match self.origins.lookup(&event.user_message_id).await {
-                    Err(e) if e.is_retryable() => {
-                        // Retried in place: the events behind it wait, and nothing spins; then
-                        // the retry path.
-                        tries += 1;
-                        if tries >= backoff.max_attempts() {
-                            break Err(e);
+            // Retried in place while the store is down: the events behind it wait, and nothing
+            // spins; then the retry path.
+            let origin = retry
+                .run("look up an event's origin", &shutdown, || async {
+                    self.origins.lookup(&event.user_message_id).await.map_err(|e| {
+                        let reason = format!("cannot look up the event's origin: {e}");
+                        if e.is_retryable() {
+                            Trouble::again("state_unavailable", reason)
+                        } else {
+                            Trouble::fail("unroutable_event", reason)
                         }
-                        tracing::warn!(connector = %self.connector, error = %e, "state store unavailable; retrying an event after a wait");
-                        tokio::select! {
-                            () = backoff.wait("unavailable") => continue,
-                            // Stopping mid-wait leaves the event unsettled: it is requeued.
-                            () = shutdown.cancelled() => return Ok(()),
-                        }
-                    }
-                    other => break other,
-                }
-            };
-            let origin = match origin {
-                Err(e) if e.is_retryable() => {
-                    let reason =
-                        format!("cannot look up the event's origin: {e} (after {tries} tries in place)");
-                    self.failures
-                        .retry_or_fail(
-                            &me,
-                            &RoutingKey::event(&self.connector),
-                            "state_unavailable",
-                            &reason,
-                            delivery,
-                        )
-                        .await;
-                    continue;
-                }
-                other => other,
-            };
-            backoff.reset();
+                    })
+                })
+                .await;
             let origin = match origin {
                 Ok(o) => o,
-                Err(e) => {
-                    self.failures
-                        .record(
-                            &me,
-                            &RoutingKey::event(&self.connector),
-                            "unroutable_event",
-                            &format!("cannot look up the event's origin: {e}"),
-                            &delivery.message,
-                        )
-                        .await;
-                    delivery.ack();
+                Err(gave_up) => {
+                    settle(&self.failures, &me, &queue, delivery, Err(gave_up)).await;
                     continue;
                 }
             };
@@ -185,16 +154,14 @@ impl EventsByOrigin {
                             event.user_message_id
                         ),
                     };
-                    self.failures
-                        .record(
-                            &me,
-                            &RoutingKey::event(&self.connector),
-                            "unroutable_event",
-                            &reason,
-                            &delivery.message,
-                        )
-                        .await;
-                    delivery.ack();
+                    settle(
+                        &self.failures,
+                        &me,
+                        &queue,
+                        delivery,
+                        Err(GaveUp::Failed(Trouble::fail("unroutable_event", reason))),
+                    )
+                    .await;
                 }
             }
         }

@@ -37,9 +37,10 @@ use tokio_util::sync::CancellationToken;
 use super::FailureLog;
 use super::dispatcher::{Dispatcher, Failure};
 use super::middleware::{Chains, Outcome};
+use super::settle::{Trouble, settle};
 use crate::bus::{Bus, BusError, Delivery, Publish, QueueKind, RoutingKey};
 use crate::message::{Event, Message};
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::{Retry, RetryPolicy};
 use crate::telemetry::metrics::metrics;
 
 /// The dispatchers, by the input queue each routes from.
@@ -182,9 +183,9 @@ impl Flow {
         }
         tracing::info!(router = dispatcher.name(), inputs = consumers.len(), "dispatcher started");
         let mut tasks = JoinSet::new();
+        let retry = Arc::new(Retry::new(&retry, format!("router:{}", dispatcher.name())));
         for (key, mut queue) in consumers {
-            let (flow, d, stop) = (self.clone(), dispatcher.clone(), shutdown.clone());
-            let mut backoff = Backoff::new(retry.clone(), format!("router:{}", d.name()));
+            let (flow, d, stop, retry) = (self.clone(), dispatcher.clone(), shutdown.clone(), retry.clone());
             tasks.spawn(async move {
                 loop {
                     let delivery = tokio::select! {
@@ -193,7 +194,7 @@ impl Flow {
                     };
                     // A message taken is finished (as a reload expects); only a wait between
                     // tries gives way to a stop.
-                    flow.route_delivery(&d, &key, delivery, &mut backoff, &stop).await;
+                    flow.route_delivery(&d, &key, delivery, &retry, &stop).await;
                 }
             });
         }
@@ -206,48 +207,27 @@ impl Flow {
         d: &Dispatcher,
         key: &RoutingKey,
         delivery: Delivery,
-        backoff: &mut Backoff,
+        retry: &Retry,
         stop: &CancellationToken,
     ) {
-        let tries = backoff.max_attempts();
-        let mut last = String::new();
-        for attempt in 1..=tries {
-            last = match d.targets(key, &delivery.message).await {
-                Ok(targets) => match self
-                    .run(
-                        targets
-                            .into_iter()
-                            .map(|(key, message)| Hop { key, message, route: false })
-                            .collect(),
-                    )
-                    .await
-                {
-                    Ok(()) => {
-                        backoff.reset();
-                        delivery.ack();
-                        return;
+        let outcome = retry
+            .run("route a message", stop, || async {
+                match d.targets(key, &delivery.message).await {
+                    Ok(targets) => {
+                        let hops =
+                            targets.into_iter().map(|(key, message)| Hop { key, message, route: false });
+                        self.run(hops.collect())
+                            .await
+                            .map_err(|e| Trouble::again("unavailable", format!("cannot route: {e}")))
                     }
-                    Err(e) => e.to_string(),
-                },
-                Err(Failure::Requeue(reason)) => reason,
-                Err(Failure::Fail { kind, reason }) => {
-                    backoff.reset();
-                    self.failures.record(d.name(), key, kind, &reason, &delivery.message).await;
-                    delivery.ack();
-                    return;
+                    Err(Failure::Requeue(reason)) => {
+                        Err(Trouble::again("unavailable", format!("cannot route: {reason}")))
+                    }
+                    Err(Failure::Fail { kind, reason }) => Err(Trouble::fail(kind, reason)),
                 }
-            };
-            tracing::warn!(router = d.name(), queue = %key, attempt, reason = last, "cannot route a message now; retrying after a wait");
-            if attempt < tries {
-                tokio::select! {
-                    () = backoff.wait("unavailable") => {}
-                    // Stopping mid-wait drops the delivery unsettled: it is requeued.
-                    () = stop.cancelled() => return,
-                }
-            }
-        }
-        let reason = format!("cannot route: {last} (after {tries} tries in place)");
-        self.failures.retry_or_fail(d.name(), key, "unavailable", &reason, delivery).await;
+            })
+            .await;
+        settle(&self.failures, d.name(), key, delivery, outcome).await;
     }
 }
 

@@ -32,7 +32,7 @@ use crate::bus::{Consumer, Delivery, Publish, RoutingKey};
 use crate::config::{ChannelConfig, check_url};
 use crate::message::{Event, Message, SessionEvent, UserMessage};
 use crate::names::ConnectorName;
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::{GaveUp, Retry, RetryPolicy};
 use crate::state::{KvStore, StateError};
 use crate::web::{ApiError, FieldError, check_bearer, parse_json_object, read_body};
 
@@ -138,16 +138,16 @@ impl Channel {
         mut events: Box<dyn Consumer>,
         shutdown: CancellationToken,
     ) {
-        let mut backoff = Backoff::new(self.retry.clone(), format!("channel:{}", self.name));
+        let retry = Retry::new(&self.retry, format!("channel:{}", self.name));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 d = async { match inbound.as_mut() { Some(c) => c.next().await, None => std::future::pending().await } } => match d {
-                    Some(d) => self.on_inbound(d, &mut backoff, &shutdown).await,
+                    Some(d) => self.on_inbound(d, &retry, &shutdown).await,
                     None => break,
                 },
                 d = events.next() => match d {
-                    Some(d) => self.on_event(d, &mut backoff, &shutdown).await,
+                    Some(d) => self.on_event(d, &retry, &shutdown).await,
                     None => break,
                 },
             }
@@ -158,47 +158,28 @@ impl Channel {
     /// nothing new meanwhile), up to the retry policy's attempts. `None` if a stop came first.
     async fn stored<T, F, Fut>(
         &self,
-        backoff: &mut Backoff,
+        retry: &Retry,
         stop: &CancellationToken,
-        mut op: F,
+        op: F,
     ) -> Option<Result<T, StateError>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StateError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match op().await {
-                Err(e) if e.is_retryable() && attempt < backoff.max_attempts() => {
-                    // Said once per 10 s with a count, not once per try.
-                    static WAITING: crate::telemetry::throttle::Throttle =
-                        crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
-                    if let Some(more) = WAITING.hit() {
-                        tracing::warn!(channel = self.name, error = %e, attempt, more, "state store unavailable; the channel waits and takes nothing new");
-                    }
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = backoff.wait("unavailable") => {}
-                    }
-                    attempt += 1;
-                }
-                other => {
-                    if other.is_ok() {
-                        backoff.reset();
-                    }
-                    return Some(other);
-                }
-            }
+        match retry.run("reach the state store", stop, op).await {
+            Ok(v) => Some(Ok(v)),
+            Err(GaveUp::Stopped) => None,
+            Err(GaveUp::Failed(e) | GaveUp::Spent { last: e, .. }) => Some(Err(e)),
         }
     }
 
-    async fn on_inbound(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
+    async fn on_inbound(&self, delivery: Delivery, retry: &Retry, stop: &CancellationToken) {
         let Message::User(msg) = &delivery.message else {
             delivery.ack();
             return;
         };
         let (key, json) = (format!("in:{}", msg.message_id), msg.to_json());
-        match self.stored(backoff, stop, || self.kv.set(&key, &json, self.ttl())).await {
+        match self.stored(retry, stop, || self.kv.set(&key, &json, self.ttl())).await {
             None => return delivery.nack(true),
             Some(Ok(())) => {}
             Some(Err(e)) => {
@@ -221,14 +202,14 @@ impl Channel {
         delivery.ack();
     }
 
-    async fn on_event(&self, delivery: Delivery, backoff: &mut Backoff, stop: &CancellationToken) {
+    async fn on_event(&self, delivery: Delivery, retry: &Retry, stop: &CancellationToken) {
         let Message::Event(event) = &delivery.message else {
             delivery.ack();
             return;
         };
         let id = &event.user_message_id;
         let (record, line, url_key) = (format!("out:{id}"), DeliveryRecord::line(event), format!("url:{id}"));
-        match self.stored(backoff, stop, || self.kv.append(&record, &line)).await {
+        match self.stored(retry, stop, || self.kv.append(&record, &line)).await {
             None => return delivery.nack(true),
             Some(Ok(true)) => {}
             Some(Ok(false)) => {
@@ -247,7 +228,7 @@ impl Channel {
                     .await;
             }
         }
-        let url = match self.stored(backoff, stop, || self.kv.get(&url_key)).await {
+        let url = match self.stored(retry, stop, || self.kv.get(&url_key)).await {
             None => return delivery.nack(true),
             Some(Ok(Some(url))) => Some(String::from_utf8_lossy(&url).into_owned()),
             Some(Ok(None)) => self.config.event_url.clone(),

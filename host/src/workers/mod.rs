@@ -12,6 +12,7 @@ mod failures;
 pub mod flow;
 pub mod http_api;
 pub mod middleware;
+mod settle;
 
 use std::sync::Arc;
 

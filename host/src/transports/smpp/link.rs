@@ -244,14 +244,16 @@ impl Link {
     /// the SMSC still holds our last bind or is refusing binds for now).
     pub async fn run(self: Arc<Self>, deliver: Arc<dyn Deliver>, shutdown: CancellationToken) {
         let c = &self.config;
-        let mut wait = c.reconnect_min;
+        let schedule =
+            crate::retry::Retry::forever(c.reconnect_min, c.reconnect_max, format!("smpp:{}", c.transport));
+        let mut waits = schedule.delays();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             let longer = match self.connect(&shutdown).await {
                 Ok((reader, writer)) => {
-                    wait = c.reconnect_min;
+                    waits = schedule.delays();
                     self.counters.bound.inc();
                     tracing::info!(
                         transport = c.transport,
@@ -294,14 +296,14 @@ impl Link {
                     longer
                 }
             };
-            let base = if longer { wait * 4 } else { wait };
-            // Full jitter over the upper half: binds of many links do not stampede together.
-            let sleep = base.mul_f64(0.5 + rand_unit() * 0.5).min(c.reconnect_max.max(c.reconnect_min));
+            // Jittered (binds of many links do not stampede together); a lengthened wait is
+            // still at most the longest one.
+            let wait = waits.next().unwrap_or(c.reconnect_max);
+            let sleep = if longer { (wait * 4).min(c.reconnect_max.max(wait)) } else { wait };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(sleep) => {}
             }
-            wait = (wait * 2).min(c.reconnect_max);
         }
         self.stopped.store(true, Ordering::Release);
         let mut q = self.lock();
@@ -780,13 +782,6 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<
         buf.clear();
     }
     let _ = writer.shutdown().await;
-}
-
-/// A number in [0, 1) for jitter, from the CSPRNG behind message ids (a per-thread userspace
-/// generator: no syscall).
-fn rand_unit() -> f64 {
-    // The low 53 bits: the version and variant bits of a v4 id sit higher.
-    (uuid::Uuid::new_v4().as_u128() & ((1 << 53) - 1)) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

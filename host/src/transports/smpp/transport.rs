@@ -34,7 +34,6 @@ use super::wire::{Bind, BindKind, Sm, Tlv, status, tag};
 use crate::bus::{Consumer, Delivery};
 use crate::config::{BindMode, OnTimeout, SmppConfig, UssdProfile};
 use crate::message::{DeliveryStatus, Event, Message, SessionEvent, UserMessage};
-use crate::retry::RetryPolicy;
 use crate::state::KvStore;
 use crate::telemetry::throttle::Throttle;
 
@@ -49,7 +48,6 @@ struct Shared {
     id_form: IdForm,
     correlator: Correlator,
     parts: Reassembler,
-    retry: RetryPolicy,
     senders: Vec<Arc<Link>>,
     next: AtomicUsize,
     reference: AtomicU16,
@@ -65,12 +63,7 @@ pub struct SmppTransport {
 
 impl SmppTransport {
     /// A transport keeping receipts' ids and long messages' parts in `kv` (namespaced for it).
-    pub fn new(
-        ctx: TransportContext,
-        kv: Arc<dyn KvStore>,
-        config: &SmppConfig,
-        retry: &RetryPolicy,
-    ) -> Self {
+    pub fn new(ctx: TransportContext, kv: Arc<dyn KvStore>, config: &SmppConfig) -> Self {
         let name = ctx.connector.to_string();
         let bind = Bind {
             system_id: config.system_id.clone(),
@@ -123,11 +116,10 @@ impl SmppTransport {
             id_form: config.id_form.parse().unwrap_or_default(),
             correlator: Correlator::new(kv.clone(), Duration::from_secs(config.receipt_ttl_secs)),
             parts: Reassembler::new(kv, Duration::from_secs(config.reassembly_ttl_secs)),
-            retry: retry.clone(),
             senders,
             next: AtomicUsize::new(0),
             // Start anywhere: two hosts (or a restart) rarely reuse a reference for one recipient.
-            reference: AtomicU16::new(uuid::Uuid::new_v4().as_u128() as u16),
+            reference: AtomicU16::new(fastrand::u16(..)),
             unmatched: m.smpp(&name, "unmatched_receipt"),
             refused: m.smpp(&name, "deliver_refused"),
             config: config.clone(),
@@ -356,9 +348,7 @@ impl Shared {
     /// Remember an SMSC id for its receipt, waiting in place for a state store that is down
     /// (the message is with the SMSC: forgetting it would orphan its receipt).
     async fn remember(&self, id: &str, sent: &Sent) {
-        if let Err(e) =
-            self.ctx.persist(&self.retry, "an SMSC id", || self.correlator.remember(id, sent)).await
-        {
+        if let Err(e) = self.ctx.persist("an SMSC id", || self.correlator.remember(id, sent)).await {
             tracing::warn!(connector = self.name(), error = %e, smsc_id = id, "cannot remember an SMSC id; its receipt will be unmatched");
         }
     }
