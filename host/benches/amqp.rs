@@ -46,7 +46,7 @@ fn body(connector: &str, seq: usize) -> Vec<u8> {
     let mut m = vumi_host::message::UserMessage::inbound(
         connector,
         "sms",
-        &format!("+2783{:07}", seq % 1000),
+        format!("+2783{:07}", seq % 1000),
         "*120*8864#",
         Some(format!("s{seq} {}", "x".repeat(180))),
         None,

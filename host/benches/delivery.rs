@@ -427,7 +427,7 @@ fn print_table(generator: &str, rows: &[(&str, Vec<Window>)]) {
 /// `vumi fake-smsc` in process (zero delay, no receipts), and the count of `submit_sm`s it has
 /// answered, read from its `/stats` every 10 ms.
 async fn fake_smsc() -> (SocketAddr, Arc<AtomicU64>) {
-    use vumi_host::transports::smpp::fake;
+    use vumi_host::fakes::smsc as fake;
     let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (addr, stats) =

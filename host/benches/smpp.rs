@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{FramedRead, FramedWrite};
-use vumi_host::transports::smpp::fake;
+use vumi_host::fakes::smsc as fake;
 use vumi_host::transports::smpp::link::{Deliver, Link, LinkConfig, Outcome};
 use vumi_host::transports::smpp::wire::{Bind, BindKind, Body, Codec, Frame, Pdu, Sm, status};
 

@@ -13,11 +13,13 @@
 //! | 0 | [`web`] | HTTP plumbing: error envelope, body limits, form/JSON parsing, bearer tokens |
 //! | 1 | [`config`] | the typed config, validated once at load |
 //! | 1 | [`tenants`] | who a token belongs to (operator or tenant) and what it sees; each tenant's rate buckets |
+//! | 1 | [`status`] | what the running host reports about itself (transports' states, config reloads), written by the supervisor and transports, read by the admin API |
 //! | 1 | [`egress`] | outbound HTTP for plugins: the allow-list, addresses a plugin may not reach, one bounded call |
 //! | 1 | [`retry`] | trying again: the one stoppable retry loop (jittered exponential waits from `RetryPolicy`, metrics, a warning per 10 s), for workers, transports and connections alike |
 //! | 2 | [`bus`] | trait `Bus` (plain queues: publish, consume, ack/nack); the `Publish` handle components are given; the embedded bus and the RabbitMQ bus (legacy Vumi's topology, confirms, host-owned reconnection); its conformance suite |
 //! | 2 | [`state`] | trait `KvStore` (get, set+TTL, delete, incr, append to what exists); `Namespace`, the one place keys are partitioned; in-memory and Redis stores; conformance suite; trait `Sequencer` (per-user turns across hosts, on Redis) |
-//! | 3 | [`transports`] | trait `Transport`; native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `smpp` (SMPP 3.4, and `vumi fake-smsc`), `sink` |
+//! | 3 | [`transports`] | trait `Transport`; native transports: `telnet`, `ussd_at` (USSD over HTTP), `sms_http`, `smpp` (SMPP 3.4), `sink` |
+//! | 3 | [`fakes`] | the far ends, for development and tests: `vumi fake-smsc` (SMPP, on the transports' codecs) and `vumi fake-aggregator` |
 //! | 3 | [`plugins`] | the only wasmtime user: engine, bindings, one file per WIT import, loader, compiled-component cache; the plugin core and its three typed faces (application, router, middleware); the registry of hot-swappable slots and the file watcher |
 //! | 4 | [`workers`] | the message path (`flow`: chains, dispatch at publish, enqueue), app worker (consume → plugin → publish → ack), dispatcher (the routing decision), middleware chain steps, retries with backoff, the failure path, send-API channels and their callbacks, event routing |
 //! | 5 | [`admin`] | the operators' API: plugins, deploy, reload, transports, failures, `/metrics`, `/health` |
@@ -64,12 +66,14 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod egress;
+pub mod fakes;
 pub mod harness;
 pub mod message;
 pub mod names;
 pub mod plugins;
 pub mod retry;
 pub mod state;
+pub mod status;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tenants;

@@ -36,7 +36,7 @@ fn plain(value: &str) -> bool {
 fn check(kind: &'static str, value: &str) -> Result<(), NameError> {
     // Connectors and apps may be qualified by their tenant; the parts follow the plain rule.
     let ok = match value.split_once(TENANT_SEPARATOR) {
-        Some((tenant, local)) if matches!(kind, "connector" | "app") => plain(tenant) && plain(local),
+        Some((tenant, local)) if matches!(kind, "connector" | "component") => plain(tenant) && plain(local),
         _ => plain(value),
     };
     if ok { Ok(()) } else { Err(NameError { kind, value: value.to_owned() }) }
@@ -68,11 +68,6 @@ macro_rules! name_type {
             /// The name as text.
             pub fn as_str(&self) -> &str {
                 &self.0
-            }
-
-            /// Whether it is qualified by a tenant (`acme:echo`).
-            pub fn is_qualified(&self) -> bool {
-                self.0.contains(TENANT_SEPARATOR)
             }
         }
 
@@ -119,9 +114,10 @@ name_type!(
     "connector"
 );
 name_type!(
-    /// An application instance in the config (`[apps.<name>]`).
-    AppName,
-    "app"
+    /// A component in the config: an app, router, middleware or channel (`[apps.<name>]`,
+    /// `[routers.<name>]`, ...); one namespace for all of them.
+    ComponentName,
+    "component"
 );
 name_type!(
     /// A logical endpoint on a connector (`routing_metadata.endpoint_name`).
@@ -143,17 +139,10 @@ impl ConnectorName {
     }
 }
 
-impl AppName {
+impl ComponentName {
     /// `local`, a component tenant `tenant` named, under its qualified name.
-    pub fn qualified(tenant: &TenantName, name: &AppName) -> Self {
+    pub fn qualified(tenant: &TenantName, name: &ComponentName) -> Self {
         Self(qualify(tenant, local(name)))
-    }
-}
-
-impl EndpointName {
-    /// `default`, the endpoint of a message that names none.
-    pub fn default_endpoint() -> Self {
-        Self("default".to_owned())
     }
 }
 
@@ -180,16 +169,16 @@ mod tests {
     #[test]
     fn qualified_names_keep_tenant_and_local_apart() {
         let acme: TenantName = "acme".parse().expect("tenant");
-        let echo: AppName = "echo".parse().expect("app");
-        let q = AppName::qualified(&acme, &echo);
+        let echo: ComponentName = "echo".parse().expect("app");
+        let q = ComponentName::qualified(&acme, &echo);
         assert_eq!(q.as_str(), "acme:echo");
-        assert!(q.is_qualified() && !echo.is_qualified());
+        assert!(tenant_of(&q).is_some() && tenant_of(&echo).is_none());
         assert_eq!((tenant_of(&q), local(&q)), (Some("acme"), "echo"));
         assert_eq!((tenant_of("echo"), local("echo")), (None, "echo"));
         // Round-trips through serde; a tenant, an endpoint or a double qualification does not.
-        assert_eq!(serde_json::from_str::<AppName>("\"acme:echo\"").expect("qualified"), q);
+        assert_eq!(serde_json::from_str::<ComponentName>("\"acme:echo\"").expect("qualified"), q);
         for bad in ["a:b:c", ":b", "a:", "a:b.c"] {
-            assert!(bad.parse::<AppName>().is_err(), "{bad}");
+            assert!(bad.parse::<ComponentName>().is_err(), "{bad}");
         }
         assert!("acme:x".parse::<TenantName>().is_err());
         assert!("a:b".parse::<EndpointName>().is_err());
@@ -197,10 +186,9 @@ mod tests {
 
     #[test]
     fn serde_validates() {
-        let ok: AppName = serde_json::from_str("\"survey\"").expect("valid");
+        let ok: ComponentName = serde_json::from_str("\"survey\"").expect("valid");
         assert_eq!(ok.to_string(), "survey");
-        let err = serde_json::from_str::<AppName>("\"no.dots\"").expect_err("invalid");
-        assert!(err.to_string().contains("invalid app name `no.dots`"), "{err}");
-        assert_eq!(EndpointName::default_endpoint().as_str(), "default");
+        let err = serde_json::from_str::<ComponentName>("\"no.dots\"").expect_err("invalid");
+        assert!(err.to_string().contains("invalid component name `no.dots`"), "{err}");
     }
 }

@@ -128,11 +128,6 @@ pub struct Tenants {
 }
 
 impl Tenants {
-    /// From a loaded config.
-    pub fn from_config(config: &Config) -> Self {
-        Self::default().update(config)
-    }
-
     /// For a newly loaded config: a tenant whose limits did not change keeps its buckets (and
     /// what it has used of them).
     pub fn update(&self, config: &Config) -> Self {

@@ -9,23 +9,5 @@
 
 #![allow(missing_docs, unsafe_code, clippy::all)]
 
-wit_bindgen::generate!({
-    path: "../wit",
-    inline: "
-        package vumi:sdk-imports;
-
-        world imports {
-            include vumi:plugin/platform@0.2.1;
-            import vumi:plugin/outbound@0.2.1;
-            import vumi:plugin/http@0.2.1;
-            import vumi:plugin/edit@0.2.1;
-        }
-    ",
-    world: "vumi:sdk-imports/imports",
-    runtime_path: "::vumi_sdk::__wit_bindgen::rt",
-    // `handler-error`, `target`, `direction`, `verdict` are used only by exports, which the
-    // plugin's crate generates against these types.
-    generate_unused_types: true,
-    // The interfaces live in another package than the world above: generate them all here.
-    generate_all,
-});
+// The contract version is written in one place, `vumi-sdk-macro`.
+vumi_sdk_macro::__imports!();

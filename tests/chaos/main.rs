@@ -69,6 +69,8 @@ struct Broker {
     port: u16,
     dir: PathBuf,
     env: Vec<(String, String)>,
+    /// The `rabbitmq-server` scripts started so far (each exits with its node), reaped on drop.
+    servers: std::sync::Mutex<Vec<Child>>,
 }
 
 impl Broker {
@@ -96,7 +98,7 @@ impl Broker {
             ("RABBITMQ_PID_FILE".into(), d("pid")),
             ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), d("plugins")),
         ];
-        let b = Broker { node, port, dir, env };
+        let b = Broker { node, port, dir, env, servers: Default::default() };
         b.launch();
         b
     }
@@ -105,9 +107,10 @@ impl Broker {
         let log = std::fs::File::create(self.dir.join("server.out")).unwrap();
         let mut cmd = Command::new("rabbitmq-server");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdout(log.try_clone().unwrap()).stderr(log);
-        cmd.spawn().unwrap_or_else(|e| {
+        let server = cmd.spawn().unwrap_or_else(|e| {
             panic!("cannot start rabbitmq-server ({e}): the chaos suite needs RabbitMQ installed")
         });
+        self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(server);
         wait_port(self.port, true, Duration::from_secs(60), "private RabbitMQ node");
     }
 
@@ -200,6 +203,10 @@ impl Drop for Broker {
         let _ = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "stop"]).status();
         if let Some(pid) = self.pid() {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        for mut server in self.servers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            let _ = server.kill();
+            let _ = server.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -557,7 +564,7 @@ ordering = "user"
             let m = UserMessage::inbound(
                 "chaos",
                 "sms",
-                &format!("+27{user:09}"),
+                format!("+27{user:09}"),
                 "12345",
                 Some(format!("{user}:{seq}")),
                 None,

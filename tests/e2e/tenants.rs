@@ -134,8 +134,7 @@ fn refused(config: &str) -> String {
 #[test]
 fn a_tenant_cannot_name_what_it_was_not_granted() {
     let echo = plugin("echo").display().to_string();
-    let base = format!(
-        r#"
+    let base = r#"
 [transports.a-telnet]
 kind = "telnet"
 bind = "127.0.0.1:0"
@@ -146,8 +145,7 @@ bind = "127.0.0.1:0"
 transports = ["a-telnet"]
 [tenants.b]
 transports = ["b-telnet"]
-"#
-    );
+"#;
     // Sending through (consuming) another tenant's transport.
     let e = refused(&format!("{base}[tenants.a.apps.x]\nplugin = \"{echo}\"\nconnector = \"b-telnet\"\n"));
     assert!(e.contains("`tenants.a.apps.x.connector`: transport `b-telnet` is not granted to tenant `a` (granted: `a-telnet`)"), "{e}");

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::transports::smpp::fake::{self, IdFormat, ReceiptAs, ReceiptIdFormat, ReceiptStat, Settings};
+use crate::fakes::smsc::{self as fake, IdFormat, ReceiptAs, ReceiptIdFormat, ReceiptStat, Settings};
 
 /// The fake SMSC's flags. Everything after the account can also be changed while it runs,
 /// with `POST /settings`.

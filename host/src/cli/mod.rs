@@ -1,7 +1,6 @@
 //! The `vumi` command line.
 
 mod admin_client;
-mod fake_aggregator;
 mod fake_smsc;
 mod plugin_build;
 
@@ -348,7 +347,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::FakeAggregator { bind } => fake_aggregator::run(bind).await,
+        Command::FakeAggregator { bind } => {
+            let listener = tokio::net::TcpListener::bind(bind).await?;
+            println!("vumi: fake aggregator listening on {}", listener.local_addr()?);
+            crate::fakes::aggregator::serve(listener, wait_for_signal()).await?;
+            Ok(())
+        }
         Command::FakeSmsc { args } => fake_smsc::run(args).await,
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::names::{AppName, ConnectorName, EndpointName};
+use crate::names::{ComponentName, ConnectorName, EndpointName};
 
 /// How an app's instances are used (see the design's "Instances").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -175,11 +175,11 @@ fn default_log_level() -> String {
 pub struct ChainConfig {
     /// Messages from end users, as published on `<connector>.inbound`.
     #[serde(default)]
-    pub inbound: Vec<AppName>,
+    pub inbound: Vec<ComponentName>,
     /// Messages to end users, as published on `<connector>.outbound`.
     #[serde(default)]
-    pub outbound: Vec<AppName>,
+    pub outbound: Vec<ComponentName>,
     /// Acks, nacks and delivery reports on `<connector>.event` (native middleware only).
     #[serde(default)]
-    pub event: Vec<AppName>,
+    pub event: Vec<ComponentName>,
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::names::{AppName, ConnectorName, TenantName};
+use crate::names::{ComponentName, ConnectorName, TenantName};
 
 pub use components::*;
 pub use egress::*;
@@ -106,10 +106,10 @@ pub struct Config {
     pub transports: BTreeMap<ConnectorName, TransportConfig>,
     /// Campaign applications (WASM plugins) by name.
     #[serde(default)]
-    pub apps: BTreeMap<AppName, AppConfig>,
+    pub apps: BTreeMap<ComponentName, AppConfig>,
     /// Dispatchers by name: a router plugin between transport connectors and app connectors.
     #[serde(default)]
-    pub routers: BTreeMap<AppName, RouterConfig>,
+    pub routers: BTreeMap<ComponentName, RouterConfig>,
     /// Where failed messages are kept for inspection.
     #[serde(default)]
     pub failures: FailuresConfig,
@@ -118,13 +118,13 @@ pub struct Config {
     pub http: HttpConfig,
     /// Send-API channels by name (`/api/v1/channels/<name>/messages`).
     #[serde(default)]
-    pub channels: BTreeMap<AppName, ChannelConfig>,
+    pub channels: BTreeMap<ComponentName, ChannelConfig>,
     /// How `mo_url` and `event_url` callbacks are delivered.
     #[serde(default)]
     pub callbacks: CallbacksConfig,
     /// Middleware by name: plugins (`world middleware`) and native steps.
     #[serde(default)]
-    pub middleware: BTreeMap<AppName, MiddlewareConfig>,
+    pub middleware: BTreeMap<ComponentName, MiddlewareConfig>,
     /// Which middleware runs, in order, on a connector's messages in each direction.
     #[serde(default)]
     pub chains: BTreeMap<ConnectorName, ChainConfig>,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{AllowedHost, AppConfig, ChainConfig, ChannelConfig, MiddlewareConfig, RouterConfig};
-use crate::names::{AppName, ConnectorName};
+use crate::names::{ComponentName, ConnectorName};
 
 /// A bearer token as the host keeps it: its SHA-256, never the token itself, so that a config
 /// dump, a persisted tenant file or a debug log cannot leak it. In TOML it is written either
@@ -113,20 +113,20 @@ pub struct TenantConfig {
     pub limits: TenantLimits,
     /// Apps, in the tenant's names.
     #[serde(default)]
-    pub apps: BTreeMap<AppName, AppConfig>,
+    pub apps: BTreeMap<ComponentName, AppConfig>,
     /// Routers, in the tenant's names.
     #[serde(default)]
-    pub routers: BTreeMap<AppName, RouterConfig>,
+    pub routers: BTreeMap<ComponentName, RouterConfig>,
     /// Middleware, in the tenant's names.
     #[serde(default)]
-    pub middleware: BTreeMap<AppName, MiddlewareConfig>,
+    pub middleware: BTreeMap<ComponentName, MiddlewareConfig>,
     /// Chains on the tenant's own router app connectors (a transport's chains are the operator's:
     /// they see every message of that transport).
     #[serde(default)]
     pub chains: BTreeMap<ConnectorName, ChainConfig>,
     /// Send-API channels, in the tenant's names (`/api/v1/channels/<tenant>:<name>/messages`).
     #[serde(default)]
-    pub channels: BTreeMap<AppName, ChannelConfig>,
+    pub channels: BTreeMap<ComponentName, ChannelConfig>,
 }
 
 /// Per-tenant limits. Each has a default, so a tenant without `[tenants.<t>.limits]` is still
@@ -259,30 +259,6 @@ impl fmt::Display for TenantLimits {
             self.http_timeout_ms,
             self.http_max_response_bytes
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_is_the_hash_of_its_token_in_either_form() {
-        let plain = Secret::parse("acme-admin-token").expect("plain");
-        let stored = Secret::parse(&plain.stored_form()).expect("stored");
-        assert_eq!(plain, stored);
-        assert!(
-            stored.matches("acme-admin-token") && !stored.matches("acme-admin-tokeN") && !stored.matches("")
-        );
-        // The known digest, so the README's example hash stays right.
-        assert_eq!(
-            plain.stored_form(),
-            "sha256:8aeb934816ad3780c8f6c6a2bf98e6df6115b81de9e11de4b3a78a58bb196d90"
-        );
-        assert!(!format!("{plain:?}").contains("acme"), "Debug never shows the token");
-        for bad in ["short", "sha256:abc", &format!("sha256:{}", "g".repeat(64))] {
-            assert!(Secret::parse(bad).is_err(), "{bad}");
-        }
     }
 }
 
@@ -482,7 +458,7 @@ impl Config {
                 over_limit(a.memory_limit_mb, a.deadline_ms, l)
                     .map_err(|(k, p)| invalid(key(format!("apps.{name}.{k}")), p))?;
                 instances += u64::from(a.concurrency);
-                self.apps.insert(AppName::qualified(t, &name), a);
+                self.apps.insert(ComponentName::qualified(t, &name), a);
             }
             for (name, mut r) in std::mem::take(&mut tc.routers) {
                 for tr in r.transports.iter_mut() {
@@ -494,7 +470,7 @@ impl Config {
                 over_limit(r.memory_limit_mb, r.deadline_ms, l)
                     .map_err(|(k, p)| invalid(key(format!("routers.{name}.{k}")), p))?;
                 instances += 1;
-                self.routers.insert(AppName::qualified(t, &name), r);
+                self.routers.insert(ComponentName::qualified(t, &name), r);
             }
             for (name, m) in std::mem::take(&mut tc.middleware) {
                 if let MiddlewareConfig::Plugin(p) = &m {
@@ -502,7 +478,7 @@ impl Config {
                         .map_err(|(k, p)| invalid(key(format!("middleware.{name}.{k}")), p))?;
                     instances += 1;
                 }
-                self.middleware.insert(AppName::qualified(t, &name), m);
+                self.middleware.insert(ComponentName::qualified(t, &name), m);
             }
             if instances > u64::from(l.max_instances) {
                 return Err(invalid(
@@ -525,13 +501,13 @@ impl Config {
                 for step in
                     chain.inbound.iter_mut().chain(chain.outbound.iter_mut()).chain(chain.event.iter_mut())
                 {
-                    *step = AppName::qualified(t, step);
+                    *step = ComponentName::qualified(t, step);
                 }
                 self.chains.insert(ConnectorName::qualified(t, &connector), chain);
             }
             for (name, mut c) in std::mem::take(&mut tc.channels) {
                 c.connector = resolve(&c.connector, format!("channels.{name}.connector"), false)?;
-                self.channels.insert(AppName::qualified(t, &name), c);
+                self.channels.insert(ComponentName::qualified(t, &name), c);
             }
         }
         Ok(())
@@ -574,4 +550,28 @@ fn over_limit(memory_mb: u32, deadline_ms: u64, l: &TenantLimits) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_the_hash_of_its_token_in_either_form() {
+        let plain = Secret::parse("acme-admin-token").expect("plain");
+        let stored = Secret::parse(&plain.stored_form()).expect("stored");
+        assert_eq!(plain, stored);
+        assert!(
+            stored.matches("acme-admin-token") && !stored.matches("acme-admin-tokeN") && !stored.matches("")
+        );
+        // The known digest, so the README's example hash stays right.
+        assert_eq!(
+            plain.stored_form(),
+            "sha256:8aeb934816ad3780c8f6c6a2bf98e6df6115b81de9e11de4b3a78a58bb196d90"
+        );
+        assert!(!format!("{plain:?}").contains("acme"), "Debug never shows the token");
+        for bad in ["short", "sha256:abc", &format!("sha256:{}", "g".repeat(64))] {
+            assert!(Secret::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -29,7 +29,7 @@ title = "Survey"
 #[test]
 fn a_good_config_loads_with_defaults() {
     let c = load(GOOD).expect("valid");
-    let app = &c.apps[&"survey".parse::<AppName>().expect("name")];
+    let app = &c.apps[&"survey".parse::<ComponentName>().expect("name")];
     assert_eq!(app.instances, InstancesConfig::Fresh);
     assert_eq!(app.deadline_ms, 500);
     assert_eq!(app.config["title"].as_str(), Some("Survey"));
@@ -225,7 +225,7 @@ fn error_wording_matches_the_golden_files() {
         with_plugin(&dir);
         let text = std::fs::read_to_string(&case).expect("case");
         let err = match Config::from_toml(&text, &dir.join("vumi.toml")) {
-            Ok(_) => format!("accepted (a golden case must be refused)"),
+            Ok(_) => "accepted (a golden case must be refused)".to_owned(),
             Err(e) => e.to_string().replace(&dir.display().to_string(), "<dir>"),
         };
         let expected_file = case.with_extension("err");

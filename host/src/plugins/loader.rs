@@ -20,13 +20,31 @@ pub enum World {
     Middleware,
 }
 
+/// The contract's version (`wit/worlds.wit`: `package vumi:plugin@<this>`): the one place the
+/// host names it.
+pub const CONTRACT_VERSION: &str = "0.2.1";
+
 impl std::fmt::Display for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            World::Application => f.write_str("vumi:plugin/application@0.2.1"),
-            World::Router => f.write_str("vumi:plugin/router@0.2.1"),
-            World::Middleware => f.write_str("vumi:plugin/middleware@0.2.1"),
-        }
+        let world = match self {
+            World::Application => "application",
+            World::Router => "router",
+            World::Middleware => "middleware",
+        };
+        write!(f, "vumi:plugin/{world}@{CONTRACT_VERSION}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_named_here_is_the_contracts() {
+        let worlds = include_str!("../../../wit/worlds.wit");
+        let declared = format!("package vumi:plugin@{};", super::CONTRACT_VERSION);
+        assert!(worlds.contains(&declared), "wit/worlds.wit does not declare `{declared}`");
+        let sdk = include_str!("../../../sdk/macro/src/lib.rs");
+        let named = format!("const VERSION: &str = \"{}\";", super::CONTRACT_VERSION);
+        assert!(sdk.contains(&named), "the SDK's macro crate names another version than `{named}`");
     }
 }
 

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 
 use async_trait::async_trait;
 
@@ -19,6 +18,7 @@ use super::cache::content_hash;
 use super::loader::{LoadError, World};
 use super::plugin::{Face, Plugin, Version};
 use crate::message::Timestamp;
+pub use crate::status::Rejection;
 use crate::telemetry::metrics::metrics;
 
 /// What a reload did.
@@ -34,15 +34,6 @@ pub enum ReloadOutcome {
     /// The file holds the version already serving (a touch, a copy of the same bytes, or the
     /// host's own deploy seen again by the watcher): nothing to do.
     Unchanged,
-}
-
-/// Why the latest reload attempt did not swap, as operators see it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Rejection {
-    /// When (Vumi's timestamp form).
-    pub at: String,
-    /// What was wrong.
-    pub reason: String,
 }
 
 #[derive(Debug, Default)]

@@ -2,6 +2,9 @@
 //! by each back end's tests. A back end that needs a service (Redis) runs this against the real
 //! service; it never skips.
 
+// A behaviour suite: a panic is how it reports a back end that misbehaves.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Consumer, RoutingKey};
 use crate::config::{Config, MiddlewareConfig};
-use crate::names::{AppName, ConnectorName};
+use crate::names::{ComponentName, ConnectorName};
 use crate::plugins::{AnySlot, AppSlot, Face, MiddlewareSlot, Plugin, PluginSlot, RouterSlot, Settings};
 use crate::state::{KvStore, Namespace, Namespaced};
 use crate::workers::callbacks::Callbacks;
@@ -22,7 +22,7 @@ use crate::workers::http_api::{Channel, ChannelParts, SendApi};
 use crate::workers::middleware::{Chains, Step};
 use crate::workers::{AppWorker, AppWorkerParts};
 
-use super::settings::{kv_quota, rule_settings};
+use super::settings::{RuleTable, kv_quota, rule_settings};
 use super::{RunningHost, StartError};
 
 /// Everything built from one config on the app side of the bus.
@@ -39,9 +39,9 @@ pub(super) struct Generation {
 /// Every plugin of a config, in a slot of its world.
 #[derive(Default, Clone)]
 pub(super) struct Slots {
-    pub(super) apps: BTreeMap<AppName, Arc<AppSlot>>,
-    pub(super) routers: BTreeMap<AppName, Arc<RouterSlot>>,
-    pub(super) middleware: BTreeMap<AppName, Arc<MiddlewareSlot>>,
+    pub(super) apps: BTreeMap<ComponentName, Arc<AppSlot>>,
+    pub(super) routers: BTreeMap<ComponentName, Arc<RouterSlot>>,
+    pub(super) middleware: BTreeMap<ComponentName, Arc<MiddlewareSlot>>,
 }
 
 impl Slots {
@@ -77,16 +77,13 @@ impl RunningHost {
             let kept = running.routers.get(name).filter(|_| same).cloned();
             let kv = Namespaced::new(self.state.clone(), Namespace::plugin("router", name.as_str()))
                 .counted(kv_quota(new, name));
-            let settings = rule_settings(
-                name,
-                rc.instances,
-                rc.deadline_ms,
-                rc.memory_limit_mb,
-                kv,
-                &rc.config,
-                new,
-                self.tenants.load().rates_of(name),
-            );
+            let rule = RuleTable {
+                instances: rc.instances,
+                deadline_ms: rc.deadline_ms,
+                memory_limit_mb: rc.memory_limit_mb,
+                config: &rc.config,
+            };
+            let settings = rule_settings(name, rule, kv, new, self.tenants.load().rates_of(name));
             let slot = self.slot(kept, "routers", name, new.resolve(&rc.plugin), settings, summary).await?;
             slots.routers.insert(name.clone(), slot);
         }
@@ -96,16 +93,13 @@ impl RunningHost {
             let kept = running.middleware.get(name).filter(|_| same).cloned();
             let kv = Namespaced::new(self.state.clone(), Namespace::plugin("middleware", name.as_str()))
                 .counted(kv_quota(new, name));
-            let settings = rule_settings(
-                name,
-                p.instances,
-                p.deadline_ms,
-                p.memory_limit_mb,
-                kv,
-                &p.config,
-                new,
-                self.tenants.load().rates_of(name),
-            );
+            let rule = RuleTable {
+                instances: p.instances,
+                deadline_ms: p.deadline_ms,
+                memory_limit_mb: p.memory_limit_mb,
+                config: &p.config,
+            };
+            let settings = rule_settings(name, rule, kv, new, self.tenants.load().rates_of(name));
             let slot = self.slot(kept, "middleware", name, new.resolve(&p.plugin), settings, summary).await?;
             slots.middleware.insert(name.clone(), slot);
         }
@@ -134,7 +128,7 @@ impl RunningHost {
         &self,
         kept: Option<Arc<PluginSlot<F>>>,
         section: &str,
-        name: &AppName,
+        name: &ComponentName,
         path: std::path::PathBuf,
         settings: Settings,
         summary: &mut Vec<String>,

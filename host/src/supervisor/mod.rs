@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{AdminState, Control, HostStatus};
+use crate::admin::{AdminState, Control};
 use crate::bus::{AmqpBus, AmqpOptions, Bus, EmbeddedBus};
 use crate::config::{BusConfig, Config, StateConfig};
 use crate::message::Timestamp;
@@ -36,6 +36,7 @@ use crate::names::ConnectorName;
 use crate::plugins::versions::Deployments;
 use crate::plugins::{Engine, EngineSettings, Registry, Watcher};
 use crate::state::{KvStore, MemoryStore, RedisOptions, RedisStore};
+use crate::status::HostStatus;
 use crate::workers::FailureLog;
 use crate::workers::flow::{Dispatchers, Flow, Intake};
 

@@ -100,7 +100,7 @@ impl RunningHost {
                 crate::telemetry::metrics::metrics().reload("config", "rejected");
                 tracing::error!(config = %path.display(), reason, "config rejected; the running config stays");
                 self.status.with_config(|c| {
-                    c.rejected = Some(crate::plugins::Rejection {
+                    c.rejected = Some(crate::status::Rejection {
                         at: Timestamp::now().to_string(),
                         reason: reason.clone(),
                     });

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::{Config, InstancesConfig, MiddlewareConfig};
-use crate::names::AppName;
+use crate::names::ComponentName;
 use crate::plugins::{InstancePolicy, Limits, Settings};
 use crate::state::{Namespace, Namespaced};
 
@@ -110,7 +110,7 @@ impl RunningHost {
     pub(super) fn app_settings(
         &self,
         config: &crate::config::Config,
-        name: &AppName,
+        name: &ComponentName,
         app: &crate::config::AppConfig,
     ) -> Settings {
         let policy = policy_of(
@@ -141,18 +141,24 @@ impl RunningHost {
     }
 }
 
+/// What a router's or a middleware's table says about running its plugin.
+pub(super) struct RuleTable<'a> {
+    pub(super) instances: InstancesConfig,
+    pub(super) deadline_ms: u64,
+    pub(super) memory_limit_mb: u32,
+    pub(super) config: &'a toml::Table,
+}
+
 /// Settings for a plugin that sends nothing itself (a router or a middleware): it decides where
 /// a message goes or what it becomes.
 pub(super) fn rule_settings(
-    name: &AppName,
-    instances: InstancesConfig,
-    deadline_ms: u64,
-    memory_limit_mb: u32,
+    name: &ComponentName,
+    rule: RuleTable<'_>,
     kv: Namespaced,
-    config: &toml::Table,
     config_of_host: &crate::config::Config,
     tenant: Option<std::sync::Arc<crate::tenants::Rates>>,
 ) -> Settings {
+    let RuleTable { instances, deadline_ms, memory_limit_mb, config } = rule;
     Settings {
         name: name.to_string(),
         policy: policy_of(instances, 10_000, Duration::from_secs(300)),

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::TransportStatus;
 use crate::bus::RoutingKey;
 use crate::config::{Config, TransportConfig};
 use crate::message::Timestamp;
 use crate::names::ConnectorName;
 use crate::state::{KvStore, Namespace, Namespaced};
+use crate::status::TransportStatus;
 use crate::transports::sink::SinkTransport;
 use crate::transports::sms_http::SmsHttpTransport;
 use crate::transports::telnet::TelnetTransport;

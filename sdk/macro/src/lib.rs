@@ -10,6 +10,10 @@
 
 use proc_macro::TokenStream;
 
+/// The contract's version: the one place the SDK names it (`wit/worlds.wit` declares
+/// `package vumi:plugin@<this>`; a test of the host checks they agree).
+const VERSION: &str = "0.2.1";
+
 /// The absolute path of `wit/`, fixed when this crate is compiled.
 const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
 
@@ -40,7 +44,7 @@ pub fn __bindings(input: TokenStream) -> TokenStream {
     let with: String = PLATFORM
         .iter()
         .chain(extra)
-        .map(|i| format!("\"vumi:plugin/{i}@0.2.1\": ::vumi_sdk::wit::vumi::plugin::{i},\n"))
+        .map(|i| format!("\"vumi:plugin/{i}@{VERSION}\": ::vumi_sdk::wit::vumi::plugin::{i},\n"))
         .collect();
     let path = WIT_DIR.replace('\\', "/");
     format!(
@@ -50,13 +54,46 @@ pub fn __bindings(input: TokenStream) -> TokenStream {
 mod __vumi_bindings {{
     ::vumi_sdk::__wit_bindgen::generate!({{
         path: r#"{path}"#,
-        world: "vumi:plugin/{world}@0.2.1",
+        world: "vumi:plugin/{world}@{VERSION}",
         runtime_path: "::vumi_sdk::__wit_bindgen::rt",
         with: {{
             {with}
         }},
     }});
 }}
+"##
+    )
+    .parse()
+    .unwrap_or_default()
+}
+
+/// `__imports!()`: the SDK's own import bindings (`vumi_sdk::wit`), for a world that imports
+/// everything any of the three worlds imports. See `sdk/src/wit.rs`.
+#[proc_macro]
+pub fn __imports(_input: TokenStream) -> TokenStream {
+    let path = WIT_DIR.replace('\\', "/");
+    format!(
+        r##"
+::wit_bindgen::generate!({{
+    path: r#"{path}"#,
+    inline: "
+        package vumi:sdk-imports;
+
+        world imports {{
+            include vumi:plugin/platform@{VERSION};
+            import vumi:plugin/outbound@{VERSION};
+            import vumi:plugin/http@{VERSION};
+            import vumi:plugin/edit@{VERSION};
+        }}
+    ",
+    world: "vumi:sdk-imports/imports",
+    runtime_path: "::vumi_sdk::__wit_bindgen::rt",
+    // `handler-error`, `target`, `direction`, `verdict` are used only by exports, which the
+    // plugin's crate generates against these types.
+    generate_unused_types: true,
+    // The interfaces live in another package than the world above: generate them all here.
+    generate_all,
+}});
 "##
     )
     .parse()

@@ -787,7 +787,7 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transports::smpp::fake;
+    use crate::fakes::smsc as fake;
 
     struct Nothing;
 

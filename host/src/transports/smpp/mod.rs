@@ -12,10 +12,10 @@
 //! - `link`: one bind (connect, bind, enquire_link, unbind, reconnection with back-off) and its
 //!   flow control (window in PDUs, rate, throttle pause with the refused PDUs first).
 //! - `transport`: the [`Transport`](super::Transport) joining links to the bus.
-//! - `fake`: `vumi fake-smsc`, an SMSC for development and tests.
+//!
+//! `vumi fake-smsc`, the SMSC the tests and benchmarks bind to, is in `crate::fakes::smsc`.
 
 pub mod correlate;
-pub mod fake;
 pub mod link;
 pub mod parts;
 pub mod receipt;

@@ -151,7 +151,7 @@ impl Application for Faulty {
             }
             other if other.starts_with("kv-big ") => {
                 let n: usize = other["kv-big ".len()..].trim().parse().unwrap_or(0);
-                match kv::set("big", &vec![7u8; n], None) {
+                match kv::set("big", vec![7u8; n], None) {
                     Ok(()) => {
                         msg.reply(format!("stored {n}"))?;
                         Ok(())

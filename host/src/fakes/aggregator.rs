@@ -1,4 +1,6 @@
-//! `vumi fake-aggregator`: the far end of an `sms_http` transport, for trying things out.
+//! `vumi fake-aggregator`: the far end of an `sms_http` transport, for trying things out. It
+//! prints each SMS it is asked to send and answers with an id of its own, as an aggregator's
+//! HTTP API does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -7,15 +9,13 @@ use axum::http::HeaderMap;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Serve until Ctrl-C: print each SMS, answer `{"message_id": "fake-<n>"}`.
-pub async fn run(bind: std::net::SocketAddr) -> anyhow::Result<()> {
+/// Serve on `listener` until `shutdown`: print each SMS, answer `{"message_id": "fake-<n>"}`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = axum::Router::new().fallback(receive);
-    let listener = tokio::net::TcpListener::bind(bind).await?;
-    println!("vumi: fake aggregator listening on {}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
-        .await?;
-    Ok(())
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 async fn receive(headers: HeaderMap, body: Bytes) -> axum::Json<serde_json::Value> {
