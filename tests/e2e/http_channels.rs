@@ -602,3 +602,31 @@ mo_url = "{}"
     assert_eq!(sent["result"]["session_event"], "close");
     assert_eq!(pending.join().unwrap(), "END No news today. Bye!");
 }
+
+#[test]
+fn any_text_is_sent_as_it_was_given_nul_controls_and_emoji_included() {
+    let aggregator = Recorder::start(0);
+    let host = sms_host(&aggregator, "", "");
+    let text = "nul\u{0} grin \u{1F600} esc\u{1b}[2J";
+    let resp = post_json(
+        &host,
+        "/api/v1/channels/api/messages",
+        Some("test-token-1"),
+        &json!({"to": "+27820000010", "content": text}),
+    );
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().unwrap();
+    assert_eq!(created["result"]["content"], text);
+    let id = created["result"]["message_id"].as_str().unwrap().to_owned();
+    // The aggregator's wire (JSON or a form) carries any character: it gets the text as given.
+    let sent = aggregator.wait_for(1);
+    assert_eq!(sent[0].json()["content"], text);
+    let status: Value = http()
+        .get(host.url(&format!("/api/v1/channels/api/messages/{id}")))
+        .bearer_auth("test-token-1")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["result"]["content"], text, "{status}");
+}

@@ -57,6 +57,17 @@ def say(obj):
     print(json.dumps(obj), flush=True)
 
 
+# What Vumi 0.6 sends in content besides plain text: NUL and other controls (escaped as \u0000,
+# \u0007, \u001b), astral-plane characters (as surrogate pairs), line breaks.
+CONTENTS = [
+    "hello %d caf\u00e9",
+    "nul\x00in %d",
+    "grin \U0001F600 %d",
+    "bel\x07 esc\x1b[2J %d",
+    "two\nlines %d",
+]
+
+
 def inbound(connector, n):
     return {
         "message_version": "20110921",
@@ -69,7 +80,7 @@ def inbound(connector, n):
         "from_addr": "+2783%07d" % n,
         "in_reply_to": None,
         "session_event": "resume",
-        "content": "hello %d caf\u00e9" % n,
+        "content": CONTENTS[n % len(CONTENTS)] % n,
         "transport_name": connector,
         "transport_type": "ussd",
         "transport_metadata": {"legacy": True},

@@ -72,8 +72,17 @@ impl FakeSmsc {
 
     /// Inject an MO, waiting for an ESME to be bound first (409 until then).
     pub fn mo(&self, from: &str, to: &str, content: &str) -> Value {
+        self.mo_body(json!({ "from": from, "to": to, "content": content }))
+    }
+
+    /// [`FakeSmsc::mo`] in `coding` (`gsm7`, `ascii`, `latin1`, `ucs2`).
+    pub fn mo_with(&self, from: &str, to: &str, content: &str, coding: &str) -> Value {
+        self.mo_body(json!({ "from": from, "to": to, "content": content, "coding": coding }))
+    }
+
+    fn mo_body(&self, body: Value) -> Value {
         eventually("a bind to take an MO", || {
-            let (status, body) = self.post("/mo", &json!({ "from": from, "to": to, "content": content }));
+            let (status, body) = self.post("/mo", &body);
             match status {
                 200 => Ok(body),
                 409 => Err(format!("POST /mo answered 409: {body}")),
@@ -254,6 +263,28 @@ fn a_400_character_message_with_emoji_is_split_and_reassembled_exactly_both_ways
     let mt = smsc.wait_mt(2);
     assert_eq!(mt[1]["text"].as_str(), Some(text.as_str()), "reassembled inbound, echoed back exactly");
     assert_eq!(mt[1]["to"], "27820000004");
+}
+
+#[test]
+fn controls_go_out_as_question_marks_and_emoji_as_they_are_both_ways() {
+    let smsc = FakeSmsc::start(&["--receipt", "none"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(smsc.smpp, "", &events, ""));
+    smsc.wait_bound();
+    // A NUL alone does not force UCS-2: it is sent as `?`, in GSM.
+    send(&host, "27820000005", "nul\u{0}in bel\u{7}");
+    let mt = smsc.wait_mt(1);
+    assert_eq!((mt[0]["text"].as_str(), mt[0]["coding"].as_str()), (Some("nul?in bel?"), Some("gsm7")));
+    // An inbound NUL (UCS-2 can carry it from a phone) reaches the app; the echo goes out with
+    // `?`, and the emoji as it came.
+    smsc.mo_with("27820000006", "1234", "esc\u{1b} nul\u{0} \u{1F600}", "ucs2");
+    let mt = smsc.wait_mt(2);
+    assert_eq!(
+        (mt[1]["text"].as_str(), mt[1]["coding"].as_str()),
+        (Some("esc? nul? \u{1F600}"), Some("ucs2")),
+        "{}",
+        mt[1]
+    );
 }
 
 #[test]

@@ -153,3 +153,72 @@ fn a_copy_of_a_message_already_sent_is_dropped_not_written_twice() {
         let _ = server.await;
     });
 }
+
+#[test]
+fn acks_wait_for_room_in_a_full_event_queue_and_none_is_dropped() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        // Room for one message per queue, and a publisher waits 50 ms for room before the
+        // bus says the queue is full.
+        let bus = Arc::new(EmbeddedBus::bounded(1, Duration::from_millis(50)));
+        let connector: vumi_host::names::ConnectorName = "tn-full".parse().expect("name");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = TelnetConfig { bind: addr, to_addr: None, max_line_bytes: 4096 };
+        let sent = Arc::new(vumi_host::transports::Sent::new(&connector, 1000));
+        let stop = CancellationToken::new();
+        let ctx = TransportContext::new(bus.clone(), connector.clone(), sent, stop.clone());
+        let transport = Box::new(TelnetTransport::new(ctx, listener, &config).expect("transport"));
+        let outbound = bus.consume(&RoutingKey::outbound(&connector), 1).await.expect("consume");
+        let server = tokio::spawn(transport.run(outbound, stop.clone()));
+        let mut inbound = bus.consume(&RoutingKey::inbound(&connector), 1).await.expect("consume");
+
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let me = stream.local_addr().expect("local").to_string();
+        let (r, _w) = stream.into_split();
+        let mut lines = BufReader::new(r).lines();
+        user(next(&mut inbound).await);
+
+        // Nobody reads the event queue yet: the first ack fills it, the second waits.
+        let sends: Vec<UserMessage> =
+            (1..=3).map(|i| UserMessage::send_to(me.clone(), Some(format!("m{i}")), "default")).collect();
+        let publisher = {
+            let (bus, connector, sends) = (bus.clone(), connector.clone(), sends.clone());
+            tokio::spawn(async move {
+                for m in sends {
+                    let key = RoutingKey::outbound(&connector);
+                    while bus.publish(&key, m.clone().into()).await.is_err() {}
+                }
+            })
+        };
+        for want in ["m1", "m2"] {
+            let got = tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read");
+            assert_eq!(got.as_deref(), Some(want));
+        }
+        // Now the events are read: every ack arrives, in order, none dropped while it waited.
+        let mut events = bus.consume(&RoutingKey::event(&connector), 1).await.expect("consume");
+        for m in &sends {
+            let Message::Event(e) = next(&mut events).await else { panic!("an event") };
+            assert_eq!(e.user_message_id, m.message_id, "the ack of {:?}", m.content);
+            assert!(matches!(e.kind, EventKind::Ack { .. }), "{e:?}");
+        }
+        let got = tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("read");
+        assert_eq!(got.as_deref(), Some("m3"), "the transport went on once its event had room");
+        publisher.await.expect("publisher");
+        stop.cancel();
+        let _ = server.await;
+    });
+}
+
+#[test]
+fn text_reaches_the_app_as_typed_and_the_terminal_as_it_can_show_it() {
+    // The echo app answers with the text it got; the host refuses no character of it.
+    let host =
+        crate::common::Host::start(&crate::common::telnet_app_config(&crate::common::plugin("echo"), ""));
+    let mut t = host.connect();
+    assert_eq!(t.line(), "echo: ready");
+    t.send_raw("nul\0in \u{1F600} esc\u{1b}[2J bel\u{7} tab\there\r\n".as_bytes());
+    assert_eq!(t.line(), "nul\u{2400}in \u{1F600} esc\u{241B}[2J bel\u{2407} tab\there");
+    t.send("still answering");
+    assert_eq!(t.line(), "still answering");
+}

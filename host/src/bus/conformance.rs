@@ -28,8 +28,9 @@ fn content(m: &Message) -> String {
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The kinds of queue each check uses, for [`keys`].
-const KINDS: &[&str] =
-    &["order", "iso-a", "iso-b", "requeue", "drop", "prefetch", "compete", "close", "bounded", "retry"];
+const KINDS: &[&str] = &[
+    "order", "iso-a", "iso-b", "requeue", "drop", "prefetch", "compete", "close", "bounded", "retry", "text",
+];
 
 /// The delay tiers [`retry_path`] expects its bus to be built with.
 pub const SHORT_TIERS: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(600)];
@@ -54,6 +55,31 @@ pub async fn run_all(bus: &dyn Bus, run: &str) {
     dropped_delivery_is_redelivered(bus, &run).await;
     prefetch_bounds_outstanding_deliveries(bus, &run).await;
     competing_consumers_share_without_duplicates(bus, &run).await;
+    carries_any_text_unchanged(bus, &run).await;
+}
+
+/// Text is text: NUL, other controls, line breaks, astral-plane characters and a replacement
+/// character cross the bus exactly as published (on RabbitMQ, as Python's ASCII-escaped JSON).
+async fn carries_any_text_unchanged(bus: &dyn Bus, run: &str) {
+    let k = key(run, "text");
+    let texts = [
+        "nul\u{0}in",
+        "bel\u{7} esc\u{1b}[2J del\u{7f}",
+        "two\nlines\r\n",
+        "grin \u{1F600} \u{FFFD}",
+        "caf\u{e9}",
+    ];
+    for t in texts {
+        let m =
+            UserMessage::inbound("conformance", "telnet", "127.0.0.1:1", "127.0.0.1:2", Some(t.into()), None);
+        bus.publish(&k, m.into()).await.expect("publish");
+    }
+    let mut c = bus.consume(&k, 10).await.expect("consume");
+    for t in texts {
+        let d = tokio::time::timeout(WAIT, c.next()).await.expect("delivery in time").expect("open");
+        assert_eq!(content(&d.message), t, "carried unchanged");
+        d.ack();
+    }
 }
 
 async fn delivers_in_order_and_keeps_messages_published_before_consume(bus: &dyn Bus, run: &str) {

@@ -69,7 +69,16 @@ impl Fields {
 }
 
 pub(super) fn decode(bytes: &[u8]) -> Result<Message, MessageError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| MessageError::Json(e.to_string()))?;
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        // Python writes a lone surrogate (`"\ud800"`: a string cut inside an emoji, say) as a
+        // `\u` escape, which no Rust string can hold: it becomes U+FFFD, and the rest of the
+        // message arrives, rather than the whole message being set aside.
+        Err(e) => match mend_lone_surrogates(bytes) {
+            Some(mended) => serde_json::from_slice(&mended).map_err(|e| MessageError::Json(e.to_string()))?,
+            None => return Err(MessageError::Json(e.to_string())),
+        },
+    };
     let Value::Object(map) = value else {
         return Err(MessageError::NotAnObject(kind(&value)));
     };
@@ -332,4 +341,56 @@ pub(super) fn encode_status(s: &Status) -> Vec<u8> {
         ],
         &s.extra,
     )
+}
+
+/// `bytes` with every `\u` escape of a surrogate that is not half of a pair written as
+/// `\uFFFD`, or `None` if there is none. Escapes are read as JSON reads them: only inside
+/// strings, after an unescaped backslash.
+fn mend_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    fn unit(b: &[u8], at: usize) -> Option<u16> {
+        let hex = b.get(at..at + 6)?;
+        if &hex[..2] != b"\\u" {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut i, mut in_string, mut mended) = (0, false, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !in_string {
+            in_string = b == b'"';
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => in_string = false,
+            b'\\' => match unit(bytes, i) {
+                Some(0xD800..=0xDBFF)
+                    if unit(bytes, i + 6).is_some_and(|lo| (0xDC00..=0xDFFF).contains(&lo)) =>
+                {
+                    out.extend_from_slice(&bytes[i..i + 12]);
+                    i += 12;
+                    continue;
+                }
+                Some(0xD800..=0xDFFF) => {
+                    out.extend_from_slice(b"\\uFFFD");
+                    mended = true;
+                    i += 6;
+                    continue;
+                }
+                // Another escape: copy the backslash and the character it escapes.
+                _ => {
+                    out.extend_from_slice(&bytes[i..(i + 2).min(bytes.len())]);
+                    i += 2;
+                    continue;
+                }
+            },
+            _ => {}
+        }
+        out.push(b);
+        i += 1;
+    }
+    mended.then_some(out)
 }

@@ -309,3 +309,37 @@ fn a_known_field_wins_over_a_duplicate_in_extra_and_is_written_once() {
     assert_eq!(&keys[..4], ["message_version", "message_type", "timestamp", "message_id"]);
     assert_eq!(keys.last(), Some(&"new_field"));
 }
+
+#[test]
+fn any_unicode_text_passes_through_the_codec_unchanged() {
+    // As Python's json.dumps writes them: NUL and the other controls escaped, an emoji as its
+    // surrogate pair.
+    let escaped = [
+        (r"nul\u0000in", "nul\0in"),
+        (r"bel\u0007 esc\u001b[2J", "bel\u{7} esc\u{1b}[2J"),
+        (r"\ud83d\ude00 grin", "\u{1F600} grin"),
+        (r"a\nb\tc", "a\nb\tc"),
+    ];
+    for (json, text) in escaped {
+        let m = parse_user(&LEGACY_INBOUND.replace(r"This is an incoming SMS! caf\u00e9", json));
+        assert_eq!(m.content.as_deref(), Some(text), "{json}");
+        let again = UserMessage::from_json(&m.to_json()).expect("round trip");
+        assert_eq!(again.content.as_deref(), Some(text), "{json} round trip");
+    }
+}
+
+#[test]
+fn a_lone_surrogate_from_python_becomes_a_replacement_character_not_a_lost_message() {
+    for (json, text) in [
+        (r"cut \ud83d", "cut \u{FFFD}"),
+        (r"\ude00 tail", "\u{FFFD} tail"),
+        (r"pair \ud83d\ude00 and lone \ud83d", "pair \u{1F600} and lone \u{FFFD}"),
+        // An escaped backslash before `u` is text, not an escape.
+        (r"not one \\ud800 \ud800", "not one \\ud800 \u{FFFD}"),
+    ] {
+        let m = parse_user(&LEGACY_INBOUND.replace(r"This is an incoming SMS! caf\u00e9", json));
+        assert_eq!(m.content.as_deref(), Some(text), "{json}");
+        assert_eq!(m.message_id, "8d17b2d4a0cd43e4ab2e3c5c1c1e2f20", "the rest of the message arrives");
+    }
+    assert!(UserMessage::from_json(br#"{"content": "\ud800", "#).is_err(), "still JSON or nothing");
+}

@@ -46,6 +46,7 @@ impl RunningHost {
             connector: name.clone(),
             sent: sent.clone(),
             retry: Arc::new(crate::retry::Retry::new(&config.host.retry, format!("transport:{name}"))),
+            event_retry: Arc::new(TransportContext::event_retry(name)),
             stop: stop.clone(),
         };
         let kv = || -> Arc<dyn KvStore> {

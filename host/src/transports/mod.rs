@@ -77,6 +77,8 @@ pub struct TransportContext {
     pub sent: Arc<Sent>,
     /// How it waits in place for the state store (`[host.retry]`).
     pub retry: Arc<crate::retry::Retry>,
+    /// How it waits for room for an event (until it is published, or the transport stops).
+    pub event_retry: Arc<crate::retry::Retry>,
     /// Its stop: a wait in place gives way to it.
     pub stop: CancellationToken,
 }
@@ -167,7 +169,15 @@ impl TransportContext {
     ) -> Self {
         let retry =
             crate::retry::Retry::new(&crate::retry::RetryPolicy::default(), format!("transport:{connector}"));
-        Self { publish, connector, sent, retry: Arc::new(retry), stop }
+        let event_retry = Arc::new(Self::event_retry(&connector));
+        Self { publish, connector, sent, retry: Arc::new(retry), event_retry, stop }
+    }
+
+    /// The waits for room for an event: short, since the bus's publish already waited for room.
+    pub fn event_retry(connector: &ConnectorName) -> crate::retry::Retry {
+        use std::time::Duration;
+        let component = format!("transport:{connector}");
+        crate::retry::Retry::forever(Duration::from_millis(100), Duration::from_secs(2), component)
     }
 
     /// Record `what` in the state store with `op`, for a message that cannot be taken back (the
@@ -217,43 +227,31 @@ impl TransportContext {
     }
 
     /// Report the outcome of an outbound message the transport has already handled (its ack or
-    /// nack). The message cannot be taken back, so a full event queue is waited on for as long
-    /// as it stays full, holding the transport's outbound delivery (and so its intake) back;
-    /// the wait is logged, once per 10 s. Only a bus that is closed (the host stopping) or down
-    /// makes it give the event up, counted in one summarised line. (A cycle, an app whose event
-    /// handler sends through this transport, does not hang: the app's own publish has a bounded
-    /// wait and its retries end on the failure path, which takes its event off the queue.)
+    /// nack). The message cannot be taken back, so a full event queue, or a bus that is down,
+    /// is waited on for as long as it lasts (the bus's own bounded wait for room, then a
+    /// jittered wait, one warning per 10 s), holding the transport's outbound delivery (and so
+    /// its intake) back. Only a bus that refuses or is closed, or the transport's stop, makes it
+    /// give the event up, counted in one summarised line. (A cycle, an app whose event handler
+    /// sends through this transport, does not hang: the app's own publish has a bounded wait
+    /// and its retries end on the failure path, which takes its event off the queue.)
     pub async fn report_outcome(&self, event: crate::message::Event, about: &crate::message::UserMessage) {
-        static WAITING: Throttle = Throttle::new(std::time::Duration::from_secs(10));
         static LOST: Throttle = Throttle::with_burst(std::time::Duration::from_secs(10), 10);
         if matches!(event.kind, crate::message::EventKind::Ack { .. }) {
             self.sent.record(&about.message_id);
         }
         let key = crate::bus::RoutingKey::event(&self.connector);
         let message = self.event_message(event, about);
-        loop {
-            // A message is an `Arc`: a retry copies nothing.
-            match self.publish.publish(&key, message.clone()).await {
-                Ok(()) => return,
-                Err(e @ BusError::Full { .. }) => {
-                    if let Some(more) = WAITING.hit() {
-                        tracing::warn!(connector = %self.connector, error = %e, more, "events wait for room; the transport sends nothing more meanwhile");
-                    }
-                }
-                // A broker that is down comes back (the bus reconnects): wait for it too.
-                Err(e @ BusError::Unavailable(_)) => {
-                    if let Some(more) = WAITING.hit() {
-                        tracing::warn!(connector = %self.connector, error = %e, more, "events wait for the bus to come back; the transport sends nothing more meanwhile");
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => {
-                    crate::telemetry::metrics::metrics().refused("event");
-                    if let Some(more) = LOST.hit() {
-                        tracing::warn!(connector = %self.connector, error = %e, more, message_id = about.message_id, "an event about a sent message was not published; the message itself was handled");
-                    }
-                    return;
-                }
+        // A message is an `Arc`: a retry copies nothing.
+        let published = self
+            .event_retry
+            .run("publish an event (the transport sends nothing more meanwhile)", &self.stop, || {
+                self.publish.publish(&key, message.clone())
+            })
+            .await;
+        if let Err(e) = published {
+            crate::telemetry::metrics::metrics().refused("event");
+            if let Some(more) = LOST.hit() {
+                tracing::warn!(connector = %self.connector, error = %e, more, message_id = about.message_id, "an event about a sent message was not published; the message itself was handled");
             }
         }
     }

@@ -5,6 +5,15 @@
 //! messages are written to the connection whose peer address is their `to_addr`; one with session
 //! event `close` closes that connection after it is written. Each write is acked (`sent_message_id`
 //! is the message id); an outbound for a peer that is not connected is nacked `Unknown address.`.
+//! Acks and nacks go through [`TransportContext::report_outcome`]: they wait for room in a full
+//! event queue rather than being dropped.
+//!
+//! **Text on the wire.** Inbound lines pass into the message as they are (NUL and other
+//! controls included; only the NUL of a telnet "CR NUL" is framing, and dropped). Outbound text
+//! is written so a terminal shows it and cannot be driven by it: each line break in the content
+//! (`\r\n`, `\r` or `\n`) becomes a `\r\n`, a tab stays a tab, every other C0 control and
+//! DEL is written as its Unicode Control Picture (NUL as `␀`, ESC as `␛`), and C1 controls
+//! as `\u{FFFD}`. Everything else, emoji included, is written as UTF-8.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,14 +107,14 @@ async fn deliver(ctx: &TransportContext, clients: &Clients, delivery: Delivery) 
         Some(tx) => {
             let mut ok = true;
             if let Some(text) = &msg.content {
-                ok &= tx.send(Out::Line(text.clone())).is_ok();
+                ok &= tx.send(Out::Line(for_terminal(text))).is_ok();
             }
             if msg.session_event == Some(SessionEvent::Close) {
                 ok &= tx.send(Out::Close).is_ok();
             }
+            // An ack also records the message as sent, so a copy of it (a redelivery, an
+            // app's retry) is dropped from now on.
             if ok {
-                // A copy of it (a redelivery, an app's retry) is dropped from now on.
-                ctx.sent.record(&msg.message_id);
                 Event::ack(&msg.message_id, &msg.message_id)
             } else {
                 Event::nack(&msg.message_id, "Unknown address.")
@@ -113,13 +122,30 @@ async fn deliver(ctx: &TransportContext, clients: &Clients, delivery: Delivery) 
         }
         None => Event::nack(&msg.message_id, "Unknown address."),
     };
-    let mut event = event;
-    event.transport_name = Some(ctx.connector.to_string());
-    event.routing_metadata = msg.routing_metadata.clone();
-    if let Err(e) = ctx.publish.publish(&RoutingKey::event(&ctx.connector), event.into()).await {
-        tracing::warn!(connector = %ctx.connector, error = %e, "cannot publish telnet event");
-    }
+    ctx.report_outcome(event, msg).await;
     delivery.ack();
+}
+
+/// `text` as a terminal should get it (see the module doc): line breaks as CRLF, controls as
+/// their visible pictures.
+fn for_terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\r\n");
+            }
+            '\n' => out.push_str("\r\n"),
+            '\t' => out.push('\t'),
+            c @ '\0'..='\u{1F}' => out.push(char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{FFFD}')),
+            '\u{7F}' => out.push('\u{2421}'),
+            '\u{80}'..='\u{9F}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 struct Conn {
@@ -267,6 +293,15 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, max: usize) ->
     if length > max {
         return Line::TooLong(length);
     }
+    // A telnet client sends a bare carriage return as CR NUL: the NUL is framing, not text.
+    if line.windows(2).any(|w| w == b"\r\0") {
+        let mut prev = None;
+        line.retain(|&b| {
+            let framing = b == 0 && prev == Some(b'\r');
+            prev = Some(b);
+            !framing
+        });
+    }
     while line.last() == Some(&b'\r') {
         line.pop();
     }
@@ -307,6 +342,24 @@ mod tests {
         crlf.extend_from_slice(b"\r\n");
         assert_eq!(lines(&crlf, 64).await, ["<too long: 65>"], "the CR of CRLF does not count");
         assert_eq!(lines(b"exactly8\r\n", 8).await, ["exactly8"]);
+    }
+
+    #[tokio::test]
+    async fn text_comes_in_as_typed_but_for_the_nul_of_a_telnet_cr_nul() {
+        assert_eq!(lines(b"nul\0in the middle\n", 100).await, ["nul\0in the middle"]);
+        assert_eq!(
+            lines(b"bel\x07 esc\x1b[2J \xf0\x9f\x98\x80\n", 100).await,
+            ["bel\u{7} esc\u{1b}[2J \u{1F600}"]
+        );
+        assert_eq!(lines(b"a\r\0b\r\n", 100).await, ["a\rb"]);
+    }
+
+    #[test]
+    fn text_goes_out_as_a_terminal_shows_it_and_cannot_drive_it() {
+        assert_eq!(for_terminal("plain \u{1F600} caf\u{e9}"), "plain \u{1F600} caf\u{e9}");
+        assert_eq!(for_terminal("one\ntwo\r\nthree\rfour"), "one\r\ntwo\r\nthree\r\nfour");
+        assert_eq!(for_terminal("a\0b\x07c\x1b[2Jd\te\x7f"), "a\u{2400}b\u{2407}c\u{241B}[2Jd\te\u{2421}");
+        assert_eq!(for_terminal("c1\u{85}\u{9b}"), "c1\u{FFFD}\u{FFFD}");
     }
 
     #[tokio::test]

@@ -68,9 +68,6 @@ impl HostState {
         close: bool,
         group: bool,
     ) -> R<Result<String, SendError>> {
-        if let Err(e) = check_content(&content) {
-            return Ok(Err(e));
-        }
         let m = self.msg(r)?;
         let reply = if group { m.reply_to_group(content, close) } else { m.reply(content, close) };
         Ok(self.push_send(reply))
@@ -96,14 +93,6 @@ impl HostState {
 
     fn edit(&mut self, r: &Resource<MessageRef>) -> R<&mut UserMessage> {
         Ok(Arc::make_mut(&mut self.table.get_mut(r)?.0))
-    }
-}
-
-/// Transports write text to users; a NUL would end a C string at the SMSC or terminal.
-pub(super) fn check_content(content: &Option<String>) -> Result<(), SendError> {
-    match content {
-        Some(c) if c.contains('\0') => Err(SendError::Invalid("content: contains a NUL character".into())),
-        _ => Ok(()),
     }
 }
 

@@ -7,7 +7,6 @@ use crate::plugins::bindings::outbound::Host;
 use crate::plugins::bindings::types::SendError;
 
 use super::HostState;
-use super::message::check_content;
 
 impl Host for HostState {
     fn send_to(
@@ -16,9 +15,6 @@ impl Host for HostState {
         content: Option<String>,
         endpoint: Option<String>,
     ) -> wasmtime::Result<Result<String, SendError>> {
-        if let Err(e) = check_content(&content) {
-            return Ok(Err(e));
-        }
         if to_addr.is_empty() {
             return Ok(Err(SendError::Invalid("to-addr: must not be empty".into())));
         }

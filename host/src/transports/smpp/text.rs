@@ -82,7 +82,7 @@ impl Coding {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {
     /// A character the coding has no code for.
-    #[error("`{ch}` (U+{:04X}) cannot be written in {}", u32::from(*.ch), .coding.name())]
+    #[error("`{}` (U+{:04X}) cannot be written in {}", .ch.escape_debug(), u32::from(*.ch), .coding.name())]
     Unrepresentable {
         /// The character.
         ch: char,
@@ -140,6 +140,32 @@ fn cost(ch: char, coding: Coding) -> Option<usize> {
         Coding::Latin1 => (u32::from(ch) <= 0xFF).then_some(1),
         Coding::Ucs2 => Some(ch.len_utf16()),
     }
+}
+
+/// `text` as an SMS can carry it: line breaks (LF, CR, FF) kept, a tab sent as a space, and every
+/// other control character (NUL, the other C0 controls, DEL, C1) sent as `?`, with the number
+/// replaced. Handsets and SMSCs read a NUL as the end of the text and render controls as
+/// nothing or garbage; `?` exists in every coding, so a stray control character never forces
+/// UCS-2 (halving what a part holds) or a refusal. The message model carries the text as it is;
+/// this is the SMPP wire's own rule.
+pub fn for_sms(text: &str) -> (std::borrow::Cow<'_, str>, usize) {
+    let odd = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\u{0C}');
+    if !text.chars().any(odd) {
+        return (std::borrow::Cow::Borrowed(text), 0);
+    }
+    let mut replaced = 0;
+    let out = text
+        .chars()
+        .map(|c| match c {
+            '\t' => ' ',
+            c if odd(c) => {
+                replaced += 1;
+                '?'
+            }
+            c => c,
+        })
+        .collect();
+    (std::borrow::Cow::Owned(out), replaced)
 }
 
 /// The coding a message needs: GSM 03.38 if every character has a code there, else UCS-2.
@@ -423,6 +449,21 @@ mod tests {
         assert_eq!(decode(&octets, Coding::Gsm7), (all, 0));
         let e = encode("ç", Coding::Gsm7).unwrap_err();
         assert_eq!(e.to_string(), "`ç` (U+00E7) cannot be written in gsm7");
+        let e = encode("\u{1b}", Coding::Gsm7).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`\\u{1b}` (U+001B) cannot be written in gsm7",
+            "a control is named, not written"
+        );
+    }
+
+    #[test]
+    fn an_sms_carries_controls_as_question_marks_and_keeps_its_coding() {
+        assert_eq!(for_sms("plain"), (std::borrow::Cow::Borrowed("plain"), 0));
+        let (text, n) = for_sms("nul\0bel\u{7}esc\u{1b}del\u{7f}c1\u{85}\ttab\nline\r\u{c}");
+        assert_eq!((text.as_ref(), n), ("nul?bel?esc?del?c1? tab\nline\r\u{c}", 5));
+        assert_eq!(choose(&text), Coding::Gsm7, "a stray control does not force UCS-2");
+        assert_eq!(for_sms("\u{1F600}\0").0, "\u{1F600}?");
     }
 
     #[test]

@@ -52,6 +52,8 @@ struct Shared {
     next: AtomicUsize,
     reference: AtomicU16,
     unmatched: prometheus_client::metrics::counter::Counter,
+    /// Control characters sent as `?` (see `text::for_sms`).
+    replaced: prometheus_client::metrics::counter::Counter,
     refused: prometheus_client::metrics::counter::Counter,
 }
 
@@ -121,6 +123,7 @@ impl SmppTransport {
             // Start anywhere: two hosts (or a restart) rarely reuse a reference for one recipient.
             reference: AtomicU16::new(fastrand::u16(..)),
             unmatched: m.smpp(&name, "unmatched_receipt"),
+            replaced: m.smpp(&name, "control_replaced"),
             refused: m.smpp(&name, "deliver_refused"),
             config: config.clone(),
             ctx,
@@ -219,7 +222,17 @@ impl Shared {
             .filter(|f| !f.is_empty())
             .or(self.config.default_from.as_deref())
             .unwrap_or("");
-        let content = msg.content.as_deref().unwrap_or("");
+        let (content, replaced) = text::for_sms(msg.content.as_deref().unwrap_or(""));
+        if replaced > 0 {
+            tracing::debug!(
+                connector = self.name(),
+                message_id = msg.message_id,
+                replaced,
+                "control characters sent as `?`"
+            );
+            self.replaced.inc_by(replaced as u64);
+        }
+        let content = content.as_ref();
         let coding = match meta_str(msg, "coding") {
             Some(name) => Coding::from_name(name).ok_or_else(|| {
                 format!("helper_metadata.smpp.coding `{name}` is not gsm7, ascii, latin1 or ucs2")
