@@ -30,6 +30,38 @@ pub struct TransportStatus {
     pub state: String,
     /// Since when it has been in this state (Vumi's timestamp form).
     pub since: String,
+    /// The Vumi status events it published (`<connector>.status`): how many of each type, and
+    /// the latest few, such as an SMPP link's unmatched receipts.
+    #[serde(skip_serializing_if = "StatusEvents::is_empty")]
+    pub status_events: StatusEvents,
+}
+
+/// A transport's Vumi status events, as operators see them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusEvents {
+    /// How many of each `type` since start.
+    pub counts: BTreeMap<String, u64>,
+    /// The latest, newest last, as Vumi JSON.
+    pub recent: std::collections::VecDeque<serde_json::Value>,
+}
+
+impl StatusEvents {
+    /// The latest kept.
+    pub const KEEP: usize = 20;
+
+    /// Count `status_type`, and keep `event` among the latest.
+    pub fn record(&mut self, status_type: &str, event: serde_json::Value) {
+        *self.counts.entry(status_type.to_owned()).or_default() += 1;
+        if self.recent.len() >= Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(event);
+    }
+
+    /// Whether none was published.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
 }
 
 /// What the supervisor reports about the host as a whole; it writes, the admin API reads.

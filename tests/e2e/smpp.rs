@@ -374,6 +374,118 @@ fn the_smsc_drops_the_link_mid_load_and_every_message_is_acked_after_the_rebind(
     assert!(copies as u64 <= window * drops, "{copies} copies after {drops} drops, window {window}");
 }
 
+const ADMIN: &str = "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"smpp-admin-token\"\n";
+
+/// The `smpp` transport as `GET /transports` shows it.
+fn transport_view(host: &Host) -> Value {
+    let v: Value = http()
+        .get(host.admin_url("/transports"))
+        .bearer_auth("smpp-admin-token")
+        .send()
+        .expect("admin")
+        .json()
+        .expect("JSON");
+    v["result"]["transports"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "smpp"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Every failure the host recorded.
+fn failures(host: &Host) -> Value {
+    http()
+        .get(host.admin_url("/failures"))
+        .bearer_auth("smpp-admin-token")
+        .send()
+        .expect("admin")
+        .json::<Value>()
+        .expect("JSON")["result"]["failures"]
+        .clone()
+}
+
+#[test]
+fn receipts_of_copies_after_a_dropped_link_are_unmatched_events_never_failures() {
+    let window = 10;
+    // At each drop the SMSC takes the submit_sm (its receipt will come) but the link dies
+    // before its answer: the host sends it again and never learns the first copy's id.
+    let smsc = FakeSmsc::start(&["--drop-after", "40", "--drop-accepts"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(
+        smsc.smpp,
+        &format!("window = {window}\nreconnect_min_ms = 50\nreconnect_max_ms = 200"),
+        &events,
+        ADMIN,
+    ));
+    smsc.wait_bound();
+    let ids: Vec<String> = (0..100).map(|i| send(&host, "27820000016", &format!("load {i}"))).collect();
+    wait_events(&events, "every message delivered", |e| {
+        ids.iter().all(|id| of(e, id, "delivery_report").iter().any(|d| d["delivery_status"] == "delivered"))
+    });
+    let texts = smsc.get("/mt").as_array().map(Vec::len).unwrap_or(0);
+    let copies = texts - 100;
+    assert!(copies >= 1, "each drop left a copy at the SMSC: {texts} stored");
+    // Every receipt of a copy is an unmatched_receipt status event, listed for the operator...
+    // (A receipt in flight at a drop comes again: count the copies by their ids.)
+    let view = eventually("every copy's receipt reported", || {
+        let v = transport_view(&host);
+        let ids: std::collections::BTreeSet<&str> = v["status_events"]["recent"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["details"]["smsc_id"].as_str())
+            .collect();
+        if ids.len() == copies { Ok(v.clone()) } else { Err(format!("{} of {copies}: {v}", ids.len())) }
+    });
+    let recent = &view["status_events"]["recent"];
+    assert_eq!(recent[0]["type"], "unmatched_receipt", "{view}");
+    assert_eq!(recent[0]["message_type"], "status_event", "a Vumi status event: {view}");
+    assert!(recent[0]["details"]["smsc_id"].is_string(), "{view}");
+    // ... and counted; and nothing is on the failure path.
+    let metrics = http()
+        .get(host.admin_url("/metrics"))
+        .bearer_auth("smpp-admin-token")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("vumi_smpp_events_total{") && l.contains("kind=\"unmatched_receipt\"")),
+        "{metrics}"
+    );
+    assert_eq!(failures(&host), json!([]), "a receipt of a copy is not a failure");
+}
+
+#[test]
+fn a_late_answer_to_a_send_given_up_on_is_kept_and_its_copys_receipt_matches() {
+    // The first answer takes 300 ms; the host waits 200 ms, then sends again, and that one is
+    // answered at once (after the first): the SMSC holds two copies, and answers both.
+    let smsc = FakeSmsc::start(&["--delay-ms", "300"]);
+    let events = Recorder::start(0);
+    let host = Host::start(&smpp_config(
+        smsc.smpp,
+        "response_timeout_ms = 200\non_timeout = \"retry\"\nmax_resends = 3",
+        &events,
+        ADMIN,
+    ));
+    smsc.wait_bound();
+    let id = send(&host, "27820000017", "late");
+    smsc.wait_stats("the first submit", |s| s["submits"].as_u64() >= Some(1));
+    assert_eq!(smsc.post("/settings", &json!({ "delay_ms": 0 })).0, 200);
+    wait_events(&events, "its delivery report", |e| !of(e, &id, "delivery_report").is_empty());
+    let copies = smsc.get("/mt").as_array().map(Vec::len).unwrap_or(0);
+    assert!(copies >= 2, "copies at the SMSC: {copies}");
+    // Both copies' receipts are answered; neither is unmatched: the late answer's id was kept.
+    smsc.wait_stats("every copy's receipt answered", |s| {
+        s["deliver_sm_resp"]["ESME_ROK"].as_u64() >= Some(copies as u64)
+    });
+    let view = transport_view(&host);
+    assert!(view["status_events"]["counts"]["unmatched_receipt"].is_null(), "{view}");
+    assert_eq!(failures(&host), json!([]));
+}
+
 #[test]
 fn a_malformed_pdu_is_answered_while_the_link_stays_up() {
     let smsc = FakeSmsc::start(&["--receipt", "none"]);

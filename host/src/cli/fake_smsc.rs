@@ -45,6 +45,11 @@ pub struct Args {
     /// can be tested.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub drop_after: u64,
+    /// With --drop-after: take that submit_sm first (stored, its receipt will come) and drop
+    /// the link before answering it, as an SMSC that dies mid-write does. The ESME never learns
+    /// that copy's id, so its receipt matches nothing.
+    #[arg(long)]
+    pub drop_accepts: bool,
     /// How submit_sm_resp writes message ids: hex (`1f`), decimal (`31`), hex-zeros
     /// (`000000001F`) or uuid. Ids come from one counter.
     #[arg(long, value_name = "FORM", default_value = "hex")]
@@ -95,6 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         throttle_rate: args.throttle_rate,
         queue_full_rate: args.queue_full_rate,
         drop_after: args.drop_after,
+        drop_accepts: args.drop_accepts,
         id_format: args.id_format,
         receipt_id_format: args.receipt_id_format,
         receipt: args.receipt,

@@ -85,7 +85,17 @@ impl RunningHost {
             listening: listening.map(|a| a.to_string()),
             state: "running".into(),
             since: Timestamp::now().to_string(),
+            status_events: Default::default(),
         }));
+        // Its Vumi status events are read back into what the admin API shows (and so never
+        // pile up on a queue nobody reads).
+        let key = RoutingKey::status(name);
+        let statuses = self
+            .bus
+            .consume(&key, 16)
+            .await
+            .map_err(|source| StartError::Bus { key: key.to_string(), source })?;
+        tokio::spawn(crate::workers::statuses::record(statuses, status.clone(), stop.clone()));
         let routes = transport.routes();
         let task = {
             let (status, tname, token) = (status.clone(), name.to_string(), stop.clone());

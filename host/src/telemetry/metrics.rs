@@ -139,7 +139,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let smpp = Family::<Labels, Counter>::default();
     registry.register(
         "smpp_events",
-        "SMPP link events by transport and kind: bound, bind_failed, link_lost, bad_frame (a PDU that did not decode, answered and the link kept), resent (a submit_sm sent again after a timeout or a lost link: a possible duplicate), throttled, timeout, unmatched_receipt, deliver_refused, control_replaced (a control character in a text sent as `?`)",
+        "SMPP link events by transport and kind: bound, bind_failed, link_lost, bad_frame (a PDU that did not decode, answered and the link kept), resent (a submit_sm sent again after a timeout or a lost link: a possible duplicate), late_response (the answer to a send given up on, whose id is kept for its receipt), throttled, timeout, unmatched_receipt, deliver_refused, control_replaced (a control character in a text sent as `?`)",
         smpp.clone(),
     );
     let tenant_messages = Family::<Labels, Counter>::default();

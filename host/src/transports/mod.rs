@@ -244,9 +244,11 @@ impl TransportContext {
         // A message is an `Arc`: a retry copies nothing.
         let published = self
             .event_retry
-            .run("publish an event (the transport sends nothing more meanwhile)", &self.stop, || {
-                self.publish.publish(&key, message.clone())
-            })
+            .run(
+                "publish an event (events wait for room; the transport sends nothing more meanwhile)",
+                &self.stop,
+                || self.publish.publish(&key, message.clone()),
+            )
             .await;
         if let Err(e) = published {
             crate::telemetry::metrics::metrics().refused("event");

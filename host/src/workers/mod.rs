@@ -13,6 +13,7 @@ pub mod flow;
 pub mod http_api;
 pub mod middleware;
 mod settle;
+pub mod statuses;
 
 use std::sync::Arc;
 

@@ -358,6 +358,14 @@ impl Conn {
         let s = self.shared.settings.load_full();
         if s.drop_after > 0 && self.submits >= s.drop_after {
             bump(&stats.drops);
+            if s.drop_accepts && !sm.destination_addr.is_empty() {
+                let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let message_id = s.id_format.format(n);
+                if let Some(receipt) = receipt_for(&sm, n, &message_id, &s) {
+                    self.shared.schedule_receipt(receipt, s.receipt_delay_ms);
+                }
+                record_mt(&self.shared, *sm, message_id, self.id);
+            }
             info!(
                 "fake SMSC: connection {} dropped at submit_sm #{} (drop_after {})",
                 self.id, self.submits, s.drop_after

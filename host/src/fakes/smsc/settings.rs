@@ -153,6 +153,10 @@ pub struct Settings {
     pub queue_full_rate: f64,
     /// Close a connection, unanswered, on its Nth `submit_sm` (0: never).
     pub drop_after: u64,
+    /// At such a drop, take the `submit_sm` first (it is stored and its receipt will come)
+    /// and drop the link before answering it, as an SMSC that dies mid-write does: the ESME
+    /// never learns that copy's id.
+    pub drop_accepts: bool,
     /// The form of ids in `submit_sm_resp`.
     pub id_format: IdFormat,
     /// The form of ids in receipts.
@@ -178,6 +182,7 @@ impl Default for Settings {
             throttle_rate: 0.0,
             queue_full_rate: 0.0,
             drop_after: 0,
+            drop_accepts: false,
             id_format: IdFormat::Hex,
             receipt_id_format: ReceiptIdFormat::Same,
             receipt: ReceiptStat::Delivered,
@@ -234,6 +239,7 @@ pub(super) struct SettingsPatch {
     pub(super) throttle_rate: Option<f64>,
     pub(super) queue_full_rate: Option<f64>,
     pub(super) drop_after: Option<u64>,
+    pub(super) drop_accepts: Option<bool>,
     pub(super) receipt: Option<String>,
     pub(super) receipt_as: Option<String>,
     pub(super) receipt_delay_ms: Option<u64>,
@@ -262,6 +268,7 @@ pub(super) fn apply(s: &mut Settings, p: SettingsPatch) -> Result<(), String> {
     set(&mut s.throttle_rate, p.throttle_rate);
     set(&mut s.queue_full_rate, p.queue_full_rate);
     set(&mut s.drop_after, p.drop_after);
+    set(&mut s.drop_accepts, p.drop_accepts);
     set(&mut s.receipt_delay_ms, p.receipt_delay_ms);
     named("receipt", &mut s.receipt, p.receipt)?;
     named("receipt_as", &mut s.receipt_as, p.receipt_as)?;

@@ -108,6 +108,9 @@ struct Job {
     /// Place in the order of first submission: refused and resent PDUs go back in this order.
     order: u64,
     reply: oneshot::Sender<Outcome>,
+    /// Where the ids of earlier sends go if their responses come after all (see
+    /// [`Link::submit_tracked`]).
+    late: Option<mpsc::UnboundedSender<String>>,
 }
 
 #[derive(Default)]
@@ -137,6 +140,7 @@ struct Counters {
     link_lost: Counter,
     bad_frame: Counter,
     resent: Counter,
+    late_response: Counter,
     throttled: Counter,
     timeout: Counter,
 }
@@ -171,6 +175,7 @@ impl Link {
             link_lost: m.smpp(t, "link_lost"),
             bad_frame: m.smpp(t, "bad_frame"),
             resent: m.smpp(t, "resent"),
+            late_response: m.smpp(t, "late_response"),
             throttled: m.smpp(t, "throttled"),
             timeout: m.smpp(t, "timeout"),
         };
@@ -225,6 +230,19 @@ impl Link {
 
     /// [`Link::submit`] for a `submit_sm` already encoded by [`Link::encode`].
     pub async fn submit_encoded(&self, pdu: Arc<[u8]>) -> Outcome {
+        self.queue(pdu, None).await
+    }
+
+    /// [`Link::submit_encoded`], with the ids of its copies: a send that timed out and was sent
+    /// again may still be answered on the same connection, and then the SMSC holds two
+    /// messages, each with its own id and receipt. Those late ids arrive on the receiver, which
+    /// ends once no late answer can come.
+    pub async fn submit_tracked(&self, pdu: Arc<[u8]>) -> (Outcome, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (self.queue(pdu, Some(tx)).await, rx)
+    }
+
+    async fn queue(&self, pdu: Arc<[u8]>, late: Option<mpsc::UnboundedSender<String>>) -> Outcome {
         let (reply, rx) = oneshot::channel();
         if self.stopped.load(Ordering::Acquire) {
             return Outcome::Stopped;
@@ -233,7 +251,7 @@ impl Link {
             let mut q = self.lock();
             let order = q.next_order;
             q.next_order += 1;
-            q.fresh.push_back(Job { pdu, sends: 0, order, reply });
+            q.fresh.push_back(Job { pdu, sends: 0, order, reply, late });
         }
         self.queued.notify_one();
         rx.await.unwrap_or(Outcome::Stopped)
@@ -395,6 +413,7 @@ impl Link {
             rate: NonZeroU32::new(c.tps)
                 .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n))),
             inflight: HashMap::new(),
+            stale: HashMap::new(),
             next_seq: 1,
             paused_until: None,
             last_read: Instant::now(),
@@ -534,6 +553,9 @@ struct Session<'a> {
     window: Arc<Semaphore>,
     rate: Option<Rate>,
     inflight: HashMap<u32, (Job, OwnedSemaphorePermit, Instant)>,
+    /// Sends given up on after a timeout (the PDU went again), in case their answer comes
+    /// late: where its id goes, and until when it is waited for.
+    stale: HashMap<u32, (mpsc::UnboundedSender<String>, Instant)>,
     next_seq: u32,
     /// The whole bind waits until then (throttling).
     paused_until: Option<tokio::time::Instant>,
@@ -630,6 +652,16 @@ impl Session<'_> {
             }
             Frame::Pdu(p) => p,
         };
+        if let Body::SubmitSmResp(id) = &p.body
+            && let Some((late, _)) = self.stale.remove(&p.sequence)
+        {
+            // The answer to a send given up on: the SMSC has that copy too, under this id.
+            self.link.counters.late_response.inc();
+            if p.status == status::OK && !id.is_empty() {
+                let _ = late.send(id.clone());
+            }
+            return None;
+        }
         match p.body {
             Body::SubmitSmResp(_) | Body::GenericNack if self.inflight.contains_key(&p.sequence) => {
                 let (mut job, permit, _) = self.inflight.remove(&p.sequence)?;
@@ -728,12 +760,18 @@ impl Session<'_> {
             self.reply(Pdu::request(s, Body::EnquireLink));
             self.enquiring = Some((s, now + c.response_timeout));
         }
+        // A late answer is waited for ten times as long as an answer: past that, its copy's
+        // receipt will be unmatched (and counted as such).
+        self.stale.retain(|_, (_, until)| *until > now);
         let late: Vec<u32> =
             self.inflight.iter().filter(|(_, (_, _, d))| *d <= now).map(|(s, _)| *s).collect();
         for s in late {
             let Some((job, _permit, _)) = self.inflight.remove(&s) else { continue };
             self.link.counters.timeout.inc();
             if c.retry_on_timeout && job.sends <= c.max_resends && !self.draining {
+                if let Some(tx) = &job.late {
+                    self.stale.insert(s, (tx.clone(), now + c.response_timeout * 10));
+                }
                 static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 5);
                 if let Some(more) = LOG.hit() {
                     tracing::warn!(

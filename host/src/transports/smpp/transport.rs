@@ -6,13 +6,15 @@
 //!   order on one link, each after the previous one's response**: the SMSC sees a long
 //!   message's parts in order even when a throttle pause or a lost link sends one again, and
 //!   other messages fill the window meanwhile. Every part's SMSC id is remembered for its
-//!   receipt; the ack carries the first part's id. Any refusal nacks the message with the
-//!   status's name and code.
+//!   receipt, and so is the id of an earlier send of it answered late (a copy at the SMSC);
+//!   the ack carries the first part's id. Any refusal nacks the message with the status's
+//!   name and code.
 //! - **Receipts**: matched by id (TLV first, then text), through the state store, so any link
 //!   or host (sharing Redis) takes them; a receipt whose id is not known yet (it raced its
-//!   `submit_sm_resp`) is retried for `unmatched_wait_ms`, then published as a delivery report
-//!   whose `user_message_id` is the SMSC's id and whose `transport_metadata.smpp` says
-//!   `unmatched_receipt: true`, logged and counted.
+//!   `submit_sm_resp`) is retried for `unmatched_wait_ms`. One that still matches nothing (a
+//!   copy whose answer was lost with its link, or an expired record) is about no message: it
+//!   is published as a Vumi status event of type `unmatched_receipt`, logged and counted,
+//!   and never put on the failure path.
 //! - **Inbound**: a `deliver_sm` is answered `ESME_ROK` only once the bus has taken its message
 //!   (or the state store its part); if the bus refuses, `ESME_RX_T_APPN`, so the SMSC retries.
 
@@ -287,7 +289,7 @@ impl Shared {
         Ok((out, receipts))
     }
 
-    async fn send(&self, delivery: Delivery) {
+    async fn send(self: &Arc<Self>, delivery: Delivery) {
         let Message::User(msg) = &delivery.message else {
             delivery.ack();
             return;
@@ -314,12 +316,18 @@ impl Shared {
             if !link.is_bound() {
                 link = self.pick();
             }
-            let failed = match link.submit_encoded(sm).await {
+            let (outcome, late) = link.submit_tracked(sm).await;
+            let failed = match outcome {
                 Outcome::Accepted(id) => {
-                    // Remembered only when a receipt will come to look for it.
-                    if receipts && !id.is_empty() {
+                    // Remembered only when a receipt will come to look for it: this send's id,
+                    // and those of earlier sends of it answered late (copies at the SMSC, whose
+                    // receipts would otherwise match nothing).
+                    if receipts {
                         let sent = Sent { message_id: msg.message_id.clone(), part: i as u8 + 1, total };
-                        self.remember(&receipt::normalise(&id, self.id_form, true), &sent).await;
+                        if !id.is_empty() {
+                            self.remember(&receipt::normalise(&id, self.id_form, true), &sent).await;
+                        }
+                        self.remember_late(late, sent);
                     }
                     ids.push(id);
                     None
@@ -366,6 +374,52 @@ impl Shared {
         }
     }
 
+    /// Remember the ids of a part's copies as their late answers arrive.
+    fn remember_late(self: &Arc<Self>, mut late: tokio::sync::mpsc::UnboundedReceiver<String>, sent: Sent) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(id) = late.recv().await {
+                tracing::debug!(
+                    connector = me.name(),
+                    smsc_id = id,
+                    message_id = sent.message_id,
+                    "a copy's id, answered late"
+                );
+                me.remember(&receipt::normalise(&id, me.id_form, true), &sent).await;
+            }
+        });
+    }
+
+    /// A receipt that matches no message sent here: most often a copy's (sent again after a
+    /// lost link, its first answer never read), or one whose record expired. Not an event
+    /// about any message, and nothing failed: it is counted
+    /// (`vumi_smpp_events_total{kind="unmatched_receipt"}`) and published as a Vumi status event
+    /// of type `unmatched_receipt` on `<connector>.status`, which the admin API lists under the
+    /// transport. Never on the failure path.
+    async fn unmatched(&self, details: serde_json::Value) {
+        self.unmatched.inc();
+        let mut status = crate::message::Status {
+            component: self.name().to_owned(),
+            status: crate::message::StatusLevel::Ok,
+            status_type: "unmatched_receipt".into(),
+            message: "a delivery receipt names no message sent here (a copy's, or one whose record expired)"
+                .into(),
+            reasons: Vec::new(),
+            details: Default::default(),
+            timestamp: crate::message::Timestamp::now(),
+            helper_metadata: Default::default(),
+            routing_metadata: Default::default(),
+            extra: Default::default(),
+        };
+        if let serde_json::Value::Object(d) = details {
+            status.details = d;
+        }
+        let key = crate::bus::RoutingKey::status(&self.ctx.connector);
+        if let Err(e) = self.ctx.publish.publish(&key, status.into()).await {
+            tracing::debug!(connector = self.name(), error = %e, "cannot publish an unmatched_receipt status event; it is counted");
+        }
+    }
+
     /// The text of `octets` in `data_coding` (GSM when unknown, as SMSCs default).
     fn decode(octets: &[u8], data_coding: u8) -> String {
         text::decode(octets, Coding::from_data_coding(data_coding).unwrap_or(Coding::Gsm7)).0
@@ -391,7 +445,7 @@ impl Shared {
                 text,
                 "a delivery receipt with no message id; answered, not matched"
             );
-            self.unmatched.inc();
+            self.unmatched(json!({ "smsc_id": null, "stat": stat, "err": err, "text": text })).await;
             return status::OK;
         };
         let outcome = stat.as_deref().map(receipt::outcome).unwrap_or(receipt::Outcome::Pending);
@@ -420,7 +474,6 @@ impl Shared {
         };
         let details = json!({ "smsc_id": raw_id, "stat": stat, "err": err });
         let Some(sent) = found else {
-            self.unmatched.inc();
             static LOG: Throttle = Throttle::with_burst(Duration::from_secs(10), 10);
             if let Some(more) = LOG.hit() {
                 tracing::warn!(
@@ -428,18 +481,11 @@ impl Shared {
                     smsc_id = raw_id,
                     stat,
                     more,
-                    "a delivery receipt names no message sent here (or its record expired); published as an unmatched receipt"
+                    "a delivery receipt names no message sent here (a copy's, or one whose record expired); published as an unmatched_receipt status event"
                 );
             }
-            let mut event = Event::delivery_report(&raw_id, to_status(outcome));
-            let mut d = details;
-            d["unmatched_receipt"] = json!(true);
-            event.transport_metadata.insert("smpp".into(), d);
-            let about = UserMessage::inbound("", "", "", "", None, None);
-            return match self.ctx.publish_event(event, &about).await {
-                Ok(()) => status::OK,
-                Err(_) => status::RX_T_APPN,
-            };
+            self.unmatched(details).await;
+            return status::OK;
         };
         let decided = match self.correlator.settle(&sent, outcome).await {
             Ok(d) => d,
