@@ -262,14 +262,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let c = Config::load(&config)?;
             println!("{}: valid", config.display());
             for (name, t) in &c.transports {
-                println!("  transport {name}: {t:?}");
+                println!("  transport {name}: {t}");
             }
             for (name, a) in &c.apps {
                 println!(
-                    "  app {name}: {} on connector {} ({:?})",
+                    "  app {name}: {} on connector {} ({} instances)",
                     c.resolve(&a.plugin).display(),
                     a.connector,
-                    a.instances
+                    match a.instances {
+                        crate::config::InstancesConfig::Fresh => "fresh",
+                        crate::config::InstancesConfig::Pooled => "pooled",
+                    }
                 );
             }
             for (name, ch) in &c.channels {

@@ -39,6 +39,70 @@ impl TransportConfig {
     }
 }
 
+/// One line an operator reads in `vumi config check`: what the transport does and where, with
+/// the settings that matter, never a secret.
+impl std::fmt::Display for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportConfig::Telnet(t) => {
+                write!(f, "telnet on {}, lines up to {} bytes", t.bind, t.max_line_bytes)?;
+                if let Some(to) = &t.to_addr {
+                    write!(f, ", to_addr {to}")?;
+                }
+                Ok(())
+            }
+            TransportConfig::UssdAt(u) => write!(
+                f,
+                "USSD over HTTP (Africa's Talking) at POST {} on the HTTP listener; an answer within {} ms, sessions end after {} s idle",
+                u.path, u.response_deadline_ms, u.session_timeout_secs
+            ),
+            TransportConfig::SmsHttp(s) => {
+                let format = match s.outbound_format {
+                    BodyFormat::Json => "JSON",
+                    BodyFormat::Form => "a form",
+                };
+                write!(
+                    f,
+                    "SMS over HTTP: outbound POSTed as {format} to {} ({} at once, {} ms each{}{}); inbound and delivery reports on the HTTP listener",
+                    s.outbound_url,
+                    s.concurrency,
+                    s.request_timeout_ms,
+                    if s.outbound_token.is_some() { ", with a bearer token" } else { "" },
+                    match &s.retry {
+                        Some(r) => format!(", retried up to {} tries", r.max_attempts),
+                        None => String::new(),
+                    },
+                )
+            }
+            TransportConfig::Sink(_) => f.write_str("sink: acks every outbound message, delivers nothing"),
+            TransportConfig::Smpp(s) => {
+                let binds = match s.bind_mode {
+                    BindMode::Transceiver => format!("{} transceiver bind(s)", s.binds),
+                    BindMode::TransmitterReceiver => {
+                        format!("{} transmitter and {} receiver bind(s)", s.binds, s.binds)
+                    }
+                };
+                let rate = if s.tps == 0 {
+                    "no rate cap".to_owned()
+                } else {
+                    format!("{} submit_sm/s per bind", s.tps)
+                };
+                write!(
+                    f,
+                    "SMPP 3.4 to {} as `{}`: {binds}, window {}, {rate}; coding {}, long messages by {}; delivery reports {}{}",
+                    s.address,
+                    s.system_id,
+                    s.window,
+                    s.coding,
+                    s.split,
+                    if s.delivery_reports { "asked for" } else { "off" },
+                    if s.ussd.is_some() { "; USSD (Mica profile)" } else { "" },
+                )
+            }
+        }
+    }
+}
+
 /// SMS over HTTP with an aggregator.
 ///
 /// Inbound: the aggregator POSTs `from`, `to`, `content` (form or JSON) to
