@@ -50,6 +50,8 @@ pub struct Rates {
     outbound: DefaultDirectRateLimiter,
     /// One cell per millisecond of guest CPU time (an epoch tick).
     cpu: Arc<DefaultDirectRateLimiter>,
+    /// One cell per millisecond of a long call's CPU time while others' quick calls run.
+    background: Arc<DefaultDirectRateLimiter>,
     /// One cell per `http` call.
     http: DefaultDirectRateLimiter,
 }
@@ -76,6 +78,7 @@ impl Rates {
             inbound: bucket(limits.inbound_per_sec),
             outbound: bucket(limits.outbound_per_sec),
             cpu: Arc::new(bucket(limits.cpu_ms_per_sec)),
+            background: Arc::new(bucket(limits.background_cpu_ms_per_sec)),
             http: bucket(limits.http_calls_per_sec),
         }
     }
@@ -110,6 +113,16 @@ impl Rates {
         }
         let cpu = self.cpu.clone();
         Some(Box::pin(async move { cpu.until_ready().await }))
+    }
+
+    /// One more millisecond of a long call's CPU time while other tenants' quick calls are
+    /// being served (`background_cpu_ms_per_sec`): as [`Rates::cpu_tick`].
+    pub fn background_tick(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        if self.background.check().is_ok() {
+            return None;
+        }
+        let bucket = self.background.clone();
+        Some(Box::pin(async move { bucket.until_ready().await }))
     }
 
     /// The limits these buckets enforce.

@@ -56,6 +56,7 @@ pub(super) async fn tenants(State(s): State<AdminState>, Extension(who): Extensi
                     "outbound_per_sec": limits.outbound_per_sec,
                     "kv_max_value_bytes": limits.kv_max_value_bytes,
                     "cpu_ms_per_sec": limits.cpu_ms_per_sec,
+                    "background_cpu_ms_per_sec": limits.background_cpu_ms_per_sec,
                     "kv_max_keys": limits.kv_max_keys,
                     "kv_max_bytes": limits.kv_max_bytes,
                     "http_calls_per_message": limits.http_calls_per_message,

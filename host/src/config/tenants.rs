@@ -161,6 +161,13 @@ pub struct TenantLimits {
     /// time does not count against a call's CPU deadline (its wall-clock bound still holds).
     #[serde(default = "default_cpu")]
     pub cpu_ms_per_sec: u32,
+    /// Fair sharing by default: while another tenant's quick calls are being served, a call of
+    /// this tenant that has run more than 5 ms of CPU goes on at no more than this many
+    /// milliseconds per second (across its calls), so a spinning tenant cannot slow the
+    /// tenants with ordinary traffic. With nobody else busy it runs at full speed (up to
+    /// `cpu_ms_per_sec`); two tenants both busy with long calls share the CPU evenly.
+    #[serde(default = "default_background_cpu")]
+    pub background_cpu_ms_per_sec: u32,
     /// Keys its plugins may hold in `kv`, all together (expired keys stop counting).
     #[serde(default = "default_kv_keys")]
     pub kv_max_keys: u64,
@@ -198,6 +205,9 @@ fn default_rate() -> u32 {
 fn default_cpu() -> u32 {
     1_000
 }
+fn default_background_cpu() -> u32 {
+    100
+}
 fn default_kv_value() -> u32 {
     64 << 10
 }
@@ -230,6 +240,7 @@ impl Default for TenantLimits {
             outbound_per_sec: default_rate(),
             kv_max_value_bytes: default_kv_value(),
             cpu_ms_per_sec: default_cpu(),
+            background_cpu_ms_per_sec: default_background_cpu(),
             kv_max_keys: default_kv_keys(),
             kv_max_bytes: default_kv_bytes(),
             http_calls_per_message: default_http_per_message(),
@@ -244,7 +255,7 @@ impl fmt::Display for TenantLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} MiB, {} ms, {} instances, {}/s in, {}/s out, kv values {} B, kv {} keys / {} B, {} CPU ms/s, http {}/message {}/s {} ms {} B",
+            "{} MiB, {} ms, {} instances, {}/s in, {}/s out, kv values {} B, kv {} keys / {} B, {} CPU ms/s ({} behind others' quick calls), http {}/message {}/s {} ms {} B",
             self.memory_limit_mb,
             self.deadline_ms,
             self.max_instances,
@@ -254,6 +265,7 @@ impl fmt::Display for TenantLimits {
             self.kv_max_keys,
             self.kv_max_bytes,
             self.cpu_ms_per_sec,
+            self.background_cpu_ms_per_sec,
             self.http_calls_per_message,
             self.http_calls_per_sec,
             self.http_timeout_ms,
@@ -370,8 +382,9 @@ impl Config {
                 }
             }
             let l = &tc.limits;
-            let ranges: [super::validate::Range; 12] = [
+            let ranges: [super::validate::Range; 13] = [
                 ("cpu_ms_per_sec", u64::from(l.cpu_ms_per_sec), 1, 1_000_000),
+                ("background_cpu_ms_per_sec", u64::from(l.background_cpu_ms_per_sec), 1, 1_000_000),
                 ("memory_limit_mb", u64::from(l.memory_limit_mb), 1, u64::from(super::MAX_MEMORY_LIMIT_MB)),
                 ("deadline_ms", l.deadline_ms, 1, 60_000),
                 ("max_instances", u64::from(l.max_instances), 1, 100_000),

@@ -48,6 +48,8 @@ pub struct Engine {
     pub(crate) loaded: Arc<
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<wasmtime::component::Component>>>,
     >,
+    /// Who finished quick calls lately: long calls of other tenants give way to them.
+    pub(crate) quick: Arc<super::fair::QuickCalls>,
     _ticker: Arc<Ticker>,
 }
 
@@ -119,6 +121,12 @@ impl Engine {
                 }
             })
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker thread: {e}")))?;
-        Ok(Self { inner, cache, loaded: Arc::default(), _ticker: Arc::new(Ticker { stop }) })
+        Ok(Self {
+            inner,
+            cache,
+            loaded: Arc::default(),
+            quick: Arc::new(super::fair::QuickCalls::new()),
+            _ticker: Arc::new(Ticker { stop }),
+        })
     }
 }

@@ -12,6 +12,8 @@
 //! - `cache.rs`: compiled components on disk, keyed by content and engine, checksummed;
 //! - `plugin.rs`: the core: one version of a plugin of any world, its instance policy (`fresh` or
 //!   `pooled`), limits, and the call with its failure classification;
+//! - `fair.rs`: fair CPU between tenants by default: a tenant's long calls give way to other
+//!   tenants' quick ones;
 //! - `app.rs`, `router.rs`, `middleware.rs`: the three typed faces, one per world, each owning
 //!   its world's bindings and calls;
 //! - `registry.rs`: plugins by name, each in a slot whose version swaps atomically;
@@ -24,6 +26,7 @@ mod app;
 mod bindings;
 mod cache;
 mod engine;
+mod fair;
 mod imports;
 mod loader;
 mod middleware;

@@ -417,6 +417,9 @@ impl<F: Face> Plugin<F> {
         inst.store.data_mut().call.parent = F::parent_id(&input);
         let wall = self.limits.wall_clock();
         let outcome = tokio::time::timeout(wall, F::call(&inst.bound, &mut inst.store, input)).await;
+        if inst.store.data().call.ticks < super::fair::LONG_CALL {
+            self.engine.quick.ended(tenant_key(&self.limits.tenant));
+        }
         let sends = std::mem::take(&mut inst.store.data_mut().call.sends);
         match outcome {
             Ok(Ok(answer)) => {
@@ -476,6 +479,7 @@ impl<F: Face> Plugin<F> {
             Store::new(&self.engine.inner, HostState::new(self.ctx.clone(), self.limits.max_memory_bytes));
         store.limiter(|s| &mut s.limiter);
         let tenant = self.limits.tenant.clone();
+        let (quick, me) = (self.engine.quick.clone(), tenant_key(&tenant));
         store.epoch_deadline_callback(move |mut cx| {
             let call = &mut cx.data_mut().call;
             call.ticks += 1;
@@ -484,6 +488,14 @@ impl<F: Face> Plugin<F> {
                 Ok(UpdateDeadline::Interrupt)
             } else if let Some(wait) = tenant.as_ref().and_then(|t| t.cpu_tick()) {
                 // Over its tenant's CPU budget: park until it refills (not counted as CPU time).
+                Ok(UpdateDeadline::YieldCustom(1, wait))
+            } else if let Some(wait) = tenant
+                .as_ref()
+                .filter(|_| call.ticks >= super::fair::LONG_CALL && quick.others_busy(me))
+                .and_then(|t| t.background_tick())
+            {
+                // A long call while others' quick calls are served: it shares the tenant's
+                // background budget, parked between slices (see `fair`).
                 Ok(UpdateDeadline::YieldCustom(1, wait))
             } else {
                 // Give the executor back every tick so a busy guest cannot starve transports.
@@ -506,6 +518,11 @@ impl<F: Face> Plugin<F> {
         self.stats.instantiated.fetch_add(1, Ordering::Relaxed);
         Ok(Instance { store, bound, messages: 0, born: Instant::now() })
     }
+}
+
+/// How [`super::fair::QuickCalls`] names a tenant: its buckets' address; 0 for the operator.
+fn tenant_key(tenant: &Option<Arc<crate::tenants::Rates>>) -> usize {
+    tenant.as_ref().map_or(0, |t| Arc::as_ptr(t) as usize)
 }
 
 /// Reset the per-call CPU budget and HTTP call count.

@@ -68,19 +68,29 @@ impl HostState {
         close: bool,
         group: bool,
     ) -> R<Result<String, SendError>> {
+        if let Err(e) = self.room_to_send() {
+            return Ok(Err(e));
+        }
         let m = self.msg(r)?;
         let reply = if group { m.reply_to_group(content, close) } else { m.reply(content, close) };
         Ok(self.push_send(reply))
     }
 
-    /// Hold `msg` for publishing when the handler returns `ok`.
-    pub(super) fn push_send(&mut self, mut msg: UserMessage) -> Result<String, SendError> {
+    /// Whether the handler may send one more message. Asked before the message is built: a
+    /// plugin looping on refused sends costs no more than the refusals.
+    pub(super) fn room_to_send(&self) -> Result<(), SendError> {
         if self.ctx.max_sends == 0 {
             return Err(SendError::NotPermitted);
         }
         if self.call.sends.len() >= self.ctx.max_sends as usize {
             return Err(SendError::TooManySends(self.ctx.max_sends));
         }
+        Ok(())
+    }
+
+    /// Hold `msg` for publishing when the handler returns `ok`.
+    pub(super) fn push_send(&mut self, mut msg: UserMessage) -> Result<String, SendError> {
+        self.room_to_send()?;
         // Derived, not random: handling this input again (redelivered after a crash, or tried
         // again after a publish failed) sends identical copies, which transports drop.
         if let Some(parent) = &self.call.parent {

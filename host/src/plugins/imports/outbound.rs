@@ -15,6 +15,9 @@ impl Host for HostState {
         content: Option<String>,
         endpoint: Option<String>,
     ) -> wasmtime::Result<Result<String, SendError>> {
+        if let Err(e) = self.room_to_send() {
+            return Ok(Err(e));
+        }
         if to_addr.is_empty() {
             return Ok(Err(SendError::Invalid("to-addr: must not be empty".into())));
         }
