@@ -84,8 +84,9 @@ pub trait Sequencer: Send + Sync + 'static {
     /// Whether `ticket` may run now (refreshing its lease either way).
     async fn turn(&self, user: &str, ticket: u64) -> Result<bool, StateError>;
     /// Keep the leases of `held` (user line, ticket) while their messages wait or run: one
-    /// round trip for all a host holds, since a busy host holds thousands.
-    async fn refresh(&self, held: &[(String, u64)]) -> Result<(), StateError>;
+    /// round trip for all a host holds, since a busy host holds thousands. How many had run
+    /// out already (their place in the line may have been given away).
+    async fn refresh(&self, held: &[(String, u64)]) -> Result<usize, StateError>;
     /// `ticket` is over: the next may run. With `done`, that message id is marked finished.
     async fn finish(&self, user: &str, ticket: u64, done: Option<&str>) -> Result<(), StateError>;
     /// How long a lease lasts unrefreshed.

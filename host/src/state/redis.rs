@@ -198,13 +198,21 @@ end
 return 0
 ";
 
-/// [`Sequencer::take`]: a done marker means "finished before"; else a ticket and its lease,
-/// then the turn check. KEYS[1] is the user's line (a hash: `next`, `serving`); its leases and
-/// done markers are `<line>:lease:<t>` and `<line>:done:<id>`, in its hash slot.
+/// [`Sequencer::take`]: a done marker means "finished before"; else the message's ticket (the
+/// one it took before, if a take whose answer was lost ran after all: so a retried take never
+/// queues the message behind the user's later ones, nor leaves an orphan ticket) or a new one,
+/// its lease, then the turn check. KEYS[1] is the user's line (a hash: `next`, `serving`); its
+/// leases, tickets by message and done markers are `<line>:lease:<t>`, `<line>:tk:<id>` and
+/// `<line>:done:<id>`, in its hash slot.
 const TAKE: &str = r"
 local line = KEYS[1]
 if redis.call('EXISTS', line .. ':done:' .. ARGV[1]) == 1 then return {-1, 0} end
-local t = redis.call('HINCRBY', line, 'next', 1)
+local tk = line .. ':tk:' .. ARGV[1]
+local t = tonumber(redis.call('GET', tk) or '0')
+if t == 0 then
+  t = redis.call('HINCRBY', line, 'next', 1)
+  redis.call('SET', tk, t, 'PX', ARGV[3])
+end
 redis.call('SET', line .. ':lease:' .. t, '1', 'PX', ARGV[2])
 redis.call('PEXPIRE', line, ARGV[3])
 local s = tonumber(redis.call('HGET', line, 'serving') or '0')
@@ -217,10 +225,11 @@ return {t, 1}
 ";
 
 /// [`Sequencer::turn`]: skip earlier tickets whose lease expired; go when all before are over.
+/// (The asker's own lease is kept by its holder's refresh, not here: a waiting ticket's poll
+/// writes nothing unless the line moves.)
 const TURN: &str = r"
 local line = KEYS[1]
 local t = tonumber(ARGV[1])
-redis.call('PEXPIRE', line .. ':lease:' .. t, ARGV[2])
 local s = tonumber(redis.call('HGET', line, 'serving') or '0')
 while s < t - 1 do
   if redis.call('EXISTS', line .. ':lease:' .. (s + 1)) == 1 then return 0 end
@@ -233,7 +242,10 @@ return 1
 /// [`Sequencer::finish`]: the done marker, then the line moves on past `t`.
 const FINISH: &str = r"
 local line = KEYS[1]
-if ARGV[2] ~= '' then redis.call('SET', line .. ':done:' .. ARGV[2], '1', 'PX', ARGV[3]) end
+if ARGV[2] ~= '' then
+  redis.call('SET', line .. ':done:' .. ARGV[2], '1', 'PX', ARGV[3])
+  redis.call('DEL', line .. ':tk:' .. ARGV[2])
+end
 local s = tonumber(redis.call('HGET', line, 'serving') or '0')
 if s < tonumber(ARGV[1]) then redis.call('HSET', line, 'serving', ARGV[1]) end
 redis.call('DEL', line .. ':lease:' .. ARGV[1])
@@ -301,21 +313,19 @@ impl Sequencer for RedisSequencer {
         Ok(go == 1)
     }
 
-    async fn refresh(&self, held: &[(String, u64)]) -> Result<(), StateError> {
+    async fn refresh(&self, held: &[(String, u64)]) -> Result<usize, StateError> {
         if held.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         // One pipeline: one round trip, and with AOF `always` one fsync for the lot rather
         // than one per ticket.
         let mut pipe = redis::pipe();
         for (user, ticket) in held {
-            pipe.cmd("PEXPIRE")
-                .arg(format!("{}:lease:{ticket}", Self::line(user)))
-                .arg(ms(self.lease))
-                .ignore();
+            pipe.cmd("PEXPIRE").arg(format!("{}:lease:{ticket}", Self::line(user))).arg(ms(self.lease));
         }
         let mut conn = self.store.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(|e| self.store.unavailable(&e))
+        let kept: Vec<i64> = pipe.query_async(&mut conn).await.map_err(|e| self.store.unavailable(&e))?;
+        Ok(kept.iter().filter(|k| **k == 0).count())
     }
 
     async fn finish(&self, user: &str, ticket: u64, done: Option<&str>) -> Result<(), StateError> {
@@ -616,8 +626,9 @@ mod tests {
                 Take::Ticket { ticket: 1, go: true }
             ));
             assert!(!seq.turn(&alice, a2).await.expect("turn"), "not while m1 runs");
-            seq.refresh(&[(alice.clone(), a1)]).await.expect("refresh");
+            assert_eq!(seq.refresh(&[(alice.clone(), a1)]).await.expect("refresh"), 0, "a1's lease held");
             seq.finish(&alice, a1, Some("m1")).await.expect("finish");
+            assert_eq!(seq.refresh(&[(alice.clone(), a1)]).await.expect("refresh"), 1, "a1's lease is over");
             assert!(seq.turn(&alice, a2).await.expect("turn"), "m2's turn once m1 is finished");
             // m1 delivered again: recognised, not handled again.
             assert_eq!(seq.take(&alice, "m1").await.expect("take"), Take::Done);
@@ -627,7 +638,10 @@ mod tests {
             };
             assert!(!seq.turn(&alice, a3).await.expect("turn"), "m2's lease is fresh");
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while !seq.turn(&alice, a3).await.expect("turn") {
+            // m3's holder keeps its lease, as a host's refresher does while it waits.
+            while !(seq.refresh(&[(alice.clone(), a3)]).await.expect("refresh") == 0
+                && seq.turn(&alice, a3).await.expect("turn"))
+            {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "a dead holder's ticket is skipped once its lease expires"
@@ -641,8 +655,25 @@ mod tests {
             seq.finish(&alice, a3, None).await.expect("give up");
             assert!(seq.turn(&alice, a4).await.expect("turn"));
             assert!(
-                matches!(seq.take(&alice, "m3").await.expect("take"), Take::Ticket { .. }),
-                "m3 was not marked done"
+                matches!(seq.take(&alice, "m3").await.expect("take"), Take::Ticket { ticket, .. } if ticket == a3),
+                "m3 was not marked done, and keeps its ticket"
+            );
+            // A take whose answer was lost ran anyway: taken again, the message keeps its
+            // ticket, ahead of the user's later messages, and no orphan ticket blocks them.
+            let Take::Ticket { ticket: a5, .. } = seq.take(&alice, "m5").await.expect("take") else {
+                panic!()
+            };
+            let Take::Ticket { ticket: a6, go: false } = seq.take(&alice, "m6").await.expect("take") else {
+                panic!("m6 waits for m5")
+            };
+            assert!(
+                matches!(seq.take(&alice, "m5").await.expect("take"), Take::Ticket { ticket, .. } if ticket == a5)
+            );
+            assert!(a5 < a6);
+            seq.finish(&alice, a5, Some("m5")).await.expect("finish");
+            assert!(
+                seq.turn(&alice, a6).await.expect("turn"),
+                "m6 goes once m5 is done: no second ticket of m5"
             );
         };
         let outcome = tokio::spawn(outcome).await;

@@ -48,6 +48,12 @@ use reload::ReloadTriggers;
 use settings::largest_memory_limit;
 use transports::RunningTransport;
 
+/// How long a turn in a user's line (`ordering = "user"` across hosts) is held without a
+/// refresh; its holder refreshes it every sixth of that. A dead host's turns hold their users
+/// for up to this long (the recovery after a host kill); a live holder whose refresh is held
+/// up longer loses its place. See the `sequencer` note where it is used.
+pub const SEQUENCER_LEASE: Duration = Duration::from_millis(1_500);
+
 /// A started host.
 pub struct RunningHost {
     shutdown: CancellationToken,
@@ -158,9 +164,7 @@ pub async fn start(config: &Config) -> Result<RunningHost, StartError> {
                 // order is inverted: 1 s leases (refreshed every 333 ms) did that 61 times in a
                 // chaos run with no fault on a slow machine; 1.25 s of slack, as 2 s leases had
                 // (1.33 s), did not. Done markers for a day (a redelivery later runs again).
-                sequencer = Some(Arc::new(
-                    store.sequencer(Duration::from_millis(1_500), Duration::from_secs(86_400)),
-                ));
+                sequencer = Some(Arc::new(store.sequencer(SEQUENCER_LEASE, Duration::from_secs(86_400))));
             }
             Arc::new(store)
         }

@@ -224,12 +224,11 @@ fn line_of(connector: &str, message: &Message) -> Option<(String, String)> {
     }
 }
 
-/// Wait, off the lane, until `ticket` is its user's turn, then hand the delivery to the lane.
+/// Wait, off the lane, until `held`'s ticket is its user's turn, then hand the delivery to the
+/// lane. The ticket is held (its lease refreshed) all along, from the moment it was taken.
 fn wait_turn(
-    leases: Arc<Leases>,
     delivery: Delivery,
-    user: String,
-    ticket: u64,
+    held: (Arc<dyn Sequencer>, Held),
     tx: mpsc::UnboundedSender<LaneItem>,
     stop: CancellationToken,
 ) {
@@ -241,12 +240,8 @@ fn wait_turn(
                 // Dropped unsettled: back on the queue; its lease runs out.
                 () = stop.cancelled() => return,
             }
-            if let Ok(true) = leases.seq.turn(&user, ticket).await {
-                // Held from now, not from when the lane gets to it: a busy lane must not let
-                // the lease run out while the message waits there.
-                if let Err(mpsc::error::SendError(item)) =
-                    tx.send(LaneItem::Turn(delivery, leases.hold(user, ticket)))
-                {
+            if let Ok(true) = held.0.turn(&held.1.user, held.1.ticket).await {
+                if let Err(mpsc::error::SendError(item)) = tx.send(LaneItem::Turn(delivery, held)) {
                     item.into_delivery().nack(true);
                 }
                 return;
@@ -269,11 +264,13 @@ impl Leases {
     fn start(seq: Arc<dyn Sequencer>) -> Arc<Self> {
         let leases = Arc::new(Self { seq, held: Default::default(), next: Default::default() });
         let weak = Arc::downgrade(&leases);
-        // Often, so a busy host's late refresh still lands inside the lease.
-        let every = leases.seq.lease() / 6;
+        // Often, so a busy host's late refresh still lands inside the lease; on a fixed
+        // beat, each refresh on its own task, so a slow one does not delay the next.
+        let mut every = tokio::time::interval(leases.seq.lease() / 6);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                every.tick().await;
                 let Some(leases) = weak.upgrade() else { return };
                 let held: Vec<(String, u64)> = leases
                     .held
@@ -284,9 +281,27 @@ impl Leases {
                     .collect();
                 let seq = leases.seq.clone();
                 drop(leases);
-                if let Err(e) = seq.refresh(&held).await {
-                    tracing::warn!(error = %e, tickets = held.len(), "cannot refresh the leases of the turns this host holds; they run out if this goes on");
-                }
+                tokio::spawn(async move {
+                    static LOG: crate::telemetry::throttle::Throttle =
+                        crate::telemetry::throttle::Throttle::new(std::time::Duration::from_secs(10));
+                    match seq.refresh(&held).await {
+                        Ok(0) => {}
+                        Ok(lost) => {
+                            if let Some(more) = LOG.hit() {
+                                tracing::warn!(
+                                    lost,
+                                    more,
+                                    "leases of turns this host holds had run out: those users' messages may have gone out of order"
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            if let Some(more) = LOG.hit() {
+                                tracing::warn!(error = %e, tickets = held.len(), more, "cannot refresh the leases of the turns this host holds; they run out if this goes on");
+                            }
+                        }
+                    }
+                });
             }
         });
         leases
@@ -320,22 +335,28 @@ fn spawn_taker(
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|d| (d, rx)) });
         let taken = deliveries
             .map(|d| {
-                let seq = leases.seq.clone();
+                let leases = leases.clone();
                 let line = line_of(connector.as_str(), &d.message);
                 async move {
+                    // A ticket is held (its lease refreshed) from the moment it is taken, not
+                    // from when the answers before it in this buffer are in: a slow take ahead
+                    // of it must not let its lease run out.
                     let r = match &line {
-                        Some((user, id)) => Some(seq.take(user, id).await),
+                        Some((user, id)) => Some(leases.seq.take(user, id).await.map(|t| match t {
+                            Take::Ticket { ticket, go } => Ok((leases.hold(user.clone(), ticket), go)),
+                            Take::Done => Err(()),
+                        })),
                         None => None,
                     };
-                    (d, line, r)
+                    (d, r)
                 }
             })
             .buffered(256);
         let mut taken = std::pin::pin!(taken);
-        while let Some((d, line, r)) = taken.next().await {
+        while let Some((d, r)) = taken.next().await {
             let lane = &lanes[lane_of(&d.message, lanes.len())];
-            let item = match (line, r) {
-                (Some(_), Some(Ok(Take::Done))) => {
+            let item = match r {
+                Some(Ok(Err(()))) => {
                     tracing::debug!(
                         message_id = d.message.id(),
                         "already handled (a redelivery): acked, not handled again"
@@ -344,14 +365,13 @@ fn spawn_taker(
                     d.ack();
                     continue;
                 }
-                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: true }))) => {
-                    LaneItem::Turn(d, leases.hold(user, ticket))
-                }
-                (Some((user, _)), Some(Ok(Take::Ticket { ticket, go: false }))) => {
-                    wait_turn(leases.clone(), d, user, ticket, lane.clone(), stop.clone());
+                Some(Ok(Ok((held, true)))) => LaneItem::Turn(d, held),
+                Some(Ok(Ok((held, false)))) => {
+                    wait_turn(d, held, lane.clone(), stop.clone());
                     continue;
                 }
-                // The store is down (the lane retries with its backoff), or no user to order.
+                // The store is down (the lane retries with its backoff; taking again returns
+                // the same ticket), or no user to order.
                 _ => LaneItem::Fresh(d),
             };
             if let Err(mpsc::error::SendError(item)) = lane.send(item) {
@@ -481,7 +501,7 @@ impl Lane {
             }
             Take::Ticket { ticket, go: false } => {
                 let Some(tx) = again.upgrade() else { return };
-                wait_turn(leases, delivery, user, ticket, tx, stop.clone());
+                wait_turn(delivery, leases.hold(user, ticket), tx, stop.clone());
             }
         }
     }
