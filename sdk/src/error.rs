@@ -7,16 +7,23 @@ use crate::wit::vumi::plugin::types as raw;
 ///
 /// `?` converts the errors a handler meets into the right kind: a [`crate::kv::Error`] whose
 /// store is [unavailable](crate::kv::Error::Unavailable) becomes [`Error::RetryLater`] (the store
-/// may be back soon), every other one becomes [`Error::Reject`]; so do [`crate::SendError`],
+/// may be back soon), and so does a [`crate::http::Error`] that
+/// [may pass later](crate::http::Error::is_retryable) (a timeout, `limit`, a failed
+/// connection); every other one becomes [`Error::Reject`], and so do [`crate::SendError`],
 /// `serde_json::Error`, `&str` and `String`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The message cannot be handled, now or later (input the plugin does not accept, a bad
     /// setting, a bug): it goes to the host's failure path with this reason, for an operator.
     Reject(String),
-    /// The message could be handled later (something it needs is down): the host hands the same
-    /// message back after a backoff, holding that user's later messages behind it, and sends it
-    /// to the failure path with this reason only after its configured number of tries.
+    /// The message could be handled later (something it needs is down). The host hands the
+    /// same message back in place after a jittered backoff (`[host.retry]`: by default from
+    /// 100 ms doubling up to 10 s, each wait its step plus up to half again, 8 tries), holding
+    /// that user's later messages behind it. Still asking, it is set aside on the retry path's
+    /// delay tiers (`tiers_ms`, by default 1 s, 10 s, 60 s, 600 s; on RabbitMQ, queues
+    /// `<queue>.retry.<delay>`) and tried again in place after each, while the user's later
+    /// messages go on. Past the last tier it goes to the
+    /// failure path with this reason, as a temporary failure an operator can replay.
     RetryLater(String),
 }
 

@@ -300,15 +300,11 @@ fn take_json(queue: &str) -> serde_json::Value {
                 .await
                 .expect("raw connection");
         let ch = conn.create_channel().await.expect("channel");
-        let deadline = std::time::Instant::now() + WAIT;
-        let got = loop {
+        let got = crate::common::eventually_async(&format!("a message on `{queue}`"), || async {
             let opts = lapin::options::BasicGetOptions { no_ack: true };
-            if let Some(m) = ch.basic_get(queue.into(), opts).await.expect("basic.get") {
-                break m;
-            }
-            assert!(std::time::Instant::now() < deadline, "nothing on `{queue}` in time");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+            ch.basic_get(queue.into(), opts).await.expect("basic.get").ok_or_else(|| "nothing yet".to_owned())
+        })
+        .await;
         let _ = conn.close(200, "done".into()).await;
         assert!(got.delivery.data.is_ascii(), "ASCII JSON");
         serde_json::from_slice(&got.delivery.data).expect("JSON")

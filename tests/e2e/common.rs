@@ -23,6 +23,22 @@ pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -
     }
 }
 
+/// [`eventually`] inside a runtime: polls every 20 ms without blocking it.
+pub async fn eventually_async<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(state) => assert!(Instant::now() < deadline, "waited for {what}: {state}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
 }
@@ -251,15 +267,10 @@ impl Host {
 
     /// Wait until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually(&format!("the log to contain {needle:?}"), || {
             let log = self.log();
-            if log.contains(needle) {
-                return log;
-            }
-            assert!(Instant::now() < deadline, "log never contained {needle:?}; log:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            if log.contains(needle) { Ok(log) } else { Err(format!("log:\n{log}")) }
+        })
     }
 
     /// Whether the process is still running (it must survive every fault).

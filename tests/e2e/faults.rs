@@ -1,8 +1,6 @@
 //! Plugins that trap, loop forever or eat memory lose only their own message; the host and every
 //! other session keep going, and each failure is recorded with its reason.
 
-use std::time::Duration;
-
 use crate::common::{Host, TempDir, plugin, telnet_app_config};
 
 fn faulty_host(extra: &str) -> Host {
@@ -91,17 +89,13 @@ fn failures_are_written_to_the_failures_file() {
     t.send("loop");
     t.send("ping");
     assert_eq!(t.line(), "ok: ping");
-    let deadline = std::time::Instant::now() + crate::common::WAIT;
-    let records: Vec<serde_json::Value> = loop {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let recs: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
-        if recs.len() >= 2 {
-            break recs;
-        }
-        assert!(std::time::Instant::now() < deadline, "failures file has {} records:\n{text}", recs.len());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let records: Vec<serde_json::Value> =
+        crate::common::eventually("two records in the failures file", || {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let recs: Vec<serde_json::Value> =
+                text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+            if recs.len() >= 2 { Ok(recs) } else { Err(format!("{} records:\n{text}", recs.len())) }
+        });
     assert_eq!(records[0]["kind"], "trap");
     assert_eq!(records[0]["message"]["content"], "trap", "the failed message is kept whole");
     assert_eq!(records[0]["message"]["message_version"], "20110921");

@@ -1,7 +1,5 @@
 //! Middleware chains end to end: plugins and the native logger on real transports.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::common::{Host, Recorder, http, plugin};
@@ -165,11 +163,12 @@ event = ["log"]
             .unwrap();
         resp.text().unwrap()
     };
+    let dialogue = std::time::Instant::now();
     assert!(ussd("").starts_with("CON "));
-    std::thread::sleep(Duration::from_millis(50));
     assert!(ussd("1").starts_with("CON "));
     let end = ussd("1*1");
     assert!(end.starts_with("END "), "{end}");
+    let took = dialogue.elapsed();
 
     // The logger runs after session_length, so the JSON it logs carries the annotation. Wait for
     // the closing answer's (the last line logged): the stderr reader may lag the HTTP answer, and
@@ -195,8 +194,21 @@ event = ["log"]
     assert_eq!(users[5]["session_event"], "close", "the survey's END closes it");
     assert_eq!(closing["session_start"], start.as_str());
     assert_eq!(closing["session_end"], users[5]["timestamp"]);
+    // The length is the time between the session's first and last messages' own timestamps,
+    // and no longer than the dialogue took.
+    let at = |v: &Value| {
+        chrono::NaiveDateTime::parse_from_str(v.as_str().unwrap(), "%Y-%m-%d %H:%M:%S%.f").unwrap()
+    };
+    let between = (at(&closing["session_end"]) - at(&closing["session_start"])).as_seconds_f64();
     let length = closing["session_length"].as_f64().unwrap();
-    assert!((0.05..10.0).contains(&length), "the session lasted as long as the dialogue: {length}");
+    assert!(
+        (length - between).abs() < 1e-6,
+        "the session's length is its end less its start: {length} vs {between}"
+    );
+    assert!(
+        length > 0.0 && length <= took.as_secs_f64(),
+        "the session lasted as long as the dialogue: {length} s of {took:?}"
+    );
     assert!(logged.iter().any(|m| m["message_type"] == "event"), "the event chain logs the transport's acks");
 }
 
@@ -211,6 +223,10 @@ bind = "127.0.0.1:0"
 [transports.other]
 kind = "telnet"
 bind = "127.0.0.1:0"
+
+[admin]
+bind = "127.0.0.1:0"
+token = "middleware-admin-token"
 
 [apps.echo]
 plugin = "{echo}"
@@ -236,7 +252,35 @@ inbound = ["broken"]
             && log.contains("invalid middleware config: missing field `country_code`"),
         "{log}"
     );
-    assert!(t.silent_for(Duration::from_millis(300)), "the failed message goes no further");
+    // The session's opening and its line both failed in the chain, recorded before either
+    // could be queued: once both records exist, neither ever reaches the app.
+    let failures = crate::common::eventually("both messages on the failure path", || {
+        let v: Value = http()
+            .get(host.admin_url("/failures"))
+            .bearer_auth("middleware-admin-token")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if v["result"]["matching"] == 2 { Ok(v) } else { Err(v.to_string()) }
+    });
+    assert!(
+        failures["result"]["failures"].as_array().unwrap().iter().all(|f| f["queue"] == "telnet.inbound"),
+        "{failures}"
+    );
+    let metrics = http()
+        .get(host.admin_url("/metrics"))
+        .bearer_auth("middleware-admin-token")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("vumi_messages_total{")
+            && l.contains("connector=\"telnet\"")
+            && l.contains("queue=\"inbound\"")),
+        "the failed messages went no further: nothing was queued for the app:\n{metrics}"
+    );
     let mut o = host.connect_to("other");
     o.send("still here");
     assert_eq!(o.line(), "echo: ready", "other connectors keep flowing: the session opens...");

@@ -110,11 +110,9 @@ impl PrivateRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("run redis-server (Debian's redis-server package)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server on port {port} never listened");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        crate::common::eventually(&format!("redis-server to listen on port {port}"), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).map(drop).map_err(|e| e.to_string())
+        });
         PrivateRedis { child, port, dir: Some(dir) }
     }
 
@@ -183,15 +181,9 @@ fn wait_for_retries(host: &Host, token: &str, reason: &str) {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while retries() < 2.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing retried ({reason}) while Redis was down:\n{}",
-            host.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    crate::common::eventually(&format!("retries ({reason}) while Redis is down"), || {
+        if retries() >= 2.0 { Ok(()) } else { Err(host.log()) }
+    });
 }
 
 #[test]
@@ -340,19 +332,18 @@ fn a_sent_sms_is_remembered_once_redis_is_back_so_its_delivery_report_is_taken()
     let _redis = PrivateRedis::start_on(port, dir, DURABLE);
     // Redis is back, with what it had. The ack is published only after the record is stored: once the
     // message shows `sent`, its delivery report must be taken.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    crate::common::eventually("the message acked", || {
         let got = crate::common::http()
             .get(host.url(&format!("/api/v1/channels/api/messages/{id}")))
             .bearer_auth("test-token-1")
             .send()
             .unwrap();
         if got.status() == 200 && got.json::<serde_json::Value>().unwrap()["result"]["status"] == "sent" {
-            break;
+            Ok(())
+        } else {
+            Err(host.log())
         }
-        assert!(std::time::Instant::now() < deadline, "the message was never acked:\n{}", host.log());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    });
     let dr = crate::common::http()
         .post(host.url("/transports/sms/delivery-report"))
         .form(&[("message_id", "agg-0"), ("status", "delivered")])

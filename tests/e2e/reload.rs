@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Host, Telnet, TempDir, WAIT, http, plugin, telnet_app_config, vumi};
+use crate::common::{Host, Telnet, TempDir, eventually, http, plugin, telnet_app_config, vumi};
 
 const TOKEN: &str = "test-admin-token";
 
@@ -133,11 +133,10 @@ impl Load {
 
     /// Wait until `more` answers beyond the first `from` have arrived; their versions.
     fn versions_after(&self, from: usize, more: usize) -> Vec<u32> {
-        let deadline = Instant::now() + WAIT;
-        while self.answered() < from + more {
-            assert!(Instant::now() < deadline, "no new answers: {} after {from}", self.answered());
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        eventually(&format!("{more} answers after {from}"), || {
+            let n = self.answered();
+            if n >= from + more { Ok(()) } else { Err(format!("{n} answers")) }
+        });
         self.answers.lock().unwrap()[from..].iter().map(|a| a.0).collect()
     }
 
@@ -148,15 +147,13 @@ impl Load {
             w.join().unwrap();
         }
         let sent = *self.sent.lock().unwrap();
-        let deadline = Instant::now() + WAIT;
-        while !self.ended.load(std::sync::atomic::Ordering::SeqCst) {
-            assert!(
-                Instant::now() < deadline,
-                "the closing marker was never answered ({} of {sent} answers)",
-                self.answered()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually("the closing marker's answer", || {
+            if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(format!("{} of {sent} answers", self.answered()))
+            }
+        });
         let _ = self.reader.take();
         let got = self.answers.lock().unwrap().clone();
         assert_eq!(got.len() as u64, sent, "every message answered once: sent {sent}, answers {}", got.len());
@@ -259,15 +256,11 @@ fn a_removed_plugin_file_keeps_the_loaded_version_serving() {
     assert_eq!(plugin_view(&host, "app")["file_missing"], true);
     // A new file brings a new version.
     install(&wasm, &version_bytes(5));
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually("the new file loaded", || {
         t.send("now?");
-        if t.line() == "VERSION-05 now?" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the new file was never loaded");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        let line = t.line();
+        if line == "VERSION-05 now?" { Ok(()) } else { Err(line) }
+    });
     assert_eq!(plugin_view(&host, "app")["file_missing"], false);
 }
 
@@ -441,11 +434,10 @@ fn config_reload_adds_changes_and_removes_and_rejects_an_invalid_config_whole() 
     // Re-configure the app (its config table changes) and remove the echo app and its transport.
     let changed = original.replace("concurrency = 4", "concurrency = 2");
     std::fs::write(host.config_path(), changed).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while admin_get(&host, "/transports")["result"]["transports"].as_array().unwrap().len() != 1 {
-        assert!(Instant::now() < deadline, "the second transport was never removed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the second transport removed", || {
+        let t = admin_get(&host, "/transports");
+        if t["result"]["transports"].as_array().unwrap().len() == 1 { Ok(()) } else { Err(t.to_string()) }
+    });
     first.send("after re-configuring");
     assert_eq!(first.line(), "VERSION-00 after re-configuring");
     let plugins = admin_get(&host, "/plugins");
@@ -468,10 +460,8 @@ fn sighup_reloads_the_config() {
     host.signal("HUP");
     let log = host.wait_for_log("config reloaded");
     assert!(log.contains("SIGHUP"), "{log}");
-    assert!(
-        !log.contains("the config file changed"),
-        "watch = false: the write alone reloads nothing: {log}"
-    );
+    // (That the write alone reloads nothing with watch = false is shown where it is decided:
+    // `supervisor::reload`'s test, without waiting for a watcher that might have fired.)
     assert_eq!(admin_get(&host, "/plugins")["result"]["plugins"].as_array().unwrap().len(), 2);
     // The admin API's reload does the same, and reports a rejection as 422.
     std::fs::write(host.config_path(), format!("{added}\nbogus = 1\n")).unwrap();

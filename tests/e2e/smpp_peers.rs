@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -37,14 +36,7 @@ fn peers() -> PathBuf {
 /// Poll `f` until it gives something, for at most [`WAIT`]; `what` and `show()` say what was
 /// there when it did not.
 fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>, show: impl Fn() -> String) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}; so far:\n{}", show());
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    crate::common::eventually(what, || f().ok_or_else(|| format!("so far:\n{}", show())))
 }
 
 /// A 200-character text in UCS-2 with two emoji, the first at UTF-16 unit 66: a splitter that
@@ -166,21 +158,14 @@ impl Drop for NpmSmsc {
 fn npm_message(smsc: &NpmSmsc, from: &str, to: &str, text: &str) -> Value {
     // Waiting for any message to `to` first: when the text differs, the failure shows both.
     let wanted = |e: &Value| e["from"] == from && e["to"] == to && e["text"] == text;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    crate::common::eventually(&format!("the npm SMSC to decode {text:?} from {from} to {to}"), || {
         let msgs = smsc.all("message");
         if let Some(m) = msgs.iter().find(|e| wanted(e)) {
-            return m.clone();
+            return Ok(m.clone());
         }
-        if Instant::now() >= deadline {
-            let to_them: Vec<&Value> = msgs.iter().filter(|e| e["to"] == to).collect();
-            panic!(
-                "the npm SMSC never decoded {text:?} from {from} to {to}.\nmessages it decoded to {to}: {to_them:#?}\neverything it saw:\n{}",
-                smsc.show()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+        let to_them: Vec<&Value> = msgs.iter().filter(|e| e["to"] == to).collect();
+        Err(format!("messages it decoded to {to}: {to_them:#?}\neverything it saw:\n{}", smsc.show()))
+    })
 }
 
 /// Send `content` to `to` through the send API (with `helper_metadata`): the message id.

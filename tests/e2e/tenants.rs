@@ -248,15 +248,10 @@ connector = "globex-telnet"
 
 /// The newest failure of acme's as the admin API shows it, once one with `kind` is there.
 pub(crate) fn failure_of(host: &Host, kind: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    eventually(&format!("a `{kind}` failure recorded"), || {
         let (_, v) = admin(host, "GET", &format!("/failures?reason={kind}"), ACME, None);
-        if let Some(f) = v["result"]["failures"].as_array().and_then(|a| a.last()) {
-            return f.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no `{kind}` failure recorded; log:\n{}", host.log());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        v["result"]["failures"].as_array().and_then(|a| a.last()).cloned().ok_or_else(|| host.log())
+    })
 }
 
 #[test]

@@ -29,13 +29,7 @@ impl RunningHost {
     /// file changes. Call it before telling anyone the host is ready, so no change or signal
     /// falls between start-up and [`RunningHost::serve`].
     pub fn reload_on_change(&mut self, config_path: &Path) {
-        let (file_tx, file) = mpsc::unbounded_channel();
-        let watch = if self.config.plugins.watch {
-            watch_config(config_path, file_tx)
-        } else {
-            tracing::info!(config = %config_path.display(), "not watching the config file (plugins.watch = false): reload with SIGHUP or the admin API");
-            None
-        };
+        let (file, watch) = file_trigger(self.config.plugins.watch, config_path);
         self.reloads =
             Some(ReloadTriggers { path: config_path.to_owned(), hup: hangup(), file, _watch: watch });
         self.status.with_config(|c| c.path = config_path.display().to_string());
@@ -181,6 +175,19 @@ fn hangup() -> mpsc::UnboundedReceiver<()> {
     rx
 }
 
+/// Reload requests from the config file changing: with `watch`, a watcher feeding the receiver;
+/// without, the receiver is closed at once, so no write to the file can ever reload.
+fn file_trigger(watch: bool, config_path: &Path) -> (mpsc::UnboundedReceiver<()>, Option<ConfigWatch>) {
+    let (file_tx, file) = mpsc::unbounded_channel();
+    let watcher = if watch {
+        watch_config(config_path, file_tx)
+    } else {
+        tracing::info!(config = %config_path.display(), "not watching the config file (plugins.watch = false): reload with SIGHUP or the admin API");
+        None
+    };
+    (file, watcher)
+}
+
 /// Watch the config file's directory for changes to the file. Editors save by writing a new
 /// file and renaming it over the old one, which a watch on the file itself would miss.
 fn watch_config(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<ConfigWatch> {
@@ -213,5 +220,25 @@ fn watch_config(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<ConfigWatc
             tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or the admin API");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_watch_no_change_to_the_file_can_reload_it() {
+        let dir = std::env::temp_dir().join(format!("vumi-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("vumi.toml");
+        std::fs::write(&path, "").expect("config");
+        let (mut off, none) = file_trigger(false, &path);
+        assert!(none.is_none());
+        assert_eq!(off.try_recv(), Err(mpsc::error::TryRecvError::Disconnected), "nothing will ever send");
+        let (mut on, watcher) = file_trigger(true, &path);
+        assert!(watcher.is_some());
+        assert_eq!(on.try_recv(), Err(mpsc::error::TryRecvError::Empty), "a watcher feeds it");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -40,7 +40,8 @@ pub enum WorkerError {
 /// Messages are spread over `concurrency` lanes by sender (`from_addr`), so one user's messages
 /// are handled one at a time and in order, as a dialogue needs, while different users proceed in
 /// parallel. A lane that must retry a message (the handler said `retry-later`, or a back end is
-/// down) waits in place with a backoff, so the user's later messages stay behind it.
+/// down) waits in place with a backoff, so the user's later messages stay behind it; after its
+/// tries in place the message is set aside on the retry path's delay tiers and they go on.
 pub struct AppWorker {
     handler: Arc<dyn Handler>,
     /// Where the worker's queues are consumed from.

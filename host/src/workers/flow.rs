@@ -170,7 +170,8 @@ impl Flow {
     /// Consume `dispatcher`'s input queues until `shutdown`: each queue by its own task, one
     /// message at a time (so one user's messages keep their order), routed by the same step as at
     /// publish. A message that cannot be routed because a back end is down is retried in place
-    /// with a backoff; after `retry.max_attempts` it goes back on its queue.
+    /// with a backoff; after `retry.max_attempts` it is set aside on the retry path's delay
+    /// tiers (`settle`), and past the last one it is a temporary failure.
     pub async fn serve(
         self: Arc<Self>,
         dispatcher: Arc<Dispatcher>,

@@ -1,8 +1,9 @@
 //! Workers: consume a connector's queues, hand each message to a handler (a plugin), publish what
-//! it sent, then ack. The only module that sees both the bus and the plugins. Also the message
-//! path itself (`flow`: middleware chains and dispatch at publish), the other app-side
+//! it sent, then settle the input (`settle`: ack, the retry path or the failure path). Below the
+//! admin API and the supervisor, the only module that sees both the bus and the plugins. Also the
+//! message path itself (`flow`: middleware chains and dispatch at publish), the other app-side
 //! components (send-API channels, their callbacks, `events`, which hands each event to the
-//! component that sent its message), the failure path, and retries with backoff.
+//! component that sent its message, `statuses`), and the failure path.
 
 mod app;
 pub mod callbacks;
