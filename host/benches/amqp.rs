@@ -259,7 +259,7 @@ async fn row(name: &str, n: usize, hosts: usize) -> Outcome {
         .into_iter()
         .chain(redis.map(|p| ("redis".to_owned(), p)))
         .chain(std::iter::once(("bench".to_owned(), std::process::id())))
-        .chain(procs.iter().enumerate().map(|(i, p)| (format!("host{}", i + 1), p.child.id())))
+        .chain(procs.iter().enumerate().map(|(i, p)| (format!("host{}", i + 1), p.child_id)))
         .collect();
     let cpu0: Vec<f64> = pids.iter().map(|(_, p)| ticks(*p)).collect();
     let t0 = Instant::now();

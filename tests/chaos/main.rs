@@ -37,9 +37,8 @@
 #![allow(clippy::unwrap_used)] // a test's unwrap is its failure report
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -322,63 +321,33 @@ impl Drop for Redis {
     }
 }
 
+#[path = "../support/vumi_proc.rs"]
+mod vumi_proc;
+use vumi_proc::VumiProc;
+
 /// One `vumi run`, killed on drop.
 struct HostProc {
-    child: Child,
+    /// Held: dropping it kills the host.
+    _proc: VumiProc,
     admin: String,
 }
 
 impl HostProc {
     fn start(config: &Path) -> HostProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vumi"))
-            .args(["run", "--config"])
+        let log = config.with_file_name("hosts.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vumi"));
+        cmd.args(["run", "--config"])
             .arg(config)
             .current_dir(workspace())
             .env("VUMI_LOG", "warn")
             .env("XDG_CACHE_HOME", workspace().join("target").join("test-cache"))
-            .stdout(Stdio::piped())
             // Its warnings, kept beside the config for a report when a run goes wrong.
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(config.with_file_name("hosts.log"))
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap();
-        // Its stdout on a thread of its own, so a host that never says it is ready fails the
-        // run after a minute instead of hanging it.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut admin = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) if l.starts_with("vumi: ready") => break,
-                Ok(l) => {
-                    if let Some(rest) = l.strip_prefix("vumi: admin API listening on ") {
-                        admin = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "a chaos host did not start within 60 s (its log: {})",
-                        config.with_file_name("hosts.log").display()
-                    );
-                }
-            }
-        }
-        assert!(!admin.is_empty(), "a chaos host said no admin address");
-        HostProc { child, admin }
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+        // A host that never says it is ready fails the run after a minute instead of hanging it.
+        let proc = VumiProc::spawn(cmd, Duration::from_secs(60))
+            .unwrap_or_else(|why| panic!("a chaos host: {why} (its log: {})", log.display()));
+        let admin = proc.admin.map(|a| format!("http://{a}")).expect("a chaos host said no admin address");
+        HostProc { _proc: proc, admin }
     }
 
     /// `vumi_reloads_total{plugin="echo", outcome="swapped"}` on this host.
@@ -398,13 +367,6 @@ impl HostProc {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
-    }
-}
-
-impl Drop for HostProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -39,6 +39,23 @@ where
     }
 }
 
+/// Delete every key of the machine's shared Redis matching one of `patterns` (a test's own,
+/// named after its run), so the run leaves nothing behind (`.ci/run` checks).
+pub fn clean_shared_redis(patterns: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("connect to Redis");
+        for pattern in patterns {
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.expect("KEYS");
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
+            }
+        }
+    });
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
 }
@@ -129,9 +146,13 @@ pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
+#[path = "../support/vumi_proc.rs"]
+mod vumi_proc;
+pub use vumi_proc::VumiProc;
+
 /// A running `vumi run`, killed on drop. Its stderr (the log) is collected for assertions.
 pub struct Host {
-    child: Child,
+    proc: VumiProc,
     /// The `telnet` transport's address (`0.0.0.0:0` if the config has none).
     pub telnet: SocketAddr,
     /// The shared HTTP listener's address, if the config serves HTTP.
@@ -155,63 +176,30 @@ impl Host {
         let dir = TempDir::new();
         let path = dir.path().join("vumi.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = vumi()
-            .args(["run", "--config"])
-            .arg(&path)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vumi");
+        let mut cmd = vumi();
+        cmd.args(["run", "--config"]).arg(&path).args(args).stderr(Stdio::piped());
+        // The log, collected from the start: a host that fails to start says why in it.
         let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().expect("log lock");
-                l.push_str(&line);
-                l.push('\n');
-            }
+        let collect = move |child: &mut Child| {
+            let Some(err) = child.stderr.take() else { return };
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = sink.lock().expect("log lock");
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        };
+        let proc = VumiProc::spawn_with(cmd, WAIT, collect).unwrap_or_else(|why| {
+            // A moment for the stderr reader to take the last lines of a host that exited.
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("{why}; log:\n{}", log.lock().expect("log"))
         });
-        let rx = stdout_lines(&mut child);
-        let mut listening = std::collections::HashMap::new();
-        let mut http = None;
-        let mut admin = None;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some((name, addr)) = line
-                        .strip_prefix("vumi: transport `")
-                        .and_then(|rest| rest.split_once("` listening on "))
-                    {
-                        listening.insert(name.to_owned(), addr.trim().parse().expect("address"));
-                    }
-                    if let Some(rest) = line.strip_prefix("vumi: http listening on ") {
-                        http = Some(rest.trim().parse().expect("address"));
-                    }
-                    if let Some(rest) = line.strip_prefix("vumi: admin API listening on http://") {
-                        admin =
-                            Some(rest.split_whitespace().next().expect("address").parse().expect("address"));
-                    }
-                    if line.starts_with("vumi: ready") {
-                        break;
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let status = child.wait().ok();
-                    std::thread::sleep(Duration::from_millis(100));
-                    panic!(
-                        "vumi did not become ready (exit: {status:?}); log:\n{}",
-                        log.lock().expect("log")
-                    );
-                }
-            }
-        }
-        let telnet = listening.get("telnet").copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        Host { child, telnet, http, listening, admin, log, dir }
+        let telnet =
+            proc.listening.get("telnet").copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (http, listening, admin) = (proc.http, proc.listening.clone(), proc.admin);
+        Host { proc, telnet, http, listening, admin, log, dir }
     }
 
     /// The config file the host runs from (tests rewrite it to reload).
@@ -226,7 +214,7 @@ impl Host {
 
     /// A `/proc/<pid>/status` figure of the host's memory in KiB: `VmRSS` (now) or `VmHWM` (peak).
     pub fn memory_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id()))
             .expect("read /proc/<pid>/status");
         status
             .lines()
@@ -239,7 +227,7 @@ impl Host {
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
+            .arg(self.proc.child.id().to_string())
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{name} failed");
@@ -275,27 +263,20 @@ impl Host {
 
     /// Whether the process is still running (it must survive every fault).
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.proc.child.try_wait(), Ok(None))
     }
 
     /// Wait for the process to exit by itself; whether it exited successfully within `within`.
     pub fn exited_ok(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            match self.child.try_wait() {
+            match self.proc.child.try_wait() {
                 Ok(Some(status)) => return status.success(),
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
                 Err(_) => return false,
             }
         }
         false
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

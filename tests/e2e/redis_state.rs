@@ -17,7 +17,9 @@ fn require_redis() {
     }
 }
 
-fn ussd_on_redis() -> Host {
+/// The survey over USSD on the shared Redis, its app named after the run (`survey_<run>`), so
+/// every key it writes names the run.
+fn ussd_on_redis(run: &str) -> Host {
     Host::start(&format!(
         r#"
 [host.state]
@@ -32,7 +34,7 @@ kind = "ussd_at"
 path = "/ussd"
 response_deadline_ms = 10000
 
-[apps.app]
+[apps.survey_{run}]
 plugin = "{}"
 connector = "ussd"
 {QUESTIONS}
@@ -41,20 +43,10 @@ connector = "ussd"
     ))
 }
 
-/// Delete what the run left in the shared Redis: every key naming its session or its user.
-fn clean(session: &str, phone: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let client = redis::Client::open(format!("redis://{REDIS}")).expect("url");
-        let mut conn = client.get_multiplexed_async_connection().await.expect("connect to Redis");
-        for pattern in [format!("*{session}*"), format!("*{phone}*")] {
-            let keys: Vec<String> =
-                redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.expect("KEYS");
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
-            }
-        }
-    });
+/// Delete what the run left in the shared Redis: every key naming its session, its user or its
+/// app.
+fn clean(run: &str, session: &str, phone: &str) {
+    crate::common::clean_shared_redis(&[format!("*{session}*"), format!("*{phone}*"), format!("*{run}*")]);
 }
 
 #[test]
@@ -66,7 +58,7 @@ fn a_ussd_survey_continues_on_a_new_host_when_state_is_in_redis() {
     let digits: String = run.bytes().map(|b| char::from(b'0' + b % 10)).collect();
     let phone = format!("+27{digits}");
 
-    let first = ussd_on_redis();
+    let first = ussd_on_redis(run);
     let q1 = ussd(&first, &session, &phone, "");
     assert!(q1.starts_with("CON ") && q1.contains("Favourite colour?"), "{q1:?}");
     let q2 = ussd(&first, &session, &phone, "3");
@@ -77,9 +69,9 @@ fn a_ussd_survey_continues_on_a_new_host_when_state_is_in_redis() {
     // carries every input so far. The transport finds the session (so the app is given only
     // `2`), and the survey finds its answers: the last answer ends it. On a fresh in-memory
     // store this would be a new session, and the survey would start again.
-    let second = ussd_on_redis();
+    let second = ussd_on_redis(run);
     let end = ussd(&second, &session, &phone, "3*2");
-    clean(&session, &phone);
+    clean(run, &session, &phone);
     assert!(end.starts_with("END "), "the survey ended on the second host: {end:?}");
     assert!(end.contains("Blue") && end.contains("Winter"), "with both answers, one from each host: {end:?}");
 }

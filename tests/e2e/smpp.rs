@@ -539,17 +539,9 @@ fn receipts_find_their_message_across_a_host_restart_on_redis() {
         !of(e, &id, "delivery_report").is_empty()
     });
     assert_eq!(of(&got, &id, "delivery_report")[0]["delivery_status"], "delivered");
-    // Leave nothing of this run in the shared Redis.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let client = redis::Client::open(format!("redis://{REDIS}")).expect("url");
-        let mut conn = client.get_multiplexed_async_connection().await.expect("connect to Redis");
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("*{run}*")).query_async(&mut conn).await.expect("KEYS");
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
-        }
-    });
+    // Leave nothing of this run in the shared Redis: its transport's keys, and the channel's
+    // record of the message (named by its id).
+    crate::common::clean_shared_redis(&[format!("*{run}*"), format!("*{id}*")]);
 }
 
 #[test]

@@ -13,12 +13,16 @@ pub fn plugin_path(name: &str) -> PathBuf {
     path
 }
 
-/// A `vumi run` process, killed on drop: started and read up to its ready line, with every
-/// transport's address it announced and the time it took to be ready. Its stdout is drained on
-/// a thread afterwards, so it never blocks on a full pipe.
+#[path = "../../../tests/support/vumi_proc.rs"]
+mod vumi_proc;
+
+/// A `vumi run` process, killed on drop: started through the tests' one way to start it
+/// (`tests/support/vumi_proc.rs`), with every transport's address it announced and the time it
+/// took to be ready.
 #[allow(dead_code)] // not every bench starts a host process
 pub struct HostProc {
-    pub child: std::process::Child,
+    proc: vumi_proc::VumiProc,
+    pub child_id: u32,
     pub ready_after: std::time::Duration,
     pub listening: std::collections::HashMap<String, std::net::SocketAddr>,
 }
@@ -27,51 +31,27 @@ pub struct HostProc {
 impl HostProc {
     /// Start `vumi run --config <config>` with `VUMI_LOG=<log>`, its stderr going to `stderr`.
     pub fn start(config: &Path, log: &str, stderr: std::process::Stdio) -> HostProc {
-        use std::io::BufRead;
-        let started = std::time::Instant::now();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vumi"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("VUMI_LOG", log)
-            .stdout(std::process::Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn vumi");
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut listening = std::collections::HashMap::new();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.starts_with("vumi: ready") => break,
-                Some(Ok(l)) => {
-                    if let Some((name, addr)) =
-                        l.strip_prefix("vumi: transport `").and_then(|r| r.split_once("` listening on "))
-                    {
-                        listening.insert(name.to_owned(), addr.trim().parse().expect("address"));
-                    }
-                }
-                _ => panic!("vumi exited before it was ready: {:?}", child.wait()),
-            }
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vumi"));
+        cmd.args(["run", "--config"]).arg(config).env("VUMI_LOG", log).stderr(stderr);
+        // Generous: 10,000 tenants take seconds to start.
+        let proc =
+            vumi_proc::VumiProc::spawn(cmd, std::time::Duration::from_secs(300)).expect("vumi started");
+        HostProc {
+            child_id: proc.child.id(),
+            ready_after: proc.ready_after,
+            listening: proc.listening.clone(),
+            proc,
         }
-        let ready_after = started.elapsed();
-        std::thread::spawn(move || for _ in lines {});
-        HostProc { child, ready_after, listening }
     }
 
     /// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
     pub fn status_kib(&self, field: &str) -> u64 {
         let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc/<pid>/status");
+            std::fs::read_to_string(format!("/proc/{}/status", self.child_id)).expect("/proc/<pid>/status");
         status
             .lines()
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
             .unwrap_or(0)
-    }
-}
-
-impl Drop for HostProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
