@@ -28,7 +28,7 @@ struct Connector(String);
 impl Connector {
     fn new(prefix: &str) -> Self {
         broker();
-        Connector(format!("{prefix}{}", &vumi_host::message::new_id()[..10]))
+        Connector(format!("{prefix}{}", vumi_host::message::test_run(10)))
     }
 }
 

@@ -52,10 +52,10 @@ fn clean(run: &str, session: &str, phone: &str) {
 #[test]
 fn a_ussd_survey_continues_on_a_new_host_when_state_is_in_redis() {
     require_redis();
-    let run = &vumi_host::message::new_id()[..12];
+    let run = &vumi_host::message::test_run(12);
     let session = format!("session-{run}");
     // A phone number unique to the run, so no earlier run's answers are found.
-    let digits: String = run.bytes().map(|b| char::from(b'0' + b % 10)).collect();
+    let digits: String = run.bytes().rev().take(12).map(|b| char::from(b'0' + b % 10)).collect();
     let phone = format!("+27{digits}");
 
     let first = ussd_on_redis(run);

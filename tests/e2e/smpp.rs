@@ -524,7 +524,7 @@ fn receipts_find_their_message_across_a_host_restart_on_redis() {
     let smsc = FakeSmsc::start(&["--receipt-delay-ms", "3000"]);
     let events = Recorder::start(0);
     let head = format!("[host.state]\nkind = \"redis\"\nurl = \"redis://{REDIS}\"\n");
-    let run = vumi_host::message::new_id()[..10].to_owned();
+    let run = vumi_host::message::test_run(10);
     // A transport name of its own: its keys in the shared Redis are this run's only.
     let config = smpp_config(smsc.smpp, "", &events, &head)
         .replace("transports.smpp", &format!("transports.smpp{run}"))

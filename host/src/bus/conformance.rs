@@ -37,7 +37,7 @@ pub const SHORT_TIERS: [Duration; 2] = [Duration::from_millis(300), Duration::fr
 
 /// A fresh run id: every queue a run uses is named after it.
 pub fn new_run() -> String {
-    crate::message::new_id()
+    crate::message::test_run(32)
 }
 
 /// Every routing key a run with id `run` may have used, so a networked back end's test can

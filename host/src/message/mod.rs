@@ -30,6 +30,20 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A fresh name for one test's queues and keys on shared services (RabbitMQ, Redis): the
+/// suite's `VUMI_TEST_RUN` prefix, then `random` (at most 32) hex characters of a new id. `.ci/run`
+/// sets the prefix, so that after the suite it can list anything of this run still present on
+/// services that other runs use too. The host itself never calls this.
+#[doc(hidden)]
+pub fn test_run(random: usize) -> String {
+    let prefix = std::env::var("VUMI_TEST_RUN").unwrap_or_default();
+    assert!(
+        prefix.len() <= 16 && prefix.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "VUMI_TEST_RUN must be at most 16 ASCII letters or digits (it goes into queue names), not {prefix:?}"
+    );
+    format!("{prefix}{}", &new_id()[..random.min(32)])
+}
+
 /// The id of the `index`th message `component` sent in answer to message `parent`: a UUIDv5 of
 /// the three, in the same 32-hex form as [`new_id`]. Handling one message twice (a redelivery
 /// after a crash, a retry) makes the same ids, so the copies are recognisable as copies.

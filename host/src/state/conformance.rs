@@ -14,7 +14,7 @@ use super::{KvStore, Namespaced, Quota, StateError, Usage};
 /// networked store never see each other's data; it is returned so that such a test can delete
 /// what is left.
 pub async fn run_all(store: &dyn KvStore) -> String {
-    let run = crate::message::new_id();
+    let run = crate::message::test_run(32);
     get_of_missing_key_is_none(store, &run).await;
     set_then_get_round_trips_bytes(store, &run).await;
     set_replaces_value_and_expiry(store, &run).await;
@@ -187,7 +187,7 @@ async fn concurrent_incr_loses_no_update(s: &dyn KvStore, run: &str) {
 /// Namespaced views of one store must not see each other's keys. Returns the run id in their
 /// names, as [`run_all`] does.
 pub async fn namespaces_are_isolated(inner: Arc<dyn KvStore>) -> String {
-    let run = crate::message::new_id();
+    let run = crate::message::test_run(32);
     let a = Namespaced::new(inner.clone(), crate::state::Namespace::Channel(&format!("{run}-a")));
     let b = Namespaced::new(inner, crate::state::Namespace::Channel(&format!("{run}-b")));
     a.set("k", b"for a", None).await.expect("set");

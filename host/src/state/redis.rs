@@ -573,7 +573,7 @@ mod tests {
     async fn namespaced_redis_store_passes_the_conformance_suite() {
         let store = store().await;
         let inner: Arc<dyn KvStore> = Arc::new(store.clone());
-        let run = crate::message::new_id();
+        let run = crate::message::test_run(32);
         let tenant = format!("t{run}");
         let view =
             crate::state::Namespaced::new(inner.clone(), crate::state::Namespace::plugin("app", &tenant));
@@ -608,7 +608,7 @@ mod tests {
     #[tokio::test]
     async fn the_sequencer_runs_a_users_messages_in_turn_skips_a_dead_holder_and_knows_a_finished_one() {
         let store = store().await;
-        let run = crate::message::new_id();
+        let run = crate::message::test_run(32);
         let seq = store.sequencer(Duration::from_millis(300), Duration::from_secs(60));
         let r = run.clone();
         let outcome = async move {
