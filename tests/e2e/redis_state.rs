@@ -37,9 +37,10 @@ response_deadline_ms = 10000
 [apps.survey_{run}]
 plugin = "{}"
 connector = "ussd"
-{QUESTIONS}
+{}
 "#,
-        plugin("survey").display()
+        plugin("survey").display(),
+        QUESTIONS.replace("[apps.app.", &format!("[apps.survey_{run}."))
     ))
 }
 
