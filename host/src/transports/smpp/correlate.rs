@@ -41,9 +41,20 @@ impl Correlator {
     }
 
     /// Remember that `smsc_id` names `sent`, and that its message awaits an outcome.
+    ///
+    /// The message is marked open *before* the id is written: a receipt can arrive (on another
+    /// task, bind or host) the moment the id is readable, and one that found the id but not yet
+    /// the open mark would take the message as decided already and pass nothing on.
     pub async fn remember(&self, smsc_id: &str, sent: &Sent) -> Result<(), StateError> {
         let value = serde_json::to_vec(sent).unwrap_or_default();
-        self.kv.set(&format!("id:{smsc_id}"), &value, Some(self.ttl)).await?;
+        self.kv.set(&Self::open(&sent.message_id), b"1", Some(self.ttl)).await?;
+        self.kv.set(&format!("id:{smsc_id}"), &value, Some(self.ttl)).await
+    }
+
+    /// Give back the claim [`Correlator::settle`] made for `sent`'s message when its outcome
+    /// could not be passed on (the bus refused the event): the SMSC is answered with a
+    /// temporary error, and its next try of the receipt decides it again.
+    pub async fn reopen(&self, sent: &Sent) -> Result<(), StateError> {
         self.kv.set(&Self::open(&sent.message_id), b"1", Some(self.ttl)).await
     }
 
@@ -113,6 +124,81 @@ mod tests {
             "a repeated receipt is not passed on twice"
         );
         assert_eq!(c.settle(&sent(1, 1), Outcome::Pending).await.unwrap(), None, "nor a late pending one");
+    }
+
+    /// A store that checks, at each write of an id, what a receipt reading it at that moment
+    /// would find: the message still open.
+    struct OpenBeforeId(MemoryStore, std::sync::atomic::AtomicBool);
+
+    #[async_trait::async_trait]
+    impl KvStore for OpenBeforeId {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+            self.0.get(key).await
+        }
+        async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StateError> {
+            if key.starts_with("id:") && self.0.get(&Correlator::open("m1")).await?.is_none() {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.0.set(key, value, ttl).await
+        }
+        async fn delete(&self, key: &str) -> Result<bool, StateError> {
+            self.0.delete(key).await
+        }
+        async fn incr(&self, key: &str, by: i64) -> Result<i64, StateError> {
+            self.0.incr(key, by).await
+        }
+        async fn append(&self, key: &str, value: &[u8]) -> Result<bool, StateError> {
+            self.0.append(key, value).await
+        }
+        async fn set_counted(
+            &self,
+            key: &str,
+            value: &[u8],
+            ttl: Option<Duration>,
+            quota: &crate::state::Quota,
+        ) -> Result<(), StateError> {
+            self.0.set_counted(key, value, ttl, quota).await
+        }
+        async fn delete_counted(&self, key: &str, quota: &crate::state::Quota) -> Result<bool, StateError> {
+            self.0.delete_counted(key, quota).await
+        }
+        async fn incr_counted(
+            &self,
+            key: &str,
+            by: i64,
+            quota: &crate::state::Quota,
+        ) -> Result<i64, StateError> {
+            self.0.incr_counted(key, by, quota).await
+        }
+        async fn usage(&self, quota: &crate::state::Quota) -> Result<crate::state::Usage, StateError> {
+            self.0.usage(quota).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_receipt_that_finds_the_id_finds_its_message_still_open() {
+        // A receipt racing its submit_sm_resp (an SMSC that reports at once) may read the id
+        // between the two writes of `remember`: it must find the message open, or its outcome
+        // is never passed on (seen as a missing delivery report under load).
+        let store = Arc::new(OpenBeforeId(MemoryStore::new(), Default::default()));
+        let c = Correlator::new(store.clone(), Duration::from_secs(60));
+        c.remember("abc", &sent(1, 1)).await.unwrap();
+        assert!(
+            !store.1.load(std::sync::atomic::Ordering::SeqCst),
+            "the id was readable while its message was not open"
+        );
+        assert_eq!(c.settle(&sent(1, 1), Outcome::Delivered).await.unwrap(), Some(Outcome::Delivered));
+    }
+
+    #[tokio::test]
+    async fn an_outcome_given_back_is_decided_again_once() {
+        let c = Correlator::new(Arc::new(MemoryStore::new()), Duration::from_secs(60));
+        c.remember("abc", &sent(1, 1)).await.unwrap();
+        assert_eq!(c.settle(&sent(1, 1), Outcome::Delivered).await.unwrap(), Some(Outcome::Delivered));
+        // The bus refused the report: the claim is given back, and the SMSC's next try decides.
+        c.reopen(&sent(1, 1)).await.unwrap();
+        assert_eq!(c.settle(&sent(1, 1), Outcome::Delivered).await.unwrap(), Some(Outcome::Delivered));
+        assert_eq!(c.settle(&sent(1, 1), Outcome::Delivered).await.unwrap(), None, "then decided");
     }
 
     #[tokio::test]

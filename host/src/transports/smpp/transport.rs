@@ -501,7 +501,16 @@ impl Shared {
         about.message_id = sent.message_id.clone();
         match self.ctx.publish_event(event, &about).await {
             Ok(()) => status::OK,
-            Err(_) => status::RX_T_APPN,
+            Err(_) => {
+                // Not passed on: give a final decision back, so the SMSC's next try (it was
+                // answered with a temporary error) makes it again. A pending report claimed
+                // nothing.
+                let claimed = !matches!(outcome, receipt::Outcome::Pending);
+                if claimed && let Err(e) = self.correlator.reopen(&sent).await {
+                    tracing::warn!(connector = self.name(), error = %e, message_id = sent.message_id, "cannot reopen a delivery report not passed on; it is lost");
+                }
+                status::RX_T_APPN
+            }
         }
     }
 
