@@ -93,7 +93,7 @@ concurrency = 4
 
 /// `vumi_messages_total{connector, queue="outbound"}` on `host`: the replies it published.
 fn replies(host: &Host, connector: &str) -> f64 {
-    let text = http().get(host.admin_url("/metrics")).bearer_auth(TOKEN).send().unwrap().text().unwrap();
+    let text = host.metrics(TOKEN);
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
     scrape

@@ -212,6 +212,13 @@ impl Host {
         format!("http://{}{path}", self.admin.expect("the config has [admin]"))
     }
 
+    /// The admin API's `/metrics` text, asked with `token`.
+    pub fn metrics(&self, token: &str) -> String {
+        let resp = http().get(self.admin_url("/metrics")).bearer_auth(token).send().expect("GET /metrics");
+        assert_eq!(resp.status(), 200, "GET /metrics");
+        resp.text().expect("metrics text")
+    }
+
     /// A `/proc/<pid>/status` figure of the host's memory in KiB: `VmRSS` (now) or `VmHWM` (peak).
     pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id()))

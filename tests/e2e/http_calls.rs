@@ -306,13 +306,7 @@ fn a_tenants_calls_go_to_its_allow_list_only_and_are_logged_and_counted() {
         "{failure}"
     );
     host.wait_for_log("plugin HTTP call");
-    let metrics = crate::common::http()
-        .get(host.admin_url("/metrics"))
-        .bearer_auth(crate::tenants::OPERATOR)
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let metrics = host.metrics(crate::tenants::OPERATOR);
     assert!(metrics.contains(r#"vumi_http_calls_total{tenant="acme",outcome="ok"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"vumi_http_calls_total{tenant="acme",outcome="not_allowed"} 1"#), "{metrics}");
     assert_eq!(server.seen(), ["/hello"]);

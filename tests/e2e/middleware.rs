@@ -268,13 +268,7 @@ inbound = ["broken"]
         failures["result"]["failures"].as_array().unwrap().iter().all(|f| f["queue"] == "telnet.inbound"),
         "{failures}"
     );
-    let metrics = http()
-        .get(host.admin_url("/metrics"))
-        .bearer_auth("middleware-admin-token")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = host.metrics("middleware-admin-token");
     assert!(
         !metrics.lines().any(|l| l.starts_with("vumi_messages_total{")
             && l.contains("connector=\"telnet\"")

@@ -162,13 +162,7 @@ bind = "127.0.0.1:0"
 /// Wait until `/metrics` counts at least two retries for `reason`: the outage was met.
 fn wait_for_retries(host: &Host, token: &str, reason: &str) {
     let retries = || {
-        let text = crate::common::http()
-            .get(host.admin_url("/metrics"))
-            .bearer_auth(token)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let text = host.metrics(token);
         text.lines()
             .filter(|l| l.starts_with("vumi_retries_total") && l.contains(reason))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

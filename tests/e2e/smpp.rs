@@ -442,13 +442,7 @@ fn receipts_of_copies_after_a_dropped_link_are_unmatched_events_never_failures()
     assert_eq!(recent[0]["message_type"], "status_event", "a Vumi status event: {view}");
     assert!(recent[0]["details"]["smsc_id"].is_string(), "{view}");
     // ... and counted; and nothing is on the failure path.
-    let metrics = http()
-        .get(host.admin_url("/metrics"))
-        .bearer_auth("smpp-admin-token")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = host.metrics("smpp-admin-token");
     assert!(
         metrics
             .lines()
@@ -623,13 +617,7 @@ fn nothing_is_taken_while_unbound_and_everything_goes_once_bound() {
     let ids: Vec<String> = (0..20).map(|i| send(&host, "27820000015", &format!("queued {i}"))).collect();
     // They wait on the bus, not in the transport: the outbound queue holds all twenty.
     eventually("smpp.outbound to hold 20", || {
-        let metrics = http()
-            .get(host.admin_url("/metrics"))
-            .bearer_auth("smpp-admin-token")
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let metrics = host.metrics("smpp-admin-token");
         let depth: Vec<&str> = metrics.lines().filter(|l| l.starts_with("vumi_queue_depth{")).collect();
         if depth.iter().any(|l| l.contains("smpp.outbound") && l.ends_with(" 20")) {
             Ok(())
